@@ -1,0 +1,60 @@
+# Two commands set everything up on a fresh clone: `make run` and `make test`.
+# Each step leaves a stamp, so a second run reinstalls nothing that has not changed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+PO := $(wildcard translations/*/LC_MESSAGES/messages.po)
+MO := $(PO:.po=.mo)
+export PAKIET_INSTANCE_PATH ?= $(CURDIR)/instance
+FLASK := $(BIN)/flask --app wsgi
+
+.PHONY: run test install lint translations-extract demo-db clean
+
+run: install demo-db
+	@echo ""
+	@echo "Pakiet runs at http://127.0.0.1:5000/"
+	@echo "Demo logins (password for all: pakiet-demo-2026):"
+	@echo "  free@demo.pakiet.test      Free"
+	@echo "  standard@demo.pakiet.test  Standard, monthly, 3 agents, PLN"
+	@echo "  pro@demo.pakiet.test       Pro, yearly, EUR"
+	@echo "  admin@demo.pakiet.test     staff"
+	@echo ""
+	$(FLASK) run --host 127.0.0.1 --port 5000
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check portal plugins tests
+	$(BIN)/ruff format --check portal plugins tests
+	$(BIN)/mypy
+
+install: $(STAMPS)/python $(STAMPS)/npm $(MO)
+
+$(STAMPS)/python: pyproject.toml
+	@mkdir -p $(STAMPS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+$(STAMPS)/npm: package.json package-lock.json
+	@mkdir -p $(STAMPS)
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+translations/%/LC_MESSAGES/messages.mo: translations/%/LC_MESSAGES/messages.po $(STAMPS)/python
+	$(BIN)/pybabel compile --statistics -l $* -i $< -o $@
+
+demo-db: install
+	$(FLASK) db upgrade
+	$(FLASK) demo-data
+
+translations-extract: install
+	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext -k _l -k _n:1,2 -o translations/messages.pot --no-location --sort-output portal plugins templates
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching
+
+clean:
+	rm -rf $(VENV) $(STAMPS) node_modules

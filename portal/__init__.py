@@ -1,0 +1,60 @@
+"""Pakiet: the self-service billing portal. ``create_app`` builds the Flask application."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+
+from portal.config import ROOT, load_config
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: configuration, extensions, plugins, catalogue, blueprints."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("PAKIET_INSTANCE_PATH", str(ROOT / "instance")),
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=None,
+    )
+    load_config(app, test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    from portal import auth, web
+    from portal.catalogue import load_catalogue
+    from portal.cli import register_commands
+    from portal.extensions import (
+        babel,
+        csrf,
+        db,
+        htmx,
+        limiter,
+        login_manager,
+        migrate,
+        sqlite_foreign_keys,
+    )
+    from portal.i18n import select_locale
+    from portal.plugins import PluginError, init_plugins
+
+    db.init_app(app)
+    with app.app_context():
+        sqlite_foreign_keys(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    htmx.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    auth.init_login(app, login_manager)
+
+    registry = init_plugins(app)
+    catalogue = load_catalogue(app.config["CATALOGUE_PATH"])
+    missing = [c for c in catalogue.currencies if c not in registry.currencies]
+    if missing:
+        raise PluginError(f"no currency plugin provides {', '.join(missing)} from the catalogue")
+    app.extensions["pakiet.catalogue"] = catalogue
+
+    web.register(app)
+    register_commands(app)
+    return app

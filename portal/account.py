@@ -1,0 +1,57 @@
+"""My package (rule R1)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from portal import htmx_util
+from portal.extensions import db
+from portal.models import Account, Subscription, SubscriptionStatus
+from portal.plugins import registry
+
+bp = Blueprint("account", __name__)
+
+
+def current_account() -> Account:
+    """The logged-in customer's account; staff without one get a 404."""
+    account_id = current_user.account_id
+    if account_id is None:
+        abort(404)
+    account = db.session.scalar(
+        select(Account)
+        .where(Account.id == account_id)
+        .options(joinedload(Account.subscription), joinedload(Account.billing_info))
+    )
+    if account is None:
+        abort(404)
+    return account
+
+
+def _package_context(account: Account) -> dict[str, object]:
+    sub: Subscription = account.subscription
+    catalogue = current_app.extensions["pakiet.catalogue"]
+    currency = registry().currencies.get(sub.currency) if sub.currency else None
+    return {
+        "account": account,
+        "sub": sub,
+        "package": catalogue.package(sub.package),
+        "currency": currency,
+        "pending": sub.status == SubscriptionStatus.PENDING,
+    }
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    return redirect(url_for("account.package"))
+
+
+@bp.get("/package")
+@login_required
+def package() -> ResponseReturnValue:
+    account = current_account()
+    context = _package_context(account)
+    return htmx_util.render("account/package.html", "account/_package.html", **context)

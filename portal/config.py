@@ -1,0 +1,69 @@
+"""Configuration: defaults here, then ``instance/pakiet.cfg``, then ``PAKIET_*`` variables.
+
+``PAKIET_DATABASE_URL`` sets the database; every other ``PAKIET_NAME`` sets ``NAME``
+(values are read as JSON when they parse, so ``PAKIET_PLUGINS_AUTOLOAD=false`` is a
+boolean; ``PAKIET_SELLER__NAME`` sets one key of a dictionary).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from portal.catalogue import DEFAULT_PATH
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS: dict[str, Any] = {
+    # Only good for a laptop: production sets PAKIET_SECRET_KEY.
+    "SECRET_KEY": "dev-only-secret-change-me",
+    "SQLALCHEMY_DATABASE_URI": "sqlite:///pakiet.sqlite3",
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    "CATALOGUE_PATH": str(DEFAULT_PATH),
+    "LANGUAGES": ["pl", "en"],
+    "BABEL_DEFAULT_LOCALE": "pl",
+    "BABEL_DEFAULT_TIMEZONE": "Europe/Warsaw",
+    "BABEL_TRANSLATION_DIRECTORIES": str(ROOT / "translations"),
+    "LANGUAGE_COOKIE": "pakiet_lang",
+    "PLUGINS_AUTOLOAD": True,
+    "PLUGINS": [],
+    "PLUGINS_ALLOW": None,
+    "PLUGINS_BLOCK": [],
+    "PLUGIN_CONFIG": {},
+    "TRACE_PLUGINS": False,
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_HEADERS_ENABLED": True,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": False,
+    "REMEMBER_COOKIE_HTTPONLY": True,
+    "REMEMBER_COOKIE_SAMESITE": "Lax",
+    "WTF_CSRF_TIME_LIMIT": None,
+    "SELLER": {
+        "name": "Pakiet Sp. z o.o.",
+        "street": "ul. Przykładowa 1",
+        "postcode": "00-001",
+        "city": "Warszawa",
+        "country": "PL",
+        "vat_id": "PL5260250274",
+        "invoice_series": "FV",
+    },
+}
+
+
+def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
+    app.config.from_mapping(DEFAULTS)
+    if test_config is None:
+        app.config.from_pyfile("pakiet.cfg", silent=True)
+        url = os.environ.get("PAKIET_DATABASE_URL")
+        app.config.from_prefixed_env(prefix="PAKIET")
+        if url:
+            app.config["SQLALCHEMY_DATABASE_URI"] = url
+        if os.environ.get("PAKIET_TRACE_PLUGINS") == "1":
+            app.config["TRACE_PLUGINS"] = True
+    else:
+        app.config.from_mapping(test_config)

@@ -1,0 +1,192 @@
+"""Database tables (SQLAlchemy 2, typed). Money is integer minor units plus a currency code.
+
+Only migrations create the schema; these classes describe it for the ORM. Business
+rules live in the domain modules; the CHECK constraints here are the last line of
+defence against a bug writing nonsense.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.catalogue import PackageCode, Period
+from portal.extensions import db
+from portal.money import Money
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; pass an aware UTC datetime")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Role(StrEnum):
+    CUSTOMER = "customer"
+    ADMIN = "admin"
+
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"
+    PENDING = "pending"  # a payment was started and awaits the provider's confirmation
+    PAST_DUE = "past_due"  # a renewal charge failed; retries are under way
+    SUSPENDED = "suspended"
+
+
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class Account(db.Model):  # type: ignore[name-defined]
+    """The customer company: owns users, billing information and one subscription."""
+
+    __tablename__ = "account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Warsaw")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    users: Mapped[list[User]] = relationship(back_populates="account")
+    billing_info: Mapped[BillingInfo] = relationship(back_populates="account", uselist=False)
+    subscription: Mapped[Subscription] = relationship(back_populates="account", uselist=False)
+
+
+class User(UserMixin, db.Model):  # type: ignore[name-defined]
+    __tablename__ = "user_account"
+    __table_args__ = (
+        CheckConstraint(_in("role", Role), name="role_known"),
+        CheckConstraint("role = 'admin' OR account_id IS NOT NULL", name="customer_has_account"),
+        CheckConstraint("email = lower(email)", name="email_lowercase"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=Role.CUSTOMER.value)
+    language: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    account: Mapped[Account | None] = relationship(back_populates="users")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+
+class BillingInfo(db.Model):  # type: ignore[name-defined]
+    """What goes on the buyer side of an invoice; edited in "Billing information"."""
+
+    __tablename__ = "billing_info"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), unique=True)
+    company_name: Mapped[str] = mapped_column(String(200))
+    street: Mapped[str | None] = mapped_column(String(200))
+    postcode: Mapped[str | None] = mapped_column(String(20))
+    city: Mapped[str | None] = mapped_column(String(100))
+    country: Mapped[str | None] = mapped_column(String(2))
+    vat_number: Mapped[str | None] = mapped_column(String(20))
+    invoice_email: Mapped[str] = mapped_column(String(254))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    account: Mapped[Account] = relationship(back_populates="billing_info")
+
+
+class Subscription(db.Model):  # type: ignore[name-defined]
+    """The account's package. ``period_end`` is the renewal date (exclusive end)."""
+
+    __tablename__ = "subscription"
+    __table_args__ = (
+        CheckConstraint(_in("package", PackageCode), name="package_known"),
+        CheckConstraint(_in("period", Period), name="period_known"),
+        CheckConstraint(_in("status", SubscriptionStatus), name="status_known"),
+        CheckConstraint("agents BETWEEN 1 AND 200", name="agents_range"),
+        CheckConstraint("conversations >= 0", name="conversations_nonneg"),
+        CheckConstraint("credit_minor >= 0", name="credit_nonneg"),
+        CheckConstraint("period_net_minor >= 0", name="period_net_nonneg"),
+        CheckConstraint(
+            "currency IS NULL OR (length(currency) = 3 AND currency = upper(currency))",
+            name="currency_code",
+        ),
+        CheckConstraint(
+            "currency IS NOT NULL OR (credit_minor = 0 AND period_net_minor = 0)",
+            name="money_has_currency",
+        ),
+        CheckConstraint(
+            "package = 'free' OR (currency IS NOT NULL AND period_start IS NOT NULL "
+            "AND period_end IS NOT NULL AND period_end > period_start)",
+            name="paid_has_period",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), unique=True)
+    package: Mapped[str] = mapped_column(String(16), default=PackageCode.FREE.value)
+    period: Mapped[str] = mapped_column(String(8), default=Period.MONTH.value)
+    agents: Mapped[int] = mapped_column(Integer, default=1)
+    conversations: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default=SubscriptionStatus.ACTIVE.value)
+    period_start: Mapped[dt.date | None] = mapped_column(Date)
+    period_end: Mapped[dt.date | None] = mapped_column(Date)
+    auto_renew: Mapped[bool] = mapped_column(default=False)
+    # Net amount paid for the current period: the base of the credit for unused time (R6).
+    period_net_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Account credit left over from downgrades, used up by later invoices (R6).
+    credit_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    account: Mapped[Account] = relationship(back_populates="subscription")
+
+    __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def package_code(self) -> PackageCode:
+        return PackageCode(self.package)
+
+    @property
+    def is_paid(self) -> bool:
+        return self.package != PackageCode.FREE
+
+    @property
+    def credit(self) -> Money | None:
+        return Money(self.credit_minor, self.currency) if self.currency else None
+
+    @property
+    def period_net(self) -> Money | None:
+        return Money(self.period_net_minor, self.currency) if self.currency else None

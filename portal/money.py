@@ -1,0 +1,133 @@
+"""Money as an integer number of minor units plus an ISO 4217 currency code.
+
+Floats are refused everywhere: an amount is built from an ``int`` of minor units, or
+parsed from a ``Decimal``/``str`` that must be exact to the currency's minor unit.
+Multiplying by a ``Decimal``, ``Fraction`` or ``int`` rounds once, half-up (away from
+zero on a tie), to the minor unit. Adding or comparing two currencies is an error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from functools import total_ordering
+
+from babel.numbers import format_currency, get_currency_precision
+
+
+class CurrencyMismatch(ValueError):
+    """Arithmetic or comparison between amounts in different currencies."""
+
+
+def minor_units(currency: str) -> int:
+    """Number of decimal digits of the currency's minor unit (ISO 4217, via CLDR)."""
+    return int(get_currency_precision(currency))
+
+
+def round_half_up(value: Fraction) -> int:
+    """Round an exact rational to the nearest integer, ties away from zero."""
+    sign = -1 if value < 0 else 1
+    magnitude = abs(value)
+    whole, remainder = divmod(magnitude.numerator, magnitude.denominator)
+    if 2 * remainder >= magnitude.denominator:
+        whole += 1
+    return sign * whole
+
+
+Factor = int | Decimal | Fraction
+
+_CODE = re.compile(r"^[A-Z]{3}$")
+# CLDR "currency spacing": a letter symbol touching a digit gets a no-break space.
+_LETTER_THEN_DIGIT = re.compile(r"(?<=[^\W\d_])(?=[\d\-])")
+_DIGIT_THEN_LETTER = re.compile(r"(?<=\d)(?=[^\W\d_])")
+
+
+@total_ordering
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An exact amount: ``minor`` units (grosze, cents, haléře) of ``currency``."""
+
+    minor: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        if type(self.minor) is not int:  # bool and float are refused on purpose
+            raise TypeError(f"Money needs an int of minor units, not {type(self.minor).__name__}")
+        if not isinstance(self.currency, str) or not _CODE.match(self.currency):
+            raise ValueError(f"not an ISO 4217 currency code: {self.currency!r}")
+
+    # -- construction -------------------------------------------------------------
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        return cls(0, currency)
+
+    @classmethod
+    def of(cls, amount: Decimal | str | int, currency: str) -> Money:
+        """Parse major units (``Decimal('12.34')``, ``'12.34'``, ``12``) exactly."""
+        if isinstance(amount, float | bool):
+            raise TypeError("Money.of refuses floats; pass a Decimal or a string")
+        value = Decimal(amount)
+        scaled = value.scaleb(minor_units(currency))
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{amount} has more decimals than {currency} allows")
+        return cls(int(scaled), currency)
+
+    # -- arithmetic ---------------------------------------------------------------
+
+    def _same(self, other: Money) -> None:
+        if not isinstance(other, Money):
+            raise TypeError(f"cannot combine Money with {type(other).__name__}")
+        if other.currency != self.currency:
+            raise CurrencyMismatch(f"{self.currency} and {other.currency} do not mix")
+
+    def __add__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.minor + other.minor, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.minor - other.minor, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.minor, self.currency)
+
+    def __mul__(self, factor: Factor) -> Money:
+        if isinstance(factor, float | bool) or not isinstance(factor, int | Decimal | Fraction):
+            raise TypeError(f"Money can be multiplied by int, Decimal or Fraction, not {factor!r}")
+        return Money(round_half_up(Fraction(self.minor) * Fraction(factor)), self.currency)
+
+    __rmul__ = __mul__
+
+    def __lt__(self, other: Money) -> bool:
+        self._same(other)
+        return self.minor < other.minor
+
+    def __bool__(self) -> bool:
+        return self.minor != 0
+
+    def max(self, other: Money) -> Money:
+        self._same(other)
+        return self if self.minor >= other.minor else other
+
+    def min(self, other: Money) -> Money:
+        self._same(other)
+        return self if self.minor <= other.minor else other
+
+    # -- presentation -------------------------------------------------------------
+
+    @property
+    def amount(self) -> Decimal:
+        """The amount in major units, exact."""
+        return Decimal(self.minor).scaleb(-minor_units(self.currency))
+
+    def format(self, locale: str) -> str:
+        """Format for a locale: ``pl`` gives ``1 234,56 zł``, ``en`` gives ``PLN 1,234.56``."""
+        text = format_currency(self.amount, self.currency, locale=locale)
+        text = _LETTER_THEN_DIGIT.sub("\N{NO-BREAK SPACE}", text)
+        return _DIGIT_THEN_LETTER.sub("\N{NO-BREAK SPACE}", text)
+
+    def __str__(self) -> str:
+        return f"{self.currency} {self.amount}"

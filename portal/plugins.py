@@ -1,0 +1,200 @@
+"""One pluggy plugin manager per app, and what the plugins registered.
+
+Load order: the hook specs; the entry points of group ``pakiet`` (built-ins are
+registered there like anyone's), filtered by ``PLUGINS_ALLOW``/``PLUGINS_BLOCK``; any
+module named in ``PLUGINS``; then ``check_pending()`` so a misspelt hook fails loudly.
+``PLUGINS_AUTOLOAD = False`` skips the entry points (tests use it so that whatever
+happens to be installed is not picked up).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any, TypeVar
+
+import pluggy
+from flask import Flask, current_app
+
+from portal import hookspecs
+from portal.contracts import (
+    CurrencySpec,
+    InvoiceFormat,
+    PaymentProvider,
+    VatValidator,
+)
+from portal.money import minor_units
+
+ENTRY_POINT_GROUP = "pakiet"
+
+
+class PluginError(RuntimeError):
+    """A plugin could not be loaded or returned something core cannot accept."""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    version: str | None
+    distribution: str | None
+    hooks: tuple[str, ...]
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Registry:
+    """What the app's plugins provide, collected and checked once at start-up."""
+
+    pm: pluggy.PluginManager
+    plugin_config: Any
+    currencies: dict[str, CurrencySpec] = field(default_factory=dict)
+    payment_providers: dict[str, PaymentProvider] = field(default_factory=dict)
+    vat_validators: list[VatValidator] = field(default_factory=list)
+    invoice_formats: dict[str, InvoiceFormat] = field(default_factory=dict)
+    distributions: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def plugins(self) -> list[PluginInfo]:
+        infos = []
+        for name, plugin in self.pm.list_name_plugin():
+            dist = self.distributions.get(name)
+            hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or []))
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    version=dist[1] if dist else None,
+                    distribution=dist[0] if dist else None,
+                    hooks=hooks,
+                )
+            )
+        return sorted(infos, key=lambda i: i.name)
+
+
+def _flatten(results: Iterable[Iterable[T] | None]) -> list[T]:
+    return [item for result in results if result for item in result]
+
+
+def _unique(items: Iterable[T], kind: str, key: str = "name") -> dict[str, T]:
+    seen: dict[str, T] = {}
+    for item in items:
+        name = getattr(item, key)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{kind} {item!r} has no {key}")
+        if name in seen:
+            raise PluginError(f"two plugins register the {kind} {name!r}")
+        seen[name] = item
+    return seen
+
+
+def _checked(items: list[Any], cls: type[T], kind: str) -> list[T]:
+    for item in items:
+        if not isinstance(item, cls):
+            raise PluginError(f"a plugin returned {item!r} as a {kind}; expected {cls.__name__}")
+    return items
+
+
+def _load_entry_points(
+    pm: pluggy.PluginManager,
+    registry: Registry,
+    allow: Iterable[str] | None,
+    block: Iterable[str],
+) -> None:
+    allowed = set(allow) if allow is not None else None
+    blocked = set(block)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+            continue
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
+        pm.register(plugin, name=ep.name)
+        if ep.dist is not None:
+            registry.distributions[ep.name] = (ep.dist.name, ep.dist.version)
+
+
+def _register_module(pm: pluggy.PluginManager, target: str | ModuleType | object) -> None:
+    plugin = importlib.import_module(target) if isinstance(target, str) else target
+    name = target if isinstance(target, str) else getattr(plugin, "__name__", None)
+    if pm.get_plugin(name) is None and not pm.is_registered(plugin):
+        pm.register(plugin, name=name)
+
+
+def make_plugin_config(settings: Mapping[str, Mapping[str, Any]]) -> Any:
+    def plugin_config(name: str) -> Mapping[str, Any]:
+        return dict(settings.get(name, {}))
+
+    return plugin_config
+
+
+def init_plugins(app: Flask) -> Registry:
+    """Build the app's plugin manager and registry; store it in ``app.extensions``."""
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    registry = Registry(pm=pm, plugin_config=make_plugin_config(app.config["PLUGIN_CONFIG"]))
+    for name in app.config["PLUGINS_BLOCK"]:
+        pm.set_blocked(name)
+    if app.config["PLUGINS_AUTOLOAD"]:
+        _load_entry_points(pm, registry, app.config["PLUGINS_ALLOW"], app.config["PLUGINS_BLOCK"])
+    for target in app.config["PLUGINS"]:
+        _register_module(pm, target)
+    pm.check_pending()
+
+    if app.config["TRACE_PLUGINS"]:
+        pm.trace.root.setwriter(lambda line: print(line, end="", file=sys.stderr))
+        pm.enable_tracing()
+
+    config = registry.plugin_config
+    currencies = _checked(
+        _flatten(pm.hook.register_currencies(plugin_config=config)), CurrencySpec, "currency"
+    )
+    for spec in currencies:
+        if spec.minor_units != minor_units(spec.code):
+            raise PluginError(
+                f"currency {spec.code}: minor_units {spec.minor_units} disagrees with ISO 4217"
+            )
+    registry.currencies = _unique(currencies, "currency", key="code")
+    registry.payment_providers = _unique(
+        _checked(
+            _flatten(pm.hook.register_payment_providers(plugin_config=config)),
+            PaymentProvider,
+            "payment provider",
+        ),
+        "payment provider",
+    )
+    validators = _checked(
+        _flatten(pm.hook.register_vat_validators(plugin_config=config)),
+        VatValidator,
+        "VAT validator",
+    )
+    registry.vat_validators = sorted(
+        _unique(validators, "VAT validator").values(), key=lambda v: v.order
+    )
+    registry.invoice_formats = _unique(
+        _checked(
+            _flatten(pm.hook.register_invoice_formats(plugin_config=config)),
+            InvoiceFormat,
+            "invoice format",
+        ),
+        "invoice format",
+    )
+    app.extensions["pakiet"] = registry
+    return registry
+
+
+def registry(app: Flask | None = None) -> Registry:
+    """The current app's plugin registry."""
+    reg = (app or current_app).extensions["pakiet"]
+    assert isinstance(reg, Registry)
+    return reg

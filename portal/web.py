@@ -1,0 +1,114 @@
+"""Wiring shared by every page: blueprints, template helpers, errors, response headers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Flask, Response, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_babel import format_date, gettext, lazy_gettext
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from portal.catalogue import PackageCode, Period
+from portal.i18n import current_language
+from portal.models import SubscriptionStatus
+from portal.money import Money
+
+PACKAGE_NAMES = {
+    PackageCode.FREE: lazy_gettext("Free"),
+    PackageCode.STANDARD: lazy_gettext("Standard"),
+    PackageCode.PRO: lazy_gettext("Pro"),
+}
+PERIOD_NAMES = {Period.MONTH: lazy_gettext("Monthly"), Period.YEAR: lazy_gettext("Yearly")}
+STATUS_NAMES = {
+    SubscriptionStatus.ACTIVE: lazy_gettext("Active"),
+    SubscriptionStatus.PENDING: lazy_gettext("Payment pending"),
+    SubscriptionStatus.PAST_DUE: lazy_gettext("Payment failed"),
+    SubscriptionStatus.SUSPENDED: lazy_gettext("Suspended"),
+}
+
+ERROR_MESSAGES = {
+    400: lazy_gettext("The request could not be understood. Please check what you sent."),
+    403: lazy_gettext("You do not have access to this page."),
+    404: lazy_gettext("We could not find this page."),
+    405: lazy_gettext("This address does not accept that kind of request."),
+    429: lazy_gettext("Too many attempts. Please wait a minute and try again."),
+    500: lazy_gettext("Something went wrong on our side. Nothing was charged; please try again."),
+}
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "base-uri 'self'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def format_money(value: Money | None) -> str:
+    return value.format(current_language()) if value is not None else "—"
+
+
+def format_day(value: dt.date | None) -> str:
+    return format_date(value, "long") if value is not None else "—"
+
+
+def render_error(code: int, message: str | None = None) -> ResponseReturnValue:
+    text = message or str(ERROR_MESSAGES.get(code, ERROR_MESSAGES[400]))
+    return render_template("error.html", code=code, message=text), code
+
+
+def register(app: Flask) -> None:
+    from portal import account, assets, auth, i18n
+
+    app.register_blueprint(assets.bp)
+    app.register_blueprint(i18n.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(account.bp)
+
+    app.jinja_env.filters["money"] = format_money
+    app.jinja_env.filters["day"] = format_day
+
+    @app.context_processor
+    def template_globals() -> dict[str, Any]:
+        return {
+            "current_language": current_language(),
+            "languages": {"pl": "Polski", "en": "English"},
+            "package_names": PACKAGE_NAMES,
+            "period_names": PERIOD_NAMES,
+            "status_names": STATUS_NAMES,
+        }
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> ResponseReturnValue:
+        return render_error(
+            400, gettext("Your session form has expired. Please reload the page and try again.")
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
+        code = exc.code or 500
+        if code < 400:
+            return exc
+        return render_error(code)
+
+    @app.errorhandler(500)
+    def server_error(exc: Exception) -> ResponseReturnValue:
+        return render_error(500)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response

@@ -1,0 +1,188 @@
+"""Fixtures: an app on a migrated database, a test client, and a small auth helper.
+
+The database is SQLite unless ``PAKIET_TEST_DATABASE_URL`` names another (CI runs the
+suite once on SQLite and once on PostgreSQL). The schema always comes from the
+migrations: once per session, then copied (SQLite) or truncated (PostgreSQL) per test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+
+from portal import create_app
+from portal.catalogue import Catalogue
+from portal.extensions import db
+
+DATABASE_URL = os.environ.get("PAKIET_TEST_DATABASE_URL", "")
+REQUIRE_POSTGRES = os.environ.get("PAKIET_REQUIRE_POSTGRES") == "1"
+PASSWORD = "correct horse battery"
+
+# The built-in plugins are whatever the pakiet distribution declares as entry points.
+BUILTIN_PLUGINS = sorted(
+    ep.value
+    for ep in entry_points(group="pakiet")
+    if ep.dist is not None and ep.dist.name == "pakiet"
+)
+
+
+def base_config(url: str, **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": url,
+        "PLUGINS_AUTOLOAD": False,
+        "PLUGINS": list(BUILTIN_PLUGINS),
+        "LOGIN_RATE_LIMIT": "1000 per minute",
+    }
+    config.update(extra)
+    return config
+
+
+def is_postgres() -> bool:
+    return DATABASE_URL.startswith("postgresql")
+
+
+def _migrate(url: str) -> None:
+    app = create_app(base_config(url))
+    with app.app_context():
+        if url.startswith("postgresql"):
+            with db.engine.begin() as conn:
+                conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
+                conn.execute(sa.text("CREATE SCHEMA public"))
+        upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database at the migrations' head: a template file for SQLite, or the PG URL."""
+    if is_postgres():
+        _migrate(DATABASE_URL)
+        return DATABASE_URL
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    _migrate(f"sqlite:///{path}")
+    return str(path)
+
+
+@pytest.fixture
+def database_url(migrated_db: str, tmp_path: Path) -> str:
+    if is_postgres():
+        return migrated_db
+    target = tmp_path / "pakiet.sqlite3"
+    shutil.copyfile(migrated_db, target)
+    return f"sqlite:///{target}"
+
+
+def _truncate(app: Flask) -> None:
+    with app.app_context():
+        tables = ", ".join(
+            f'"{t.name}"' for t in reversed(db.metadata.sorted_tables)
+        )
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        db.engine.dispose()
+
+
+@pytest.fixture
+def config_overrides() -> dict[str, Any]:
+    """Tests override this fixture (or parametrize it) to change the app's config."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url: str, config_overrides: dict[str, Any]) -> Iterator[Flask]:
+    app = create_app(base_config(database_url, **config_overrides))
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    if is_postgres():
+        _truncate(app)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def catalogue(app: Flask) -> Catalogue:
+    cat = app.extensions["pakiet.catalogue"]
+    assert isinstance(cat, Catalogue)
+    return cat
+
+
+CSRF_RE = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
+
+
+def csrf_token(client: FlaskClient, path: str = "/login") -> str:
+    """The CSRF token a form on ``path`` carries for this client's session."""
+    html = client.get(path).get_data(as_text=True)
+    match = CSRF_RE.search(html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+class Auth:
+    """Sign-up and log-in through the real forms, CSRF included."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def signup(self, email: str, company: str = "Acme Sp. z o.o.", password: str = PASSWORD) -> Any:
+        token = csrf_token(self.client, "/signup")
+        return self.client.post(
+            "/signup",
+            data={
+                "csrf_token": token,
+                "company": company,
+                "email": email,
+                "password": password,
+                "confirm": password,
+            },
+        )
+
+    def login(self, email: str, password: str = PASSWORD) -> Any:
+        token = csrf_token(self.client, "/login")
+        return self.client.post(
+            "/login", data={"csrf_token": token, "email": email, "password": password}
+        )
+
+    def logout(self) -> Any:
+        token = csrf_token(self.client, "/package")
+        return self.client.post("/logout", data={"csrf_token": token})
+
+
+@pytest.fixture
+def auth(client: FlaskClient) -> Auth:
+    return Auth(client)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if REQUIRE_POSTGRES and not is_postgres():
+        raise pytest.UsageError("PAKIET_REQUIRE_POSTGRES=1 needs PAKIET_TEST_DATABASE_URL")
+    if is_postgres():
+        try:
+            sa.create_engine(DATABASE_URL).connect().close()
+        except sa.exc.OperationalError as exc:
+            raise pytest.UsageError(f"PostgreSQL at {DATABASE_URL} is unreachable: {exc}") from exc
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if is_postgres():
+        return
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="needs PAKIET_TEST_DATABASE_URL (PostgreSQL)"))
