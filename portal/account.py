@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, redirect, render_template, url_for
+from typing import Any
+
+from flask import Blueprint, abort, current_app, redirect, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -26,12 +28,12 @@ def current_account() -> Account:
         .where(Account.id == account_id)
         .options(joinedload(Account.subscription), joinedload(Account.billing_info))
     )
-    if account is None:
+    if not isinstance(account, Account):
         abort(404)
     return account
 
 
-def _package_context(account: Account) -> dict[str, object]:
+def _package_context(account: Account) -> dict[str, Any]:
     sub: Subscription = account.subscription
     catalogue = current_app.extensions["pakiet.catalogue"]
     currency = registry().currencies.get(sub.currency) if sub.currency else None

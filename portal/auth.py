@@ -54,7 +54,9 @@ class SignupForm(FlaskForm):
         validators=[
             DataRequired(message=REQUIRED),
             Length(max=254, message=lazy_gettext("At most %(max)d characters.")),
-            Email(message=lazy_gettext("Enter a valid e-mail address."), check_deliverability=False),
+            Email(
+                message=lazy_gettext("Enter a valid e-mail address."), check_deliverability=False
+            ),
         ],
     )
     password = PasswordField(

@@ -156,7 +156,9 @@ def parse_catalogue(data: dict[str, Any]) -> Catalogue:
             )
         packages[code] = package
 
-    pack_prices = _prices(data.get("conversation_pack_price"), currencies, "conversation_pack_price")
+    pack_prices = _prices(
+        data.get("conversation_pack_price"), currencies, "conversation_pack_price"
+    )
     return Catalogue(currencies=currencies, packages=packages, pack_prices=pack_prices)
 
 

@@ -24,7 +24,12 @@ class DemoLogin:
 
 LOGINS = (
     DemoLogin("free@demo.pakiet.test", "Kwiaciarnia Bratek", "Free", "pl"),
-    DemoLogin("standard@demo.pakiet.test", "Sklep Rowerowy Szprycha", "Standard, monthly, 3 agents, PLN", "pl"),
+    DemoLogin(
+        "standard@demo.pakiet.test",
+        "Sklep Rowerowy Szprycha",
+        "Standard, monthly, 3 agents, PLN",
+        "pl",
+    ),
     DemoLogin("pro@demo.pakiet.test", "Alpine Tours GmbH", "Pro, yearly, EUR", "en"),
     DemoLogin("admin@demo.pakiet.test", "", "admin"),
 )
@@ -45,7 +50,10 @@ def _paid(
     sub = user.account.subscription
     pkg = catalogue.package(package)
     extra_packs = (conversations - pkg.included_conversations) // pkg.conversation_pack
-    net = pkg.agent_price(period, currency) * agents + catalogue.pack_price(period, currency) * extra_packs
+    net = (
+        pkg.agent_price(period, currency) * agents
+        + catalogue.pack_price(period, currency) * extra_packs
+    )
     sub.package = package.value
     sub.period = period.value
     sub.agents = agents
@@ -79,10 +87,26 @@ def load(catalogue: Catalogue, *, today: dt.date) -> int:
             role=Role.CUSTOMER,
         )
         if login.email.startswith("standard@"):
-            _paid(user, catalogue, package=PackageCode.STANDARD, period=Period.MONTH, agents=3,
-                  conversations=100, currency="PLN", start=today - dt.timedelta(days=10))
+            _paid(
+                user,
+                catalogue,
+                package=PackageCode.STANDARD,
+                period=Period.MONTH,
+                agents=3,
+                conversations=100,
+                currency="PLN",
+                start=today - dt.timedelta(days=10),
+            )
         elif login.email.startswith("pro@"):
-            _paid(user, catalogue, package=PackageCode.PRO, period=Period.YEAR, agents=8,
-                  conversations=1500, currency="EUR", start=today - dt.timedelta(days=100))
+            _paid(
+                user,
+                catalogue,
+                package=PackageCode.PRO,
+                period=Period.YEAR,
+                agents=8,
+                conversations=1500,
+                currency="EUR",
+                start=today - dt.timedelta(days=100),
+            )
         db.session.commit()
     return created

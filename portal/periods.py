@@ -12,7 +12,9 @@ def add_months(day: dt.date, months: int) -> dt.date:
     """Same day of month ``months`` later, clamped to the month's last day (31 Jan -> 28/29 Feb)."""
     index = day.month - 1 + months
     year, month = day.year + index // 12, index % 12 + 1
-    return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
+    return day.replace(
+        year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1])
+    )
 
 
 def add_period(start: dt.date, period: Period | str) -> dt.date:

@@ -90,7 +90,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> ResponseReturnValue:
         return render_error(
-            400, gettext("Your session form has expired. Please reload the page and try again.")
+            400, gettext("This form has expired. Please reload the page and try again.")
         )
 
     @app.errorhandler(HTTPException)

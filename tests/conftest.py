@@ -87,9 +87,7 @@ def database_url(migrated_db: str, tmp_path: Path) -> str:
 
 def _truncate(app: Flask) -> None:
     with app.app_context():
-        tables = ", ".join(
-            f'"{t.name}"' for t in reversed(db.metadata.sorted_tables)
-        )
+        tables = ", ".join(f'"{t.name}"' for t in reversed(db.metadata.sorted_tables))
         with db.engine.begin() as conn:
             conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         db.engine.dispose()
@@ -174,10 +172,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if REQUIRE_POSTGRES and not is_postgres():
         raise pytest.UsageError("PAKIET_REQUIRE_POSTGRES=1 needs PAKIET_TEST_DATABASE_URL")
     if is_postgres():
+        engine = sa.create_engine(DATABASE_URL)
         try:
-            sa.create_engine(DATABASE_URL).connect().close()
+            engine.connect().close()
         except sa.exc.OperationalError as exc:
             raise pytest.UsageError(f"PostgreSQL at {DATABASE_URL} is unreachable: {exc}") from exc
+        finally:
+            engine.dispose()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,0 +1,118 @@
+"""The schema: made by migrations, equal to the models, guarded by CHECK constraints."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.exc import DataError, IntegrityError
+
+from portal import accounts
+from portal.extensions import db
+from portal.models import Account, Subscription, User, utcnow
+
+
+def test_migrations_match_the_models(app):
+    with app.app_context(), db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+    assert diff == [], "models changed without a migration: run `flask db migrate`"
+
+
+@pytest.fixture
+def subscription_id(app, catalogue):
+    with app.app_context():
+        user = accounts.register_account(
+            catalogue=catalogue,
+            company="Acme",
+            email="a@example.com",
+            password="x" * 12,
+            language="pl",
+            now=utcnow(),
+        )
+        return user.account.subscription.id
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"credit_minor": -1, "currency": "PLN"},
+        {"credit_minor": 100},  # money without a currency
+        {"currency": "pln"},
+        {"currency": "PLNX"},
+        {"agents": 0},
+        {"agents": 201},
+        {"conversations": -100},
+        {"package": "gold"},
+        {"period": "week"},
+        {"status": "happy"},
+        {"package": "standard"},  # paid without currency and period dates
+        {
+            "package": "standard",
+            "currency": "PLN",
+            "period_start": dt.date(2026, 2, 1),
+            "period_end": dt.date(2026, 2, 1),
+        },
+    ],
+    ids=lambda v: ",".join(f"{k}={v[k]}" for k in v),
+)
+def test_check_constraints_refuse_nonsense(app, subscription_id, values):
+    with app.app_context():
+        # PostgreSQL refuses an over-long code as DataError before the CHECK runs.
+        with pytest.raises((IntegrityError, DataError)):
+            with db.engine.begin() as conn:
+                conn.execute(
+                    sa.update(Subscription.__table__)
+                    .where(Subscription.__table__.c.id == subscription_id)
+                    .values(**values)
+                )
+
+
+def test_a_customer_needs_an_account_and_a_lowercase_email(app):
+    with app.app_context():
+        for values in [
+            {"email": "x@example.com", "password_hash": "h", "role": "customer"},
+            {"email": "X@example.com", "password_hash": "h", "role": "admin"},
+        ]:
+            with pytest.raises(IntegrityError), db.engine.begin() as conn:
+                conn.execute(
+                    sa.insert(User.__table__).values(
+                        created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), **values
+                    )
+                )
+
+
+@pytest.mark.postgres
+def test_concurrent_signups_with_one_email_make_one_account(app, catalogue):
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def sign_up(i: int) -> None:
+        with app.app_context():
+            barrier.wait()
+            try:
+                accounts.register_account(
+                    catalogue=catalogue,
+                    company=f"Company {i}",
+                    email="race@example.com",
+                    password="x" * 12,
+                    language="pl",
+                    now=utcnow(),
+                )
+                outcomes.append("created")
+            except accounts.EmailTaken:
+                outcomes.append("taken")
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=sign_up, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["created"] + ["taken"] * 7
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Account)) == 1

@@ -1,0 +1,114 @@
+"""My package (R1): every fact from the database, in both languages, only one's own."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from portal import demo
+from portal.extensions import db
+from portal.models import User
+
+
+@pytest.fixture
+def demo_accounts(app, catalogue):
+    with app.app_context():
+        demo.load(catalogue, today=dt.date(2026, 11, 26))
+
+
+def login_demo(auth, who: str):
+    response = auth.login(f"{who}@demo.pakiet.test", demo.PASSWORD)
+    assert response.status_code == 302
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True).replace("\xa0", " ")
+
+
+def test_login_required(client):
+    response = client.get("/package")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=")
+
+
+def test_standard_monthly_pln_in_polish(client, auth, demo_accounts):
+    login_demo(auth, "standard")
+    page = text(client.get("/package", headers={"Accept-Language": "pl"}))
+    for expected in [
+        "Mój pakiet",
+        "Standard",
+        "Aktywny",
+        "Miesięczny",
+        "3 agentów",
+        "100 rozmów miesięcznie",
+        "PLN — złoty polski",
+        "Odnowienie",
+        "6 grudnia 2026",
+        "Automatyczne odnawianie",
+        "Włączone",
+    ]:
+        assert expected in page, expected
+
+
+def test_pro_yearly_eur_in_english(client, auth, demo_accounts):
+    login_demo(auth, "pro")  # the Pro demo user prefers English
+    page = text(client.get("/package"))
+    for expected in [
+        "My package",
+        "Pro",
+        "Yearly",
+        "8 agents",
+        "1500 conversations per month",
+        "500 included in the package",
+        "EUR — euro",
+        "Renews on",
+        "August 18, 2027",
+    ]:
+        assert expected in page, expected
+
+
+def test_free_account_facts(client, auth, demo_accounts):
+    login_demo(auth, "free")
+    page = text(client.get("/package"))
+    assert "do 3 agentów" in page
+    assert "Pakiet Free nie wygasa" in page
+    assert "Obsługa klienta jest dostępna tylko w płatnych pakietach." in page
+
+
+def test_account_credit_and_pending_state(app, client, auth, demo_accounts):
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == "standard@demo.pakiet.test"))
+        user.account.subscription.credit_minor = 123456
+        user.account.subscription.status = "pending"
+        db.session.commit()
+    login_demo(auth, "standard")
+    page = text(client.get("/package"))
+    assert "Saldo na koncie" in page
+    assert "1 234,56 zł" in page
+    assert "Płatność w toku" in page
+    assert 'hx-trigger="every 5s"' in page  # the page polls until the provider confirms
+
+
+def test_htmx_request_gets_the_fragment_with_vary(client, auth, demo_accounts):
+    login_demo(auth, "standard")
+    full = client.get("/package")
+    partial = client.get("/package", headers={"HX-Request": "true"})
+    assert "HX-Request" in full.headers["Vary"] and "HX-Request" in partial.headers["Vary"]
+    assert "<html" not in partial.get_data(as_text=True)
+    assert partial.get_data(as_text=True).strip() in full.get_data(as_text=True)
+
+
+def test_each_customer_sees_only_their_own_account(client, auth, demo_accounts):
+    login_demo(auth, "free")
+    for path in ["/package", "/package?account_id=2", "/package?account=2"]:
+        page = text(client.get(path))
+        assert "Kwiaciarnia Bratek" in page
+        assert "Sklep Rowerowy Szprycha" not in page
+        assert "Miesięczny" not in page
+
+
+def test_admin_without_account_gets_404_on_customer_pages(client, auth, demo_accounts):
+    login_demo(auth, "admin")
+    assert client.get("/package").status_code == 404

@@ -1,3 +1,0 @@
-def test_login_page(client):
-    r = client.get("/login")
-    assert r.status_code == 200
