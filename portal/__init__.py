@@ -37,6 +37,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     from portal.i18n import select_locale
     from portal.plugins import PluginError, init_plugins
+    from portal.tax import load_vat_rates
 
     db.init_app(app)
     with app.app_context():
@@ -54,6 +55,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if missing:
         raise PluginError(f"no currency plugin provides {', '.join(missing)} from the catalogue")
     app.extensions["pakiet.catalogue"] = catalogue
+    app.extensions["pakiet.vat_rates"] = load_vat_rates(app.config["VAT_RATES_PATH"])
 
     web.register(app)
     register_commands(app)

@@ -13,7 +13,8 @@ from typing import Any
 
 from flask import Flask
 
-from portal.catalogue import DEFAULT_PATH
+from portal.catalogue import DEFAULT_PATH as CATALOGUE_PATH
+from portal.tax import DEFAULT_PATH as VAT_RATES_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": "dev-only-secret-change-me",
     "SQLALCHEMY_DATABASE_URI": "sqlite:///pakiet.sqlite3",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-    "CATALOGUE_PATH": str(DEFAULT_PATH),
+    "CATALOGUE_PATH": str(CATALOGUE_PATH),
     "LANGUAGES": ["pl", "en"],
     "BABEL_DEFAULT_LOCALE": "pl",
     "BABEL_DEFAULT_TIMEZONE": "Europe/Warsaw",
@@ -43,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "REMEMBER_COOKIE_HTTPONLY": True,
     "REMEMBER_COOKIE_SAMESITE": "Lax",
     "WTF_CSRF_TIME_LIMIT": None,
+    "SUPPORT_EMAIL": "support@pakiet.test",
+    "VAT_RATES_PATH": str(VAT_RATES_PATH),
     "SELLER": {
         "name": "Pakiet Sp. z o.o.",
         "street": "ul. Przykładowa 1",

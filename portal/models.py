@@ -13,6 +13,7 @@ from typing import Any
 
 from flask_login import UserMixin
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     Date,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Integer,
     String,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -52,6 +54,14 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             return None
         assert isinstance(value, dt.datetime)
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"  # placed at "Pay", awaiting the payment step
+    PAID = "paid"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+    SUPERSEDED = "superseded"  # prices or the subscription changed before payment
 
 
 class Role(StrEnum):
@@ -190,3 +200,51 @@ class Subscription(db.Model):  # type: ignore[name-defined]
     @property
     def period_net(self) -> Money | None:
         return Money(self.period_net_minor, self.currency) if self.currency else None
+
+
+class Order(db.Model):  # type: ignore[name-defined]
+    """A quote the customer chose to pay: its selection, lines and totals, frozen.
+
+    Placed when the customer presses "Pay" on the summary they saw; the payment step
+    recomputes the quote and refuses to charge an order whose price no longer holds.
+    """
+
+    __tablename__ = "checkout_order"
+    __table_args__ = (
+        UniqueConstraint("account_id", "idempotency_key", name="uq_checkout_order_idempotency"),
+        CheckConstraint(_in("status", OrderStatus), name="status_known"),
+        CheckConstraint(_in("package", PackageCode), name="package_known"),
+        CheckConstraint(_in("period", Period), name="period_known"),
+        CheckConstraint("length(currency) = 3 AND currency = upper(currency)", name="currency"),
+        CheckConstraint(
+            "subtotal_minor >= 0 AND net_minor >= 0 AND vat_minor >= 0 AND total_minor >= 0",
+            name="amounts_nonneg",
+        ),
+        CheckConstraint("total_minor = net_minor + vat_minor", name="total_adds_up"),
+        CheckConstraint("expires_at > created_at", name="expires_after_created"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PENDING.value)
+    subscription_version: Mapped[int] = mapped_column(Integer)
+    package: Mapped[str] = mapped_column(String(16))
+    period: Mapped[str] = mapped_column(String(8))
+    agents: Mapped[int] = mapped_column(Integer)
+    conversations: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal_minor: Mapped[int] = mapped_column(BigInteger)
+    net_minor: Mapped[int] = mapped_column(BigInteger)
+    vat_minor: Mapped[int] = mapped_column(BigInteger)
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    tax_treatment: Mapped[str] = mapped_column(String(32))
+    # The whole quote as shown (lines, credit arithmetic, renewal): see pricing.Quote.to_record.
+    quote: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    @property
+    def total(self) -> Money:
+        return Money(self.total_minor, self.currency)

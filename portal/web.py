@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
+from babel.numbers import format_percent
 from flask import Flask, Response, render_template, request
 from flask.typing import ResponseReturnValue
-from flask_babel import format_date, gettext, lazy_gettext
+from flask_babel import format_date, format_datetime, gettext, lazy_gettext
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from portal.catalogue import PackageCode, Period
 from portal.i18n import current_language
-from portal.models import SubscriptionStatus
+from portal.models import OrderStatus, SubscriptionStatus
 from portal.money import Money
 
 PACKAGE_NAMES = {
@@ -27,6 +29,14 @@ STATUS_NAMES = {
     SubscriptionStatus.PENDING: lazy_gettext("Payment pending"),
     SubscriptionStatus.PAST_DUE: lazy_gettext("Payment failed"),
     SubscriptionStatus.SUSPENDED: lazy_gettext("Suspended"),
+}
+
+ORDER_STATUS_NAMES = {
+    OrderStatus.PENDING: lazy_gettext("Awaiting payment"),
+    OrderStatus.PAID: lazy_gettext("Paid"),
+    OrderStatus.FAILED: lazy_gettext("Payment failed"),
+    OrderStatus.REFUNDED: lazy_gettext("Refunded"),
+    OrderStatus.SUPERSEDED: lazy_gettext("Replaced by a new price"),
 }
 
 ERROR_MESSAGES = {
@@ -57,7 +67,17 @@ def format_money(value: Money | None) -> str:
     return value.format(current_language()) if value is not None else "—"
 
 
-def format_day(value: dt.date | None) -> str:
+def format_minor(minor: int, currency: str) -> str:
+    return format_money(Money(int(minor), currency))
+
+
+def format_rate(rate: Decimal | str) -> str:
+    return format_percent(Decimal(rate), "#,##0.##%", locale=current_language())
+
+
+def format_day(value: dt.date | str | None) -> str:
+    if isinstance(value, str):
+        value = dt.date.fromisoformat(value)
     return format_date(value, "long") if value is not None else "—"
 
 
@@ -67,15 +87,19 @@ def render_error(code: int, message: str | None = None) -> ResponseReturnValue:
 
 
 def register(app: Flask) -> None:
-    from portal import account, assets, auth, i18n
+    from portal import account, assets, auth, checkout, i18n
 
     app.register_blueprint(assets.bp)
     app.register_blueprint(i18n.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(checkout.bp)
 
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["day"] = format_day
+    app.jinja_env.filters["minor"] = format_minor
+    app.jinja_env.filters["rate"] = format_rate
+    app.jinja_env.filters["datetime"] = format_datetime
 
     @app.context_processor
     def template_globals() -> dict[str, Any]:
@@ -85,6 +109,7 @@ def register(app: Flask) -> None:
             "package_names": PACKAGE_NAMES,
             "period_names": PERIOD_NAMES,
             "status_names": STATUS_NAMES,
+            "order_status_names": ORDER_STATUS_NAMES,
         }
 
     @app.errorhandler(CSRFError)

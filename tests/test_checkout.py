@@ -1,0 +1,320 @@
+"""Checkout (issue 3): the edit page, the live summary, server-side rules, placing orders."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import func, select
+
+from portal import demo, orders
+from portal.catalogue import PackageCode, Period
+from portal.pricing import Selection
+from portal.extensions import db
+from portal.models import Order, OrderStatus, Subscription, User
+from tests.conftest import csrf_token
+
+TODAY = dt.date(2026, 11, 26)
+
+
+@pytest.fixture
+def demo_accounts(app, catalogue, monkeypatch):
+    monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
+    with app.app_context():
+        demo.load(catalogue, today=TODAY)
+
+
+def login(auth, who: str) -> None:
+    assert auth.login(f"{who}@demo.pakiet.test", demo.PASSWORD).status_code == 302
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True).replace("\xa0", " ")
+
+
+def form_data(client, **fields) -> dict[str, str]:
+    token = csrf_token(client, "/package/edit")
+    data = {
+        "csrf_token": token,
+        "package": "standard",
+        "period": "month",
+        "agents": "3",
+        "conversations": "100",
+        "currency": "PLN",
+    }
+    data.update(fields)
+    return data
+
+
+def summary(client, **fields):
+    return client.post(
+        "/package/summary", data=form_data(client, **fields), headers={"HX-Request": "true"}
+    )
+
+
+def order_count(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(Order))
+
+
+def subscription_of(app, who: str) -> Subscription:
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == f"{who}@demo.pakiet.test"))
+        sub = user.account.subscription
+        db.session.expunge_all()
+        return sub
+
+
+def test_my_package_links_to_the_edit_page(client, auth, demo_accounts):
+    login(auth, "standard")
+    assert 'href="/package/edit"' in text(client.get("/package"))
+
+
+def test_edit_page_for_a_free_account_offers_currency_and_both_packages(client, auth, demo_accounts):
+    login(auth, "free")
+    page = text(client.get("/package/edit"))
+    assert 'name="period" value="month"' in page and 'name="period" value="year"' in page
+    assert "Aktywuj Standard" in page and "Aktywuj Pro" in page
+    assert '<select id="currency" name="currency"' in page
+    for code in ("PLN", "EUR", "USD", "CZK"):
+        assert f'<option value="{code}"' in page
+    assert "Pierwszy zakup" in page
+    assert "Nie wystawiamy faktur proforma" in page  # R13, where people look for one
+
+
+def test_currency_is_fixed_after_the_first_purchase(client, auth, demo_accounts):
+    login(auth, "standard")
+    page = text(client.get("/package/edit"))
+    assert '<select id="currency"' not in page
+    assert '<input type="hidden" name="currency" value="PLN">' in page
+    assert "Bieżący pakiet" in page
+
+
+def test_summary_shows_the_change_credit_vat_total_and_renewal(client, auth, demo_accounts):
+    login(auth, "standard")  # Standard monthly, 3 agents, PLN, period 16 Nov - 16 Dec
+    response = summary(client, agents="5")
+    page = text(response)
+    assert response.status_code == 200
+    assert "HX-Request" in response.headers["Vary"]
+    assert "<html" not in page
+    assert re.search(r"Agenci: 3 → 5\s*<strong>\(\+2\)</strong>", page)
+    # 5 x 89.00 = 445.00 for 26 Nov - 26 Dec; 20 of 30 days unused x 267.00 = 178.00
+    assert "445,00 zł" in page
+    assert "20 niewykorzystanych dni z 30 × 267,00 zł" in page
+    assert "−178,00 zł" in page
+    assert "VAT 23%" in page and "61,41 zł" in page  # 23 % of 267.00
+    assert "Zapłać 328,41 zł" in page
+    assert "26 grudnia 2026" in page and "547,35 zł" in page  # renewal: 445 + 23 %
+
+
+def test_full_page_without_javascript_renders_the_same_summary(client, auth, demo_accounts):
+    login(auth, "standard")
+    fragment = text(summary(client, agents="5", conversations="300"))
+    data = form_data(client, agents="5", conversations="300", action="preview")
+    full = text(client.post("/package/edit", data=data))
+    assert fragment.strip() in full
+    assert "2 pakiety po 100" in fragment
+
+
+def test_summary_in_english_uses_english_formats(client, auth, demo_accounts):
+    login(auth, "pro")  # Pro yearly, EUR, English
+    page = text(summary(client, package="pro", period="year", agents="10",
+                        conversations="1500", currency="EUR"))
+    assert "Agents: 8 → 10" in page
+    assert "€4,000.00" in page  # 10 agents x 300.00 a year + 10 packs x 100.00
+    assert "Pay €" in page
+
+
+def test_nothing_to_change_disables_pay(client, auth, demo_accounts):
+    login(auth, "standard")
+    page = text(summary(client))
+    assert "nie ma nic do zmiany ani do zapłaty" in page
+    assert re.search(r'<button type="submit" name="action" value="pay"\s+disabled', page)
+
+
+def test_yearly_to_monthly_is_refused_with_a_support_link(client, auth, demo_accounts):
+    login(auth, "pro")
+    response = summary(client, package="pro", period="month", agents="8",
+                       conversations="1500", currency="EUR")
+    page = text(response)
+    assert response.status_code == 400
+    assert "is not self-service" in page
+    assert 'href="mailto:support@pakiet.test"' in page
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"agents": "abc"}, "Podaj liczbę agentów jako liczbę całkowitą"),
+        ({"agents": "-1"}, "Podaj liczbę agentów jako liczbę całkowitą"),
+        ({"agents": "2.5"}, "Podaj liczbę agentów jako liczbę całkowitą"),
+        ({"agents": ""}, "Podaj liczbę agentów jako liczbę całkowitą"),
+        ({"agents": "9" * 40}, "Podaj liczbę agentów jako liczbę całkowitą"),
+        ({"agents": "0"}, "Wybierz od 1 do 200 agentów."),
+        ({"agents": "201"}, "Wybierz od 1 do 200 agentów."),
+        ({"conversations": "150"}, "sprzedawane w pakietach po 100"),
+        ({"conversations": "0"}, "od 100 do 500 rozmów"),
+        ({"conversations": "600"}, "od 100 do 500 rozmów"),
+        ({"conversations": "x"}, "Podaj liczbę rozmów"),
+        ({"package": "gold"}, "Wybierz pakiet Standard lub Pro."),
+        ({"package": "free"}, "Pakietu Free nie można wybrać tutaj"),
+        ({"period": "week"}, "Wybierz rozliczenie miesięczne lub roczne."),
+        ({"currency": "GBP"}, "Nie prowadzimy sprzedaży w tej walucie."),
+        ({"currency": "EUR"}, "Twoje konto jest rozliczane w PLN"),
+    ],
+    ids=lambda v: str(v) if isinstance(v, dict) else "",
+)
+def test_bad_input_is_a_translated_400_and_stores_nothing(app, client, auth, demo_accounts,
+                                                          fields, message):
+    login(auth, "standard")
+    before = subscription_of(app, "standard")
+    for path, headers in [("/package/summary", {"HX-Request": "true"}), ("/package/edit", {})]:
+        data = form_data(client, action="pay", quote_digest="x", **fields)
+        response = client.post(path, data=data, headers=headers)
+        assert response.status_code == 400, path
+        assert message in text(response), path
+    assert order_count(app) == 0
+    after = subscription_of(app, "standard")
+    assert (after.agents, after.version, after.currency) == (before.agents, before.version, "PLN")
+
+
+def test_missing_fields_fall_back_to_the_current_subscription(client, auth, demo_accounts):
+    login(auth, "standard")
+    token = csrf_token(client, "/package/edit")
+    response = client.post("/package/summary", data={"csrf_token": token, "agents": "4"},
+                           headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert "Agenci: 3 → 4" in text(response)
+
+
+def test_summary_without_csrf_is_refused(client, auth, demo_accounts):
+    login(auth, "standard")
+    response = client.post("/package/summary", data={"agents": "5"})
+    assert response.status_code == 400
+
+
+def pay(client, **fields):
+    """Show the summary, then press Pay on it (as the browser would)."""
+    page = text(summary(client, **fields))
+    digest = re.search(r'name="quote_digest" value="([0-9a-f]*)"', page).group(1)
+    key = re.search(r'name="idempotency_key" value="([^"]+)"',
+                    text(client.get("/package/edit"))).group(1)
+    data = form_data(client, action="pay", quote_digest=digest, idempotency_key=key, **fields)
+    return client.post("/package/edit", data=data), data
+
+
+def test_pay_places_the_order_that_was_shown(app, client, auth, demo_accounts):
+    login(auth, "standard")
+    response, _ = pay(client, agents="5")
+    assert response.status_code == 303
+    public_id = response.headers["Location"].rsplit("/", 1)[1]
+    with app.app_context():
+        order = db.session.scalar(select(Order))
+        assert order.public_id == public_id
+        assert order.status == OrderStatus.PENDING
+        assert (order.currency, order.net_minor, order.vat_minor, order.total_minor) == (
+            "PLN", 26700, 6141, 32841)
+        assert order.quote["unused_days"] == 20 and order.quote["agents"] == 5
+    page = text(client.get(response.headers["Location"]))
+    assert "Oczekuje na płatność" in page and "328,41 zł" in page
+
+
+def test_double_submit_places_one_order(app, client, auth, demo_accounts):
+    login(auth, "standard")
+    first, data = pay(client, agents="5")
+    second = client.post("/package/edit", data=data)
+    assert first.status_code == second.status_code == 303
+    assert first.headers["Location"] == second.headers["Location"]
+    assert order_count(app) == 1
+
+
+def test_a_changed_price_shows_the_new_summary_instead_of_charging(app, client, auth,
+                                                                   demo_accounts):
+    login(auth, "standard")
+    page = text(summary(client, agents="5"))
+    digest = re.search(r'name="quote_digest" value="([0-9a-f]*)"', page).group(1)
+    with app.app_context():  # meanwhile staff change the subscription (new version)
+        sub = db.session.scalar(select(Subscription).where(Subscription.currency == "PLN"))
+        sub.agents = 4
+        db.session.commit()
+    data = form_data(client, action="pay", quote_digest=digest,
+                     idempotency_key="k" * 20, agents="5")
+    response = client.post("/package/edit", data=data)
+    assert response.status_code == 409
+    assert "Sprawdź nowe podsumowanie" in text(response)
+    assert "Agenci: 4 → 5" in text(response)
+    assert order_count(app) == 0
+
+
+def test_order_page_supersedes_an_order_whose_price_no_longer_holds(app, client, auth,
+                                                                    demo_accounts):
+    login(auth, "standard")
+    response, _ = pay(client, agents="5")
+    location = response.headers["Location"]
+    with app.app_context():
+        db.session.execute(sa.update(Order).values(
+            expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+            created_at=dt.datetime(1999, 1, 1, tzinfo=dt.UTC)))
+        db.session.commit()
+    page = text(client.get(location))
+    assert "nie zostanie pobrana" in page
+    with app.app_context():
+        assert db.session.scalar(select(Order.status)) == OrderStatus.SUPERSEDED
+
+
+def test_another_accounts_order_is_not_found(client, auth, demo_accounts):
+    login(auth, "standard")
+    response, _ = pay(client, agents="5")
+    location = response.headers["Location"]
+    auth.logout()
+    login(auth, "free")
+    assert client.get(location).status_code == 404
+    assert client.get("/package/orders/" + "0" * 32).status_code == 404
+
+
+def count_statements(app, client, fields) -> int:
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    data = form_data(client, **fields)
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = client.post("/package/summary", data=data, headers={"HX-Request": "true"})
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert response.status_code == 200
+    return len(statements)
+
+
+def test_summary_sql_is_constant_in_the_accounts_history(app, client, auth, demo_accounts):
+    login(auth, "standard")
+    small = count_statements(app, client, {"agents": "5"})
+    with app.app_context():
+        sub = db.session.scalar(select(Subscription).where(Subscription.currency == "PLN"))
+        for i in range(40):
+            db.session.add(Order(
+                public_id=f"{i:032d}", account_id=sub.account_id, idempotency_key=f"key-{i:020d}",
+                subscription_version=1, package="standard", period="month", agents=3,
+                conversations=100, currency="PLN", subtotal_minor=0, net_minor=0, vat_minor=0,
+                total_minor=0, tax_treatment="domestic", quote={},
+                created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                expires_at=dt.datetime(2026, 1, 2, tzinfo=dt.UTC)))
+        db.session.commit()
+    large = count_statements(app, client, {"agents": "5"})
+    assert small == large <= 2  # the user, then the account with its subscription
+
+
+def test_digest_depends_on_the_subscription_version(app, catalogue, demo_accounts):
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == "standard@demo.pakiet.test"))
+        account = user.account
+        pricing = orders.Pricing(catalogue, app.extensions["pakiet.vat_rates"], "PL")
+        sel = Selection(PackageCode.STANDARD, Period.MONTH, 5, 100, "PLN")
+        result, _ = orders.quote_for(pricing, account, sel, TODAY)
+        assert orders.digest(result, 1) != orders.digest(result, 2)
