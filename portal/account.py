@@ -12,7 +12,7 @@ from sqlalchemy.orm import joinedload
 
 from portal import htmx_util
 from portal.extensions import db
-from portal.models import Account, Subscription, SubscriptionStatus
+from portal.models import Account, Payment, PaymentStatus, Subscription
 from portal.plugins import registry
 
 bp = Blueprint("account", __name__)
@@ -33,6 +33,14 @@ def current_account() -> Account:
     return account
 
 
+def payment_pending(account_id: int) -> bool:
+    """Whether a payment awaits its provider's confirmation (R9)."""
+    stmt = select(Payment.id).where(
+        Payment.account_id == account_id, Payment.status == PaymentStatus.PENDING
+    )
+    return db.session.scalar(stmt.limit(1)) is not None
+
+
 def _package_context(account: Account) -> dict[str, Any]:
     sub: Subscription = account.subscription
     catalogue = current_app.extensions["pakiet.catalogue"]
@@ -42,7 +50,7 @@ def _package_context(account: Account) -> dict[str, Any]:
         "sub": sub,
         "package": catalogue.package(sub.package),
         "currency": currency,
-        "pending": sub.status == SubscriptionStatus.PENDING,
+        "pending": payment_pending(account.id),
     }
 
 

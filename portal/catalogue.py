@@ -129,6 +129,9 @@ def parse_catalogue(data: dict[str, Any]) -> Catalogue:
         paid = entry.get("paid")
         if not isinstance(paid, bool):
             raise CatalogueError(f"{where}.paid: expected true or false")
+        support = entry.get("support", False)
+        if not isinstance(support, bool):
+            raise CatalogueError(f"{where}.support: expected true or false")
         package = Package(
             code=code,
             paid=paid,
@@ -137,7 +140,7 @@ def parse_catalogue(data: dict[str, Any]) -> Catalogue:
             included_conversations=_int(entry, "included_conversations", where),
             max_conversations=_int(entry, "max_conversations", where),
             conversation_pack=_int(entry, "conversation_pack", where, default=100),
-            support=bool(entry.get("support", False)),
+            support=support,
             agent_prices=_prices(entry.get("agent_price"), currencies, f"{where}.agent_price")
             if paid
             else {},

@@ -13,7 +13,6 @@ from flask import (
     Response,
     abort,
     current_app,
-    redirect,
     render_template,
     request,
     url_for,
@@ -22,9 +21,10 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext, lazy_gettext
 from flask_login import login_required
 
-from portal import htmx_util, orders
+from portal import htmx_util, orders, pay, payments
 from portal.account import current_account
 from portal.catalogue import Catalogue, PackageCode, Period
+from portal.extensions import htmx
 from portal.models import Account, utcnow
 from portal.orders import Pricing
 from portal.plugins import registry
@@ -171,6 +171,7 @@ def summarise(account: Account, form: Form) -> tuple[Quote | None, TaxDecision |
 
 
 def context(account: Account, form: Form, **extra: Any) -> dict[str, Any]:
+    """What the summary fragment needs: no query beyond the account already loaded."""
     quote, decision = summarise(account, form)
     sub = account.subscription
     return {
@@ -180,8 +181,6 @@ def context(account: Account, form: Form, **extra: Any) -> dict[str, Any]:
         "quote": quote,
         "tax": decision,
         "digest": orders.digest(quote, sub.version) if quote else "",
-        "catalogue": current_app.extensions["pakiet.catalogue"],
-        "providers": list(registry().payment_providers.values()),
         "support_email": current_app.config["SUPPORT_EMAIL"],
         **extra,
     }
@@ -190,6 +189,10 @@ def context(account: Account, form: Form, **extra: Any) -> dict[str, Any]:
 def show(account: Account, form: Form, status: int | None = None, **extra: Any) -> Response:
     """The edit page, or only its summary for an HTMX request: the same markup."""
     ctx = context(account, form, **extra)
+    if not htmx:
+        ctx["catalogue"] = current_app.extensions["pakiet.catalogue"]
+        ctx["providers"] = list(registry().payment_providers.values())
+        ctx["saved_method"] = payments.default_method(account.id)
     if status is None:
         status = 400 if form.errors else 200
     return htmx_util.render("checkout/edit.html", "checkout/_summary.html", status, **ctx)
@@ -243,7 +246,7 @@ def submit() -> ResponseReturnValue:
         return show(account, form, 409, idempotency_key=key, notice=notice)
     except orders.NothingToPay:
         return show(account, form, 400, idempotency_key=key)
-    return redirect(url_for("checkout.order", public_id=order.public_id), code=303)
+    return pay.begin(account, order, request.form.get("provider"))
 
 
 @bp.get("/orders/<public_id>")
@@ -274,6 +277,8 @@ def order(public_id: str) -> ResponseReturnValue:
         "checkout/order.html",
         account=account,
         order=placed,
+        failure=pay.render_order_failure(placed),
+        saved_method=payments.default_method(account.id),
         record=placed.quote,
         new_quote=new_quote,
         refusal=refusal,

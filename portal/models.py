@@ -71,7 +71,6 @@ class Role(StrEnum):
 
 class SubscriptionStatus(StrEnum):
     ACTIVE = "active"
-    PENDING = "pending"  # a payment was started and awaits the provider's confirmation
     PAST_DUE = "past_due"  # a renewal charge failed; retries are under way
     SUSPENDED = "suspended"
 
@@ -118,10 +117,22 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
         return self.role == Role.ADMIN
 
 
+class VatStatus(StrEnum):
+    """Where the account's VAT number stands; only ``valid`` allows reverse charge."""
+
+    PENDING = "pending"  # not checked yet, or the registry was unavailable: retried later
+    VALID = "valid"
+    INVALID = "invalid"
+
+
 class BillingInfo(db.Model):  # type: ignore[name-defined]
     """What goes on the buyer side of an invoice; edited in "Billing information"."""
 
     __tablename__ = "billing_info"
+    __table_args__ = (
+        CheckConstraint(f"vat_status IS NULL OR {_in('vat_status', VatStatus)}", name="vat_status"),
+        CheckConstraint("vat_number IS NOT NULL OR vat_status IS NULL", name="status_needs_number"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), unique=True)
@@ -132,9 +143,55 @@ class BillingInfo(db.Model):  # type: ignore[name-defined]
     country: Mapped[str | None] = mapped_column(String(2))
     vat_number: Mapped[str | None] = mapped_column(String(20))
     invoice_email: Mapped[str] = mapped_column(String(254))
+    # The outcome of the latest check of ``vat_number`` (see VatCheck for the proof).
+    vat_status: Mapped[str | None] = mapped_column(String(16))
+    vat_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    vat_next_check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     account: Mapped[Account] = relationship(back_populates="billing_info")
+
+    @property
+    def vat_valid(self) -> bool:
+        return self.vat_number is not None and self.vat_status == VatStatus.VALID
+
+
+class BillingChange(db.Model):  # type: ignore[name-defined]
+    """A saved edit of billing information: before/after snapshots and whether the customer
+    asked for it to apply to the last invoice (carried out by a correcting invoice)."""
+
+    __tablename__ = "billing_change"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    before: Mapped[dict[str, Any]] = mapped_column(JSON)
+    after: Mapped[dict[str, Any]] = mapped_column(JSON)
+    apply_to_last_invoice: Mapped[bool] = mapped_column(default=False)
+    applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class VatCheck(db.Model):  # type: ignore[name-defined]
+    """Proof of one VAT-number check: who answered, what, when (and VIES's consultation
+    number, which shows the seller checked the buyer's number)."""
+
+    __tablename__ = "vat_check"
+    __table_args__ = (
+        CheckConstraint("status IN ('valid', 'invalid', 'unavailable')", name="status_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    country: Mapped[str] = mapped_column(String(2))
+    number: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(16))
+    validator: Mapped[str] = mapped_column(String(40))
+    consultation_number: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(300))
+    address: Mapped[str | None] = mapped_column(String(500))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    checked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class Subscription(db.Model):  # type: ignore[name-defined]
@@ -248,3 +305,93 @@ class Order(db.Model):  # type: ignore[name-defined]
     @property
     def total(self) -> Money:
         return Money(self.total_minor, self.currency)
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"  # started; awaiting the provider's confirmation
+    PAID = "paid"
+    FAILED = "failed"
+    REFUNDED = "refunded"  # in full; a partial refund keeps "paid" with refunded_minor > 0
+
+
+class PaymentMethod(db.Model):  # type: ignore[name-defined]
+    """A method saved at a provider for off-session charges (a card, a PayPal vault)."""
+
+    __tablename__ = "payment_method"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_ref", name="uq_payment_method_provider_ref"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    provider_ref: Mapped[str] = mapped_column(String(255))
+    customer_ref: Mapped[str | None] = mapped_column(String(255))
+    brand: Mapped[str] = mapped_column(String(20))  # visa, mastercard, paypal, ...
+    last4: Mapped[str | None] = mapped_column(String(4))
+    exp_month: Mapped[int | None] = mapped_column(Integer)
+    exp_year: Mapped[int | None] = mapped_column(Integer)
+    email: Mapped[str | None] = mapped_column(String(254))
+    is_default: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    removed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class Payment(db.Model):  # type: ignore[name-defined]
+    """One attempt to collect an order's total through a provider.
+
+    Only :mod:`portal.payments` writes these rows; it owns their state machine.
+    """
+
+    __tablename__ = "payment"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_ref", name="uq_payment_provider_ref"),
+        CheckConstraint(_in("status", PaymentStatus), name="status_known"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint(
+            "refunded_minor >= 0 AND refunded_minor <= amount_minor", name="refund_within_amount"
+        ),
+        CheckConstraint("length(currency) = 3 AND currency = upper(currency)", name="currency"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("checkout_order.id"), index=True)
+    method_id: Mapped[int | None] = mapped_column(ForeignKey("payment_method.id"))
+    provider: Mapped[str] = mapped_column(String(40))
+    provider_ref: Mapped[str | None] = mapped_column(String(255))
+    # What a refund needs: the PaymentIntent id at Stripe, the capture id at PayPal.
+    charge_ref: Mapped[str | None] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=PaymentStatus.PENDING.value, index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    failure_message: Mapped[str | None] = mapped_column(String(500))
+    # Where the customer authenticates when the provider asks for it (3-D Secure).
+    action_url: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    settled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+
+class ProviderEvent(db.Model):  # type: ignore[name-defined]
+    """A provider event (webhook or return) applied once: the key of idempotency."""
+
+    __tablename__ = "provider_event"
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id", name="uq_provider_event_provider_event"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(80))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"), index=True)
+    outcome: Mapped[str] = mapped_column(String(40))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -55,7 +55,7 @@ class Money:
     def __post_init__(self) -> None:
         if type(self.minor) is not int:  # bool and float are refused on purpose
             raise TypeError(f"Money needs an int of minor units, not {type(self.minor).__name__}")
-        if not isinstance(self.currency, str) or not _CODE.match(self.currency):
+        if not isinstance(self.currency, str) or not _CODE.fullmatch(self.currency):
             raise ValueError(f"not an ISO 4217 currency code: {self.currency!r}")
 
     # -- construction -------------------------------------------------------------
@@ -70,8 +70,10 @@ class Money:
         if isinstance(amount, float | bool):
             raise TypeError("Money.of refuses floats; pass a Decimal or a string")
         value = Decimal(amount)
-        scaled = value.scaleb(minor_units(currency))
-        if scaled != scaled.to_integral_value():
+        if not value.is_finite():
+            raise ValueError(f"{amount} is not a finite amount")
+        scaled = Fraction(value) * 10 ** minor_units(currency)  # exact, unlike scaleb
+        if scaled.denominator != 1:
             raise ValueError(f"{amount} has more decimals than {currency} allows")
         return cls(int(scaled), currency)
 
@@ -121,7 +123,7 @@ class Money:
     @property
     def amount(self) -> Decimal:
         """The amount in major units, exact."""
-        return Decimal(self.minor).scaleb(-minor_units(self.currency))
+        return Decimal(f"{self.minor}E-{minor_units(self.currency)}")  # exact at any size
 
     def format(self, locale: str) -> str:
         """Format for a locale: ``pl`` gives ``1 234,56 zł``, ``en`` gives ``PLN 1,234.56``."""

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 import pluggy
+from babel.numbers import is_currency
 from flask import Flask, current_app
 
 from portal import hookspecs
@@ -64,14 +65,21 @@ class Registry:
         return self.pm.hook
 
     def plugins(self) -> list[PluginInfo]:
+        """The registered plugins. ``version`` is the plugin's own ``__version__`` when it
+        has one (built-ins share the ``pakiet`` distribution), else its distribution's."""
         infos = []
         for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:  # a blocked name, not a plugin
+                continue
             dist = self.distributions.get(name)
+            version = getattr(plugin, "__version__", None)
+            if not isinstance(version, str):
+                version = dist[1] if dist else None
             hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or []))
             infos.append(
                 PluginInfo(
                     name=name,
-                    version=dist[1] if dist else None,
+                    version=version,
                     distribution=dist[0] if dist else None,
                     hooks=hooks,
                 )
@@ -79,14 +87,19 @@ class Registry:
         return sorted(infos, key=lambda i: i.name)
 
 
-def _flatten(results: Iterable[Iterable[T] | None]) -> list[T]:
-    return [item for result in results if result for item in result]
+def _flatten(results: Iterable[Any], hook: str) -> list[Any]:
+    items: list[Any] = []
+    for result in results:
+        if not isinstance(result, list | tuple):
+            raise PluginError(f"a plugin's {hook} returned {result!r}; expected a list")
+        items.extend(result)
+    return items
 
 
 def _unique(items: Iterable[T], kind: str, key: str = "name") -> dict[str, T]:
     seen: dict[str, T] = {}
     for item in items:
-        name = getattr(item, key)
+        name = getattr(item, key, None)
         if not isinstance(name, str) or not name:
             raise PluginError(f"{kind} {item!r} has no {key}")
         if name in seen:
@@ -95,7 +108,7 @@ def _unique(items: Iterable[T], kind: str, key: str = "name") -> dict[str, T]:
     return seen
 
 
-def _checked(items: list[Any], cls: type[T], kind: str) -> list[T]:
+def _checked(items: list[Any], cls: type[object], kind: str) -> list[Any]:
     for item in items:
         if not isinstance(item, cls):
             raise PluginError(f"a plugin returned {item!r} as a {kind}; expected {cls.__name__}")
@@ -127,8 +140,9 @@ def _load_entry_points(
 def _register_module(pm: pluggy.PluginManager, target: str | ModuleType | object) -> None:
     plugin = importlib.import_module(target) if isinstance(target, str) else target
     name = target if isinstance(target, str) else getattr(plugin, "__name__", None)
-    if pm.get_plugin(name) is None and not pm.is_registered(plugin):
-        pm.register(plugin, name=name)
+    if pm.is_registered(plugin) or (name is not None and pm.get_plugin(name) is not None):
+        return
+    pm.register(plugin, name=name)
 
 
 def make_plugin_config(settings: Mapping[str, Mapping[str, Any]]) -> Any:
@@ -145,11 +159,16 @@ def init_plugins(app: Flask) -> Registry:
     registry = Registry(pm=pm, plugin_config=make_plugin_config(app.config["PLUGIN_CONFIG"]))
     for name in app.config["PLUGINS_BLOCK"]:
         pm.set_blocked(name)
-    if app.config["PLUGINS_AUTOLOAD"]:
-        _load_entry_points(pm, registry, app.config["PLUGINS_ALLOW"], app.config["PLUGINS_BLOCK"])
-    for target in app.config["PLUGINS"]:
-        _register_module(pm, target)
-    pm.check_pending()
+    try:
+        if app.config["PLUGINS_AUTOLOAD"]:
+            allow, block = app.config["PLUGINS_ALLOW"], app.config["PLUGINS_BLOCK"]
+            _load_entry_points(pm, registry, allow, block)
+        for target in app.config["PLUGINS"]:
+            _register_module(pm, target)
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        # An unknown hook name or an argument the spec lacks: a plugin bug, reported as one.
+        raise PluginError(str(exc)) from exc
 
     if app.config["TRACE_PLUGINS"]:
         pm.trace.root.setwriter(lambda line: print(line, end="", file=sys.stderr))
@@ -157,24 +176,32 @@ def init_plugins(app: Flask) -> Registry:
 
     config = registry.plugin_config
     currencies = _checked(
-        _flatten(pm.hook.register_currencies(plugin_config=config)), CurrencySpec, "currency"
+        _flatten(pm.hook.register_currencies(plugin_config=config), "register_currencies"),
+        CurrencySpec,
+        "currency",
     )
     for spec in currencies:
+        if not is_currency(spec.code):
+            raise PluginError(f"currency {spec.code!r} is not an ISO 4217 code")
         if spec.minor_units != minor_units(spec.code):
             raise PluginError(
                 f"currency {spec.code}: minor_units {spec.minor_units} disagrees with ISO 4217"
+                f" ({minor_units(spec.code)})"
             )
     registry.currencies = _unique(currencies, "currency", key="code")
     registry.payment_providers = _unique(
         _checked(
-            _flatten(pm.hook.register_payment_providers(plugin_config=config)),
+            _flatten(
+                pm.hook.register_payment_providers(plugin_config=config),
+                "register_payment_providers",
+            ),
             PaymentProvider,
             "payment provider",
         ),
         "payment provider",
     )
     validators = _checked(
-        _flatten(pm.hook.register_vat_validators(plugin_config=config)),
+        _flatten(pm.hook.register_vat_validators(plugin_config=config), "register_vat_validators"),
         VatValidator,
         "VAT validator",
     )
@@ -183,7 +210,9 @@ def init_plugins(app: Flask) -> Registry:
     )
     registry.invoice_formats = _unique(
         _checked(
-            _flatten(pm.hook.register_invoice_formats(plugin_config=config)),
+            _flatten(
+                pm.hook.register_invoice_formats(plugin_config=config), "register_invoice_formats"
+            ),
             InvoiceFormat,
             "invoice format",
         ),

@@ -26,7 +26,6 @@ PACKAGE_NAMES = {
 PERIOD_NAMES = {Period.MONTH: lazy_gettext("Monthly"), Period.YEAR: lazy_gettext("Yearly")}
 STATUS_NAMES = {
     SubscriptionStatus.ACTIVE: lazy_gettext("Active"),
-    SubscriptionStatus.PENDING: lazy_gettext("Payment pending"),
     SubscriptionStatus.PAST_DUE: lazy_gettext("Payment failed"),
     SubscriptionStatus.SUSPENDED: lazy_gettext("Suspended"),
 }
@@ -87,19 +86,21 @@ def render_error(code: int, message: str | None = None) -> ResponseReturnValue:
 
 
 def register(app: Flask) -> None:
-    from portal import account, assets, auth, checkout, i18n
+    from portal import account, assets, auth, checkout, i18n, pay
 
     app.register_blueprint(assets.bp)
     app.register_blueprint(i18n.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(checkout.bp)
+    app.register_blueprint(pay.bp)
 
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["day"] = format_day
     app.jinja_env.filters["minor"] = format_minor
     app.jinja_env.filters["rate"] = format_rate
     app.jinja_env.filters["datetime"] = format_datetime
+    app.jinja_env.globals["describe_method"] = pay.describe
 
     @app.context_processor
     def template_globals() -> dict[str, Any]:

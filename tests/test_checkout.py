@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from portal import demo, orders
 from portal.catalogue import PackageCode, Period
-from portal.pricing import Selection
 from portal.extensions import db
 from portal.models import Order, OrderStatus, Subscription, User
+from portal.pricing import Selection
 from tests.conftest import csrf_token
 
 TODAY = dt.date(2026, 11, 26)
@@ -72,7 +72,9 @@ def test_my_package_links_to_the_edit_page(client, auth, demo_accounts):
     assert 'href="/package/edit"' in text(client.get("/package"))
 
 
-def test_edit_page_for_a_free_account_offers_currency_and_both_packages(client, auth, demo_accounts):
+def test_edit_page_for_a_free_account_offers_currency_and_both_packages(
+    client, auth, demo_accounts
+):
     login(auth, "free")
     page = text(client.get("/package/edit"))
     assert 'name="period" value="month"' in page and 'name="period" value="year"' in page
@@ -120,8 +122,11 @@ def test_full_page_without_javascript_renders_the_same_summary(client, auth, dem
 
 def test_summary_in_english_uses_english_formats(client, auth, demo_accounts):
     login(auth, "pro")  # Pro yearly, EUR, English
-    page = text(summary(client, package="pro", period="year", agents="10",
-                        conversations="1500", currency="EUR"))
+    page = text(
+        summary(
+            client, package="pro", period="year", agents="10", conversations="1500", currency="EUR"
+        )
+    )
     assert "Agents: 8 → 10" in page
     assert "€4,000.00" in page  # 10 agents x 300.00 a year + 10 packs x 100.00
     assert "Pay €" in page
@@ -136,8 +141,9 @@ def test_nothing_to_change_disables_pay(client, auth, demo_accounts):
 
 def test_yearly_to_monthly_is_refused_with_a_support_link(client, auth, demo_accounts):
     login(auth, "pro")
-    response = summary(client, package="pro", period="month", agents="8",
-                       conversations="1500", currency="EUR")
+    response = summary(
+        client, package="pro", period="month", agents="8", conversations="1500", currency="EUR"
+    )
     page = text(response)
     assert response.status_code == 400
     assert "is not self-service" in page
@@ -166,8 +172,9 @@ def test_yearly_to_monthly_is_refused_with_a_support_link(client, auth, demo_acc
     ],
     ids=lambda v: str(v) if isinstance(v, dict) else "",
 )
-def test_bad_input_is_a_translated_400_and_stores_nothing(app, client, auth, demo_accounts,
-                                                          fields, message):
+def test_bad_input_is_a_translated_400_and_stores_nothing(
+    app, client, auth, demo_accounts, fields, message
+):
     login(auth, "standard")
     before = subscription_of(app, "standard")
     for path, headers in [("/package/summary", {"HX-Request": "true"}), ("/package/edit", {})]:
@@ -183,8 +190,11 @@ def test_bad_input_is_a_translated_400_and_stores_nothing(app, client, auth, dem
 def test_missing_fields_fall_back_to_the_current_subscription(client, auth, demo_accounts):
     login(auth, "standard")
     token = csrf_token(client, "/package/edit")
-    response = client.post("/package/summary", data={"csrf_token": token, "agents": "4"},
-                           headers={"HX-Request": "true"})
+    response = client.post(
+        "/package/summary",
+        data={"csrf_token": token, "agents": "4"},
+        headers={"HX-Request": "true"},
+    )
     assert response.status_code == 200
     assert "Agenci: 3 → 4" in text(response)
 
@@ -199,8 +209,9 @@ def pay(client, **fields):
     """Show the summary, then press Pay on it (as the browser would)."""
     page = text(summary(client, **fields))
     digest = re.search(r'name="quote_digest" value="([0-9a-f]*)"', page).group(1)
-    key = re.search(r'name="idempotency_key" value="([^"]+)"',
-                    text(client.get("/package/edit"))).group(1)
+    key = re.search(
+        r'name="idempotency_key" value="([^"]+)"', text(client.get("/package/edit"))
+    ).group(1)
     data = form_data(client, action="pay", quote_digest=digest, idempotency_key=key, **fields)
     return client.post("/package/edit", data=data), data
 
@@ -215,7 +226,11 @@ def test_pay_places_the_order_that_was_shown(app, client, auth, demo_accounts):
         assert order.public_id == public_id
         assert order.status == OrderStatus.PENDING
         assert (order.currency, order.net_minor, order.vat_minor, order.total_minor) == (
-            "PLN", 26700, 6141, 32841)
+            "PLN",
+            26700,
+            6141,
+            32841,
+        )
         assert order.quote["unused_days"] == 20 and order.quote["agents"] == 5
     page = text(client.get(response.headers["Location"]))
     assert "Oczekuje na płatność" in page and "328,41 zł" in page
@@ -230,8 +245,9 @@ def test_double_submit_places_one_order(app, client, auth, demo_accounts):
     assert order_count(app) == 1
 
 
-def test_a_changed_price_shows_the_new_summary_instead_of_charging(app, client, auth,
-                                                                   demo_accounts):
+def test_a_changed_price_shows_the_new_summary_instead_of_charging(
+    app, client, auth, demo_accounts
+):
     login(auth, "standard")
     page = text(summary(client, agents="5"))
     digest = re.search(r'name="quote_digest" value="([0-9a-f]*)"', page).group(1)
@@ -239,8 +255,9 @@ def test_a_changed_price_shows_the_new_summary_instead_of_charging(app, client, 
         sub = db.session.scalar(select(Subscription).where(Subscription.currency == "PLN"))
         sub.agents = 4
         db.session.commit()
-    data = form_data(client, action="pay", quote_digest=digest,
-                     idempotency_key="k" * 20, agents="5")
+    data = form_data(
+        client, action="pay", quote_digest=digest, idempotency_key="k" * 20, agents="5"
+    )
     response = client.post("/package/edit", data=data)
     assert response.status_code == 409
     assert "Sprawdź nowe podsumowanie" in text(response)
@@ -248,15 +265,19 @@ def test_a_changed_price_shows_the_new_summary_instead_of_charging(app, client, 
     assert order_count(app) == 0
 
 
-def test_order_page_supersedes_an_order_whose_price_no_longer_holds(app, client, auth,
-                                                                    demo_accounts):
+def test_order_page_supersedes_an_order_whose_price_no_longer_holds(
+    app, client, auth, demo_accounts
+):
     login(auth, "standard")
     response, _ = pay(client, agents="5")
     location = response.headers["Location"]
     with app.app_context():
-        db.session.execute(sa.update(Order).values(
-            expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
-            created_at=dt.datetime(1999, 1, 1, tzinfo=dt.UTC)))
+        db.session.execute(
+            sa.update(Order).values(
+                expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+                created_at=dt.datetime(1999, 1, 1, tzinfo=dt.UTC),
+            )
+        )
         db.session.commit()
     page = text(client.get(location))
     assert "nie zostanie pobrana" in page
@@ -298,13 +319,27 @@ def test_summary_sql_is_constant_in_the_accounts_history(app, client, auth, demo
     with app.app_context():
         sub = db.session.scalar(select(Subscription).where(Subscription.currency == "PLN"))
         for i in range(40):
-            db.session.add(Order(
-                public_id=f"{i:032d}", account_id=sub.account_id, idempotency_key=f"key-{i:020d}",
-                subscription_version=1, package="standard", period="month", agents=3,
-                conversations=100, currency="PLN", subtotal_minor=0, net_minor=0, vat_minor=0,
-                total_minor=0, tax_treatment="domestic", quote={},
-                created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-                expires_at=dt.datetime(2026, 1, 2, tzinfo=dt.UTC)))
+            db.session.add(
+                Order(
+                    public_id=f"{i:032d}",
+                    account_id=sub.account_id,
+                    idempotency_key=f"key-{i:020d}",
+                    subscription_version=1,
+                    package="standard",
+                    period="month",
+                    agents=3,
+                    conversations=100,
+                    currency="PLN",
+                    subtotal_minor=0,
+                    net_minor=0,
+                    vat_minor=0,
+                    total_minor=0,
+                    tax_treatment="domestic",
+                    quote={},
+                    created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                    expires_at=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+                )
+            )
         db.session.commit()
     large = count_statements(app, client, {"agents": "5"})
     assert small == large <= 2  # the user, then the account with its subscription

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from portal import demo
 from portal.extensions import db
-from portal.models import User
+from portal.models import Payment, User
 
 
 @pytest.fixture
@@ -81,14 +81,23 @@ def test_account_credit_and_pending_state(app, client, auth, demo_accounts):
     with app.app_context():
         user = db.session.scalar(select(User).where(User.email == "standard@demo.pakiet.test"))
         user.account.subscription.credit_minor = 123456
-        user.account.subscription.status = "pending"
+        db.session.add(
+            Payment(
+                public_id="p" * 32,
+                account_id=user.account_id,
+                provider="stripe",
+                idempotency_key="k" * 32,
+                amount_minor=32841,
+                currency="PLN",
+            )
+        )
         db.session.commit()
     login_demo(auth, "standard")
     page = text(client.get("/package"))
     assert "Saldo na koncie" in page
     assert "1 234,56 zł" in page
     assert "Płatność w toku" in page
-    assert 'hx-trigger="every 5s"' in page  # the page polls until the provider confirms
+    assert 'hx-trigger="every 2s"' in page  # the page polls until the provider confirms
 
 
 def test_htmx_request_gets_the_fragment_with_vary(client, auth, demo_accounts):

@@ -35,11 +35,19 @@ def upgrade():
     sa.Column('country', sa.String(length=2), nullable=True),
     sa.Column('vat_number', sa.String(length=20), nullable=True),
     sa.Column('invoice_email', sa.String(length=254), nullable=False),
+    sa.Column('vat_status', sa.String(length=16), nullable=True),
+    sa.Column('vat_checked_at', sa.DateTime(), nullable=True),
+    sa.Column('vat_next_check_at', sa.DateTime(), nullable=True),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.CheckConstraint("vat_status IS NULL OR vat_status IN ('pending', 'valid', 'invalid')", name=op.f('ck_billing_info_vat_status')),
+    sa.CheckConstraint('vat_number IS NOT NULL OR vat_status IS NULL', name=op.f('ck_billing_info_status_needs_number')),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], name=op.f('fk_billing_info_account_id_account')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_billing_info')),
     sa.UniqueConstraint('account_id', name=op.f('uq_billing_info_account_id'))
     )
+    with op.batch_alter_table('billing_info', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_billing_info_vat_next_check_at'), ['vat_next_check_at'], unique=False)
+
     op.create_table('subscription',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -58,7 +66,7 @@ def upgrade():
     sa.CheckConstraint("package = 'free' OR (currency IS NOT NULL AND period_start IS NOT NULL AND period_end IS NOT NULL AND period_end > period_start)", name=op.f('ck_subscription_paid_has_period')),
     sa.CheckConstraint("package IN ('free', 'standard', 'pro')", name=op.f('ck_subscription_package_known')),
     sa.CheckConstraint("period IN ('month', 'year')", name=op.f('ck_subscription_period_known')),
-    sa.CheckConstraint("status IN ('active', 'pending', 'past_due', 'suspended')", name=op.f('ck_subscription_status_known')),
+    sa.CheckConstraint("status IN ('active', 'past_due', 'suspended')", name=op.f('ck_subscription_status_known')),
     sa.CheckConstraint('agents BETWEEN 1 AND 200', name=op.f('ck_subscription_agents_range')),
     sa.CheckConstraint('conversations >= 0', name=op.f('ck_subscription_conversations_nonneg')),
     sa.CheckConstraint('credit_minor >= 0', name=op.f('ck_subscription_credit_nonneg')),

@@ -1,0 +1,565 @@
+"""Payments: the one operation through which provider events change money state.
+
+Providers (plugins) talk to their service and report :class:`PaymentEvent` objects;
+only this module writes payment, order and activation rows. Applying an event is
+idempotent per provider event (a unique row per ``(provider, event_id)``) and per
+payment (a paid payment is not paid again), checks amount and currency against the
+order, and moves payments and orders along the state machines below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from portal.catalogue import PackageCode, Period
+from portal.contracts import (
+    PaymentEvent,
+    PaymentEventKind,
+    PaymentProvider,
+    PaymentRequest,
+    PaymentSettled,
+    Redirect,
+    SavedMethod,
+    SubscriptionChanged,
+    SubscriptionState,
+)
+from portal.extensions import db
+from portal.models import (
+    Account,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    ProviderEvent,
+    Subscription,
+    SubscriptionStatus,
+)
+
+log = logging.getLogger(__name__)
+
+#: R8: cards we take (and PayPal). Anything else is refused, and refunded if captured.
+ACCEPTED_BRANDS = frozenset({"visa", "mastercard", "paypal"})
+
+PAYMENT_TRANSITIONS: Mapping[PaymentStatus, frozenset[PaymentStatus]] = {
+    PaymentStatus.PENDING: frozenset({PaymentStatus.PAID, PaymentStatus.FAILED}),
+    # A late success after a failure is real money: it is accepted (then checked).
+    PaymentStatus.FAILED: frozenset({PaymentStatus.PAID}),
+    PaymentStatus.PAID: frozenset({PaymentStatus.REFUNDED}),
+    PaymentStatus.REFUNDED: frozenset(),
+}
+
+ORDER_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.FAILED, OrderStatus.SUPERSEDED}),
+    OrderStatus.SUPERSEDED: frozenset(),
+    OrderStatus.FAILED: frozenset(),
+    OrderStatus.PAID: frozenset({OrderStatus.REFUNDED}),
+    OrderStatus.REFUNDED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A state change the state machine does not allow (a bug, never user input)."""
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # this provider event was applied before
+    ALREADY_SETTLED = "already_settled"  # e.g. the webhook after the return did it
+    UNKNOWN_PAYMENT = "unknown_payment"
+    MISMATCH = "mismatch"  # amount or currency differ from the order: not activated
+    BRAND_REFUSED = "brand_refused"
+    STALE = "stale"  # the subscription changed since the order: refunded
+    IGNORED = "ignored"
+
+
+class PaymentRefused(Exception):
+    """The payment cannot start; ``code`` names why (translated by the view)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def payment_transition(payment: Payment, to: PaymentStatus) -> None:
+    current = PaymentStatus(payment.status)
+    if to not in PAYMENT_TRANSITIONS[current]:
+        raise IllegalTransition(f"payment {payment.public_id}: {current} -> {to}")
+    payment.status = to.value
+
+
+def order_transition(order: Order, to: OrderStatus) -> None:
+    current = OrderStatus(order.status)
+    if to not in ORDER_TRANSITIONS[current]:
+        raise IllegalTransition(f"order {order.public_id}: {current} -> {to}")
+    order.status = to.value
+
+
+# -- starting a payment -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Urls:
+    """Where a provider sends the customer back, per payment public id."""
+
+    return_url: str
+    cancel_url: str
+
+
+UrlMaker = Callable[[str], Urls]
+
+
+def default_method(account_id: int, provider: str | None = None) -> PaymentMethod | None:
+    stmt = select(PaymentMethod).where(
+        PaymentMethod.account_id == account_id,
+        PaymentMethod.removed_at.is_(None),
+        PaymentMethod.is_default.is_(True),
+    )
+    if provider is not None:
+        stmt = stmt.where(PaymentMethod.provider == provider)
+    method = db.session.scalar(stmt)
+    return method if isinstance(method, PaymentMethod) else None
+
+
+def saved(method: PaymentMethod) -> SavedMethod:
+    return SavedMethod(
+        provider_ref=method.provider_ref,
+        brand=method.brand,
+        customer_ref=method.customer_ref,
+        last4=method.last4,
+        exp_month=method.exp_month,
+        exp_year=method.exp_year,
+        email=method.email,
+    )
+
+
+def _lock_order(order_id: int) -> Order:
+    order = db.session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    assert isinstance(order, Order)
+    return order
+
+
+def _attempt_key(order: Order) -> str:
+    """One idempotency key per attempt: a retry after a failure is a new attempt."""
+    failed = db.session.scalar(
+        select(func.count())
+        .select_from(Payment)
+        .where(Payment.order_id == order.id, Payment.status == PaymentStatus.FAILED)
+    )
+    return f"{order.public_id}-{failed}"
+
+
+def _payment_for_attempt(order: Order, provider: str, key: str, now: dt.datetime) -> Payment:
+    existing = db.session.scalar(select(Payment).where(Payment.idempotency_key == key))
+    if isinstance(existing, Payment):
+        return existing
+    payment = Payment(
+        public_id=secrets.token_hex(16),
+        account_id=order.account_id,
+        order_id=order.id,
+        provider=provider,
+        idempotency_key=key,
+        status=PaymentStatus.PENDING.value,
+        amount_minor=order.total_minor,
+        currency=order.currency,
+        created_at=now,
+    )
+    db.session.add(payment)
+    try:
+        db.session.flush()
+    except IntegrityError:  # a concurrent "Pay" made it first: use that one
+        db.session.rollback()
+        again = db.session.scalar(select(Payment).where(Payment.idempotency_key == key))
+        assert isinstance(again, Payment)
+        return again
+    return payment
+
+
+def start(
+    *,
+    account: Account,
+    order: Order,
+    provider: PaymentProvider,
+    description: str,
+    customer_email: str,
+    language: str,
+    make_urls: UrlMaker,
+    now: dt.datetime,
+) -> Redirect | Payment:
+    """Start paying ``order`` with ``provider`` (see module docs).
+
+    A saved method of that provider is charged off-session at once and the payment is
+    returned settled, failed or awaiting authentication; otherwise the customer goes to
+    the provider's hosted page (``Redirect``). Concurrent calls for one order share one
+    attempt and one provider idempotency key, so the customer is charged once.
+    """
+    order = _lock_order(order.id)
+    if order.status != OrderStatus.PENDING:
+        raise PaymentRefused("order_closed")
+    if order.currency not in provider.currencies:
+        raise PaymentRefused("currency_unsupported")
+    key = _attempt_key(order)
+    payment = _payment_for_attempt(order, provider.name, key, now)
+    if payment.status != PaymentStatus.PENDING:
+        db.session.commit()
+        return payment
+    urls = make_urls(payment.public_id)
+    method = default_method(account.id, provider.name)
+    request = PaymentRequest(
+        payment_id=payment.public_id,
+        idempotency_key=key,
+        amount=payment.amount,
+        description=description,
+        customer_email=customer_email,
+        language=language,
+        return_url=urls.return_url,
+        cancel_url=urls.cancel_url,
+        save_method=True,
+        customer_ref=method.customer_ref if method else _customer_ref(account.id, provider.name),
+    )
+    if method is not None:
+        payment.method_id = method.id
+        db.session.commit()
+        event = provider.charge_saved(request, saved(method))
+        apply_event(provider.name, event, now=now)
+        db.session.refresh(payment)
+        return payment
+    redirect = provider.start_payment(request)
+    payment.provider_ref = redirect.provider_ref
+    db.session.commit()
+    return redirect
+
+
+def _customer_ref(account_id: int, provider: str) -> str | None:
+    """A provider customer id known from an earlier saved method, if any."""
+    ref = db.session.scalar(
+        select(PaymentMethod.customer_ref)
+        .where(PaymentMethod.account_id == account_id, PaymentMethod.provider == provider)
+        .order_by(PaymentMethod.id.desc())
+        .limit(1)
+    )
+    return ref if isinstance(ref, str) else None
+
+
+# -- applying provider events ---------------------------------------------------------------
+
+
+def _record_event(provider: str, event: PaymentEvent, now: dt.datetime) -> ProviderEvent | None:
+    """Claim the event; ``None`` when it was applied before (a replayed webhook)."""
+    row = ProviderEvent(
+        provider=provider,
+        event_id=event.event_id,
+        type=event.kind.value,
+        outcome=Outcome.IGNORED.value,
+        received_at=now,
+    )
+    db.session.add(row)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        return None
+    return row
+
+
+def _find_payment(provider: str, event: PaymentEvent) -> Payment | None:
+    stmt = select(Payment).where(Payment.provider == provider)
+    if event.payment_id:
+        stmt = stmt.where(Payment.public_id == event.payment_id)
+    elif event.provider_ref:
+        stmt = stmt.where(Payment.provider_ref == event.provider_ref)
+    else:
+        return None
+    payment = db.session.scalar(stmt.with_for_update())
+    return payment if isinstance(payment, Payment) else None
+
+
+@dataclass
+class _Context:
+    now: dt.datetime
+    refund: Callable[[Payment, str], None]
+    # Hook calls to make once the transaction is committed.
+    notices: list[Callable[[Any], None]] = field(default_factory=list)
+
+
+def apply_event(
+    provider_name: str,
+    event: PaymentEvent,
+    *,
+    now: dt.datetime,
+    refund: Callable[[Payment, str], None] | None = None,
+) -> Outcome:
+    """Apply one provider event, once. The only way payment state changes.
+
+    ``refund(payment, reason)`` is called for money that must go back (a refused card
+    brand, a quote that no longer holds); by default it asks the payment's provider.
+    """
+    row = _record_event(provider_name, event, now)
+    if row is None:
+        return Outcome.DUPLICATE
+    payment = _find_payment(provider_name, event)
+    if payment is None:
+        log.warning("%s event %s names no known payment", provider_name, event.event_id)
+        row.outcome = Outcome.UNKNOWN_PAYMENT.value
+        db.session.commit()
+        return Outcome.UNKNOWN_PAYMENT
+    row.payment_id = payment.id
+    if event.provider_ref and payment.provider_ref is None:
+        payment.provider_ref = event.provider_ref
+    ctx = _Context(now=now, refund=refund or _provider_refund)
+    outcome = _HANDLERS[event.kind](payment, event, ctx)
+    row.outcome = outcome.value
+    db.session.commit()
+    hook = _hook()
+    for notice in ctx.notices:
+        notice(hook)
+    return outcome
+
+
+def _succeeded(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
+    if payment.status in (PaymentStatus.PAID, PaymentStatus.REFUNDED):
+        return Outcome.ALREADY_SETTLED
+    if event.amount != payment.amount:
+        log.error(
+            "payment %s: provider reports %s, expected %s; not activated",
+            payment.public_id,
+            event.amount,
+            payment.amount,
+        )
+        payment.failure_code = "amount_mismatch"
+        return Outcome.MISMATCH
+    payment_transition(payment, PaymentStatus.PAID)
+    payment.settled_at = ctx.now
+    payment.failure_code = payment.failure_message = payment.action_url = None
+    payment.charge_ref = event.charge_ref or payment.charge_ref
+    order = db.session.get(Order, payment.order_id) if payment.order_id else None
+    brand = event.method.brand.lower() if event.method else None
+    if brand is not None and brand not in ACCEPTED_BRANDS:
+        payment.failure_code = "brand_not_accepted"
+        ctx.refund(payment, "brand_not_accepted")
+        if order is not None and order.status == OrderStatus.PENDING:
+            order_transition(order, OrderStatus.FAILED)
+        return Outcome.BRAND_REFUSED
+    if event.method is not None:
+        payment.method_id = _save_method(payment, event.method, ctx.now).id
+    ctx.notices.append(_settled_notice(payment, ctx.now))
+    if order is None:
+        return Outcome.APPLIED
+    account = db.session.get(Account, payment.account_id)
+    assert account is not None
+    sub = db.session.scalar(
+        select(Subscription).where(Subscription.account_id == account.id).with_for_update()
+    )
+    assert isinstance(sub, Subscription)
+    if order.status != OrderStatus.PENDING or sub.version != order.subscription_version:
+        # Paid for a quote that no longer holds (another change got there first).
+        payment.failure_code = "quote_stale"
+        ctx.refund(payment, "quote_stale")
+        if order.status == OrderStatus.PENDING:
+            order_transition(order, OrderStatus.SUPERSEDED)
+        return Outcome.STALE
+    order_transition(order, OrderStatus.PAID)
+    ctx.notices.append(_changed_notice(sub, order, ctx.now, reason="payment"))
+    return Outcome.APPLIED
+
+
+def _failed(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
+    if payment.status != PaymentStatus.PENDING:
+        return Outcome.ALREADY_SETTLED
+    payment_transition(payment, PaymentStatus.FAILED)
+    payment.failure_code = (event.failure_code or "failed")[:64]
+    payment.failure_message = (event.failure_message or "")[:500] or None
+    payment.action_url = None
+    return Outcome.APPLIED
+
+
+def _requires_action(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
+    if payment.status != PaymentStatus.PENDING:
+        return Outcome.ALREADY_SETTLED
+    payment.action_url = event.action_url
+    payment.failure_code = event.failure_code or "authentication_required"
+    return Outcome.APPLIED
+
+
+def _refunded(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
+    if event.amount is None or event.amount.currency != payment.currency:
+        return Outcome.MISMATCH
+    total = min(event.amount.minor, payment.amount_minor)
+    if total <= payment.refunded_minor:
+        return Outcome.ALREADY_SETTLED
+    payment.refunded_minor = total
+    if total == payment.amount_minor and payment.status == PaymentStatus.PAID:
+        payment_transition(payment, PaymentStatus.REFUNDED)
+        order = db.session.get(Order, payment.order_id) if payment.order_id else None
+        if order is not None and order.status == OrderStatus.PAID:
+            order_transition(order, OrderStatus.REFUNDED)
+    return Outcome.APPLIED
+
+
+_HANDLERS = {
+    PaymentEventKind.SUCCEEDED: _succeeded,
+    PaymentEventKind.FAILED: _failed,
+    PaymentEventKind.REQUIRES_ACTION: _requires_action,
+    PaymentEventKind.REFUNDED: _refunded,
+}
+
+
+def _save_method(payment: Payment, method: SavedMethod, now: dt.datetime) -> PaymentMethod:
+    """Store the method the payment used and make it the account's default."""
+    row = db.session.scalar(
+        select(PaymentMethod).where(
+            PaymentMethod.provider == payment.provider,
+            PaymentMethod.provider_ref == method.provider_ref,
+        )
+    )
+    if not isinstance(row, PaymentMethod):
+        row = PaymentMethod(
+            account_id=payment.account_id,
+            provider=payment.provider,
+            provider_ref=method.provider_ref,
+            created_at=now,
+        )
+        db.session.add(row)
+    row.customer_ref = method.customer_ref
+    row.brand = method.brand.lower()
+    row.last4 = method.last4
+    row.exp_month = method.exp_month
+    row.exp_year = method.exp_year
+    row.email = method.email
+    row.removed_at = None
+    make_default(row)
+    return row
+
+
+def make_default(method: PaymentMethod) -> None:
+    others = db.session.scalars(
+        select(PaymentMethod).where(
+            PaymentMethod.account_id == method.account_id, PaymentMethod.id != method.id
+        )
+    )
+    for other in others:
+        other.is_default = False
+    method.is_default = True
+
+
+def _provider_refund(payment: Payment, reason: str) -> None:
+    from portal.plugins import registry
+
+    provider = registry().payment_providers.get(payment.provider)
+    if provider is None or payment.charge_ref is None:
+        log.error("payment %s must be refunded (%s) by staff", payment.public_id, reason)
+        return
+    event = provider.refund(
+        charge_ref=payment.charge_ref,
+        amount=payment.amount,
+        idempotency_key=f"refund-{payment.public_id}-{reason}",
+    )
+    if event.amount is not None and event.amount.currency == payment.currency:
+        payment.refunded_minor = min(event.amount.minor, payment.amount_minor)
+        if payment.refunded_minor == payment.amount_minor:
+            payment_transition(payment, PaymentStatus.REFUNDED)
+
+
+# -- activation -----------------------------------------------------------------------------
+
+
+def state(sub: Subscription) -> SubscriptionState:
+    return SubscriptionState(
+        package=sub.package,
+        period=sub.period,
+        agents=sub.agents,
+        conversations=sub.conversations,
+        currency=sub.currency,
+        status=sub.status,
+        period_end=sub.period_end,
+        auto_renew=sub.auto_renew,
+    )
+
+
+def activate(sub: Subscription, order: Order, now: dt.datetime) -> None:
+    """Give the account exactly what the order quoted, for the quoted period (R6, R10)."""
+    record = order.quote
+    sub.package = PackageCode(order.package).value
+    sub.period = Period(order.period).value
+    sub.agents = order.agents
+    sub.conversations = order.conversations
+    sub.currency = order.currency
+    sub.period_start = dt.date.fromisoformat(str(record["period_start"]))
+    sub.period_end = dt.date.fromisoformat(str(record["period_end"]))
+    # The price of the new period is what later credit for unused time is based on.
+    sub.period_net_minor = order.subtotal_minor
+    sub.credit_minor = int(record["credit_after_minor"])
+    sub.status = SubscriptionStatus.ACTIVE.value
+    sub.auto_renew = True  # R10: a payment switches auto-renewal on
+
+
+def confirm_free_change(*, account: Account, order: Order, now: dt.datetime) -> None:
+    """An order with nothing to pay (credit covers it) takes effect at once."""
+    order = _lock_order(order.id)
+    if order.status != OrderStatus.PENDING or order.total_minor != 0:
+        raise PaymentRefused("order_closed")
+    sub = db.session.scalar(
+        select(Subscription).where(Subscription.account_id == account.id).with_for_update()
+    )
+    assert isinstance(sub, Subscription)
+    if sub.version != order.subscription_version:
+        order_transition(order, OrderStatus.SUPERSEDED)
+        db.session.commit()
+        raise PaymentRefused("quote_stale")
+    order_transition(order, OrderStatus.PAID)
+    notice = _changed_notice(sub, order, now, reason="change")
+    db.session.commit()
+    notice(_hook())
+
+
+def _hook() -> Any:
+    from portal.plugins import registry
+
+    return registry().hook
+
+
+def _settled_notice(payment: Payment, now: dt.datetime) -> Callable[[Any], None]:
+    event = PaymentSettled(
+        account_id=payment.account_id,
+        payment_id=payment.id,
+        provider=payment.provider,
+        amount=payment.amount,
+        settled_at=now,
+    )
+    return lambda hook: hook.payment_settled(event=event)
+
+
+def _changed_notice(
+    sub: Subscription, order: Order, now: dt.datetime, *, reason: str
+) -> Callable[[Any], None]:
+    """Activate the order on ``sub`` and return the hook call that reports it."""
+    before = state(sub)
+    activate(sub, order, now)
+    event = SubscriptionChanged(
+        account_id=sub.account_id,
+        subscription_id=sub.id,
+        before=before,
+        after=state(sub),
+        reason=reason,
+        changed_at=now,
+    )
+    return lambda hook: hook.subscription_changed(event=event)
+
+
+def cancel(payment_id: int) -> None:
+    """The customer came back from the hosted page without paying."""
+    payment = db.session.scalar(select(Payment).where(Payment.id == payment_id).with_for_update())
+    assert isinstance(payment, Payment)
+    if payment.status == PaymentStatus.PENDING:
+        payment_transition(payment, PaymentStatus.FAILED)
+        payment.failure_code = "cancelled"
+    db.session.commit()

@@ -1,0 +1,315 @@
+"""Loading plugins: entry points of installed distributions, allow/block lists, start-up
+checks, ``flask plugins`` and hook tracing.
+
+A third-party plugin is faked as an installed distribution: a ``.dist-info`` directory and
+a module written to a temporary directory that is put on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+import pakiet_currencies
+from portal import create_app
+from portal.contracts import CurrencySpec, PluginConfig
+from portal.extensions import db
+from portal.hookspecs import hookimpl
+from portal.plugins import PluginError, PluginInfo, registry
+from tests.conftest import BUILTIN_PLUGINS, base_config
+
+MODULE = "fake_pakiet_plugin"
+
+FORINT_PLUGIN = '''
+"""A third party's plugin: the Hungarian forint, and a listener for payments."""
+
+from portal.contracts import CurrencySpec
+from portal.hookspecs import hookimpl
+
+
+@hookimpl
+def register_currencies(plugin_config):
+    return [CurrencySpec("HUF", 2, {"pl": "forint węgierski", "en": "Hungarian forint"})]
+
+
+@hookimpl
+def payment_settled(event):
+    pass
+'''
+
+BUILTIN = PluginInfo(
+    "currencies", pakiet_currencies.__version__, "pakiet", ("register_currencies",)
+)
+FAKE = PluginInfo("fake", "1.2.3", "fakeplugin", ("payment_settled", "register_currencies"))
+
+
+@pytest.fixture
+def install_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """``install_fake(source)``: "install" distribution fakeplugin 1.2.3, whose entry point
+    ``fake`` in group ``pakiet`` is a module with ``source``."""
+
+    def install(source: str = FORINT_PLUGIN) -> None:
+        site = tmp_path / "site-packages"
+        dist_info = site / "fakeplugin-1.2.3.dist-info"
+        dist_info.mkdir(parents=True)
+        (dist_info / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: fakeplugin\nVersion: 1.2.3\n", encoding="utf-8"
+        )
+        (dist_info / "entry_points.txt").write_text(f"[pakiet]\nfake = {MODULE}\n")
+        (site / f"{MODULE}.py").write_text(source, encoding="utf-8")
+        monkeypatch.syspath_prepend(site)
+        importlib.invalidate_caches()
+
+    yield install
+    sys.modules.pop(MODULE, None)
+
+
+@pytest.fixture
+def make_app(database_url: str) -> Iterator[Callable[..., Flask]]:
+    """``make_app(**config)``: an app on the test database with the built-ins in
+    ``PLUGINS`` and entry points off, unless ``config`` says otherwise."""
+    apps: list[Flask] = []
+
+    def make_app(**config: Any) -> Flask:
+        app = create_app(base_config(database_url, **config))
+        apps.append(app)
+        return app
+
+    yield make_app
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+
+
+# Entry points on; other built-ins stay out, so that the assertions are about these two.
+AUTOLOAD = {"PLUGINS_AUTOLOAD": True, "PLUGINS": [], "PLUGINS_ALLOW": ["currencies", "fake"]}
+
+
+def names(app: Flask) -> list[str]:
+    return [info.name for info in registry(app).plugins()]
+
+
+# -- discovery through entry points -----------------------------------------------------
+
+
+def test_installed_plugin_is_loaded_with_its_distribution_and_version(
+    install_fake: Callable[..., None], make_app: Callable[..., Flask]
+) -> None:
+    install_fake()
+    app = make_app(**AUTOLOAD)
+
+    assert registry(app).plugins() == [BUILTIN, FAKE]
+    assert registry(app).currencies["HUF"].minor_units == 2
+
+
+def test_builtin_plugin_shows_its_own_version_rather_than_the_distributions(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(**AUTOLOAD)
+
+    (info,) = registry(app).plugins()
+    assert info.distribution == "pakiet"
+    assert info.version == pakiet_currencies.__version__
+    assert info.version != version("pakiet"), "the test means nothing if the two agree"
+
+
+@pytest.mark.parametrize(
+    "lists",
+    [{"PLUGINS_BLOCK": ["fake"]}, {"PLUGINS_ALLOW": ["currencies"]}],
+    ids=["blocked", "not-allowed"],
+)
+def test_block_and_allow_lists_keep_an_installed_plugin_out(
+    install_fake: Callable[..., None], make_app: Callable[..., Flask], lists: dict[str, Any]
+) -> None:
+    install_fake()
+    app = make_app(**{**AUTOLOAD, **lists})
+
+    assert names(app) == ["currencies"]
+    assert "HUF" not in registry(app).currencies
+
+
+def test_blocking_a_builtin_lets_a_module_in_plugins_take_its_place(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(
+        **{**AUTOLOAD, "PLUGINS_BLOCK": ["currencies"], "PLUGINS": ["pakiet_currencies"]}
+    )
+
+    assert names(app) == ["pakiet_currencies"]
+    assert set(registry(app).currencies) == {"PLN", "EUR", "USD", "CZK"}
+
+
+def test_without_autoload_installed_plugins_are_ignored(
+    install_fake: Callable[..., None], make_app: Callable[..., Flask]
+) -> None:
+    install_fake()
+    app = make_app()
+
+    assert "fake" not in names(app)
+    assert "HUF" not in registry(app).currencies
+
+
+def test_a_module_named_in_plugins_and_in_an_entry_point_is_registered_once(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(**{**AUTOLOAD, "PLUGINS": ["pakiet_currencies"]})
+
+    assert names(app) == ["currencies"]
+
+
+# -- start-up refuses broken plugins ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            FORINT_PLUGIN.replace("def register_currencies", "def register_currencys"),
+            "unknown hook 'register_currencys'",
+        ),
+        (
+            FORINT_PLUGIN.replace("register_currencies(plugin_config)", "register_currencies(cfg)"),
+            "Argument(s) {'cfg'} are declared in the hookimpl but can not be found in the hookspec",
+        ),
+        (
+            "import pakiet_does_not_exist\n",
+            "plugin 'fake' (fake_pakiet_plugin) failed to import: No module named",
+        ),
+    ],
+    ids=["misspelt-hook", "unknown-argument", "import-error"],
+)
+def test_a_broken_plugin_stops_start_up(
+    install_fake: Callable[..., None],
+    make_app: Callable[..., Flask],
+    source: str,
+    message: str,
+) -> None:
+    install_fake(source)
+    with pytest.raises(PluginError) as excinfo:
+        make_app(**AUTOLOAD)
+    assert message in str(excinfo.value)
+
+
+class WrongMinorUnits:
+    def __init__(self, spec: CurrencySpec) -> None:
+        self.spec = spec
+
+    @hookimpl
+    def register_currencies(self, plugin_config: PluginConfig) -> list[CurrencySpec]:
+        return [self.spec]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        # CLDR rounds forint cash to whole units; ISO 4217 (and invoices) keep two digits.
+        (CurrencySpec("HUF", 0, {}), "currency HUF: minor_units 0 disagrees with ISO 4217 (2)"),
+        (CurrencySpec("JPY", 2, {}), "currency JPY: minor_units 2 disagrees with ISO 4217 (0)"),
+        (CurrencySpec("KWD", 2, {}), "currency KWD: minor_units 2 disagrees with ISO 4217 (3)"),
+    ],
+    ids=["HUF", "JPY", "KWD"],
+)
+def test_a_currency_with_wrong_minor_units_is_refused(
+    make_app: Callable[..., Flask], spec: CurrencySpec, message: str
+) -> None:
+    with pytest.raises(PluginError) as excinfo:
+        make_app(PLUGINS=[*BUILTIN_PLUGINS, WrongMinorUnits(spec)])
+    assert str(excinfo.value) == message
+
+
+@pytest.mark.parametrize(
+    ("config", "missing"),
+    [
+        ({"PLUGINS": []}, "PLN, EUR, USD, CZK"),
+        ({**AUTOLOAD, "PLUGINS_BLOCK": ["currencies"]}, "PLN, EUR, USD, CZK"),
+        ({"PLUGINS_BLOCK": ["pakiet_currencies"]}, "PLN, EUR, USD, CZK"),
+        ({"PLUGIN_CONFIG": {"currencies": {"enabled": ["PLN"]}}}, "EUR, USD, CZK"),
+    ],
+    ids=["no-plugins", "entry-point-blocked", "module-blocked", "narrowed-by-config"],
+)
+def test_a_catalogue_currency_without_a_plugin_stops_start_up(
+    make_app: Callable[..., Flask], config: dict[str, Any], missing: str
+) -> None:
+    with pytest.raises(PluginError) as excinfo:
+        make_app(**config)
+    assert str(excinfo.value) == f"no currency plugin provides {missing} from the catalogue"
+
+
+# -- flask plugins ---------------------------------------------------------------------------
+
+
+def test_flask_plugins_lists_plugins_with_versions_and_hooks(
+    install_fake: Callable[..., None], make_app: Callable[..., Flask]
+) -> None:
+    install_fake()
+    app = make_app(**AUTOLOAD)
+
+    result = app.test_cli_runner().invoke(args=["plugins"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        f"currencies {pakiet_currencies.__version__} (pakiet): register_currencies\n"
+        "fake 1.2.3 (fakeplugin): payment_settled, register_currencies\n"
+    )
+
+
+def test_flask_plugins_leaves_out_blocked_plugins(
+    install_fake: Callable[..., None], make_app: Callable[..., Flask]
+) -> None:
+    install_fake()
+    app = make_app(**AUTOLOAD, PLUGINS_BLOCK=["fake"])
+
+    result = app.test_cli_runner().invoke(args=["plugins"])
+
+    assert result.output == (
+        f"currencies {pakiet_currencies.__version__} (pakiet): register_currencies\n"
+    )
+
+
+# -- tracing -----------------------------------------------------------------------------------
+
+
+def test_trace_plugins_prints_hook_calls_to_stderr(
+    make_app: Callable[..., Flask], capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_app(TRACE_PLUGINS=True)
+
+    err = capsys.readouterr().err
+    for hook in ("register_currencies", "register_payment_providers"):
+        assert f"  {hook} [hook]\n" in err
+        assert f"  finish {hook} -->" in err
+    assert "CurrencySpec(code='PLN', minor_units=2" in err
+
+
+def test_pakiet_trace_plugins_environment_variable_turns_tracing_on(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PAKIET_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("PAKIET_DATABASE_URL", database_url)
+    monkeypatch.setenv("PAKIET_PLUGINS_AUTOLOAD", "false")
+    monkeypatch.setenv("PAKIET_PLUGINS", json.dumps(BUILTIN_PLUGINS))
+    monkeypatch.setenv("PAKIET_TRACE_PLUGINS", "1")
+    app = create_app()
+    with app.app_context():
+        db.engine.dispose()
+
+    assert "  register_currencies [hook]\n" in capsys.readouterr().err
+
+
+def test_without_tracing_nothing_is_printed(
+    make_app: Callable[..., Flask], capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_app()
+
+    assert "[hook]" not in capsys.readouterr().err
