@@ -139,6 +139,9 @@ class PaymentProvider(abc.ABC):
     name: str
     #: ISO codes this provider can charge in
     currencies: frozenset[str] = frozenset()
+    #: whether it keeps methods for off-session charges (cards, PayPal vault); a bank
+    #: transfer does not, and then the three saved-method calls below need no override
+    saves_methods: bool = False
 
     @abc.abstractmethod
     def label(self, language: str) -> str:
@@ -155,9 +158,9 @@ class PaymentProvider(abc.ABC):
         Must be safe to call more than once for the same attempt.
         """
 
-    @abc.abstractmethod
     def charge_saved(self, request: PaymentRequest, method: SavedMethod) -> PaymentEvent:
         """Charge a saved method off-session (renewals, later changes)."""
+        raise ProviderError(f"{self.name} cannot charge a saved method", code="not_supported")
 
     @abc.abstractmethod
     def refund(self, *, charge_ref: str, amount: Money, idempotency_key: str) -> PaymentEvent:
@@ -168,7 +171,6 @@ class PaymentProvider(abc.ABC):
         """Verify and parse a webhook. Raise :class:`WebhookRejected` for a bad signature;
         return ``None`` for an event type this provider does not act on."""
 
-    @abc.abstractmethod
     def start_setup(
         self,
         *,
@@ -180,10 +182,11 @@ class PaymentProvider(abc.ABC):
         idempotency_key: str,
     ) -> Redirect:
         """A hosted page where the customer saves a new method without paying."""
+        raise ProviderError(f"{self.name} cannot save a method", code="not_supported")
 
-    @abc.abstractmethod
     def complete_setup(self, *, provider_ref: str, params: Mapping[str, str]) -> SavedMethod:
         """The customer is back from the setup page: the method now saved."""
+        raise ProviderError(f"{self.name} cannot save a method", code="not_supported")
 
     def describe(self, method: SavedMethod, language: str) -> str:
         """A short description of a saved method, e.g. ``Visa •••• 4242 (12/2030)``."""

@@ -1,0 +1,494 @@
+"""Payments core (issue 4): the contract, the one event operation, the state machines.
+
+Driven end to end through a third party's plugin: ``tests/thirdparty`` holds a real
+distribution, ``pakiet-transfer24`` (redirect and notify, like BLIK or Przelewy24), with
+its own emulator. It uses nothing of Pakiet but the public contract.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections.abc import Iterator
+from itertools import product
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from sqlalchemy import func, select
+
+from portal import create_app, demo, payments
+from portal.contracts import PaymentEvent, PaymentEventKind, SavedMethod
+from portal.extensions import db
+from portal.models import (
+    Account,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    ProviderEvent,
+    Subscription,
+    User,
+    utcnow,
+)
+from portal.money import Money
+from portal.plugins import registry
+from tests.conftest import base_config, csrf_token
+
+THIRD_PARTY = Path(__file__).parent / "thirdparty"
+TODAY = dt.date(2026, 11, 26)
+
+
+@pytest.fixture
+def transfer24(monkeypatch) -> Iterator[object]:
+    monkeypatch.syspath_prepend(str(THIRD_PARTY))
+    from pakiet_transfer24.emulator import Transfer24Emulator
+
+    with Transfer24Emulator(api_key="t24-key", notify_secret="t24-secret") as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def config_overrides(transfer24):
+    from tests.conftest import BUILTIN_PLUGINS
+
+    return {
+        "PLUGINS": [*BUILTIN_PLUGINS, "pakiet_transfer24"],
+        "PLUGIN_CONFIG": {
+            "transfer24": {
+                "base_url": transfer24.base_url,
+                "api_key": "t24-key",
+                "notify_secret": "t24-secret",
+            }
+        },
+    }
+
+
+@pytest.fixture
+def standard(app, client, auth, catalogue, monkeypatch):
+    """The demo Standard account (monthly, 3 agents, PLN), logged in."""
+    monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
+    with app.app_context():
+        demo.load(catalogue, today=TODAY)
+    assert auth.login("standard@demo.pakiet.test", demo.PASSWORD).status_code == 302
+    return client
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True).replace("\xa0", " ")
+
+
+def place_and_pay(client, provider="transfer24", **fields):
+    """Press Pay on the summary: returns the response (a redirect to the bank page)."""
+    data = {
+        "csrf_token": csrf_token(client, "/package/edit"),
+        "package": "standard",
+        "period": "month",
+        "agents": "3",
+        "conversations": "100",
+        "currency": "PLN",
+    }
+    data.update(fields)
+    summary = text(client.post("/package/summary", data=data, headers={"HX-Request": "true"}))
+    digest = re.search(r'name="quote_digest" value="([0-9a-f]*)"', summary).group(1)
+    page = text(client.get("/package/edit"))
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', page).group(1)
+    data.update(action="pay", quote_digest=digest, idempotency_key=key, provider=provider)
+    return client.post("/package/edit", data=data)
+
+
+def bank_token(response) -> str:
+    assert response.status_code == 303, text(response)
+    return response.headers["Location"].rsplit("/", 1)[1]
+
+
+def back_from_bank(client, emulator, token: str, action: str = "pay"):
+    target = urlparse(emulator.decide(token, action))
+    return client.get(target.path + ("?" + target.query if target.query else ""))
+
+
+def webhook(client, emulator, token: str, **changes):
+    body, headers = emulator.notification(token, **changes)
+    return client.post("/webhooks/transfer24", data=body, headers=headers)
+
+
+def subscription(app) -> Subscription:
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == "standard@demo.pakiet.test"))
+        sub = user.account.subscription
+        db.session.expunge_all()
+        return sub
+
+
+def only(app, model):
+    with app.app_context():
+        rows = db.session.scalars(select(model)).all()
+        db.session.expunge_all()
+        return rows
+
+
+# -- third party --------------------------------------------------------------------------
+
+
+def test_a_third_party_payment_distribution_is_discovered(database_url, monkeypatch, transfer24):
+    monkeypatch.syspath_prepend(str(THIRD_PARTY))
+    app = create_app(
+        base_config(
+            database_url,
+            PLUGINS=[],
+            PLUGINS_AUTOLOAD=True,
+            PLUGINS_ALLOW=["currencies", "transfer24"],
+            PLUGIN_CONFIG={
+                "transfer24": {"base_url": "http://x", "api_key": "k", "notify_secret": "s"}
+            },
+        )
+    )
+    reg = registry(app)
+    assert list(reg.payment_providers) == ["transfer24"]
+    info = {p.name: p for p in reg.plugins()}["transfer24"]
+    assert (info.version, info.distribution) == ("0.3.0", "pakiet-transfer24")
+    assert info.hooks == ("register_payment_providers",)
+
+
+def test_the_provider_shows_up_in_checkout(standard):
+    page = text(standard.get("/package/edit"))
+    assert 'name="provider" value="transfer24"' in page
+    assert "Przelew online (Transfer24)" in page
+
+
+def test_a_disabled_provider_is_hidden(database_url, monkeypatch, transfer24):
+    monkeypatch.syspath_prepend(str(THIRD_PARTY))
+    from tests.conftest import BUILTIN_PLUGINS
+
+    app = create_app(
+        base_config(
+            database_url,
+            PLUGINS=[*BUILTIN_PLUGINS, "pakiet_transfer24"],
+            PLUGIN_CONFIG={
+                "transfer24": {
+                    "base_url": transfer24.base_url,
+                    "api_key": "k",
+                    "notify_secret": "s",
+                    "enabled": False,
+                }
+            },
+        )
+    )
+    assert "transfer24" not in registry(app).payment_providers
+
+
+# -- the happy path ------------------------------------------------------------------------
+
+
+def test_pay_redirect_return_activates_exactly_the_quote(app, standard, transfer24):
+    token = bank_token(place_and_pay(standard, agents="5"))
+    trn = transfer24.transactions[token]
+    assert (trn["amount"], trn["currency"]) == (32841, "PLN")  # what the summary showed
+    page = text(standard.get("/package"))
+    assert "Płatność w toku" in page and 'hx-trigger="every 2s"' in page  # R9: pending
+    response = back_from_bank(standard, transfer24, token)
+    assert response.headers["Location"] == "/package"
+    sub = subscription(app)
+    assert (sub.package, sub.period, sub.agents, sub.conversations) == ("standard", "month", 5, 100)
+    assert (sub.period_start, sub.period_end) == (TODAY, dt.date(2026, 12, 26))
+    assert (sub.period_net_minor, sub.credit_minor, sub.auto_renew) == (44500, 0, True)
+    [payment] = only(app, Payment)
+    [order] = only(app, Order)
+    assert (payment.status, order.status) == (PaymentStatus.PAID, OrderStatus.PAID)
+    assert payment.charge_ref == token
+    page = text(standard.get("/package"))
+    assert "Dziękujemy! Otrzymaliśmy Twoją płatność." in page
+    assert "Płatność w toku" not in page and "hx-trigger" not in page  # polling stops
+
+
+def test_webhook_first_then_return_then_replays_activate_once(app, standard, transfer24):
+    token = bank_token(place_and_pay(standard, agents="5"))
+    transfer24.decide(token, "pay")
+    first = webhook(standard, transfer24, token)
+    assert first.get_json() == {"received": True, "outcome": "applied"}
+    version = subscription(app).version
+    assert back_from_bank(standard, transfer24, token).headers["Location"] == "/package"
+    body, headers = transfer24.notification(token)
+    outcomes = [
+        standard.post("/webhooks/transfer24", data=body, headers=headers).get_json()["outcome"]
+        for _ in range(5)
+    ]
+    assert outcomes == ["already_settled"] + ["duplicate"] * 4
+    assert subscription(app).version == version  # activated once
+    with app.app_context():
+        # the first webhook and the second notification; the return asked nothing
+        assert db.session.scalar(select(func.count()).select_from(ProviderEvent)) == 2
+
+
+def test_out_of_order_failure_after_success_changes_nothing(app, standard, transfer24):
+    token = bank_token(place_and_pay(standard, agents="5"))
+    transfer24.decide(token, "pay")
+    webhook(standard, transfer24, token)
+    late = webhook(standard, transfer24, token, status="failed")
+    assert late.get_json()["outcome"] == "already_settled"
+    [payment] = only(app, Payment)
+    assert payment.status == PaymentStatus.PAID
+    assert subscription(app).agents == 5
+
+
+# -- failures --------------------------------------------------------------------------------
+
+
+def test_a_declined_transfer_says_why_and_can_be_retried(app, standard, transfer24):
+    response = place_and_pay(standard, agents="5")
+    token = bank_token(response)
+    transfer24.decide(token, "decline")
+    webhook(standard, transfer24, token)
+    [order] = only(app, Order)
+    order_page = standard.get(f"/package/orders/{order.public_id}")
+    assert "Płatność nie powiodła się. Nic nie zostało pobrane" in text(order_page)
+    assert subscription(app).agents == 3  # nothing activated
+    retry = standard.post(
+        f"/package/orders/{order.public_id}/pay",
+        data={"csrf_token": csrf_token(standard, "/package"), "provider": "transfer24"},
+    )
+    second = bank_token(retry)
+    assert second != token  # a new attempt, a new idempotency key
+    back_from_bank(standard, transfer24, second)
+    assert subscription(app).agents == 5
+    assert sorted(p.status for p in only(app, Payment)) == ["failed", "paid"]
+
+
+def test_cancel_on_the_bank_page(app, standard, transfer24):
+    token = bank_token(place_and_pay(standard, agents="5"))
+    response = back_from_bank(standard, transfer24, token, action="decline")
+    assert response.status_code == 303
+    page = text(standard.get(response.headers["Location"]))
+    assert "Anulowano płatność. Nic nie zostało pobrane." in page
+    assert only(app, Payment)[0].failure_code == "cancelled"
+
+
+def test_provider_down_at_start_charges_nothing_and_retry_works(app, standard, transfer24):
+    with app.app_context():
+        provider = registry(app).payment_providers["transfer24"]
+    good = provider.base_url
+    provider.base_url = "http://127.0.0.1:9"  # nothing listens there
+    try:
+        response = place_and_pay(standard, agents="5")
+    finally:
+        provider.base_url = good
+    assert response.status_code == 303
+    page = text(standard.get(response.headers["Location"]))
+    assert "Operator płatności nie odpowiedział. Nic nie zostało pobrane" in page
+    [order] = only(app, Order)
+    assert order.status == OrderStatus.PENDING
+    retry = standard.post(
+        f"/package/orders/{order.public_id}/pay",
+        data={"csrf_token": csrf_token(standard, "/package"), "provider": "transfer24"},
+    )
+    back_from_bank(standard, transfer24, bank_token(retry))
+    assert subscription(app).agents == 5
+
+
+def test_a_currency_the_provider_does_not_take_is_refused(app, client, auth, catalogue, transfer24):
+    with app.app_context():
+        demo.load(catalogue, today=TODAY)
+    auth.login("pro@demo.pakiet.test", demo.PASSWORD)  # an EUR account
+    response = place_and_pay(
+        client, package="pro", period="year", agents="9", conversations="1500", currency="EUR"
+    )
+    page = text(client.get(response.headers["Location"]))
+    assert "This payment method does not accept your currency" in page
+    assert only(app, Payment) == []
+
+
+# -- webhooks: bad input ---------------------------------------------------------------------
+
+
+def test_webhook_signatures_and_garbage(app, standard, transfer24):
+    token = bank_token(place_and_pay(standard, agents="5"))
+    transfer24.decide(token, "pay")
+    body, headers = transfer24.notification(token)
+    tampered = body.replace(b'"amount": 32841', b'"amount": 1')
+    assert standard.post("/webhooks/transfer24", data=tampered, headers=headers).status_code == 400
+    unsigned = {"Content-Type": "application/json"}
+    assert standard.post("/webhooks/transfer24", data=body, headers=unsigned).status_code == 400
+    assert standard.post("/webhooks/nosuch", data=body, headers=headers).status_code == 404
+    assert subscription(app).agents == 3
+    ignored = webhook(standard, transfer24, token, status="chargeback_review")
+    assert ignored.get_json() == {"received": True, "outcome": "ignored"}
+    unknown = webhook(standard, transfer24, token, session_id="f" * 32)
+    assert unknown.get_json()["outcome"] == "unknown_payment"
+    assert subscription(app).agents == 3
+
+
+def test_an_amount_that_differs_from_the_order_activates_nothing(app, standard, transfer24):
+    token = bank_token(place_and_pay(standard, agents="5"))
+    transfer24.decide(token, "pay")
+    assert webhook(standard, transfer24, token, amount=100).get_json()["outcome"] == "mismatch"
+    assert subscription(app).agents == 3
+    assert only(app, Payment)[0].status == PaymentStatus.PENDING
+
+
+def test_a_foreign_return_or_cancel_url_is_not_found(app, standard, auth, transfer24):
+    token = bank_token(place_and_pay(standard, agents="5"))
+    [payment] = only(app, Payment)
+    auth.logout()
+    auth.login("free@demo.pakiet.test", demo.PASSWORD)
+    assert standard.get(f"/payments/{payment.public_id}/return?token={token}").status_code == 404
+    assert standard.get(f"/payments/{payment.public_id}/cancel").status_code == 404
+    assert standard.get("/payments/forged/return").status_code == 404
+    assert only(app, Payment)[0].status == PaymentStatus.PENDING
+
+
+# -- the one operation, directly ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("current", "target"), list(product(PaymentStatus, PaymentStatus)), ids=str
+)
+def test_payment_state_machine(current, target):
+    payment = Payment(public_id="p", status=current.value)
+    allowed = {
+        (PaymentStatus.PENDING, PaymentStatus.PAID),
+        (PaymentStatus.PENDING, PaymentStatus.FAILED),
+        (PaymentStatus.FAILED, PaymentStatus.PAID),
+        (PaymentStatus.PAID, PaymentStatus.REFUNDED),
+    }
+    if (current, target) in allowed:
+        payments.payment_transition(payment, target)
+        assert payment.status == target
+    else:
+        with pytest.raises(payments.IllegalTransition):
+            payments.payment_transition(payment, target)
+
+
+@pytest.mark.parametrize(("current", "target"), list(product(OrderStatus, OrderStatus)), ids=str)
+def test_order_state_machine(current, target):
+    order = Order(public_id="o", status=current.value)
+    allowed = {
+        (OrderStatus.PENDING, OrderStatus.PAID),
+        (OrderStatus.PENDING, OrderStatus.FAILED),
+        (OrderStatus.PENDING, OrderStatus.SUPERSEDED),
+        (OrderStatus.PAID, OrderStatus.REFUNDED),
+    }
+    if (current, target) in allowed:
+        payments.order_transition(order, target)
+        assert order.status == target
+    else:
+        with pytest.raises(payments.IllegalTransition):
+            payments.order_transition(order, target)
+
+
+def pending_payment(app, standard) -> Payment:
+    bank_token(place_and_pay(standard, agents="5"))
+    return only(app, Payment)[0]
+
+
+def succeeded(payment: Payment, brand: str, event_id: str = "e1") -> PaymentEvent:
+    return PaymentEvent(
+        event_id=event_id,
+        kind=PaymentEventKind.SUCCEEDED,
+        payment_id=payment.public_id,
+        provider_ref=payment.provider_ref,
+        amount=Money(payment.amount_minor, payment.currency),
+        method=SavedMethod(provider_ref=f"pm_{brand}", brand=brand, last4="0005"),
+        charge_ref="ch_1",
+    )
+
+
+def test_an_amex_payment_is_refused_and_refunded(app, standard, transfer24):
+    payment = pending_payment(app, standard)
+    refunds: list[tuple[str, str]] = []
+    with app.app_context():
+        outcome = payments.apply_event(
+            "transfer24",
+            succeeded(payment, "amex"),
+            now=utcnow(),
+            refund=lambda p, reason: refunds.append((p.public_id, reason)),
+        )
+    assert outcome is payments.Outcome.BRAND_REFUSED
+    assert refunds == [(payment.public_id, "brand_not_accepted")]
+    assert only(app, Order)[0].status == OrderStatus.FAILED
+    assert only(app, PaymentMethod) == []  # an Amex is never saved
+    assert subscription(app).agents == 3
+
+
+def test_a_visa_payment_saves_the_method_as_default(app, standard, transfer24):
+    payment = pending_payment(app, standard)
+    with app.app_context():
+        outcome = payments.apply_event("transfer24", succeeded(payment, "visa"), now=utcnow())
+    assert outcome is payments.Outcome.APPLIED
+    [method] = only(app, PaymentMethod)
+    assert (method.brand, method.last4, method.is_default) == ("visa", "0005", True)
+
+
+def test_a_payment_for_a_stale_quote_is_refunded(app, standard, transfer24):
+    payment = pending_payment(app, standard)
+    with app.app_context():  # staff changed the subscription meanwhile
+        sub = db.session.scalar(select(Subscription).where(Subscription.currency == "PLN"))
+        sub.agents = 4
+        db.session.commit()
+    refunds: list[str] = []
+    with app.app_context():
+        outcome = payments.apply_event(
+            "transfer24",
+            succeeded(payment, "visa"),
+            now=utcnow(),
+            refund=lambda p, reason: refunds.append(reason),
+        )
+    assert outcome is payments.Outcome.STALE
+    assert refunds == ["quote_stale"]
+    assert subscription(app).agents == 4
+    assert only(app, Order)[0].status == OrderStatus.SUPERSEDED
+
+
+def test_a_downgrade_covered_by_credit_needs_no_payment(app, standard, transfer24):
+    """Yearly plan bought today, then fewer agents: the credit exceeds the new price."""
+    with app.app_context():
+        sub = db.session.scalar(select(Subscription).where(Subscription.currency == "PLN"))
+        sub.agents, sub.period_start, sub.period_end = 10, TODAY, dt.date(2026, 12, 26)
+        sub.period_net_minor = 89000
+        db.session.commit()
+    response = place_and_pay(standard, agents="2")
+    assert response.headers["Location"] == "/package"
+    sub = subscription(app)
+    assert sub.agents == 2
+    assert sub.credit_minor == 89000 - 17800  # 10 agents paid, 2 agents' new price
+    assert only(app, Payment) == []
+    assert only(app, Order)[0].status == OrderStatus.PAID
+
+
+@pytest.mark.postgres
+def test_twenty_concurrent_pays_for_one_order_charge_once(app, standard, transfer24):
+    response = place_and_pay(standard, agents="5")
+    bank_token(response)
+    [order] = only(app, Order)
+    barrier = threading.Barrier(20, timeout=30)
+    errors: list[BaseException] = []
+
+    def press_pay() -> None:
+        try:
+            barrier.wait()  # before taking a connection: the pool is smaller than 20
+            with app.app_context():
+                placed = db.session.get(Order, order.id)
+                account = db.session.get(Account, placed.account_id)
+                payments.start(
+                    account=account,
+                    order=placed,
+                    provider=registry(app).payment_providers["transfer24"],
+                    description="Pakiet",
+                    customer_email="a@example.com",
+                    language="pl",
+                    make_urls=lambda pid: payments.Urls("http://r/" + pid, "http://c/" + pid),
+                    now=utcnow(),
+                )
+                db.session.remove()
+        except BaseException as exc:  # collected and re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=press_pay) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(only(app, Payment)) == 1
+    assert len(transfer24.transactions) == 1

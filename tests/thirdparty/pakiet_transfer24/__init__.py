@@ -1,0 +1,24 @@
+"""Transfer24: online bank transfers (redirect and notify, like BLIK or Przelewy24).
+
+A third party's plugin, kept under tests/ as a real distribution
+(``pakiet_transfer24-0.3.0.dist-info`` beside it) to prove that the payment contract
+is enough for an outsider. It uses nothing of Pakiet but ``portal.contracts``,
+``portal.hookspecs`` and ``portal.money``.
+"""
+
+from __future__ import annotations
+
+from portal.contracts import PaymentProvider, PluginConfig
+from portal.hookspecs import hookimpl
+
+from .provider import Transfer24Provider
+
+__version__ = "0.3.0"
+
+
+@hookimpl
+def register_payment_providers(plugin_config: PluginConfig) -> list[PaymentProvider]:
+    config = plugin_config("transfer24")
+    if not config.get("api_key") or config.get("enabled") is False:
+        return []
+    return [Transfer24Provider(config)]
