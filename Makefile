@@ -16,19 +16,19 @@ run: install demo-db
 	@echo ""
 	@echo "Pakiet runs at http://127.0.0.1:5000/"
 	@echo "Demo logins (password for all: pakiet-demo-2026):"
-	@echo "  free@demo.pakiet.test      Free"
-	@echo "  standard@demo.pakiet.test  Standard, monthly, 3 agents, PLN"
-	@echo "  pro@demo.pakiet.test       Pro, yearly, EUR"
-	@echo "  admin@demo.pakiet.test     staff"
+	@echo "  free@demo.example.com      Free"
+	@echo "  standard@demo.example.com  Standard, monthly, 3 agents, PLN"
+	@echo "  pro@demo.example.com       Pro, yearly, EUR"
+	@echo "  admin@demo.example.com     staff"
 	@echo ""
-	$(FLASK) run --host 127.0.0.1 --port 5000
+	$(BIN)/python scripts/devserver.py --host 127.0.0.1 --port 5000
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check portal plugins tests
-	$(BIN)/ruff format --check portal plugins tests
+	$(BIN)/ruff check portal plugins tests scripts
+	$(BIN)/ruff format --check portal plugins tests scripts
 	$(BIN)/mypy
 
 install: $(STAMPS)/python $(STAMPS)/npm $(MO)

@@ -32,6 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         htmx,
         limiter,
         login_manager,
+        mail,
         migrate,
         sqlite_foreign_keys,
     )
@@ -45,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
     htmx.init_app(app)
+    mail.init_app(app)
     limiter.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
     auth.init_login(app, login_manager)

@@ -10,7 +10,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from portal import htmx_util
+from portal import htmx_util, payments
 from portal.extensions import db
 from portal.models import Account, Payment, PaymentStatus, Subscription
 from portal.plugins import registry
@@ -51,6 +51,7 @@ def _package_context(account: Account) -> dict[str, Any]:
         "package": catalogue.package(sub.package),
         "currency": currency,
         "pending": payment_pending(account.id),
+        "method": payments.default_method(account.id),
     }
 
 

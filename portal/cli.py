@@ -1,4 +1,4 @@
-"""``flask --app wsgi …`` commands: plugins, demo data."""
+"""``flask --app wsgi …`` commands: plugins, demo data, background VAT re-checks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import datetime as dt
 import click
 from flask import Flask, current_app
 
-from portal import demo
+from portal import demo, vat
+from portal.models import utcnow
 from portal.plugins import registry
 
 
@@ -29,3 +30,28 @@ def register_commands(app: Flask) -> None:
         click.echo(f"demo data: {created} new account(s)")
         for login in demo.LOGINS:
             click.echo(f"  {login.email:<28} {demo.PASSWORD}   {login.description}")
+
+    @app.cli.command("vat-recheck")
+    @click.option(
+        "--now",
+        "now_text",
+        default=None,
+        help="ISO date-time to run as (default: now); a zone-less value is UTC.",
+    )
+    @click.option("--limit", default=200, show_default=True, type=click.IntRange(min=1))
+    def vat_recheck_command(now_text: str | None, limit: int) -> None:
+        """Check the VAT numbers that are due: pending ones (VIES was unavailable) on their
+        backoff, valid ones periodically. Safe to run on many nodes at once."""
+        now = utcnow()
+        if now_text:
+            try:
+                now = dt.datetime.fromisoformat(now_text)
+            except ValueError:
+                raise click.BadParameter(f"not an ISO date-time: {now_text!r}") from None
+            if now.tzinfo is None:
+                now = now.replace(tzinfo=dt.UTC)
+        report = vat.run_due_checks(now=now, limit=limit, settings=vat.settings_for(current_app))
+        click.echo(
+            f"VAT re-check: {report.checked} checked, {report.valid} valid, "
+            f"{report.invalid} invalid, {report.pending} pending"
+        )

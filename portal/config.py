@@ -45,6 +45,10 @@ DEFAULTS: dict[str, Any] = {
     "REMEMBER_COOKIE_SAMESITE": "Lax",
     "WTF_CSRF_TIME_LIMIT": None,
     "SUPPORT_EMAIL": "support@pakiet.test",
+    # E-mail: printed to the console unless an SMTP server is configured
+    # (MAIL_BACKEND = "smtp", MAIL_SERVER, MAIL_PORT, MAIL_USE_TLS, MAIL_USERNAME, ...).
+    "MAIL_BACKEND": "console",
+    "MAIL_DEFAULT_SENDER": "Pakiet <billing@pakiet.test>",
     "VAT_RATES_PATH": str(VAT_RATES_PATH),
     "SELLER": {
         "name": "Pakiet Sp. z o.o.",

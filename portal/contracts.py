@@ -52,7 +52,9 @@ class ExchangeRate:
 
 class PaymentEventKind(StrEnum):
     SUCCEEDED = "succeeded"  # the money is collected (captured)
-    FAILED = "failed"  # declined, cancelled, expired: nothing collected
+    # Declined, cancelled, expired: nothing collected. Not always final: a customer may try
+    # another card on the same hosted page, and a later SUCCEEDED wins.
+    FAILED = "failed"
     REQUIRES_ACTION = "requires_action"  # the customer must authenticate (3-D Secure)
     REFUNDED = "refunded"  # some or all of a collected payment went back
 
@@ -127,6 +129,18 @@ class WebhookRejected(Exception):
     """A webhook whose signature is missing, wrong or too old: answer 400, change nothing."""
 
 
+def describe_saved(method: SavedMethod, label: str) -> str:
+    """``Visa •••• 4242 (12/2030)`` for a card, ``PayPal (a@example.com)`` for an account."""
+    if method.email:
+        return f"{label} ({method.email})"
+    parts = [method.brand.title()]
+    if method.last4:
+        parts.append(f"•••• {method.last4}")
+    if method.exp_month and method.exp_year:
+        parts.append(f"({method.exp_month:02d}/{method.exp_year})")
+    return " ".join(parts)
+
+
 class PaymentProvider(abc.ABC):
     """A way to pay (cards through Stripe, PayPal, ...).
 
@@ -158,6 +172,14 @@ class PaymentProvider(abc.ABC):
         Must be safe to call more than once for the same attempt.
         """
 
+    def cancel(self, *, provider_ref: str) -> PaymentEvent | None:
+        """The customer left the hosted page: close the attempt so it can no longer be paid.
+
+        Return the attempt's final event (SUCCEEDED if it was paid meanwhile), or ``None``
+        when the provider has nothing to close.
+        """
+        return None
+
     def charge_saved(self, request: PaymentRequest, method: SavedMethod) -> PaymentEvent:
         """Charge a saved method off-session (renewals, later changes)."""
         raise ProviderError(f"{self.name} cannot charge a saved method", code="not_supported")
@@ -169,7 +191,9 @@ class PaymentProvider(abc.ABC):
     @abc.abstractmethod
     def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PaymentEvent | None:
         """Verify and parse a webhook. Raise :class:`WebhookRejected` for a bad signature;
-        return ``None`` for an event type this provider does not act on."""
+        return ``None`` for an event type this provider does not act on. May raise a
+        retryable :class:`ProviderError` when it must ask the provider and cannot now (the
+        endpoint answers 503, and the provider delivers again later)."""
 
     def start_setup(
         self,
@@ -190,14 +214,7 @@ class PaymentProvider(abc.ABC):
 
     def describe(self, method: SavedMethod, language: str) -> str:
         """A short description of a saved method, e.g. ``Visa •••• 4242 (12/2030)``."""
-        if method.email:
-            return f"{self.label(language)} ({method.email})"
-        parts = [method.brand.title()]
-        if method.last4:
-            parts.append(f"•••• {method.last4}")
-        if method.exp_month and method.exp_year:
-            parts.append(f"({method.exp_month:02d}/{method.exp_year})")
-        return " ".join(parts)
+        return describe_saved(method, self.label(language))
 
 
 # -- VAT-number validators ---------------------------------------------------------------

@@ -23,15 +23,15 @@ class DemoLogin:
 
 
 LOGINS = (
-    DemoLogin("free@demo.pakiet.test", "Kwiaciarnia Bratek", "Free", "pl"),
+    DemoLogin("free@demo.example.com", "Kwiaciarnia Bratek", "Free", "pl"),
     DemoLogin(
-        "standard@demo.pakiet.test",
+        "standard@demo.example.com",
         "Sklep Rowerowy Szprycha",
         "Standard, monthly, 3 agents, PLN",
         "pl",
     ),
-    DemoLogin("pro@demo.pakiet.test", "Alpine Tours GmbH", "Pro, yearly, EUR", "en"),
-    DemoLogin("admin@demo.pakiet.test", "", "admin"),
+    DemoLogin("pro@demo.example.com", "Alpine Tours GmbH", "Pro, yearly, EUR", "en"),
+    DemoLogin("admin@demo.example.com", "", "admin"),
 )
 
 

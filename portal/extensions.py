@@ -7,6 +7,7 @@ from flask_htmx import HTMX
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
+from flask_mailman import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -33,6 +34,7 @@ csrf = CSRFProtect()
 login_manager = LoginManager()
 babel = Babel()
 htmx = HTMX()
+mail = Mail()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 

@@ -78,11 +78,11 @@ def current_terms(sub: Subscription) -> Current:
 
 
 def tax_decision(pricing: Pricing, billing: BillingInfo | None, on: dt.date) -> TaxDecision:
-    # The VAT number counts as unverified until the VIES check exists for it.
+    # Reverse charge only with a number VIES confirmed: pending and invalid pay VAT.
     return decide(
         seller_country=pricing.seller_country,
         buyer_country=billing.country if billing else None,
-        vat_number_valid=False,
+        vat_number_valid=billing.vat_valid if billing else False,
         on=on,
         rates=pricing.vat_rates,
     )

@@ -20,13 +20,19 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from portal import orders, payments
 from portal.account import current_account
-from portal.contracts import PaymentProvider, ProviderError, Redirect, WebhookRejected
+from portal.contracts import (
+    PaymentEventKind,
+    PaymentProvider,
+    ProviderError,
+    Redirect,
+    WebhookRejected,
+    describe_saved,
+)
 from portal.extensions import csrf, db, limiter
 from portal.i18n import current_language
 from portal.models import (
     Account,
     Order,
-    OrderStatus,
     Payment,
     PaymentMethod,
     PaymentStatus,
@@ -192,13 +198,24 @@ def returned(payment_id: str) -> ResponseReturnValue:
 @bp.get("/payments/<payment_id>/cancel")
 @login_required
 def cancelled(payment_id: str) -> ResponseReturnValue:
+    """Back from the hosted page without paying: close the attempt at the provider."""
     payment = _own_payment(payment_id)
-    payments.cancel(payment.id)
+    provider = providers().get(payment.provider)
     order = db.session.get(Order, payment.order_id) if payment.order_id else None
-    flash(failure_message("cancelled"), "error")
-    if order is None or order.status != OrderStatus.PENDING:
+    event = None
+    if provider is not None and payment.provider_ref and payment.status == PaymentStatus.PENDING:
+        try:
+            event = provider.cancel(provider_ref=payment.provider_ref)
+        except ProviderError as exc:
+            log.info("cancel of %s at %s failed: %s", payment.public_id, provider.name, exc)
+    if event is not None and event.kind is PaymentEventKind.SUCCEEDED:
+        payments.apply_event(payment.provider, event, now=utcnow())  # paid after all
+    else:
+        payments.cancel(payment.id)
+    db.session.refresh(payment)
+    if order is None:
         return redirect(url_for("account.package"), code=303)
-    return redirect(_order_page(order), code=303)
+    return _after(payment, order)
 
 
 @bp.post("/webhooks/<provider_name>")
@@ -240,6 +257,6 @@ def describe(method: PaymentMethod) -> str:
     """A saved method in the customer's words, e.g. "Visa •••• 4242 (12/2030)"."""
     provider = providers().get(method.provider)
     saved = payments.saved(method)
-    if provider is None:
-        return saved.brand.title()
+    if provider is None:  # a provider switched off since: still say what the method is
+        return describe_saved(saved, saved.brand.title())
     return provider.describe(saved, current_language())

@@ -44,6 +44,7 @@ from portal.models import (
     Subscription,
     SubscriptionStatus,
 )
+from portal.money import Money
 
 log = logging.getLogger(__name__)
 
@@ -275,8 +276,10 @@ def _find_payment(provider: str, event: PaymentEvent) -> Payment | None:
     stmt = select(Payment).where(Payment.provider == provider)
     if event.payment_id:
         stmt = stmt.where(Payment.public_id == event.payment_id)
-    elif event.provider_ref:
-        stmt = stmt.where(Payment.provider_ref == event.provider_ref)
+    elif event.provider_ref or event.charge_ref:
+        # Refunds and some failures do not echo core's id: match the provider's ids.
+        refs = {ref for ref in (event.provider_ref, event.charge_ref) if ref}
+        stmt = stmt.where(Payment.provider_ref.in_(refs) | Payment.charge_ref.in_(refs))
     else:
         return None
     payment = db.session.scalar(stmt.with_for_update())
@@ -288,7 +291,7 @@ class _Context:
     now: dt.datetime
     refund: Callable[[Payment, str], None]
     # Hook calls to make once the transaction is committed.
-    notices: list[Callable[[Any], None]] = field(default_factory=list)
+    notices: list[Callable[[], None]] = field(default_factory=list)
 
 
 def apply_event(
@@ -319,9 +322,8 @@ def apply_event(
     outcome = _HANDLERS[event.kind](payment, event, ctx)
     row.outcome = outcome.value
     db.session.commit()
-    hook = _hook()
     for notice in ctx.notices:
-        notice(hook)
+        notice()
     return outcome
 
 
@@ -350,7 +352,9 @@ def _succeeded(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
             order_transition(order, OrderStatus.FAILED)
         return Outcome.BRAND_REFUSED
     if event.method is not None:
-        payment.method_id = _save_method(payment, event.method, ctx.now).id
+        payment.method_id = save_method(
+            payment.account_id, payment.provider, event.method, ctx.now
+        ).id
     ctx.notices.append(_settled_notice(payment, ctx.now))
     if order is None:
         return Outcome.APPLIED
@@ -387,6 +391,8 @@ def _requires_action(payment: Payment, event: PaymentEvent, ctx: _Context) -> Ou
         return Outcome.ALREADY_SETTLED
     payment.action_url = event.action_url
     payment.failure_code = event.failure_code or "authentication_required"
+    if event.action_url:
+        ctx.notices.append(_action_notice(payment.account_id, payment.amount, event.action_url))
     return Outcome.APPLIED
 
 
@@ -413,22 +419,26 @@ _HANDLERS = {
 }
 
 
-def _save_method(payment: Payment, method: SavedMethod, now: dt.datetime) -> PaymentMethod:
-    """Store the method the payment used and make it the account's default."""
+def save_method(
+    account_id: int, provider: str, method: SavedMethod, now: dt.datetime
+) -> PaymentMethod:
+    """Store a method saved at ``provider`` and make it the account's default (R8)."""
     row = db.session.scalar(
         select(PaymentMethod).where(
-            PaymentMethod.provider == payment.provider,
+            PaymentMethod.provider == provider,
             PaymentMethod.provider_ref == method.provider_ref,
         )
     )
     if not isinstance(row, PaymentMethod):
         row = PaymentMethod(
-            account_id=payment.account_id,
-            provider=payment.provider,
+            account_id=account_id,
+            provider=provider,
             provider_ref=method.provider_ref,
             created_at=now,
         )
         db.session.add(row)
+    elif row.account_id != account_id:
+        raise PaymentRefused("method_of_another_account")
     row.customer_ref = method.customer_ref
     row.brand = method.brand.lower()
     row.last4 = method.last4
@@ -436,6 +446,7 @@ def _save_method(payment: Payment, method: SavedMethod, now: dt.datetime) -> Pay
     row.exp_year = method.exp_year
     row.email = method.email
     row.removed_at = None
+    db.session.flush()
     make_default(row)
     return row
 
@@ -518,7 +529,7 @@ def confirm_free_change(*, account: Account, order: Order, now: dt.datetime) -> 
     order_transition(order, OrderStatus.PAID)
     notice = _changed_notice(sub, order, now, reason="change")
     db.session.commit()
-    notice(_hook())
+    notice()
 
 
 def _hook() -> Any:
@@ -527,7 +538,7 @@ def _hook() -> Any:
     return registry().hook
 
 
-def _settled_notice(payment: Payment, now: dt.datetime) -> Callable[[Any], None]:
+def _settled_notice(payment: Payment, now: dt.datetime) -> Callable[[], None]:
     event = PaymentSettled(
         account_id=payment.account_id,
         payment_id=payment.id,
@@ -535,12 +546,19 @@ def _settled_notice(payment: Payment, now: dt.datetime) -> Callable[[Any], None]
         amount=payment.amount,
         settled_at=now,
     )
-    return lambda hook: hook.payment_settled(event=event)
+    return lambda: _hook().payment_settled(event=event)
+
+
+def _action_notice(account_id: int, amount: Money, url: str) -> Callable[[], None]:
+    """E-mail the link where the customer confirms a payment their bank holds (3-D Secure)."""
+    from portal import mail
+
+    return lambda: mail.send_to_account(account_id, "payment_action", amount=amount, action_url=url)
 
 
 def _changed_notice(
     sub: Subscription, order: Order, now: dt.datetime, *, reason: str
-) -> Callable[[Any], None]:
+) -> Callable[[], None]:
     """Activate the order on ``sub`` and return the hook call that reports it."""
     before = state(sub)
     activate(sub, order, now)
@@ -552,7 +570,7 @@ def _changed_notice(
         reason=reason,
         changed_at=now,
     )
-    return lambda hook: hook.subscription_changed(event=event)
+    return lambda: _hook().subscription_changed(event=event)
 
 
 def cancel(payment_id: int) -> None:
@@ -563,3 +581,30 @@ def cancel(payment_id: int) -> None:
         payment_transition(payment, PaymentStatus.FAILED)
         payment.failure_code = "cancelled"
     db.session.commit()
+
+
+def add_method(
+    *, account_id: int, provider: str, method: SavedMethod, now: dt.datetime
+) -> PaymentMethod:
+    """A method saved through the provider's setup page (no payment): the new default."""
+    if method.brand.lower() not in ACCEPTED_BRANDS:
+        raise PaymentRefused("brand_not_accepted")
+    row = save_method(account_id, provider, method, now)
+    db.session.commit()
+    return row
+
+
+def set_auto_renew(*, account_id: int, on: bool) -> Subscription:
+    """Switch auto-renewal (R10). Switching on needs a paid package and a saved method."""
+    sub = db.session.scalar(
+        select(Subscription).where(Subscription.account_id == account_id).with_for_update()
+    )
+    assert isinstance(sub, Subscription)
+    if on and not sub.is_paid:
+        raise PaymentRefused("auto_renew_free")
+    if on and default_method(account_id) is None:
+        raise PaymentRefused("auto_renew_no_method")
+    if sub.auto_renew != on:
+        sub.auto_renew = on
+    db.session.commit()
+    return sub

@@ -86,20 +86,23 @@ def render_error(code: int, message: str | None = None) -> ResponseReturnValue:
 
 
 def register(app: Flask) -> None:
-    from portal import account, assets, auth, checkout, i18n, pay
+    from portal import account, assets, auth, billing, checkout, countries, i18n, methods, pay
 
     app.register_blueprint(assets.bp)
     app.register_blueprint(i18n.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(checkout.bp)
+    app.register_blueprint(billing.bp)
     app.register_blueprint(pay.bp)
+    app.register_blueprint(methods.bp)
 
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["day"] = format_day
     app.jinja_env.filters["minor"] = format_minor
     app.jinja_env.filters["rate"] = format_rate
     app.jinja_env.filters["datetime"] = format_datetime
+    app.jinja_env.filters["country_name"] = lambda code: countries.name(code, current_language())
     app.jinja_env.globals["describe_method"] = pay.describe
 
     @app.context_processor

@@ -27,7 +27,7 @@ def demo_accounts(app, catalogue, monkeypatch):
 
 
 def login(auth, who: str) -> None:
-    assert auth.login(f"{who}@demo.pakiet.test", demo.PASSWORD).status_code == 302
+    assert auth.login(f"{who}@demo.example.com", demo.PASSWORD).status_code == 302
 
 
 def text(response) -> str:
@@ -61,7 +61,7 @@ def order_count(app) -> int:
 
 def subscription_of(app, who: str) -> Subscription:
     with app.app_context():
-        user = db.session.scalar(select(User).where(User.email == f"{who}@demo.pakiet.test"))
+        user = db.session.scalar(select(User).where(User.email == f"{who}@demo.example.com"))
         sub = user.account.subscription
         db.session.expunge_all()
         return sub
@@ -347,7 +347,7 @@ def test_summary_sql_is_constant_in_the_accounts_history(app, client, auth, demo
 
 def test_digest_depends_on_the_subscription_version(app, catalogue, demo_accounts):
     with app.app_context():
-        user = db.session.scalar(select(User).where(User.email == "standard@demo.pakiet.test"))
+        user = db.session.scalar(select(User).where(User.email == "standard@demo.example.com"))
         account = user.account
         pricing = orders.Pricing(catalogue, app.extensions["pakiet.vat_rates"], "PL")
         sel = Selection(PackageCode.STANDARD, Period.MONTH, 5, 100, "PLN")

@@ -380,7 +380,7 @@ class NoOpinion(VatValidator):
 
 
 class Vies(NoOpinion):
-    name = "vies"
+    name = "test_vies"  # the built-in VIES plugin is "vies"
     order = 50
 
 
@@ -401,14 +401,15 @@ class Validators:
 
 @with_plugins(Validators)
 def test_hook_register_vat_validators(app: Flask) -> None:
-    validators = registry(app).vat_validators
-    assert [v.name for v in validators] == ["nip_format", "vies", "last_resort"]
+    ours = {"nip_format", "test_vies", "last_resort"}
+    validators = [v for v in registry(app).vat_validators if v.name in ours]
+    assert [v.name for v in validators] == ["nip_format", "test_vies", "last_resort"]
 
 
 @pytest.mark.parametrize(
     ("result", "message"),
     [
-        ([Vies(), Vies()], "two plugins register the VAT validator 'vies'"),
+        ([Vies(), Vies()], "two plugins register the VAT validator 'test_vies'"),
         ([BankTransfer()], "expected VatValidator"),
         (Vies(), "register_vat_validators returned"),
     ],

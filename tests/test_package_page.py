@@ -19,7 +19,7 @@ def demo_accounts(app, catalogue):
 
 
 def login_demo(auth, who: str):
-    response = auth.login(f"{who}@demo.pakiet.test", demo.PASSWORD)
+    response = auth.login(f"{who}@demo.example.com", demo.PASSWORD)
     assert response.status_code == 302
 
 
@@ -79,7 +79,7 @@ def test_free_account_facts(client, auth, demo_accounts):
 
 def test_account_credit_and_pending_state(app, client, auth, demo_accounts):
     with app.app_context():
-        user = db.session.scalar(select(User).where(User.email == "standard@demo.pakiet.test"))
+        user = db.session.scalar(select(User).where(User.email == "standard@demo.example.com"))
         user.account.subscription.credit_minor = 123456
         db.session.add(
             Payment(

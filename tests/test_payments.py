@@ -72,7 +72,7 @@ def standard(app, client, auth, catalogue, monkeypatch):
     monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
     with app.app_context():
         demo.load(catalogue, today=TODAY)
-    assert auth.login("standard@demo.pakiet.test", demo.PASSWORD).status_code == 302
+    assert auth.login("standard@demo.example.com", demo.PASSWORD).status_code == 302
     return client
 
 
@@ -116,7 +116,7 @@ def webhook(client, emulator, token: str, **changes):
 
 def subscription(app) -> Subscription:
     with app.app_context():
-        user = db.session.scalar(select(User).where(User.email == "standard@demo.pakiet.test"))
+        user = db.session.scalar(select(User).where(User.email == "standard@demo.example.com"))
         sub = user.account.subscription
         db.session.expunge_all()
         return sub
@@ -290,7 +290,7 @@ def test_provider_down_at_start_charges_nothing_and_retry_works(app, standard, t
 def test_a_currency_the_provider_does_not_take_is_refused(app, client, auth, catalogue, transfer24):
     with app.app_context():
         demo.load(catalogue, today=TODAY)
-    auth.login("pro@demo.pakiet.test", demo.PASSWORD)  # an EUR account
+    auth.login("pro@demo.example.com", demo.PASSWORD)  # an EUR account
     response = place_and_pay(
         client, package="pro", period="year", agents="9", conversations="1500", currency="EUR"
     )
@@ -331,7 +331,7 @@ def test_a_foreign_return_or_cancel_url_is_not_found(app, standard, auth, transf
     token = bank_token(place_and_pay(standard, agents="5"))
     [payment] = only(app, Payment)
     auth.logout()
-    auth.login("free@demo.pakiet.test", demo.PASSWORD)
+    auth.login("free@demo.example.com", demo.PASSWORD)
     assert standard.get(f"/payments/{payment.public_id}/return?token={token}").status_code == 404
     assert standard.get(f"/payments/{payment.public_id}/cancel").status_code == 404
     assert standard.get("/payments/forged/return").status_code == 404

@@ -22,7 +22,7 @@ def source_messages() -> set[str]:
     for folder in ("portal", "plugins", "templates"):
         for _file, _line, message, _comments, _ctx in extract_from_dir(
             ROOT / folder,
-            method_map=[("**.py", "python"), ("**.html", "jinja2")],
+            method_map=[("**.py", "python"), ("**.html", "jinja2"), ("**.txt", "jinja2")],
             keywords=KEYWORDS,
         ):
             found.add(message[0] if isinstance(message, tuple) else message)

@@ -1,7 +1,8 @@
 """Browser-test harness: the real app on a real port, driven by Debian's Chromium.
 
 * ``live_server`` (session): the app on the migrated test database with the demo data,
-  served by Werkzeug in a daemon thread. ``live_server.reset()`` puts the demo data back;
+  served by Werkzeug in a daemon thread, checking VAT numbers against ``vies_emulator``
+  (session, the VIES emulator's fixed table). ``live_server.reset()`` puts the demo data back;
   the autouse ``_fresh_demo_data`` fixture calls it before every browser test, so tests
   may change state (a user's language, a subscription) without leaking into the next
   (on PostgreSQL it also empties the shared database after each browser test).
@@ -36,6 +37,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from pakiet_vies.emulator import ViesEmulator
 from portal import create_app, demo
 from portal.config import ROOT
 from portal.extensions import db
@@ -122,7 +124,16 @@ def _load_demo(app: Flask) -> None:
 
 
 @pytest.fixture(scope="session")
-def live_server(migrated_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def vies_emulator() -> Iterator[ViesEmulator]:
+    """The VIES emulator the live server checks VAT numbers against (its fixed table)."""
+    with ViesEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    migrated_db: str, tmp_path_factory: pytest.TempPathFactory, vies_emulator: ViesEmulator
+) -> Iterator[LiveServer]:
     snapshot = database = None
     if is_postgres():
         url = migrated_db
@@ -131,7 +142,13 @@ def live_server(migrated_db: str, tmp_path_factory: pytest.TempPathFactory) -> I
         database = folder / "live.sqlite3"
         shutil.copyfile(migrated_db, database)
         url = f"sqlite:///{database}"
-    app = create_app(base_config(url))
+    app = create_app(
+        base_config(
+            url,
+            PLUGIN_CONFIG={"vies": {"base_url": vies_emulator.base_url, "timeout": 2}},
+            VAT_CHECK_RATE_LIMIT="1000 per minute",
+        )
+    )
     _load_demo(app)
     if database is not None:
         snapshot = database.with_name("demo.sqlite3")

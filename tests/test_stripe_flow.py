@@ -1,0 +1,203 @@
+"""Buying through Stripe end to end: checkout, the emulator's hosted page, the return,
+webhooks, saved cards and 3-D Secure, with the real SDK inside the plugin."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import select
+
+from pakiet_stripe.emulator import StripeEmulator
+from portal import demo
+from portal.extensions import db
+from portal.models import Order, Payment, PaymentMethod, PaymentStatus, Subscription, User
+from tests.conftest import csrf_token
+
+API_KEY = "sk_test_pakiet_flow"
+SECRET = "whsec_pakiet_flow"
+TODAY = dt.date(2026, 11, 26)
+
+
+@pytest.fixture
+def stripe_emulator() -> Iterator[StripeEmulator]:
+    with StripeEmulator(api_key=API_KEY, webhook_secret=SECRET) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def config_overrides(stripe_emulator):
+    return {
+        "MAIL_BACKEND": "locmem",
+        "PLUGIN_CONFIG": {
+            "stripe": {
+                "api_key": API_KEY,
+                "webhook_secret": SECRET,
+                "api_base": stripe_emulator.base_url,
+                "max_network_retries": 0,
+                "timeout": 5,
+            }
+        },
+    }
+
+
+@pytest.fixture
+def login(app, client, auth, catalogue, monkeypatch):
+    monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
+    with app.app_context():
+        demo.load(catalogue, today=TODAY)
+
+    def as_(who: str):
+        assert auth.login(f"{who}@demo.example.com", demo.PASSWORD).status_code == 302
+        return client
+
+    return as_
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True).replace("\xa0", " ")
+
+
+def press_pay(client, **fields):
+    data = {
+        "csrf_token": csrf_token(client, "/package/edit"),
+        "package": "standard",
+        "period": "month",
+        "agents": "3",
+        "conversations": "100",
+        "currency": "PLN",
+        "provider": "stripe",
+    }
+    data.update(fields)
+    summary = text(client.post("/package/summary", data=data, headers={"HX-Request": "true"}))
+    digest = re.search(r'name="quote_digest" value="([0-9a-f]*)"', summary).group(1)
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', text(client.get("/package/edit")))
+    data.update(action="pay", quote_digest=digest, idempotency_key=key.group(1))
+    return client.post("/package/edit", data=data)
+
+
+def follow(client, url: str):
+    parts = urlsplit(url)
+    return client.get(parts.path + ("?" + parts.query if parts.query else ""))
+
+
+def account_rows(app, email: str):
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == email))
+        sub = user.account.subscription
+        methods = db.session.scalars(
+            select(PaymentMethod).where(PaymentMethod.account_id == user.account_id)
+        ).all()
+        pays = db.session.scalars(select(Payment).where(Payment.account_id == user.account_id))
+        pays = pays.all()
+        db.session.expunge_all()
+        return sub, methods, pays
+
+
+def test_first_purchase_with_a_visa(app, login, stripe_emulator):
+    client = login("free")
+    response = press_pay(client, agents="2", currency="EUR")
+    assert response.status_code == 303
+    session_id = response.headers["Location"].rsplit("/", 1)[1]
+    assert response.headers["Location"].startswith(stripe_emulator.base_url + "/c/pay/")
+    outcome = stripe_emulator.pay(session_id, card="4242424242424242")
+    assert outcome.status == "succeeded"
+    back = follow(client, outcome.redirect_url)
+    assert back.headers["Location"] == "/package"
+    sub, methods, pays = account_rows(app, "free@demo.example.com")
+    assert (sub.package, sub.agents, sub.currency, sub.auto_renew) == ("standard", 2, "EUR", True)
+    assert [(m.brand, m.last4, m.is_default) for m in methods] == [("visa", "4242", True)]
+    [payment] = pays
+    # 2 agents x EUR 20.00; a Polish seller charges a buyer of unknown country 23 % VAT
+    assert (payment.status, payment.amount_minor, payment.currency) == ("paid", 4920, "EUR")
+    page = text(client.get("/package"))
+    assert "Visa •••• 4242" in page and "Dziękujemy!" in page
+
+
+def test_webhook_replays_after_the_return_activate_once(app, login, stripe_emulator):
+    client = login("free")
+    session_id = press_pay(client, agents="2").headers["Location"].rsplit("/", 1)[1]
+    outcome = stripe_emulator.pay(session_id, card="5555555555554444")
+    follow(client, outcome.redirect_url)
+    version = account_rows(app, "free@demo.example.com")[0].version
+    event = next(e for e in stripe_emulator.events if e["type"] == "checkout.session.completed")
+    body = json.dumps(event).encode()
+    headers = {"Stripe-Signature": stripe_emulator.sign(body), "Content-Type": "application/json"}
+    outcomes = [
+        client.post("/webhooks/stripe", data=body, headers=headers).get_json()["outcome"]
+        for _ in range(3)
+    ]
+    assert outcomes == ["already_settled", "duplicate", "duplicate"]
+    assert account_rows(app, "free@demo.example.com")[0].version == version
+    forged = client.post("/webhooks/stripe", data=body + b" ", headers=headers)
+    assert forged.status_code == 400
+
+
+def test_a_declined_card_says_why_and_nothing_is_activated(app, login, stripe_emulator):
+    client = login("free")
+    response = press_pay(client, agents="2")
+    session_id = response.headers["Location"].rsplit("/", 1)[1]
+    outcome = stripe_emulator.pay(session_id, card="4000000000000002")
+    assert outcome.status == "declined"
+    # The customer gives up on the hosted page and comes back through cancel_url.
+    with app.app_context():
+        payment = db.session.scalar(select(Payment))
+        cancel = f"/payments/{payment.public_id}/cancel"
+    page = text(client.get(client.get(cancel).headers["Location"]))
+    assert "Anulowano płatność" in page
+    sub, methods, pays = account_rows(app, "free@demo.example.com")
+    assert (sub.package, methods, pays[0].status) == ("free", [], PaymentStatus.FAILED)
+
+
+def test_a_later_change_charges_the_saved_card_off_session(app, login, stripe_emulator):
+    client = login("free")
+    session_id = press_pay(client, agents="2").headers["Location"].rsplit("/", 1)[1]
+    follow(client, stripe_emulator.pay(session_id, card="4242424242424242").redirect_url)
+    response = press_pay(client, agents="4")
+    assert response.headers["Location"] == "/package"  # no hosted page: the card is saved
+    sub, methods, pays = account_rows(app, "free@demo.example.com")
+    assert sub.agents == 4
+    assert [p.status for p in pays] == ["paid", "paid"]
+    assert pays[1].method_id == methods[0].id
+
+
+def test_an_off_session_charge_that_needs_3ds_sends_the_customer_to_authenticate(
+    app, login, stripe_emulator
+):
+    client = login("free")
+    session_id = press_pay(client, agents="2").headers["Location"].rsplit("/", 1)[1]
+    assert stripe_emulator.pay(session_id, card="4000002760003184").status == "requires_action"
+    follow(client, stripe_emulator.authenticate(session_id).redirect_url)
+    response = press_pay(client, agents="4")
+    location = response.headers["Location"]
+    assert location.startswith(stripe_emulator.base_url)  # the bank's authentication page
+    with app.app_context():
+        payment = db.session.scalars(select(Payment).order_by(Payment.id.desc())).first()
+        assert payment.status == PaymentStatus.PENDING and payment.action_url == location
+        intent = payment.provider_ref or ""
+    assert intent.startswith("pi_")
+    [message] = app.extensions["mailman"].outbox  # the link also goes by e-mail
+    assert message.subject.replace("\xa0", " ") == "Potwierdź płatność 218,94 zł"
+    assert location in message.body and message.to == ["free@demo.example.com"]
+    done = stripe_emulator.authenticate(intent)
+    follow(client, done.redirect_url)
+    sub, _methods, pays = account_rows(app, "free@demo.example.com")
+    assert sub.agents == 4
+    assert [p.status for p in pays] == ["paid", "paid"]
+
+
+def test_orders_are_unchanged_by_a_provider_outage(app, login, stripe_emulator):
+    client = login("free")
+    stripe_emulator.fail_next(500, times=5)
+    response = press_pay(client, agents="2")
+    page = text(client.get(response.headers["Location"]))
+    assert "Operator płatności nie odpowiedział" in page
+    with app.app_context():
+        assert db.session.scalar(select(Order.status)) == "pending"
+    sub = account_rows(app, "free@demo.example.com")[0]
+    assert sub.package == "free"
+    assert isinstance(sub, Subscription)
