@@ -186,6 +186,14 @@ def context(account: Account, form: Form, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _status(form: Form) -> int:
+    """400 for a forged package, period or currency; 422 for what a customer can fix
+    (the live summary swaps 422 in, so the reason replaces the previous price)."""
+    if form.forged:
+        return 400
+    return 422 if form.errors else 200
+
+
 def show(account: Account, form: Form, status: int | None = None, **extra: Any) -> Response:
     """The edit page, or only its summary for an HTMX request: the same markup."""
     ctx = context(account, form, **extra)
@@ -194,7 +202,7 @@ def show(account: Account, form: Form, status: int | None = None, **extra: Any) 
         ctx["providers"] = list(registry().payment_providers.values())
         ctx["saved_method"] = payments.default_method(account.id)
     if status is None:
-        status = 400 if form.errors else 200
+        status = _status(form)
     return htmx_util.render("checkout/edit.html", "checkout/_summary.html", status, **ctx)
 
 

@@ -116,7 +116,11 @@ def test_full_page_without_javascript_renders_the_same_summary(client, auth, dem
     fragment = text(summary(client, agents="5", conversations="300"))
     data = form_data(client, agents="5", conversations="300", action="preview")
     full = text(client.post("/package/edit", data=data))
-    assert fragment.strip() in full
+    section = re.search(r'<section id="summary".*</section>', fragment, re.S).group(0)
+    assert section in full
+    # The live region outside the swapped section is updated out of band.
+    assert '<p id="summary-status" class="visually-hidden" aria-live="polite" hx-swap-oob' in fragment
+    assert 'id="summary-status"' in full and "hx-swap-oob" not in full
     assert "2 pakiety po 100" in fragment
 
 
@@ -145,42 +149,42 @@ def test_yearly_to_monthly_is_refused_with_a_support_link(client, auth, demo_acc
         client, package="pro", period="month", agents="8", conversations="1500", currency="EUR"
     )
     page = text(response)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "is not self-service" in page
     assert 'href="mailto:support@pakiet.test"' in page
 
 
 @pytest.mark.parametrize(
-    ("fields", "message"),
+    ("fields", "status", "message"),
     [
-        ({"agents": "abc"}, "Podaj liczbę agentów jako liczbę całkowitą"),
-        ({"agents": "-1"}, "Podaj liczbę agentów jako liczbę całkowitą"),
-        ({"agents": "2.5"}, "Podaj liczbę agentów jako liczbę całkowitą"),
-        ({"agents": ""}, "Podaj liczbę agentów jako liczbę całkowitą"),
-        ({"agents": "9" * 40}, "Podaj liczbę agentów jako liczbę całkowitą"),
-        ({"agents": "0"}, "Wybierz od 1 do 200 agentów."),
-        ({"agents": "201"}, "Wybierz od 1 do 200 agentów."),
-        ({"conversations": "150"}, "sprzedawane w pakietach po 100"),
-        ({"conversations": "0"}, "od 100 do 500 rozmów"),
-        ({"conversations": "600"}, "od 100 do 500 rozmów"),
-        ({"conversations": "x"}, "Podaj liczbę rozmów"),
-        ({"package": "gold"}, "Wybierz pakiet Standard lub Pro."),
-        ({"package": "free"}, "Pakietu Free nie można wybrać tutaj"),
-        ({"period": "week"}, "Wybierz rozliczenie miesięczne lub roczne."),
-        ({"currency": "GBP"}, "Nie prowadzimy sprzedaży w tej walucie."),
-        ({"currency": "EUR"}, "Twoje konto jest rozliczane w PLN"),
+        ({"agents": "abc"}, 422, "Podaj liczbę agentów jako liczbę całkowitą"),
+        ({"agents": "-1"}, 422, "Podaj liczbę agentów jako liczbę całkowitą"),
+        ({"agents": "2.5"}, 422, "Podaj liczbę agentów jako liczbę całkowitą"),
+        ({"agents": ""}, 422, "Podaj liczbę agentów jako liczbę całkowitą"),
+        ({"agents": "9" * 40}, 422, "Podaj liczbę agentów jako liczbę całkowitą"),
+        ({"agents": "0"}, 422, "Wybierz od 1 do 200 agentów."),
+        ({"agents": "201"}, 422, "Wybierz od 1 do 200 agentów."),
+        ({"conversations": "150"}, 422, "sprzedawane w pakietach po 100"),
+        ({"conversations": "0"}, 422, "od 100 do 500 rozmów"),
+        ({"conversations": "600"}, 422, "od 100 do 500 rozmów"),
+        ({"conversations": "x"}, 422, "Podaj liczbę rozmów"),
+        ({"package": "gold"}, 400, "Wybierz pakiet Standard lub Pro."),
+        ({"package": "free"}, 400, "Pakietu Free nie można wybrać tutaj"),
+        ({"period": "week"}, 400, "Wybierz rozliczenie miesięczne lub roczne."),
+        ({"currency": "GBP"}, 400, "Nie prowadzimy sprzedaży w tej walucie."),
+        ({"currency": "EUR"}, 422, "Twoje konto jest rozliczane w PLN"),
     ],
     ids=lambda v: str(v) if isinstance(v, dict) else "",
 )
-def test_bad_input_is_a_translated_400_and_stores_nothing(
-    app, client, auth, demo_accounts, fields, message
+def test_bad_input_is_a_translated_4xx_and_stores_nothing(
+    app, client, auth, demo_accounts, fields, status, message
 ):
     login(auth, "standard")
     before = subscription_of(app, "standard")
     for path, headers in [("/package/summary", {"HX-Request": "true"}), ("/package/edit", {})]:
         data = form_data(client, action="pay", quote_digest="x", **fields)
         response = client.post(path, data=data, headers=headers)
-        assert response.status_code == 400, path
+        assert response.status_code == status, path
         assert message in text(response), path
     assert order_count(app) == 0
     after = subscription_of(app, "standard")

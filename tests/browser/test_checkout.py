@@ -386,19 +386,9 @@ def test_pro_yearly_user_cannot_switch_to_monthly_self_service(page: Page) -> No
     expect(support).to_have_attribute("href", re.compile(r"^mailto:\S+@\S+$"))
 
 
-# --- known bug: a refused or invalid form leaves the previous summary (and Pay) up ----
-
-STALE_SUMMARY = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "htmx 2 swaps no 4xx response (the summary endpoint answers a refused form with "
-        "400) and sends no request at all while an input breaks its min/max/step "
-        "(htmx:validation:halted), so the previous summary and its enabled Pay stay up"
-    ),
-)
+# --- a refused or invalid form replaces the previous summary (and disables Pay) ---
 
 
-@STALE_SUMMARY
 @pytest.mark.parametrize("case", ["refused by the server", "invalid in the browser"])
 def test_live_summary_shows_what_is_wrong_instead_of_the_previous_price(
     page: Page, live_server: LiveServer, case: str
