@@ -492,3 +492,19 @@ def test_twenty_concurrent_pays_for_one_order_charge_once(app, standard, transfe
     assert errors == []
     assert len(only(app, Payment)) == 1
     assert len(transfer24.transactions) == 1
+
+
+def test_a_saved_method_of_another_brand_is_refused(app, standard):
+    with app.app_context():
+        account_id = db.session.scalar(
+            select(User.account_id).where(User.email == "standard@demo.example.com")
+        )
+        with pytest.raises(payments.PaymentRefused) as refused:
+            payments.add_method(
+                account_id=account_id,
+                provider="stripe",
+                method=SavedMethod(provider_ref="pm_amex", brand="amex", last4="0005"),
+                now=utcnow(),
+            )
+    assert refused.value.code == "brand_not_accepted"
+    assert only(app, PaymentMethod) == []

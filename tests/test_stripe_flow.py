@@ -201,3 +201,35 @@ def test_orders_are_unchanged_by_a_provider_outage(app, login, stripe_emulator):
     sub = account_rows(app, "free@demo.example.com")[0]
     assert sub.package == "free"
     assert isinstance(sub, Subscription)
+
+
+def test_replacing_the_card_through_the_hosted_setup_page(app, login, stripe_emulator):
+    client = login("free")
+    session_id = press_pay(client, agents="2").headers["Location"].rsplit("/", 1)[1]
+    follow(client, stripe_emulator.pay(session_id, card="4242424242424242").redirect_url)
+    token = csrf_token(client, "/payment-methods")
+    response = client.post("/payment-methods/new", data={"csrf_token": token, "provider": "stripe"})
+    assert response.headers["Location"].startswith(stripe_emulator.base_url)
+    setup_id = response.headers["Location"].rsplit("/", 1)[1]
+    outcome = stripe_emulator.pay(setup_id, card="5555555555554444", exp="08/31")
+    back = follow(client, outcome.redirect_url)
+    page = text(client.get(back.headers["Location"]))
+    assert "Nowa metoda płatności została zapisana" in page
+    _sub, methods, _pays = account_rows(app, "free@demo.example.com")
+    default = [m for m in methods if m.is_default]
+    assert [(m.brand, m.last4, m.exp_month, m.exp_year) for m in default] == [
+        ("mastercard", "4444", 8, 2031)
+    ]
+    assert "Mastercard •••• 4444 (08/2031)" in page
+
+
+def test_an_amex_cannot_become_the_saved_method(app, login, stripe_emulator):
+    client = login("free")
+    token = csrf_token(client, "/payment-methods")
+    response = client.post("/payment-methods/new", data={"csrf_token": token, "provider": "stripe"})
+    setup_id = response.headers["Location"].rsplit("/", 1)[1]
+    outcome = stripe_emulator.pay(setup_id, card="378282246310005")
+    # Stripe's page refuses blocked brands itself, with its own message.
+    assert (outcome.status, outcome.redirect_url) == ("invalid", None)
+    assert outcome.message
+    assert account_rows(app, "free@demo.example.com")[1] == []
