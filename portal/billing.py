@@ -13,7 +13,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, Field, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
-from portal import billing_info, countries, htmx_util, vat
+from portal import billing_info, countries, htmx_util, invoicing, vat
 from portal.account import current_account
 from portal.checkout import pricing, today
 from portal.extensions import limiter
@@ -188,10 +188,11 @@ def save() -> ResponseReturnValue:
     if not saved.changed:
         flash(gettext("Nothing changed: your billing information is as it was."), "success")
     elif saved.change is not None and saved.change.apply_to_last_invoice:
+        invoicing.correct_buyer_now(saved.change.id, now=utcnow())
         flash(
             gettext(
-                "Saved. Your next invoices use the new details, and we will issue a correcting "
-                "invoice for your last invoice."
+                "Saved. Your next invoices use the new details, and your last invoice has a "
+                "correcting invoice with them (see Invoices)."
             ),
             "success",
         )

@@ -7,7 +7,7 @@ import datetime as dt
 import click
 from flask import Flask, current_app
 
-from portal import demo, vat
+from portal import demo, invoicing, vat
 from portal.models import utcnow
 from portal.plugins import registry
 
@@ -55,3 +55,13 @@ def register_commands(app: Flask) -> None:
             f"VAT re-check: {report.checked} checked, {report.valid} valid, "
             f"{report.invalid} invalid, {report.pending} pending"
         )
+
+    @app.cli.command("invoices-issue")
+    def invoices_issue_command() -> None:
+        """Issue the invoices of settled payments that have none yet (an exchange-rate
+        source or the renderer was down when they settled). Idempotent."""
+        issued = 0
+        for payment_id in invoicing.pending_payments():
+            if invoicing.issue_now(payment_id, now=utcnow()) is not None:
+                issued += 1
+        click.echo(f"invoices: {issued} issued")

@@ -37,7 +37,12 @@ def render(name: str, language: str, **context: Any) -> tuple[str, str]:
     return subject.strip(), body.strip() + "\n"
 
 
-def send_to_account(account_id: int, name: str, **context: Any) -> None:
+def send_to_account(
+    account_id: int,
+    name: str,
+    attachments: list[tuple[str, bytes, str]] | None = None,
+    **context: Any,
+) -> None:
     """Send to the account's invoice e-mail (Billing information), in its language."""
     account = db.session.get(Account, account_id)
     if account is None:
@@ -50,5 +55,7 @@ def send_to_account(account_id: int, name: str, **context: Any) -> None:
         from_email=current_app.config["MAIL_DEFAULT_SENDER"],
         to=[account.billing_info.invoice_email],
     )
+    for filename, content, mimetype in attachments or []:
+        message.attach(filename, content, mimetype)
     message.send()
     log.info("sent %s e-mail to account %s", name, account_id)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     TypeDecorator,
     UniqueConstraint,
@@ -87,6 +88,8 @@ class Account(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/Warsaw")
+    # A note the customer wants on every future invoice (a PO number, say).
+    invoice_note: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     users: Mapped[list[User]] = relationship(back_populates="account")
@@ -395,3 +398,80 @@ class ProviderEvent(db.Model):  # type: ignore[name-defined]
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"), index=True)
     outcome: Mapped[str] = mapped_column(String(40))
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class InvoiceKind(StrEnum):
+    INVOICE = "invoice"
+    CORRECTION = "correction"  # new buyer data, or a corrected amount; points at the original
+    CREDIT_NOTE = "credit_note"  # money back on a refund; points at the original
+
+
+class InvoiceSequence(db.Model):  # type: ignore[name-defined]
+    """The last number used per seller, series and year: gapless, one row per counter."""
+
+    __tablename__ = "invoice_sequence"
+
+    seller_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    series: Mapped[str] = mapped_column(String(16), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Invoice(db.Model):  # type: ignore[name-defined]
+    """An issued document. Immutable once issued: snapshots, typed lines, stored renderings.
+
+    Corrections are new rows pointing at the original (``corrects_id``); only the
+    customer's note may change, and it only re-renders the document.
+    """
+
+    __tablename__ = "invoice"
+    __table_args__ = (
+        UniqueConstraint("seller_key", "series", "year", "seq", name="uq_invoice_number_parts"),
+        CheckConstraint(_in("kind", InvoiceKind), name="kind_known"),
+        CheckConstraint("total_minor = net_minor + vat_minor", name="total_adds_up"),
+        CheckConstraint("seq > 0", name="seq_positive"),
+        CheckConstraint("kind = 'invoice' OR corrects_id IS NOT NULL", name="correction_links"),
+        CheckConstraint("length(currency) = 3 AND currency = upper(currency)", name="currency"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    seller_key: Mapped[str] = mapped_column(String(32))
+    series: Mapped[str] = mapped_column(String(16))
+    year: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    number: Mapped[str] = mapped_column(String(48), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default=InvoiceKind.INVOICE.value)
+    corrects_id: Mapped[int | None] = mapped_column(ForeignKey("invoice.id"), index=True)
+    # One invoice per payment: a second issue for the same payment is refused by the database.
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"), unique=True)
+    issue_date: Mapped[dt.date] = mapped_column(Date)
+    sale_date: Mapped[dt.date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    language: Mapped[str] = mapped_column(String(8))
+    net_minor: Mapped[int] = mapped_column(BigInteger)
+    vat_minor: Mapped[int] = mapped_column(BigInteger)
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    # The document as issued (parties, lines, tax, rates): see portal.invoicing.document().
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    xml: Mapped[bytes] = mapped_column(LargeBinary)
+    note: Mapped[str | None] = mapped_column(String(1000))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @property
+    def total(self) -> Money:
+        return Money(self.total_minor, self.currency)
+
+
+class InvoiceRendering(db.Model):  # type: ignore[name-defined]
+    """A stored PDF of an invoice. A new note adds a rendering; earlier ones are kept."""
+
+    __tablename__ = "invoice_rendering"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"), index=True)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    note: Mapped[str | None] = mapped_column(String(1000))
+    rendered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

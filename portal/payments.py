@@ -291,7 +291,7 @@ class _Context:
     now: dt.datetime
     refund: Callable[[Payment, str], None]
     # Hook calls to make once the transaction is committed.
-    notices: list[Callable[[], None]] = field(default_factory=list)
+    notices: list[Callable[[], object]] = field(default_factory=list)
 
 
 def apply_event(
@@ -373,6 +373,7 @@ def _succeeded(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
         return Outcome.STALE
     order_transition(order, OrderStatus.PAID)
     ctx.notices.append(_changed_notice(sub, order, ctx.now, reason="payment"))
+    ctx.notices.append(_invoice_notice(payment.id, ctx.now))
     return Outcome.APPLIED
 
 
@@ -547,6 +548,13 @@ def _settled_notice(payment: Payment, now: dt.datetime) -> Callable[[], None]:
         settled_at=now,
     )
     return lambda: _hook().payment_settled(event=event)
+
+
+def _invoice_notice(payment_id: int, now: dt.datetime) -> Callable[[], object]:
+    """Issue and send the invoice once the payment is committed (R11)."""
+    from portal import invoicing
+
+    return lambda: invoicing.issue_now(payment_id, now=now)
 
 
 def _action_notice(account_id: int, amount: Money, url: str) -> Callable[[], None]:

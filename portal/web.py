@@ -86,7 +86,18 @@ def render_error(code: int, message: str | None = None) -> ResponseReturnValue:
 
 
 def register(app: Flask) -> None:
-    from portal import account, assets, auth, billing, checkout, countries, i18n, methods, pay
+    from portal import (
+        account,
+        assets,
+        auth,
+        billing,
+        checkout,
+        countries,
+        i18n,
+        invoices,
+        methods,
+        pay,
+    )
 
     app.register_blueprint(assets.bp)
     app.register_blueprint(i18n.bp)
@@ -96,6 +107,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(billing.bp)
     app.register_blueprint(pay.bp)
     app.register_blueprint(methods.bp)
+    app.register_blueprint(invoices.bp)
 
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["day"] = format_day

@@ -37,13 +37,22 @@ BUILTIN_PLUGINS = sorted(
 )
 
 
+# Exchange-rate sources answer from their emulators: no test may reach NBP or ČNB.
+RATE_EMULATORS: dict[str, Any] = {}
+
+
 def base_config(url: str, **extra: Any) -> dict[str, Any]:
+    plugin_config = {
+        name: {"base_url": emulator.base_url} for name, emulator in RATE_EMULATORS.items()
+    }
+    plugin_config.update(extra.pop("PLUGIN_CONFIG", {}))
     config: dict[str, Any] = {
         "TESTING": True,
         "SECRET_KEY": "test-secret",
         "SQLALCHEMY_DATABASE_URI": url,
         "PLUGINS_AUTOLOAD": False,
         "PLUGINS": list(BUILTIN_PLUGINS),
+        "PLUGIN_CONFIG": plugin_config,
         "LOGIN_RATE_LIMIT": "1000 per minute",
     }
     config.update(extra)
@@ -169,6 +178,11 @@ def auth(client: FlaskClient) -> Auth:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from pakiet_cnb.emulator import CnbEmulator
+    from pakiet_nbp.emulator import NbpEmulator
+
+    RATE_EMULATORS["nbp"] = NbpEmulator().start()
+    RATE_EMULATORS["cnb"] = CnbEmulator().start()
     if REQUIRE_POSTGRES and not is_postgres():
         raise pytest.UsageError("PAKIET_REQUIRE_POSTGRES=1 needs PAKIET_TEST_DATABASE_URL")
     if is_postgres():
@@ -187,3 +201,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(pytest.mark.skip(reason="needs PAKIET_TEST_DATABASE_URL (PostgreSQL)"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for emulator in RATE_EMULATORS.values():
+        emulator.stop()
+    RATE_EMULATORS.clear()

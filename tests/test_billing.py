@@ -17,7 +17,7 @@ from werkzeug.security import generate_password_hash
 from pakiet_vies.emulator import VALID, ViesEmulator
 from portal import demo, vat
 from portal.extensions import db
-from portal.models import Account, BillingChange, BillingInfo, User, VatCheck
+from portal.models import Account, BillingChange, BillingInfo, Invoice, User, VatCheck
 from tests.conftest import csrf_token
 
 TODAY = dt.date(2026, 11, 26)
@@ -175,7 +175,9 @@ def test_saving_stores_the_data_and_a_change_record(app, client, auth, demo_acco
         change = db.session.scalar(select(BillingChange))
         user = db.session.scalar(select(User).where(User.email == "standard@demo.example.com"))
         assert change.account_id == user.account_id and change.user_id == user.id
-        assert change.apply_to_last_invoice is True and change.applied_at is None
+        # No invoice exists yet, so there is nothing to correct: the choice is carried out.
+        assert change.apply_to_last_invoice is True and change.applied_at is not None
+        assert db.session.scalar(select(func.count()).select_from(Invoice)) == 0
         assert change.before["company_name"] == "Sklep Rowerowy Szprycha"
         assert change.before["city"] is None
         assert change.after == {

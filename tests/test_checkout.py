@@ -119,7 +119,9 @@ def test_full_page_without_javascript_renders_the_same_summary(client, auth, dem
     section = re.search(r'<section id="summary".*</section>', fragment, re.S).group(0)
     assert section in full
     # The live region outside the swapped section is updated out of band.
-    assert '<p id="summary-status" class="visually-hidden" aria-live="polite" hx-swap-oob' in fragment
+    assert (
+        '<p id="summary-status" class="visually-hidden" aria-live="polite" hx-swap-oob' in fragment
+    )
     assert 'id="summary-status"' in full and "hx-swap-oob" not in full
     assert "2 pakiety po 100" in fragment
 

@@ -246,7 +246,12 @@ def plugins(request: pytest.FixtureRequest) -> list[Any]:
 
 @pytest.fixture
 def config_overrides(plugins: list[Any]) -> dict[str, Any]:
-    return {"PLUGINS": [*BUILTIN_PLUGINS, *plugins], "PLUGIN_CONFIG": PLUGIN_CONFIG}
+    return {
+        "PLUGINS": [*BUILTIN_PLUGINS, *plugins],
+        "PLUGIN_CONFIG": PLUGIN_CONFIG,
+        # These tests name their own rate sources; the built-ins would answer first.
+        "PLUGINS_BLOCK": ["pakiet_nbp", "pakiet_cnb"],
+    }
 
 
 def with_plugins(*classes: type) -> pytest.MarkDecorator:

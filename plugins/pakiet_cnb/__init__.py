@@ -1,0 +1,103 @@
+"""Exchange rates into CZK from the Czech National Bank (ČNB), for a Czech seller.
+
+Answers ``get_exchange_rate(base, quote="CZK", ...)`` for every currency of ČNB's daily
+fixing with the rate of one unit (``Rate / Amount``: HUF, JPY and others are fixed per 100)
+in the fixing of the last working day before the sale date: the fixing in force on the day
+before, which on a weekend or holiday is the last one declared before it. Any other pair
+(including ``CZK`` to ``CZK``) it passes with ``None``.
+
+Settings (``PLUGIN_CONFIG["cnb"]``):
+
+``enabled``
+    ``True`` (default) or ``False`` to pass every pair.
+``base_url``
+    ČNB's web site; default the real one, ``https://www.cnb.cz``. The emulator in
+    :mod:`pakiet_cnb.emulator` serves the same file for tests and the demo.
+``timeout``
+    seconds one rate may take in total; default 5.
+
+ČNB unreachable, answering 5xx or garbage, or the fixing not declared yet: a retryable
+:class:`~portal.contracts.ProviderError`. A currency missing from the fixing: a
+non-retryable one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from pakiet_cnb.client import CURRENCIES, DEFAULT_BASE_URL, DEFAULT_TIMEOUT, CnbClient
+from portal.contracts import ExchangeRate, PluginConfig
+from portal.hookspecs import hookimpl
+
+__version__ = "1.0.0"
+
+SOURCE = "ČNB"
+QUOTE = "CZK"
+
+# One client per (base_url, timeout), kept for the process: its cache of published fixings
+# outlives a single hook call.
+_clients: dict[tuple[str, float], CnbClient] = {}
+_clients_lock = threading.Lock()
+
+
+def settings(config: Mapping[str, Any]) -> tuple[bool, str, float]:
+    """``(enabled, base_url, timeout)`` from the plugin's settings, checked."""
+    enabled = config.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ValueError(f"cnb.enabled must be true or false, got {enabled!r}")
+    base_url = config.get("base_url", DEFAULT_BASE_URL)
+    if not isinstance(base_url, str):
+        raise ValueError(f"cnb.base_url must be a URL, got {base_url!r}")
+    raw = config.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError(f"cnb.timeout must be a number of seconds, got {raw!r}")
+    try:
+        timeout = float(raw)
+    except ValueError:
+        raise ValueError(f"cnb.timeout must be a number of seconds, got {raw!r}") from None
+    return enabled, base_url, timeout
+
+
+def client(base_url: str = DEFAULT_BASE_URL, timeout: float = DEFAULT_TIMEOUT) -> CnbClient:
+    """The process's client for ``base_url`` (created on first use)."""
+    key = (base_url.rstrip("/"), timeout)
+    with _clients_lock:
+        found = _clients.get(key)
+        if found is None:
+            found = _clients[key] = CnbClient(base_url, timeout)
+        return found
+
+
+def forget_clients() -> None:
+    """Drop every client and so its cache (tests whose emulators reuse a port)."""
+    with _clients_lock:
+        _clients.clear()
+
+
+def rate_before(cnb: CnbClient, base: str, on_date: dt.date) -> ExchangeRate:
+    """``1 base = rate CZK`` from the fixing of the last working day before ``on_date``;
+    ``table`` is the fixing's serial number of its year (``"229"``)."""
+    found = cnb.rate_before(base, on_date)
+    return ExchangeRate(
+        base=base,
+        quote=QUOTE,
+        rate=found.rate,
+        effective_date=found.effective_date,
+        source=SOURCE,
+        table=str(found.serial),
+    )
+
+
+@hookimpl
+def get_exchange_rate(
+    base: str, quote: str, on_date: dt.date, plugin_config: PluginConfig
+) -> ExchangeRate | None:
+    if quote != QUOTE or base not in CURRENCIES:
+        return None
+    enabled, base_url, timeout = settings(plugin_config("cnb"))
+    if not enabled:
+        return None
+    return rate_before(client(base_url, timeout), base, on_date)

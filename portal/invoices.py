@@ -1,0 +1,102 @@
+"""Invoices (R11, R13): the list, downloads as stored, notes printed on the invoice."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, request
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext
+from flask_login import login_required
+from sqlalchemy import select
+
+from portal import htmx_util, invoicing
+from portal.account import current_account
+from portal.extensions import db
+from portal.models import Invoice, utcnow
+
+bp = Blueprint("invoices", __name__, url_prefix="/invoices")
+
+
+def _own(public_id: str) -> Invoice:
+    """An invoice of the logged-in account; anyone else's is a 404."""
+    account = current_account()
+    invoice = db.session.scalar(
+        select(Invoice).where(Invoice.public_id == public_id, Invoice.account_id == account.id)
+    )
+    if not isinstance(invoice, Invoice):
+        abort(404)
+    return invoice
+
+
+@bp.get("")
+@login_required
+def page() -> ResponseReturnValue:
+    account = current_account()
+    invoices = db.session.scalars(
+        select(Invoice).where(Invoice.account_id == account.id).order_by(Invoice.id.desc())
+    ).all()
+    numbers = {i.id: i.number for i in invoices}
+    return htmx_util.render(
+        "invoices/page.html",
+        "invoices/page.html",
+        account=account,
+        invoices=invoices,
+        numbers=numbers,
+        note_limit=invoicing.NOTE_LIMIT,
+    )
+
+
+def _download(body: bytes, filename: str, mimetype: str) -> Response:
+    response = Response(body, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@bp.get("/<public_id>.pdf")
+@login_required
+def pdf(public_id: str) -> ResponseReturnValue:
+    invoice = _own(public_id)
+    body = invoicing.latest_pdf(invoice.id)
+    if body is None:
+        abort(404)
+    return _download(body, invoice.number.replace("/", "-") + ".pdf", "application/pdf")
+
+
+@bp.get("/<public_id>.xml")
+@login_required
+def xml(public_id: str) -> ResponseReturnValue:
+    invoice = _own(public_id)
+    return _download(
+        bytes(invoice.xml), invoice.number.replace("/", "-") + ".xml", "application/xml"
+    )
+
+
+@bp.post("/<public_id>/note")
+@login_required
+def note(public_id: str) -> ResponseReturnValue:
+    """Add or change the note: the invoice is re-rendered with it; the row is swapped."""
+    invoice = _own(public_id)
+    account = current_account()
+    text = request.form.get("note", "")
+    error = None
+    try:
+        invoicing.set_note(
+            invoice=invoice, note=text, render=invoicing.app_renderer(), now=utcnow()
+        )
+    except invoicing.InvoiceRefused:
+        error = gettext("A note can have at most %(num)d characters.", num=invoicing.NOTE_LIMIT)
+    if error is None and request.form.get("carry_over") == "on":
+        account.invoice_note = invoice.note
+        db.session.commit()
+    return htmx_util.render(
+        "invoices/page.html",
+        "invoices/_row.html",
+        422 if error else 200,
+        account=account,
+        invoice=invoice,
+        invoices=[invoice],
+        numbers={invoice.id: invoice.number},
+        error=error,
+        editing=error is not None,
+        note_limit=invoicing.NOTE_LIMIT,
+    )

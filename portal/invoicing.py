@@ -1,0 +1,642 @@
+"""Issuing invoices: gapless numbers, immutable snapshots, stored renderings.
+
+Every settled payment issues exactly one invoice (the database refuses a second one for
+the same payment). The number comes from a counter per seller, series and year that is
+incremented in the issuing transaction, so a rolled-back issue leaves no gap. The
+document is rendered once and stored; a customer's note re-renders it and keeps the
+earlier rendering. Documents are in the account's language: the buyer reads them, and
+Polish law accepts an invoice in a foreign language.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, replace
+from decimal import Decimal
+from typing import Any
+
+from flask_babel import force_locale, gettext, ngettext
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from portal.contracts import InvoiceIssued, ProviderError
+from portal.extensions import db
+from portal.invoice_document import (
+    DocumentKind,
+    DocumentLine,
+    InvoiceDocument,
+    Party,
+    VatCategory,
+    VatInPln,
+)
+from portal.models import (
+    Account,
+    BillingChange,
+    Invoice,
+    InvoiceKind,
+    InvoiceRendering,
+    InvoiceSequence,
+    Order,
+    Payment,
+    PaymentStatus,
+)
+from portal.money import Money
+
+log = logging.getLogger(__name__)
+
+#: Invoices, corrections and credit notes are numbered in series of their own.
+SERIES_SUFFIX = {
+    InvoiceKind.INVOICE: "",
+    InvoiceKind.CORRECTION: "K",
+    InvoiceKind.CREDIT_NOTE: "KN",
+}
+NOTE_LIMIT = 1000
+
+Renderer = Callable[[InvoiceDocument], tuple[bytes, bytes]]  # -> (PDF with XML, XML)
+RateSource = Callable[[str, str, dt.date], Any]  # get_exchange_rate(base, quote, on_date)
+
+
+class InvoiceRefused(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+# -- numbering ------------------------------------------------------------------------------
+
+
+def next_number(seller_key: str, series: str, year: int) -> int:
+    """The next number of the counter, inside the caller's transaction (gapless)."""
+    for _ in range(2):
+        stmt = (
+            update(InvoiceSequence)
+            .where(
+                InvoiceSequence.seller_key == seller_key,
+                InvoiceSequence.series == series,
+                InvoiceSequence.year == year,
+            )
+            .values(last_value=InvoiceSequence.last_value + 1)
+            .returning(InvoiceSequence.last_value)
+        )
+        value = db.session.scalar(stmt)
+        if value is not None:
+            return int(value)
+        try:  # the first number of this counter
+            with db.session.begin_nested():
+                db.session.add(
+                    InvoiceSequence(seller_key=seller_key, series=series, year=year, last_value=1)
+                )
+            return 1
+        except IntegrityError:  # another issuer created the counter first: increment it
+            continue
+    raise RuntimeError("invoice counter could not be claimed")
+
+
+def format_number(series: str, year: int, seq: int) -> str:
+    return f"{series}/{year}/{seq:06d}"
+
+
+# -- the document ---------------------------------------------------------------------------
+
+
+def seller_party(seller: Mapping[str, str]) -> Party:
+    return Party(
+        name=seller["name"],
+        street=seller.get("street"),
+        postcode=seller.get("postcode"),
+        city=seller.get("city"),
+        country=seller["country"],
+        vat_id=seller.get("vat_id"),
+    )
+
+
+def buyer_party(account: Account) -> Party:
+    billing = account.billing_info
+    country = billing.country or "PL"
+    vat_id = billing.vat_number
+    if vat_id and not vat_id[:2].isalpha():
+        vat_id = ("EL" if country == "GR" else country) + vat_id
+    return Party(
+        name=billing.company_name,
+        street=billing.street,
+        postcode=billing.postcode,
+        city=billing.city,
+        country=country,
+        vat_id=vat_id,
+        email=billing.invoice_email,
+    )
+
+
+CATEGORY = {
+    "domestic": VatCategory.STANDARD,
+    "eu_consumer": VatCategory.STANDARD,
+    "reverse_charge": VatCategory.REVERSE_CHARGE,
+    "outside_eu": VatCategory.OUTSIDE_SCOPE,
+}
+
+
+def _exemption(category: VatCategory) -> str | None:
+    if category is VatCategory.REVERSE_CHARGE:
+        return str(
+            gettext(
+                "Reverse charge: VAT to be accounted for by the recipient "
+                "(Article 196 of Council Directive 2006/112/EC)."
+            )
+        )
+    if category is VatCategory.OUTSIDE_SCOPE:
+        return str(
+            gettext(
+                "Not subject to VAT in the EU: the place of supply is outside the EU "
+                "(Article 44 of Council Directive 2006/112/EC)."
+            )
+        )
+    return None
+
+
+def _lines(order: Order, language: str) -> tuple[DocumentLine, ...]:
+    record = order.quote
+    cur = order.currency
+    package = gettext(order.package.title())
+    start, end = record["period_start"], record["period_end"]
+    lines: list[DocumentLine] = []
+
+    def add(description: str, quantity: int, unit_minor: int, net_minor: int) -> None:
+        lines.append(
+            DocumentLine(
+                position=len(lines) + 1,
+                description=description,
+                quantity=Decimal(quantity),
+                unit_price=Money(unit_minor, cur),
+                net=Money(net_minor, cur),
+            )
+        )
+
+    period = gettext("monthly") if order.period == "month" else gettext("yearly")
+    for line in record["lines"]:
+        if line["kind"] == "package":
+            text = gettext(
+                "%(package)s package (%(period)s), agents, %(start)s – %(end)s",
+                package=package,
+                period=period,
+                start=start,
+                end=end,
+            )
+        else:
+            text = ngettext(
+                "Extra chatbot conversations, pack of %(size)d a month, %(start)s – %(end)s",
+                "Extra chatbot conversations, packs of %(size)d a month, %(start)s – %(end)s",
+                line["quantity"],
+                size=record["conversation_pack"],
+                start=start,
+                end=end,
+            )
+        add(text, line["quantity"], line["unit_price_minor"], line["amount_minor"])
+    if record["unused_credit_minor"]:
+        applied = min(record["unused_credit_minor"], record["subtotal_minor"])
+        text = gettext(
+            "Credit for unused time of the previous period (%(unused)d of %(days)d days)",
+            unused=record["unused_days"],
+            days=record["period_days"],
+        )
+        add(text, 1, -applied, -applied)
+    if record["account_credit_used_minor"]:
+        used = record["account_credit_used_minor"]
+        add(gettext("Account credit used"), 1, -used, -used)
+    return tuple(lines)
+
+
+def build_document(
+    *,
+    number: str,
+    kind: DocumentKind,
+    order: Order,
+    account: Account,
+    seller: Mapping[str, str],
+    issue_date: dt.date,
+    language: str,
+    rates: RateSource,
+    paid: bool = True,
+    note: str | None = None,
+    corrects: tuple[str, dt.date] | None = None,
+    reason: str | None = None,
+) -> InvoiceDocument:
+    """The invoice for a paid order, in ``language`` (raises ProviderError without a rate)."""
+    record = order.quote
+    category = CATEGORY[order.tax_treatment]
+    cur = order.currency
+    sale_date = dt.date.fromisoformat(record["period_start"])
+    with force_locale(language):
+        lines = _lines(order, language)
+        exemption = _exemption(category)
+    vat = Money(order.vat_minor, cur)
+    vat_in_pln = None
+    if seller["country"] == "PL" and cur != "PLN":
+        rate = rates(cur, "PLN", sale_date)
+        if rate is None:
+            raise ProviderError(f"no PLN exchange rate for {cur} on {sale_date}", retryable=True)
+        vat_in_pln = VatInPln(
+            amount=Money(vat.minor, "PLN") * rate.rate,
+            rate=rate.rate,
+            table=rate.table or "",
+            rate_date=rate.effective_date,
+        )
+    total = Money(order.total_minor, cur)
+    return InvoiceDocument(
+        number=number,
+        kind=kind,
+        issue_date=issue_date,
+        sale_date=sale_date,
+        period_start=sale_date,
+        period_end=dt.date.fromisoformat(record["period_end"]),
+        currency=cur,
+        language=language,
+        seller=seller_party(seller),
+        buyer=buyer_party(account),
+        lines=lines,
+        vat_category=category,
+        vat_rate=Decimal(record["vat_rate"]) if category is VatCategory.STANDARD else Decimal(0),
+        net_total=Money(order.net_minor, cur),
+        vat_total=vat,
+        total=total,
+        paid=total if paid else Money.zero(cur),
+        exemption_reason=exemption,
+        corrects=corrects,
+        correction_reason=reason,
+        note=note,
+        vat_in_pln=vat_in_pln,
+    )
+
+
+def to_content(doc: InvoiceDocument) -> dict[str, Any]:
+    """The document as JSON-safe data (money as minor units, decimals as strings)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Money):
+            return {"minor": value.minor, "currency": value.currency}
+        if isinstance(value, Decimal):
+            return str(value)
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return {k: plain(v) for k, v in asdict(doc).items()}
+
+
+def from_content(content: Mapping[str, Any], note: str | None) -> InvoiceDocument:
+    def money(data: Mapping[str, Any]) -> Money:
+        return Money(int(data["minor"]), str(data["currency"]))
+
+    def day(text: str) -> dt.date:
+        return dt.date.fromisoformat(text)
+
+    pln = content.get("vat_in_pln")
+    corrects = content.get("corrects")
+    return InvoiceDocument(
+        number=content["number"],
+        kind=DocumentKind(content["kind"]),
+        issue_date=day(content["issue_date"]),
+        sale_date=day(content["sale_date"]),
+        period_start=day(content["period_start"]),
+        period_end=day(content["period_end"]),
+        currency=content["currency"],
+        language=content["language"],
+        seller=Party(**content["seller"]),
+        buyer=Party(**content["buyer"]),
+        lines=tuple(
+            DocumentLine(
+                position=line["position"],
+                description=line["description"],
+                quantity=Decimal(line["quantity"]),
+                unit_price=money(line["unit_price"]),
+                net=money(line["net"]),
+                unit_code=line["unit_code"],
+            )
+            for line in content["lines"]
+        ),
+        vat_category=VatCategory(content["vat_category"]),
+        vat_rate=Decimal(content["vat_rate"]),
+        net_total=money(content["net_total"]),
+        vat_total=money(content["vat_total"]),
+        total=money(content["total"]),
+        paid=money(content["paid"]),
+        exemption_reason=content.get("exemption_reason"),
+        payment_means=content.get("payment_means"),
+        corrects=(corrects[0], day(corrects[1])) if corrects else None,
+        correction_reason=content.get("correction_reason"),
+        note=note,
+        vat_in_pln=VatInPln(
+            amount=money(pln["amount"]),
+            rate=Decimal(pln["rate"]),
+            table=pln["table"],
+            rate_date=day(pln["rate_date"]),
+        )
+        if pln
+        else None,
+    )
+
+
+# -- issuing --------------------------------------------------------------------------------
+
+
+def clean_note(text: str | None) -> str | None:
+    """A note as printed: control characters dropped, trimmed; None when empty."""
+    if text is None:
+        return None
+    cleaned = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable()).strip()
+    if len(cleaned) > NOTE_LIMIT:
+        raise InvoiceRefused("note_too_long")
+    return cleaned or None
+
+
+def issue_for_payment(
+    *,
+    payment_id: int,
+    seller: Mapping[str, str],
+    language: str,
+    render: Renderer,
+    rates: RateSource,
+    now: dt.datetime,
+    today: dt.date,
+) -> Invoice | None:
+    """Issue the invoice of a settled payment, once. ``None`` when it already exists."""
+    payment = db.session.get(Payment, payment_id)
+    if payment is None or payment.status != PaymentStatus.PAID or payment.order_id is None:
+        return None
+    existing = db.session.scalar(select(Invoice).where(Invoice.payment_id == payment.id))
+    if existing is not None:
+        return None
+    order = db.session.get(Order, payment.order_id)
+    account = db.session.get(Account, payment.account_id)
+    assert order is not None and account is not None
+    series = seller.get("invoice_series", "FV")
+    seller_key = seller.get("vat_id") or seller["name"]
+    seq = next_number(seller_key, series, today.year)
+    number = format_number(series, today.year, seq)
+    note = account.invoice_note
+    doc = build_document(
+        number=number,
+        kind=DocumentKind.INVOICE,
+        order=order,
+        account=account,
+        seller=seller,
+        issue_date=today,
+        language=language,
+        rates=rates,
+        note=note,
+    )
+    pdf, xml = render(doc)
+    invoice = Invoice(
+        public_id=secrets.token_hex(16),
+        account_id=account.id,
+        seller_key=seller_key,
+        series=series,
+        year=today.year,
+        seq=seq,
+        number=number,
+        kind=InvoiceKind.INVOICE.value,
+        payment_id=payment.id,
+        issue_date=today,
+        sale_date=doc.sale_date,
+        currency=doc.currency,
+        language=language,
+        net_minor=doc.net_total.minor,
+        vat_minor=doc.vat_total.minor,
+        total_minor=doc.total.minor,
+        content=to_content(doc),
+        xml=xml,
+        note=note,
+        created_at=now,
+    )
+    try:
+        db.session.add(invoice)
+        db.session.flush()
+        db.session.add(InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=note, rendered_at=now))
+        db.session.commit()
+    except IntegrityError:  # issued concurrently for the same payment: keep theirs
+        db.session.rollback()
+        return None
+    return invoice
+
+
+def latest_pdf(invoice_id: int) -> bytes | None:
+    pdf = db.session.scalar(
+        select(InvoiceRendering.pdf)
+        .where(InvoiceRendering.invoice_id == invoice_id)
+        .order_by(InvoiceRendering.id.desc())
+        .limit(1)
+    )
+    return bytes(pdf) if pdf is not None else None
+
+
+def set_note(*, invoice: Invoice, note: str | None, render: Renderer, now: dt.datetime) -> Invoice:
+    """Print a note on the invoice: a new rendering; the fiscal content stays as issued."""
+    cleaned = clean_note(note)
+    if cleaned == invoice.note:
+        return invoice
+    pdf, xml = render(from_content(invoice.content, cleaned))
+    invoice.note = cleaned
+    invoice.xml = xml  # the same fiscal content, now with the note among its notes
+    db.session.add(InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=cleaned, rendered_at=now))
+    db.session.commit()
+    return invoice
+
+
+def issued_event(invoice: Invoice) -> InvoiceIssued:
+    return InvoiceIssued(
+        account_id=invoice.account_id,
+        invoice_id=invoice.id,
+        number=invoice.number,
+        total=invoice.total,
+        issued_at=invoice.created_at,
+    )
+
+
+# -- composition: what the app uses -----------------------------------------------------------
+
+
+def app_renderer() -> Renderer:
+    from portal.invoice_pdf import render
+
+    return render
+
+
+def app_rates() -> RateSource:
+    from portal.plugins import registry
+
+    reg = registry()
+
+    def rate(base: str, quote: str, on_date: dt.date) -> Any:
+        return reg.hook.get_exchange_rate(
+            base=base, quote=quote, on_date=on_date, plugin_config=reg.plugin_config
+        )
+
+    return rate
+
+
+def issue_now(payment_id: int, *, now: dt.datetime) -> Invoice | None:
+    """Issue and e-mail the invoice of a settled payment; failures are retried later."""
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app
+
+    from portal import mail
+    from portal.plugins import registry
+
+    payment = db.session.get(Payment, payment_id)
+    if payment is None:
+        return None
+    account = db.session.get(Account, payment.account_id)
+    assert account is not None
+    try:
+        invoice = issue_for_payment(
+            payment_id=payment_id,
+            seller=current_app.config["SELLER"],
+            language=mail.account_language(account),
+            render=app_renderer(),
+            rates=app_rates(),
+            now=now,
+            today=now.astimezone(ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])).date(),
+        )
+    except ProviderError as exc:
+        db.session.rollback()
+        log.warning("invoice for payment %s postponed: %s", payment_id, exc)
+        return None
+    if invoice is None:
+        return None
+    registry().hook.invoice_issued(event=issued_event(invoice))
+    send(invoice)
+    return invoice
+
+
+def send(invoice: Invoice) -> None:
+    """E-mail the invoice with its PDF to the invoice e-mail (R11)."""
+    from portal import mail
+
+    pdf = latest_pdf(invoice.id)
+    assert pdf is not None
+    mail.send_to_account(
+        invoice.account_id,
+        "invoice",
+        invoice=invoice,
+        attachments=[(f"{invoice.number.replace('/', '-')}.pdf", pdf, "application/pdf")],
+    )
+
+
+def pending_payments() -> list[int]:
+    """Settled payments still without their invoice (a rate or renderer was down)."""
+    stmt = (
+        select(Payment.id)
+        .outerjoin(Invoice, Invoice.payment_id == Payment.id)
+        .where(
+            Payment.status == PaymentStatus.PAID,
+            Payment.order_id.is_not(None),
+            Invoice.id.is_(None),
+        )
+        .order_by(Payment.id)
+    )
+    return list(db.session.scalars(stmt))
+
+
+# -- corrections ------------------------------------------------------------------------------
+
+
+def correct_buyer(
+    *,
+    change_id: int,
+    seller: Mapping[str, str],
+    render: Renderer,
+    now: dt.datetime,
+    today: dt.date,
+) -> Invoice | None:
+    """R12: the last invoice gets a correcting invoice with the new buyer data.
+
+    The original never changes; the correction is a new document in its own series,
+    linked to it, with the same amounts and the reason. Earlier invoices stay as issued.
+    """
+    change = db.session.get(BillingChange, change_id, with_for_update=True)
+    if change is None or change.applied_at is not None or not change.apply_to_last_invoice:
+        return None
+    last = db.session.scalar(
+        select(Invoice)
+        .where(Invoice.account_id == change.account_id, Invoice.kind == InvoiceKind.INVOICE)
+        .order_by(Invoice.id.desc())
+        .limit(1)
+    )
+    change.applied_at = now
+    if not isinstance(last, Invoice):  # nothing issued yet: the new data simply applies
+        db.session.commit()
+        return None
+    account = db.session.get(Account, change.account_id)
+    assert account is not None
+    original = from_content(last.content, last.note)
+    series = seller.get("invoice_series", "FV") + SERIES_SUFFIX[InvoiceKind.CORRECTION]
+    seq = next_number(last.seller_key, series, today.year)
+    number = format_number(series, today.year, seq)
+    with force_locale(original.language):
+        reason = str(gettext("Change of the buyer's data at the buyer's request."))
+    doc = replace(
+        original,
+        number=number,
+        kind=DocumentKind.CORRECTION,
+        issue_date=today,
+        buyer=buyer_party(account),
+        corrects=(last.number, last.issue_date),
+        correction_reason=reason,
+        note=None,
+    )
+    pdf, xml = render(doc)
+    correction = Invoice(
+        public_id=secrets.token_hex(16),
+        account_id=account.id,
+        seller_key=last.seller_key,
+        series=series,
+        year=today.year,
+        seq=seq,
+        number=number,
+        kind=InvoiceKind.CORRECTION.value,
+        corrects_id=last.id,
+        issue_date=today,
+        sale_date=last.sale_date,
+        currency=last.currency,
+        language=last.language,
+        net_minor=last.net_minor,
+        vat_minor=last.vat_minor,
+        total_minor=last.total_minor,
+        content=to_content(doc),
+        xml=xml,
+        reason=reason,
+        created_at=now,
+    )
+    db.session.add(correction)
+    db.session.flush()
+    db.session.add(InvoiceRendering(invoice_id=correction.id, pdf=pdf, rendered_at=now))
+    db.session.commit()
+    return correction
+
+
+def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
+    """The app's call after a billing change: issue, announce and send the correction."""
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app
+
+    from portal.plugins import registry
+
+    correction = correct_buyer(
+        change_id=change_id,
+        seller=current_app.config["SELLER"],
+        render=app_renderer(),
+        now=now,
+        today=now.astimezone(ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])).date(),
+    )
+    if correction is not None:
+        registry().hook.invoice_issued(event=issued_event(correction))
+        send(correction)
+    return correction

@@ -1,0 +1,179 @@
+"""The invoice PDF: readable text in the document's language, Factur-X XML inside."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from functools import cache
+
+import facturx
+import pytest
+from pypdf import PdfReader
+from pypdf.generic import ArrayObject, DictionaryObject, StreamObject
+
+from portal.facturx import to_cii_xml
+from portal.invoice_document import InvoiceDocument
+from portal.invoice_pdf import clean_text, render, render_pdf
+from portal.money import Money
+from tests import invoice_samples as samples
+
+NOTE = "PO 4711 <script>alert('x')</script> — dostawa do działu IT"
+
+
+@cache
+def rendered(doc: InvoiceDocument) -> tuple[bytes, bytes]:
+    return render(doc)  # each document rendered once per session: keeps the suite fast
+
+
+def pdf_text(pdf: bytes) -> str:
+    """The text of every page, with whitespace (no-break spaces too) collapsed."""
+    reader = PdfReader(io.BytesIO(pdf))
+    return " ".join(" ".join(page.extract_text().split()) for page in reader.pages)
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def fmt(money: Money, language: str) -> str:
+    return squash(money.format(language))
+
+
+def test_polish_invoice_text() -> None:
+    doc = replace(samples.DOMESTIC, note=NOTE)
+    text = pdf_text(rendered(doc)[0])
+    assert "Faktura VAT" in text
+    assert "FV/2026/03/0001" in text
+    assert "Pakiet sp. z o.o." in text and "NIP: PL5260250274" in text
+    assert "Kwiaciarnia Żółć sp.j." in text and "PL7740001454" in text
+    assert "Data wystawienia: 2 marca 2026" in text
+    assert "Data sprzedaży: 1 marca 2026" in text
+    for money in (doc.net_total, doc.vat_total, doc.total):
+        assert fmt(money, "pl") in text
+    assert "Razem brutto 370,62 zł" in text
+    assert "Zapłacono 370,62 zł" in text
+    assert "-45,67 zł" in text  # the credit line
+    assert "Forma płatności: karta płatnicza" in text
+    assert squash(NOTE) in text  # the script tag is literal text
+
+
+def test_thousands_are_grouped_the_polish_way() -> None:
+    doc = samples.document(
+        "FV/2026/03/0010",
+        currency="PLN",
+        language="pl",
+        buyer=samples.PL_BUYER,
+        lines=[("Pakiet Business", "1", "1003.71")],
+    )
+    text = pdf_text(rendered(doc)[0])
+    assert fmt(Money.of("1234.56", "PLN"), "pl") == "1 234,56 zł"
+    assert "1 234,56 zł" in text  # 1003.71 + 23 % VAT
+
+
+def test_english_invoice_text() -> None:
+    doc = samples.CREDIT_LINES
+    text = pdf_text(rendered(doc)[0])
+    assert text.startswith("Invoice")
+    assert "No. FV/2026/03/0006" in text
+    assert "Issue date: March 2, 2026" in text
+    assert "Total PLN 464.39" in text
+    assert fmt(doc.total, "en") in text and "Paid" in text
+    assert "Credit for unused time" in text and "-PLN 312.45" in text
+
+
+@pytest.mark.parametrize(
+    ("doc", "wording"),
+    [
+        (samples.REVERSE_CHARGE, "Reverse charge"),
+        (samples.REVERSE_CHARGE_PL, "odwrotne obciążenie"),
+    ],
+    ids=["en", "pl"],
+)
+def test_reverse_charge_wording(doc: InvoiceDocument, wording: str) -> None:
+    text = pdf_text(rendered(doc)[0])
+    assert wording in text
+    assert "DE811907980" in text
+
+
+def test_outside_eu_wording() -> None:
+    text = pdf_text(rendered(samples.OUTSIDE_EU)[0])
+    assert "Service not subject to VAT in Poland" in text
+    assert "not subject to VAT" in text  # the rate column
+    assert "$38.00" in text
+
+
+def test_vat_in_pln_line() -> None:
+    text = pdf_text(rendered(samples.EUR_WITH_PLN_VAT)[0])
+    assert (
+        "Kwota VAT w PLN: 123,72 zł (kurs średni NBP 4,2693 PLN z dnia 27 lutego 2026, "
+        "tabela nr 041/A/NBP/2026)"
+    ) in text
+    assert "154,98 €" in text
+
+
+def test_correction_shows_the_original_and_the_reason() -> None:
+    text = pdf_text(rendered(samples.CORRECTION)[0])
+    assert text.startswith("Faktura korygująca")
+    assert "Faktura korygowana: FV/2026/03/0001 z dnia 2 marca 2026" in text
+    assert "Przyczyna korekty: Zmiana danych nabywcy" in text
+    assert "Kwiaciarnia Żółć i Syn sp.j." in text
+    credit = pdf_text(rendered(samples.CREDIT_NOTE)[0])
+    assert credit.startswith("Faktura korygująca (nota kredytowa)")
+
+
+@pytest.mark.parametrize(("name", "doc"), list(samples.ALL.items()), ids=list(samples.ALL))
+def test_the_embedded_xml_is_the_document_xml(name: str, doc: InvoiceDocument) -> None:
+    pdf, xml = rendered(doc)
+    filename, embedded = facturx.get_xml_from_pdf(pdf, check_xsd=False)
+    assert filename == "factur-x.xml"
+    assert embedded == xml == to_cii_xml(doc)
+
+
+def test_pdf_a3_markers() -> None:
+    pdf, _ = rendered(samples.DOMESTIC)
+    catalog = PdfReader(io.BytesIO(pdf)).root_object
+    metadata = catalog["/Metadata"].get_object()
+    assert isinstance(metadata, StreamObject)
+    xmp = metadata.get_data()
+    assert b"<pdfaid:part>3</pdfaid:part>" in xmp
+    assert b"urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#" in xmp
+    assert b"EN 16931" in xmp
+    intents = catalog["/OutputIntents"].get_object()
+    assert isinstance(intents, ArrayObject) and len(intents) == 1
+    intent = intents[0].get_object()
+    assert isinstance(intent, DictionaryObject)
+    assert str(intent["/S"]) == "/GTS_PDFA1"
+    assert str(catalog["/Lang"]) == "pl"
+
+
+def test_a_long_note_with_control_characters_is_printed_whole() -> None:
+    words = " ".join(f"słowo{i:03d}" for i in range(100))  # 1000 characters with spaces
+    note = ("\x00\x1b[31m\u202e" + words)[:1000]
+    unbroken = "x" * 300  # no space to break at
+    doc = replace(samples.DOMESTIC, note=note + "\n" + unbroken)
+    pdf, xml = render(doc)
+    text = pdf_text(pdf)
+    assert "słowo000" in text and "słowo099" in text
+    assert "\x1b" not in text and "\u202e" not in text
+    assert text.count("x") >= 300  # wrapped over several lines, nothing lost
+    assert facturx.get_xml_from_pdf(pdf, check_xsd=True)[1] == xml
+
+
+def test_clean_text() -> None:
+    assert clean_text("a\x00b\tc\r\nd\u200be\u202e") == "ab c\nde"
+    assert clean_text("one\n\n\n\n\ntwo") == "one\n\ntwo"
+    assert clean_text("<b>&amp;</b>") == "<b>&amp;</b>"  # markup stays text
+    assert clean_text("\U0001f600 ok") == "? ok"  # beyond the font: visible, not lost
+
+
+def test_rendering_twice_gives_the_same_document() -> None:
+    doc = replace(samples.DOMESTIC, note=NOTE)
+    first, second = render_pdf(doc), render_pdf(doc)
+    assert first == second  # fixed creation date: byte-identical
+    assert pdf_text(render(doc)[0]) == pdf_text(render(doc)[0])
+
+
+def test_the_note_changes_nothing_fiscal() -> None:
+    without = pdf_text(rendered(samples.DOMESTIC)[0])
+    with_note = pdf_text(rendered(replace(samples.DOMESTIC, note=NOTE))[0])
+    assert with_note.startswith(without.split("Uwagi")[0].strip())

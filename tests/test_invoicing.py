@@ -1,0 +1,240 @@
+"""Invoices (issue 6): issued once per settled payment, stored, listed, noted, e-mailed."""
+
+from __future__ import annotations
+
+import email
+import io
+import socket
+from collections.abc import Iterator
+
+import pytest
+from aiosmtpd.controller import Controller
+from facturx import get_xml_from_pdf, xml_check_xsd
+from pypdf import PdfReader
+from sqlalchemy import func, select
+
+from portal import invoicing
+from portal.extensions import db
+from portal.models import Invoice, InvoiceRendering, Payment, utcnow
+from tests.conftest import csrf_token
+from tests.test_payments import (  # the third party's transfer plugin drives the payments
+    THIRD_PARTY,
+    back_from_bank,
+    bank_token,
+    place_and_pay,
+    standard,
+    transfer24,
+)
+
+__all__ = ["standard", "transfer24"]  # fixtures reused from test_payments
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+        self.port = 0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp() -> Iterator[Inbox]:
+    inbox = Inbox()
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        inbox.port = probe.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture
+def config_overrides(transfer24, smtp, monkeypatch):
+    monkeypatch.syspath_prepend(str(THIRD_PARTY))
+    from tests.conftest import BUILTIN_PLUGINS
+
+    return {
+        "PLUGINS": [*BUILTIN_PLUGINS, "pakiet_transfer24"],
+        "PLUGIN_CONFIG": {
+            "transfer24": {
+                "base_url": transfer24.base_url,
+                "api_key": "t24-key",
+                "notify_secret": "t24-secret",
+            }
+        },
+        "MAIL_BACKEND": "smtp",
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": smtp.port,
+        "MAIL_USE_TLS": False,
+    }
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True).replace("\xa0", " ")
+
+
+def pdf_text(body: bytes) -> str:
+    return " ".join(page.extract_text() for page in PdfReader(io.BytesIO(body)).pages)
+
+
+def buy(standard, transfer24) -> None:
+    back_from_bank(standard, transfer24, bank_token(place_and_pay(standard, agents="5")))
+
+
+def invoices(app) -> list[Invoice]:
+    with app.app_context():
+        rows = db.session.scalars(select(Invoice).order_by(Invoice.id)).all()
+        db.session.expunge_all()
+        return rows
+
+
+def test_a_settled_payment_issues_one_invoice(app, standard, transfer24, smtp):
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    assert invoice.number.startswith("FV/") and invoice.number.endswith("/000001")
+    assert (invoice.currency, invoice.net_minor, invoice.vat_minor, invoice.total_minor) == (
+        "PLN",
+        26700,
+        6141,
+        32841,
+    )
+    lines = invoice.content["lines"]
+    assert [line["net"]["minor"] for line in lines] == [44500, -17800]  # package, credit
+    assert invoice.content["buyer"]["name"] == "Sklep Rowerowy Szprycha"
+    with app.app_context():  # issuing again for the same payment does nothing
+        payment_id = db.session.scalar(select(Payment.id))
+        assert invoicing.issue_now(payment_id, now=utcnow()) is None
+        assert db.session.scalar(select(func.count()).select_from(Invoice)) == 1
+
+
+def test_the_invoices_page_lists_it_with_pdf_and_xml(app, standard, transfer24):
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    page = text(standard.get("/invoices"))
+    assert invoice.number in page and "328,41 zł" in page
+    assert "Nie wystawiamy faktur proforma" in page  # R13, where people look for one
+    pdf = standard.get(f"/invoices/{invoice.public_id}.pdf")
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
+    assert invoice.number in pdf_text(pdf.data)
+    xml = standard.get(f"/invoices/{invoice.public_id}.xml")
+    assert xml.mimetype == "application/xml"
+    assert xml_check_xsd(xml.data, flavor="factur-x", level="en16931")
+    _name, embedded = get_xml_from_pdf(pdf.data, check_xsd=False)
+    assert embedded == xml.data  # the PDF carries the same EN 16931 XML
+
+
+def test_the_invoice_is_e_mailed_with_its_pdf_over_smtp(app, standard, transfer24, smtp):
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    [message] = smtp.messages
+    assert message["To"] == "standard@demo.example.com"
+    assert message["Subject"] == f"Faktura {invoice.number}"
+    [attachment] = [part for part in message.walk() if part.get_filename()]
+    assert attachment.get_filename() == invoice.number.replace("/", "-") + ".pdf"
+    assert invoice.number in pdf_text(attachment.get_payload(decode=True))
+
+
+def note(client, invoice, value, **extra):
+    data = {"csrf_token": csrf_token(client, "/invoices"), "note": value, **extra}
+    return client.post(
+        f"/invoices/{invoice.public_id}/note", data=data, headers={"HX-Request": "true"}
+    )
+
+
+def test_a_note_is_printed_on_the_invoice_and_the_earlier_rendering_kept(app, standard, transfer24):
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    response = note(standard, invoice, "PO 4711 <script>alert(1)</script>\x07")
+    assert response.status_code == 200
+    row = text(response)
+    assert row.startswith(f'<tr id="invoice-{invoice.public_id}"')
+    assert "&lt;script&gt;" in row and "<script>" not in row
+    printed = pdf_text(standard.get(f"/invoices/{invoice.public_id}.pdf").data)
+    assert "PO 4711 <script>alert(1)</script>" in printed
+    with app.app_context():
+        renderings = db.session.scalars(select(InvoiceRendering.note)).all()
+    assert renderings == [None, "PO 4711 <script>alert(1)</script>"]
+    [after] = invoices(app)  # the fiscal content is as issued
+    assert (after.number, after.total_minor, after.content) == (
+        invoice.number,
+        invoice.total_minor,
+        invoice.content,
+    )
+
+
+def test_a_note_over_the_limit_is_refused(app, standard, transfer24):
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    response = note(standard, invoice, "x" * 1001)
+    assert response.status_code == 422
+    assert "Notatka może mieć najwyżej 1000 znaków." in text(response)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(InvoiceRendering)) == 1
+
+
+def test_a_note_can_carry_over_to_future_invoices(app, standard, transfer24):
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    note(standard, invoice, "PO 4711", carry_over="on")
+    back_from_bank(standard, transfer24, bank_token(place_and_pay(standard, agents="6")))
+    second = invoices(app)[1]
+    assert second.note == "PO 4711"
+    assert second.number.endswith("/000002")
+    assert "PO 4711" in pdf_text(standard.get(f"/invoices/{second.public_id}.pdf").data)
+
+
+def test_another_accounts_invoice_is_not_found(app, standard, auth, transfer24):
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    auth.logout()
+    auth.login("free@demo.example.com", "pakiet-demo-2026")
+    for path in (".pdf", ".xml"):
+        assert standard.get(f"/invoices/{invoice.public_id}{path}").status_code == 404
+    assert note(standard, invoice, "mine now").status_code == 404
+    assert standard.get("/invoices/forged.pdf").status_code == 404
+    assert invoice.number not in text(standard.get("/invoices"))
+
+
+def change_billing(client, apply: bool, name: str = "Szprycha Sp. z o.o."):
+    data = {
+        "csrf_token": csrf_token(client, "/billing"),
+        "company_name": name,
+        "street": "ul. Rowerowa 2",
+        "postcode": "30-001",
+        "city": "Kraków",
+        "country": "PL",
+        "vat_number": "",
+        "invoice_email": "faktury@example.com",
+    }
+    if apply:
+        data["apply_to_last_invoice"] = "y"
+    return client.post("/billing", data=data)
+
+
+def test_new_billing_data_on_the_last_invoice_is_a_correcting_invoice(app, standard, transfer24):
+    buy(standard, transfer24)
+    back_from_bank(standard, transfer24, bank_token(place_and_pay(standard, agents="6")))
+    first, last = invoices(app)
+    response = change_billing(standard, apply=True)
+    assert response.status_code == 303
+    first_after, last_after, correction = invoices(app)
+    # Earlier invoices never change; the last one is corrected by a new document.
+    assert (first_after.content, last_after.content) == (first.content, last.content)
+    assert correction.kind == "correction" and correction.corrects_id == last.id
+    assert correction.number.startswith("FVK/")
+    assert correction.content["buyer"]["name"] == "Szprycha Sp. z o.o."
+    assert correction.content["corrects"][0] == last.number
+    assert correction.total_minor == last.total_minor
+    page = text(standard.get("/invoices"))
+    assert correction.number in page and f"koryguje {last.number}" in page
+    printed = pdf_text(standard.get(f"/invoices/{correction.public_id}.pdf").data)
+    assert "Szprycha Sp. z o.o." in printed and last.number in printed
+
+
+def test_without_the_choice_no_correction_is_issued(app, standard, transfer24):
+    buy(standard, transfer24)
+    change_billing(standard, apply=False)
+    assert [i.kind for i in invoices(app)] == ["invoice"]
