@@ -1,6 +1,6 @@
 """`make run`: the portal and the provider emulators in one process, on this machine.
 
-The emulators (Stripe, PayPal, VIES) listen on fixed loopback ports and deliver their
+The emulators (Stripe, PayPal, VIES, NBP, ČNB) listen on fixed loopback ports and deliver their
 webhooks to the portal; the portal's plugins are pointed at them through
 ``PLUGIN_CONFIG``. Nothing here talks to the internet. Stop everything with Ctrl-C.
 With real keys in ``instance/pakiet.cfg`` run the portal alone instead
@@ -14,6 +14,8 @@ import json
 import os
 import sys
 
+from pakiet_cnb.emulator import CnbEmulator
+from pakiet_nbp.emulator import NbpEmulator
 from pakiet_paypal.emulator import PayPalEmulator
 from pakiet_stripe.emulator import StripeEmulator
 from pakiet_vies.emulator import ViesEmulator
@@ -46,6 +48,8 @@ def main() -> None:
         port=12112,
     ).start()
     vies = ViesEmulator(latency=0.3, port=12113).start()
+    nbp = NbpEmulator(port=12114).start()
+    cnb = CnbEmulator(port=12115).start()
     plugin_config = {
         "stripe": {
             "api_key": STRIPE_KEY,
@@ -59,20 +63,23 @@ def main() -> None:
             "base_url": paypal.base_url,
         },
         "vies": {"base_url": vies.base_url},
+        "nbp": {"base_url": nbp.base_url},
+        "cnb": {"base_url": cnb.base_url},
     }
     os.environ.setdefault("PAKIET_PLUGIN_CONFIG", json.dumps(plugin_config))
 
     from portal import create_app
 
     app = create_app()
-    print(f"Emulators: Stripe {stripe.base_url}, PayPal {paypal.base_url}, VIES {vies.base_url}")
+    print(f"Emulators: Stripe {stripe.base_url}, PayPal {paypal.base_url}, VIES {vies.base_url},")
+    print(f"  NBP {nbp.base_url}, ČNB {cnb.base_url}")
     print("Test cards: 4242 4242 4242 4242 Visa, 5555 5555 5555 4444 Mastercard,")
     print("  4000 0000 0000 0002 declined, 3782 822463 10005 Amex, 4000 0025 0000 3155 3-D Secure")
     print(f"Pakiet runs at {portal}/", flush=True)
     try:
         app.run(host=args.host, port=args.port, use_reloader=False)
     finally:
-        for emulator in (stripe, paypal, vies):
+        for emulator in (stripe, paypal, vies, nbp, cnb):
             emulator.stop()
     sys.exit(0)
 

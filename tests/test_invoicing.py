@@ -5,17 +5,18 @@ from __future__ import annotations
 import email
 import io
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
 from facturx import get_xml_from_pdf, xml_check_xsd
 from pypdf import PdfReader
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from portal import invoicing
 from portal.extensions import db
-from portal.models import Invoice, InvoiceRendering, Payment, utcnow
+from portal.models import Invoice, InvoiceRendering, InvoiceSequence, Payment, utcnow
 from tests.conftest import csrf_token
 from tests.test_payments import (  # the third party's transfer plugin drives the payments
     THIRD_PARTY,
@@ -238,3 +239,36 @@ def test_without_the_choice_no_correction_is_issued(app, standard, transfer24):
     buy(standard, transfer24)
     change_billing(standard, apply=False)
     assert [i.kind for i in invoices(app)] == ["invoice"]
+
+
+@pytest.mark.postgres
+def test_issuing_racing_itself_still_makes_one_invoice_without_a_gap(app, standard, transfer24):
+    buy(standard, transfer24)
+    with app.app_context():  # as if the payment had settled while invoicing was down
+        db.session.execute(delete(InvoiceRendering))
+        db.session.execute(delete(Invoice))
+        db.session.execute(update(InvoiceSequence).values(last_value=0))
+        db.session.commit()
+        payment_id = db.session.scalar(select(Payment.id))
+    barrier = threading.Barrier(10, timeout=30)
+    errors: list[BaseException] = []
+
+    def issue() -> None:
+        try:
+            barrier.wait()
+            with app.app_context():
+                invoicing.issue_now(payment_id, now=utcnow())
+                db.session.remove()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=issue) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    [invoice] = invoices(app)
+    assert invoice.number.endswith("/000001")
+    with app.app_context():
+        assert db.session.scalar(select(InvoiceSequence.last_value)) == 1

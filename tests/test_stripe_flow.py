@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,7 +16,8 @@ from sqlalchemy import select
 from pakiet_stripe.emulator import StripeEmulator
 from portal import demo
 from portal.extensions import db
-from portal.models import Order, Payment, PaymentMethod, PaymentStatus, Subscription, User
+from portal.models import Invoice, Order, Payment, PaymentMethod, PaymentStatus, Subscription, User
+from portal.money import Money
 from tests.conftest import csrf_token
 
 API_KEY = "sk_test_pakiet_flow"
@@ -116,6 +118,12 @@ def test_first_purchase_with_a_visa(app, login, stripe_emulator):
     assert (payment.status, payment.amount_minor, payment.currency) == ("paid", 4920, "EUR")
     page = text(client.get("/package"))
     assert "Visa •••• 4242" in page and "Dziękujemy!" in page
+    # A Polish seller's EUR invoice states the VAT in PLN at the NBP rate of the day before.
+    with app.app_context():
+        invoice = db.session.scalar(select(Invoice))
+    pln = invoice.content["vat_in_pln"]
+    assert pln["table"].endswith("/A/NBP/2026") and pln["rate_date"] < invoice.content["sale_date"]
+    assert Money(920, "PLN") * Decimal(pln["rate"]) == Money(pln["amount"]["minor"], "PLN")
 
 
 def test_webhook_replays_after_the_return_activate_once(app, login, stripe_emulator):
