@@ -560,7 +560,7 @@ def correct_buyer(
     The original never changes; the correction is a new document in its own series,
     linked to it, with the same amounts and the reason. Earlier invoices stay as issued.
     """
-    change = db.session.get(BillingChange, change_id, with_for_update=True)
+    change = db.session.get(BillingChange, change_id, with_for_update=True, populate_existing=True)
     if change is None or change.applied_at is not None or not change.apply_to_last_invoice:
         return None
     last = db.session.scalar(

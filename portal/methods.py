@@ -93,7 +93,7 @@ def auto_renew() -> ResponseReturnValue:
         error = str(REFUSALS[exc.code])
     db.session.refresh(account.subscription)
     context = _context(account)
-    status = 400 if error else 200
+    status = 422 if error else 200  # 422: the live switch shows why
     return htmx_util.render(
         "methods/page.html", "methods/_auto_renew.html", status, error=error, **context
     )

@@ -68,6 +68,11 @@ ORDER_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
 }
 
 
+# Rows are read FOR UPDATE with populate_existing: a row already in the session (loaded
+# before the lock, say by the return view) is refreshed with what the lock sees, so a
+# webhook that committed meanwhile is not applied twice.
+
+
 class IllegalTransition(RuntimeError):
     """A state change the state machine does not allow (a bug, never user input)."""
 
@@ -144,7 +149,12 @@ def saved(method: PaymentMethod) -> SavedMethod:
 
 
 def _lock_order(order_id: int) -> Order:
-    order = db.session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    order = db.session.scalar(
+        select(Order)
+        .where(Order.id == order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     assert isinstance(order, Order)
     return order
 
@@ -282,7 +292,7 @@ def _find_payment(provider: str, event: PaymentEvent) -> Payment | None:
         stmt = stmt.where(Payment.provider_ref.in_(refs) | Payment.charge_ref.in_(refs))
     else:
         return None
-    payment = db.session.scalar(stmt.with_for_update())
+    payment = db.session.scalar(stmt.with_for_update().execution_options(populate_existing=True))
     return payment if isinstance(payment, Payment) else None
 
 
@@ -343,7 +353,11 @@ def _succeeded(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
     payment.settled_at = ctx.now
     payment.failure_code = payment.failure_message = payment.action_url = None
     payment.charge_ref = event.charge_ref or payment.charge_ref
-    order = db.session.get(Order, payment.order_id) if payment.order_id else None
+    order = (
+        db.session.get(Order, payment.order_id, populate_existing=True)
+        if payment.order_id
+        else None
+    )
     brand = event.method.brand.lower() if event.method else None
     if brand is not None and brand not in ACCEPTED_BRANDS:
         payment.failure_code = "brand_not_accepted"
@@ -361,7 +375,10 @@ def _succeeded(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
     account = db.session.get(Account, payment.account_id)
     assert account is not None
     sub = db.session.scalar(
-        select(Subscription).where(Subscription.account_id == account.id).with_for_update()
+        select(Subscription)
+        .where(Subscription.account_id == account.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     assert isinstance(sub, Subscription)
     if order.status != OrderStatus.PENDING or sub.version != order.subscription_version:
@@ -406,7 +423,11 @@ def _refunded(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
     payment.refunded_minor = total
     if total == payment.amount_minor and payment.status == PaymentStatus.PAID:
         payment_transition(payment, PaymentStatus.REFUNDED)
-        order = db.session.get(Order, payment.order_id) if payment.order_id else None
+        order = (
+            db.session.get(Order, payment.order_id, populate_existing=True)
+            if payment.order_id
+            else None
+        )
         if order is not None and order.status == OrderStatus.PAID:
             order_transition(order, OrderStatus.REFUNDED)
     return Outcome.APPLIED
@@ -520,7 +541,10 @@ def confirm_free_change(*, account: Account, order: Order, now: dt.datetime) -> 
     if order.status != OrderStatus.PENDING or order.total_minor != 0:
         raise PaymentRefused("order_closed")
     sub = db.session.scalar(
-        select(Subscription).where(Subscription.account_id == account.id).with_for_update()
+        select(Subscription)
+        .where(Subscription.account_id == account.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     assert isinstance(sub, Subscription)
     if sub.version != order.subscription_version:
@@ -583,7 +607,12 @@ def _changed_notice(
 
 def cancel(payment_id: int) -> None:
     """The customer came back from the hosted page without paying."""
-    payment = db.session.scalar(select(Payment).where(Payment.id == payment_id).with_for_update())
+    payment = db.session.scalar(
+        select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     assert isinstance(payment, Payment)
     if payment.status == PaymentStatus.PENDING:
         payment_transition(payment, PaymentStatus.FAILED)
@@ -605,7 +634,10 @@ def add_method(
 def set_auto_renew(*, account_id: int, on: bool) -> Subscription:
     """Switch auto-renewal (R10). Switching on needs a paid package and a saved method."""
     sub = db.session.scalar(
-        select(Subscription).where(Subscription.account_id == account_id).with_for_update()
+        select(Subscription)
+        .where(Subscription.account_id == account_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     assert isinstance(sub, Subscription)
     if on and not sub.is_paid:

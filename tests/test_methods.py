@@ -82,7 +82,7 @@ def test_switching_auto_renewal_off_spells_out_the_suspension(app, standard):
 def test_switching_on_needs_a_saved_method(app, standard):
     switch(standard, "off")
     response = switch(standard, "on")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "Najpierw dodaj metodę płatności" in text(response)
     assert auto_renew(app) is False
 
@@ -125,7 +125,7 @@ def test_free_accounts_have_no_switch(app, client, auth, catalogue):
     assert "Automatyczne odnawianie dotyczy płatnych pakietów." in page
     assert 'name="auto_renew"' not in page
     response = switch(client, "on")
-    assert response.status_code == 400
+    assert response.status_code == 422
 
 
 def test_another_accounts_setup_return_is_refused(standard):

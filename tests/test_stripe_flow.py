@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select
 
+from pakiet_stripe.client import StripeProvider
 from pakiet_stripe.emulator import StripeEmulator
 from portal import demo
 from portal.extensions import db
@@ -242,3 +244,40 @@ def test_an_amex_cannot_become_the_saved_method(app, login, stripe_emulator):
     assert (outcome.status, outcome.redirect_url) == ("invalid", None)
     assert outcome.message
     assert account_rows(app, "free@demo.example.com")[1] == []
+
+
+def test_a_webhook_landing_during_the_return_is_applied_once(
+    app, login, stripe_emulator, monkeypatch
+):
+    """The return view loaded the payment before the webhook committed: the lock must see
+    the webhook's work, not re-apply the success (which would refund a good payment)."""
+    client = login("free")
+    session_id = press_pay(client, agents="2").headers["Location"].rsplit("/", 1)[1]
+    outcome = stripe_emulator.pay(session_id, card="4242424242424242")
+    event = next(e for e in stripe_emulator.events if e["type"] == "checkout.session.completed")
+    body = json.dumps(event).encode()
+    headers = {"Stripe-Signature": stripe_emulator.sign(body), "Content-Type": "application/json"}
+    original = StripeProvider.complete_return
+    answers: list[str] = []
+
+    def return_meanwhile_webhook(self, **kwargs):
+        result = original(self, **kwargs)
+        other = app.test_client()  # another request, committed while the return waits
+        worker = threading.Thread(
+            target=lambda: answers.append(
+                other.post("/webhooks/stripe", data=body, headers=headers).get_json()["outcome"]
+            )
+        )
+        worker.start()
+        worker.join()
+        return result
+
+    monkeypatch.setattr(StripeProvider, "complete_return", return_meanwhile_webhook)
+    back = follow(client, outcome.redirect_url)
+    assert answers == ["applied"]
+    assert back.headers["Location"] == "/package"
+    sub, _methods, pays = account_rows(app, "free@demo.example.com")
+    assert (sub.package, pays[0].status, pays[0].refunded_minor) == ("standard", "paid", 0)
+    with app.app_context():
+        assert db.session.scalar(select(Order.status)) == "paid"
+    assert stripe_emulator.objects("refund") == []

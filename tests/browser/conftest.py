@@ -6,6 +6,9 @@
   the autouse ``_fresh_demo_data`` fixture calls it before every browser test, so tests
   may change state (a user's language, a subscription) without leaking into the next
   (on PostgreSQL it also empties the shared database after each browser test).
+  ``serve(migrated_db, folder, **config)`` starts such a server with other settings
+  (``live_config(vies_emulator, stripe={...})`` adds plugin settings): a module that needs
+  them overrides ``live_server`` with it (``test_payments.py`` does, for the providers).
 * ``browser`` (session): headless Chromium from ``/usr/bin/chromium``. Playwright never
   downloads a browser here; ``launch`` gives every run a fresh temporary profile.
 * ``page`` (function): a new context per test (1280x900, ``pl-PL``, CSP bypassed so axe
@@ -25,6 +28,7 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,25 +134,31 @@ def vies_emulator() -> Iterator[ViesEmulator]:
         yield emulator
 
 
-@pytest.fixture(scope="session")
-def live_server(
-    migrated_db: str, tmp_path_factory: pytest.TempPathFactory, vies_emulator: ViesEmulator
-) -> Iterator[LiveServer]:
+def live_config(vies_emulator: ViesEmulator, **plugin_config: Any) -> dict[str, Any]:
+    """The live app's settings: VIES at ``vies_emulator``, plus ``plugin_config`` entries."""
+    return {
+        "PLUGIN_CONFIG": {"vies": {"base_url": vies_emulator.base_url, "timeout": 2}}
+        | plugin_config,
+        "VAT_CHECK_RATE_LIMIT": "1000 per minute",
+    }
+
+
+@contextmanager
+def serve(migrated_db: str, folder: Path, **config: Any) -> Iterator[LiveServer]:
+    """The app with ``config`` on a free port of 127.0.0.1, on a copy of the migrated
+    database (in ``folder``) with the demo data; stopped and cleaned up on exit.
+
+    The ``live_server`` fixture is one; a test module that needs other settings (payment
+    providers, say) overrides ``live_server`` with its own ``serve(...)``.
+    """
     snapshot = database = None
     if is_postgres():
         url = migrated_db
     else:
-        folder = tmp_path_factory.mktemp("live")
         database = folder / "live.sqlite3"
         shutil.copyfile(migrated_db, database)
         url = f"sqlite:///{database}"
-    app = create_app(
-        base_config(
-            url,
-            PLUGIN_CONFIG={"vies": {"base_url": vies_emulator.base_url, "timeout": 2}},
-            VAT_CHECK_RATE_LIMIT="1000 per minute",
-        )
-    )
+    app = create_app(base_config(url, **config))
     _load_demo(app)
     if database is not None:
         snapshot = database.with_name("demo.sqlite3")
@@ -181,6 +191,14 @@ def live_server(
             db.engine.dispose()
         if is_postgres():
             _truncate(app)
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    migrated_db: str, tmp_path_factory: pytest.TempPathFactory, vies_emulator: ViesEmulator
+) -> Iterator[LiveServer]:
+    with serve(migrated_db, tmp_path_factory.mktemp("live"), **live_config(vies_emulator)) as live:
+        yield live
 
 
 @pytest.fixture(autouse=True)
