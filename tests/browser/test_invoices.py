@@ -1,0 +1,106 @@
+"""Invoices (issue 6) in a real browser, in Polish and English: after a purchase the
+invoice is listed, a note added inline is printed in the PDF, the XML downloads, and
+another account's invoice is not found."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+from pypdf import PdfReader
+from sqlalchemy import select
+
+from portal import accounts
+from portal.extensions import db
+from portal.models import Invoice
+from tests.browser.conftest import Contexts, LiveServer, login
+from tests.browser.test_payments import (  # the payment-enabled portal and its emulators
+    FREE,
+    LANGUAGES,
+    STANDARD,
+    Words,
+    buy,
+    live_server,
+    log_in,
+    paypal_emulator,
+    stripe_emulator,
+    webhooks,
+)
+
+__all__ = ["live_server", "paypal_emulator", "stripe_emulator", "webhooks"]
+
+TEXTS = {
+    "pl": {"nav": "Faktury", "add": "Dodaj notatkę", "save": "Zapisz notatkę"},
+    "en": {"nav": "Invoices", "add": "Add note", "save": "Save note"},
+}
+
+
+def only_invoice(live_server: LiveServer, email: str) -> Invoice:
+    with live_server.app.app_context():
+        user = accounts.find_user(email)
+        assert user is not None
+        invoice = db.session.scalars(
+            select(Invoice).where(Invoice.account_id == user.account_id)
+        ).one()
+        db.session.expunge(invoice)
+        db.session.remove()
+        return invoice
+
+
+def pdf_text(body: bytes) -> str:
+    return " ".join(page.extract_text() for page in PdfReader(io.BytesIO(body)).pages)
+
+
+@LANGUAGES
+def test_invoice_listed_noted_downloaded_and_private(
+    page: Page, live_server: LiveServer, contexts: Contexts, paypal_emulator, words: Words
+) -> None:
+    texts = TEXTS[words.code]
+    log_in(page, live_server, FREE, words)
+    buy(
+        page,
+        live_server,
+        words,
+        package="Standard",
+        agents=2,
+        conversations=100,
+        currency="PLN",
+        provider="PayPal",
+    )
+    page.get_by_label(words.paypal_email, exact=True).fill(f"inv.{words.code}@buyer.test")
+    page.get_by_label(words.paypal_password, exact=True).fill("any password")
+    page.get_by_role("button", name=words.paypal_pay, exact=True).click()
+    expect(page).to_have_url(re.compile(r"/package$"))
+
+    page.get_by_role("navigation").get_by_role("link", name=texts["nav"], exact=True).click()
+    invoice = only_invoice(live_server, FREE)
+    row = page.locator(f"#invoice-{invoice.public_id}")
+    expect(row.get_by_role("rowheader")).to_contain_text(invoice.number)
+
+    # The note is edited in the row; the row is swapped in place (no page load).
+    page.evaluate("window.__same_page = true")
+    row.get_by_text(texts["add"], exact=True).click()
+    note = "PO-4711 <b>Dział IT</b>"
+    row.get_by_role("textbox").fill(note)
+    row.get_by_role("button", name=texts["save"], exact=True).click()
+    expect(page.locator(f"#invoice-{invoice.public_id} summary")).to_have_text(note)
+    assert page.evaluate("window.__same_page") is True
+
+    pdf = page.request.get(f"{live_server.url}/invoices/{invoice.public_id}.pdf")
+    assert pdf.ok and pdf.headers["content-type"] == "application/pdf"
+    printed = pdf_text(pdf.body())
+    assert note in printed and invoice.number in printed
+
+    with page.expect_download() as download_info:
+        row.get_by_role("link", name="XML", exact=True).click()
+    xml = download_info.value
+    assert xml.suggested_filename == invoice.number.replace("/", "-") + ".xml"
+    assert invoice.number.encode() in Path(xml.path()).read_bytes()
+
+    other = contexts.new_page()
+    login(other, STANDARD)
+    for suffix in (".pdf", ".xml"):
+        response = other.request.get(f"{live_server.url}/invoices/{invoice.public_id}{suffix}")
+        assert response.status == 404
