@@ -147,8 +147,7 @@ def _after(payment: Payment, order: Order) -> WerkzeugResponse:
         return redirect(payment.action_url, code=303)
     if payment.status == PaymentStatus.PENDING:
         return redirect(url_for("account.package"), code=303)
-    flash(failure_message(payment.failure_code), "error")
-    return redirect(_order_page(order), code=303)
+    return redirect(_order_page(order), code=303)  # the order page says why it failed
 
 
 @bp.post("/package/orders/<public_id>/pay")
@@ -248,7 +247,10 @@ def render_order_failure(order: Order) -> str | None:
     last = db.session.scalar(
         select(Payment).where(Payment.order_id == order.id).order_by(Payment.id.desc()).limit(1)
     )
-    if isinstance(last, Payment) and last.status == PaymentStatus.FAILED:
+    if not isinstance(last, Payment):
+        return None
+    refused = last.status == PaymentStatus.REFUNDED and last.failure_code  # refused brand, stale
+    if last.status == PaymentStatus.FAILED or refused:
         return failure_message(last.failure_code)
     return None
 

@@ -508,3 +508,17 @@ def test_a_saved_method_of_another_brand_is_refused(app, standard):
             )
     assert refused.value.code == "brand_not_accepted"
     assert only(app, PaymentMethod) == []
+
+
+def test_the_order_page_says_why_an_amex_was_refused(app, standard, transfer24):
+    payment = pending_payment(app, standard)
+    with app.app_context():
+        payments.apply_event(
+            "transfer24",
+            succeeded(payment, "amex"),
+            now=utcnow(),
+            refund=lambda p, reason: payments.payment_transition(p, PaymentStatus.REFUNDED),
+        )
+    page = text(standard.get(f"/package/orders/{only(app, Order)[0].public_id}"))
+    assert "Przyjmujemy tylko karty Visa i Mastercard (oraz PayPal)." in page
+    assert page.count("Przyjmujemy tylko karty Visa i Mastercard") == 1
