@@ -115,10 +115,6 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
 
     account: Mapped[Account | None] = relationship(back_populates="users")
 
-    @property
-    def is_admin(self) -> bool:
-        return self.role == Role.ADMIN
-
 
 class VatStatus(StrEnum):
     """Where the account's VAT number stands; only ``valid`` allows reverse charge."""

@@ -14,7 +14,6 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +21,6 @@ from sqlalchemy.exc import IntegrityError
 from portal.catalogue import Catalogue, PackageCode, Period
 from portal.extensions import db
 from portal.models import Account, BillingInfo, Order, OrderStatus, Subscription
-from portal.money import Money
 from portal.pricing import Current, Quote, Selection, quote
 from portal.tax import TaxDecision, VatRates, decide
 
@@ -211,9 +209,3 @@ def revalidate(
     order.status = OrderStatus.SUPERSEDED.value
     db.session.commit()
     return result
-
-
-def stored_amount(order: Order, key: str) -> Money:
-    """A money field of the stored quote record, e.g. ``"unused_credit_minor"``."""
-    value: Any = order.quote[key]
-    return Money(int(value), order.currency)
