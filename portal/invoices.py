@@ -8,10 +8,11 @@ from flask_babel import gettext
 from flask_login import login_required
 from sqlalchemy import select
 
-from portal import htmx_util, invoicing
+from portal import htmx_util, invoicing, refund_views
 from portal.account import current_account
 from portal.extensions import db
-from portal.models import Invoice, utcnow
+from portal.models import Account, Invoice, Payment, utcnow
+from portal.refunds import offer
 
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
 
@@ -42,7 +43,13 @@ def page() -> ResponseReturnValue:
         invoices=invoices,
         numbers=numbers,
         note_limit=invoicing.NOTE_LIMIT,
+        refundable=refund_offer(account),
     )
+
+
+def refund_offer(account: Account) -> Payment | None:
+    """The one payment a refund may be asked for (R14), looked up once per page."""
+    return offer(account, refund_views.now())
 
 
 def _download(body: bytes, filename: str, mimetype: str) -> Response:
@@ -99,4 +106,5 @@ def note(public_id: str) -> ResponseReturnValue:
         error=error,
         editing=error is not None,
         note_limit=invoicing.NOTE_LIMIT,
+        refundable=refund_offer(account),
     )

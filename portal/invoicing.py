@@ -640,3 +640,70 @@ def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
         registry().hook.invoice_issued(event=issued_event(correction))
         send(correction)
     return correction
+
+
+def issue_credit_note(
+    *,
+    invoice_id: int,
+    seller: Mapping[str, str],
+    render: Renderer,
+    now: dt.datetime,
+    today: dt.date,
+) -> Invoice:
+    """R14: the credit note (code 381) for a refunded invoice, in its own series.
+
+    A new document linked to the original (``corrects_id``), with the original's lines
+    and totals as they stand: positive amounts, since the type code carries the sign.
+    The reason is in the invoice's language. Committed with whatever the caller has
+    pending in the session (the refund's return to Free), so both happen or neither.
+    """
+    original_row = db.session.get(Invoice, invoice_id)
+    assert original_row is not None
+    original = from_content(original_row.content, None)
+    series = seller.get("invoice_series", "FV") + SERIES_SUFFIX[InvoiceKind.CREDIT_NOTE]
+    seq = next_number(original_row.seller_key, series, today.year)
+    number = format_number(series, today.year, seq)
+    with force_locale(original.language):
+        reason = str(
+            gettext(
+                "Full refund of the first payment for the package, at the buyer's request "
+                "within 15 days of the payment."
+            )
+        )
+    doc = replace(
+        original,
+        number=number,
+        kind=DocumentKind.CREDIT_NOTE,
+        issue_date=today,
+        corrects=(original_row.number, original_row.issue_date),
+        correction_reason=reason,
+        note=None,
+    )
+    pdf, xml = render(doc)
+    note = Invoice(
+        public_id=secrets.token_hex(16),
+        account_id=original_row.account_id,
+        seller_key=original_row.seller_key,
+        series=series,
+        year=today.year,
+        seq=seq,
+        number=number,
+        kind=InvoiceKind.CREDIT_NOTE.value,
+        corrects_id=original_row.id,
+        issue_date=today,
+        sale_date=original_row.sale_date,
+        currency=original_row.currency,
+        language=original_row.language,
+        net_minor=original_row.net_minor,
+        vat_minor=original_row.vat_minor,
+        total_minor=original_row.total_minor,
+        content=to_content(doc),
+        xml=xml,
+        reason=reason,
+        created_at=now,
+    )
+    db.session.add(note)
+    db.session.flush()
+    db.session.add(InvoiceRendering(invoice_id=note.id, pdf=pdf, rendered_at=now))
+    db.session.commit()
+    return note

@@ -97,6 +97,7 @@ def register(app: Flask) -> None:
         invoices,
         methods,
         pay,
+        refund_views,
     )
 
     app.register_blueprint(assets.bp)
@@ -108,6 +109,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(pay.bp)
     app.register_blueprint(methods.bp)
     app.register_blueprint(invoices.bp)
+    app.register_blueprint(refund_views.bp)
 
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["day"] = format_day
