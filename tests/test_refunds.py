@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from email.header import decode_header, make_header
 
 import pytest
@@ -280,3 +281,30 @@ def test_english_account_gets_english_texts(app, standard, transfer24, smtp, lan
     assert note.language == "en" and note.reason and "refund" in note.reason.lower()
     [message] = smtp.messages
     assert re.match(r"Refund of ", subject(message))
+
+
+@pytest.mark.postgres
+def test_two_requests_at_once_refund_once(app, standard, transfer24, smtp):
+    buy(standard, transfer24)
+    payment = the_payment(app)
+    tokens = [csrf_token(standard, f"/refunds/{payment.public_id}") for _ in range(2)]
+    cookie = standard.get_cookie("session")
+    barrier = threading.Barrier(2, timeout=30)
+    statuses: list[int] = []
+
+    def press(token: str) -> None:
+        client = app.test_client()
+        client.set_cookie("session", cookie.value)
+        barrier.wait()
+        response = client.post(f"/refunds/{payment.public_id}", data={"csrf_token": token})
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=press, args=(t,)) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # The second waits for the first's lock, then sees the refund done: no error either way.
+    assert set(statuses) <= {200, 409} and 200 in statuses
+    assert transfer24.transactions[payment.charge_ref]["refunded"] == 32841
+    assert [i.kind for i in invoices(app)] == ["invoice", "credit_note"]
