@@ -480,9 +480,17 @@ def app_rates() -> RateSource:
     return rate
 
 
+def local_today(now: dt.datetime) -> dt.date:
+    """The calendar day of ``now`` in the portal's time zone (invoice dates)."""
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app
+
+    return now.astimezone(ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])).date()
+
+
 def issue_now(payment_id: int, *, now: dt.datetime) -> Invoice | None:
     """Issue and e-mail the invoice of a settled payment; failures are retried later."""
-    from zoneinfo import ZoneInfo
 
     from flask import current_app
 
@@ -502,7 +510,7 @@ def issue_now(payment_id: int, *, now: dt.datetime) -> Invoice | None:
             render=app_renderer(),
             rates=app_rates(),
             now=now,
-            today=now.astimezone(ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])).date(),
+            today=local_today(now),
         )
     except ProviderError as exc:
         db.session.rollback()
@@ -575,55 +583,80 @@ def correct_buyer(
         return None
     account = db.session.get(Account, change.account_id)
     assert account is not None
-    original = from_content(last.content, last.note)
-    series = seller.get("invoice_series", "FV") + SERIES_SUFFIX[InvoiceKind.CORRECTION]
-    seq = next_number(last.seller_key, series, today.year)
+    return _issue_linked(
+        last,
+        InvoiceKind.CORRECTION,
+        seller=seller,
+        render=render,
+        now=now,
+        today=today,
+        reason=lambda: gettext("Change of the buyer's data at the buyer's request."),
+        buyer=buyer_party(account),
+    )
+
+
+def _issue_linked(
+    original_row: Invoice,
+    kind: InvoiceKind,
+    *,
+    seller: Mapping[str, str],
+    render: Renderer,
+    now: dt.datetime,
+    today: dt.date,
+    reason: Callable[[], str],
+    **changes: Any,
+) -> Invoice:
+    """A new document in ``kind``'s own series, linked to the original, with its amounts
+    (and ``changes`` to the snapshot); ``reason`` is worded in the invoice's language.
+    Commits with whatever the caller has pending in the session."""
+    original = from_content(original_row.content, None)
+    series = seller.get("invoice_series", "FV") + SERIES_SUFFIX[kind]
+    seq = next_number(original_row.seller_key, series, today.year)
     number = format_number(series, today.year, seq)
     with force_locale(original.language):
-        reason = str(gettext("Change of the buyer's data at the buyer's request."))
+        text = str(reason())
     doc = replace(
         original,
         number=number,
-        kind=DocumentKind.CORRECTION,
+        kind=DocumentKind(kind.value),
         issue_date=today,
-        buyer=buyer_party(account),
-        corrects=(last.number, last.issue_date),
-        correction_reason=reason,
+        corrects=(original_row.number, original_row.issue_date),
+        correction_reason=text,
         note=None,
+        **changes,
     )
     pdf, xml = render(doc)
-    correction = Invoice(
+    linked = Invoice(
         public_id=secrets.token_hex(16),
-        account_id=account.id,
-        seller_key=last.seller_key,
+        account_id=original_row.account_id,
+        seller_key=original_row.seller_key,
         series=series,
         year=today.year,
         seq=seq,
         number=number,
-        kind=InvoiceKind.CORRECTION.value,
-        corrects_id=last.id,
+        kind=kind.value,
+        corrects_id=original_row.id,
         issue_date=today,
-        sale_date=last.sale_date,
-        currency=last.currency,
-        language=last.language,
-        net_minor=last.net_minor,
-        vat_minor=last.vat_minor,
-        total_minor=last.total_minor,
+        sale_date=original_row.sale_date,
+        currency=original_row.currency,
+        language=original_row.language,
+        net_minor=original_row.net_minor,
+        vat_minor=original_row.vat_minor,
+        total_minor=original_row.total_minor,
         content=to_content(doc),
         xml=xml,
-        reason=reason,
+        reason=text,
         created_at=now,
     )
-    db.session.add(correction)
+    db.session.add(linked)
     db.session.flush()
-    db.session.add(InvoiceRendering(invoice_id=correction.id, pdf=pdf, rendered_at=now))
+    db.session.add(InvoiceRendering(invoice_id=linked.id, pdf=pdf, rendered_at=now))
     db.session.commit()
-    return correction
+    return linked
 
 
 def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
     """The app's call after a billing change: issue, announce and send the correction."""
-    from zoneinfo import ZoneInfo
 
     from flask import current_app
 
@@ -634,7 +667,7 @@ def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
         seller=current_app.config["SELLER"],
         render=app_renderer(),
         now=now,
-        today=now.astimezone(ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])).date(),
+        today=local_today(now),
     )
     if correction is not None:
         registry().hook.invoice_issued(event=issued_event(correction))
@@ -659,51 +692,15 @@ def issue_credit_note(
     """
     original_row = db.session.get(Invoice, invoice_id)
     assert original_row is not None
-    original = from_content(original_row.content, None)
-    series = seller.get("invoice_series", "FV") + SERIES_SUFFIX[InvoiceKind.CREDIT_NOTE]
-    seq = next_number(original_row.seller_key, series, today.year)
-    number = format_number(series, today.year, seq)
-    with force_locale(original.language):
-        reason = str(
-            gettext(
-                "Full refund of the first payment for the package, at the buyer's request "
-                "within 15 days of the payment."
-            )
-        )
-    doc = replace(
-        original,
-        number=number,
-        kind=DocumentKind.CREDIT_NOTE,
-        issue_date=today,
-        corrects=(original_row.number, original_row.issue_date),
-        correction_reason=reason,
-        note=None,
+    return _issue_linked(
+        original_row,
+        InvoiceKind.CREDIT_NOTE,
+        seller=seller,
+        render=render,
+        now=now,
+        today=today,
+        reason=lambda: gettext(
+            "Full refund of the first payment for the package, at the buyer's request "
+            "within 15 days of the payment."
+        ),
     )
-    pdf, xml = render(doc)
-    note = Invoice(
-        public_id=secrets.token_hex(16),
-        account_id=original_row.account_id,
-        seller_key=original_row.seller_key,
-        series=series,
-        year=today.year,
-        seq=seq,
-        number=number,
-        kind=InvoiceKind.CREDIT_NOTE.value,
-        corrects_id=original_row.id,
-        issue_date=today,
-        sale_date=original_row.sale_date,
-        currency=original_row.currency,
-        language=original_row.language,
-        net_minor=original_row.net_minor,
-        vat_minor=original_row.vat_minor,
-        total_minor=original_row.total_minor,
-        content=to_content(doc),
-        xml=xml,
-        reason=reason,
-        created_at=now,
-    )
-    db.session.add(note)
-    db.session.flush()
-    db.session.add(InvoiceRendering(invoice_id=note.id, pdf=pdf, rendered_at=now))
-    db.session.commit()
-    return note

@@ -308,7 +308,7 @@ def confirm_now(account_id: int, payment_public_id: str, *, now: dt.datetime) ->
         render=invoicing.app_renderer(),
         free_agents=catalogue.package(PackageCode.FREE).max_agents,
         now=now,
-        today=now.astimezone(ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])).date(),
+        today=invoicing.local_today(now),
     )
     if result.created:
         note = result.credit_note
