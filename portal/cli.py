@@ -1,4 +1,4 @@
-"""``flask --app wsgi …`` commands: plugins, demo data, background VAT re-checks."""
+"""``flask --app wsgi …`` commands: plugins, demo data, and the background run."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 import click
 from flask import Flask, current_app
 
-from portal import demo, invoicing, vat
+from portal import demo, invoicing, lifecycle, vat
 from portal.models import utcnow
 from portal.plugins import registry
 
@@ -31,6 +31,27 @@ def register_commands(app: Flask) -> None:
         for login in demo.LOGINS:
             click.echo(f"  {login.email:<28} {demo.PASSWORD}   {login.description}")
 
+    @app.cli.group("billing")
+    def billing_group() -> None:
+        """The background work of the billing portal."""
+
+    @billing_group.command("run")
+    @click.option(
+        "--now",
+        "now_text",
+        default=None,
+        help="ISO date-time to run as (default: now; for tests and demos); zone-less is UTC.",
+    )
+    @click.option(
+        "--limit", default=None, type=click.IntRange(min=1), help="At most N subscriptions."
+    )
+    def billing_run_command(now_text: str | None, limit: int | None) -> None:
+        """Do everything that is due: renewals, suspensions, notices, retries of failed
+        charges and VAT checks, postponed invoices, queued e-mail. Idempotent; run it every
+        minute from cron or a systemd timer, on any number of nodes at once."""
+        report = lifecycle.run_now(_parse_now(now_text), limit=limit)
+        click.echo(report.line())
+
     @app.cli.command("vat-recheck")
     @click.option(
         "--now",
@@ -42,14 +63,7 @@ def register_commands(app: Flask) -> None:
     def vat_recheck_command(now_text: str | None, limit: int) -> None:
         """Check the VAT numbers that are due: pending ones (VIES was unavailable) on their
         backoff, valid ones periodically. Safe to run on many nodes at once."""
-        now = utcnow()
-        if now_text:
-            try:
-                now = dt.datetime.fromisoformat(now_text)
-            except ValueError:
-                raise click.BadParameter(f"not an ISO date-time: {now_text!r}") from None
-            if now.tzinfo is None:
-                now = now.replace(tzinfo=dt.UTC)
+        now = _parse_now(now_text) or utcnow()
         report = vat.run_due_checks(now=now, limit=limit, settings=vat.settings_for(current_app))
         click.echo(
             f"VAT re-check: {report.checked} checked, {report.valid} valid, "
@@ -65,3 +79,13 @@ def register_commands(app: Flask) -> None:
             if invoicing.issue_now(payment_id, now=utcnow()) is not None:
                 issued += 1
         click.echo(f"invoices: {issued} issued")
+
+
+def _parse_now(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        now = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO date-time: {text!r}") from None
+    return now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now

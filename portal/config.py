@@ -50,6 +50,14 @@ DEFAULTS: dict[str, Any] = {
     "MAIL_BACKEND": "console",
     "MAIL_DEFAULT_SENDER": "Pakiet <billing@pakiet.test>",
     "VAT_RATES_PATH": str(VAT_RATES_PATH),
+    # Where customers reach the portal: the links in e-mails sent by the background run.
+    "PUBLIC_URL": "http://127.0.0.1:5000",
+    # Failed renewal charges are tried again this many days after the period end, then the
+    # account is suspended; renewal notices go this many days ahead, per billing period.
+    "RENEWAL_RETRY_DAYS": [1, 3, 5],
+    "RENEWAL_NOTICE_DAYS": {"month": 7, "year": 30},
+    # Service tokens of the chat product for GET /api/v1/accounts/<id>/entitlements.
+    "ENTITLEMENTS_TOKENS": [],
     "SELLER": {
         "name": "Pakiet Sp. z o.o.",
         "street": "ul. Przykładowa 1",

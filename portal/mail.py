@@ -1,10 +1,15 @@
 """E-mail to customers in their language (Flask-Mailman: console by default, SMTP when set).
 
 Templates are ``templates/email/<name>.txt``; the first line is the subject.
+
+Notices of the lifecycle go through an outbox (:class:`~portal.models.Notice`): written in
+the transaction of what they report, once per key, and sent by :func:`deliver_pending`;
+when the SMTP server is down they stay queued and are sent by a later run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -14,7 +19,8 @@ from flask_mailman import EmailMessage
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.models import Account, User
+from portal.models import Account, Notice, User
+from portal.money import Money
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +65,87 @@ def send_to_account(
         message.attach(filename, content, mimetype)
     message.send()
     log.info("sent %s e-mail to account %s", name, account_id)
+
+
+# -- the outbox -------------------------------------------------------------------------------
+
+#: Waits before another try after a failed send (the last one repeats).
+RETRY_DELAYS = (dt.timedelta(minutes=1), dt.timedelta(minutes=5), dt.timedelta(minutes=30))
+
+
+def encode(value: Any) -> Any:
+    """Template context as JSON: Money and dates are tagged so they come back typed."""
+    if isinstance(value, Money):
+        return {"$money": [value.minor, value.currency]}
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return {"$date": value.isoformat()}
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    raise TypeError(f"a notice cannot carry {type(value).__name__}")
+
+
+def decode(value: Any) -> Any:
+    if isinstance(value, dict) and "$money" in value:
+        minor, currency = value["$money"]
+        return Money(int(minor), str(currency))
+    if isinstance(value, dict) and "$date" in value:
+        return dt.date.fromisoformat(value["$date"])
+    return value
+
+
+def queue(account_id: int, name: str, *, key: str, now: dt.datetime, **context: Any) -> bool:
+    """Add the notice ``key`` in the caller's transaction; False when it exists already.
+
+    Call with the caller's rows locked, so two runners cannot both add it (the unique key
+    is the last line of defence: a duplicate would abort the caller's transaction).
+    """
+    if db.session.scalar(select(Notice.id).where(Notice.key == key)) is not None:
+        return False
+    db.session.add(
+        Notice(
+            key=key,
+            account_id=account_id,
+            template=name,
+            context={name: encode(value) for name, value in context.items()},
+            created_at=now,
+            send_after=now,
+        )
+    )
+    return True
+
+
+def deliver_pending(*, now: dt.datetime, limit: int = 500) -> tuple[int, int]:
+    """Send unsent notices whose time has come: (sent, failed). Safe on many nodes:
+    each is claimed with ``FOR UPDATE SKIP LOCKED`` and committed before the next."""
+    sent = failed = 0
+    last_id = 0
+    for _ in range(limit):
+        notice = db.session.scalar(
+            select(Notice)
+            .where(Notice.sent_at.is_(None), Notice.send_after <= now, Notice.id > last_id)
+            .order_by(Notice.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        )
+        if not isinstance(notice, Notice):
+            break
+        last_id = notice.id
+        context = {name: decode(value) for name, value in notice.context.items()}
+        try:
+            send_to_account(notice.account_id, notice.template, **context)
+        except OSError as exc:  # SMTP down or refusing (smtplib's errors are OSErrors)
+            delay = RETRY_DELAYS[min(notice.attempts, len(RETRY_DELAYS) - 1)]
+            notice.attempts += 1
+            notice.send_after = now + delay
+            notice.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning(
+                "notice %s not sent (%s); next try at %s", notice.key, exc, notice.send_after
+            )
+            failed += 1
+        else:
+            notice.attempts += 1
+            notice.sent_at = now
+            sent += 1
+        db.session.commit()
+    return sent, failed

@@ -28,6 +28,9 @@ bp = Blueprint("methods", __name__, url_prefix="/payment-methods")
 REFUSALS = {
     "auto_renew_free": lazy_gettext("Auto-renewal applies to paid packages."),
     "auto_renew_no_method": lazy_gettext("Add a payment method first: renewals are charged to it."),
+    "auto_renew_suspended": lazy_gettext(
+        "Your account is suspended: pay for a new period in My package to reactivate it."
+    ),
     "brand_not_accepted": lazy_gettext(
         "We accept only Visa and Mastercard cards (and PayPal). Please add another card."
     ),

@@ -24,7 +24,9 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -205,6 +207,8 @@ class Subscription(db.Model):  # type: ignore[name-defined]
         CheckConstraint("conversations >= 0", name="conversations_nonneg"),
         CheckConstraint("credit_minor >= 0", name="credit_nonneg"),
         CheckConstraint("period_net_minor >= 0", name="period_net_nonneg"),
+        CheckConstraint("renewal_attempts >= 0", name="renewal_attempts_nonneg"),
+        CheckConstraint(f"next_period IS NULL OR {_in('next_period', Period)}", name="next_period"),
         CheckConstraint(
             "currency IS NULL OR (length(currency) = 3 AND currency = upper(currency))",
             name="currency_code",
@@ -235,6 +239,18 @@ class Subscription(db.Model):  # type: ignore[name-defined]
     period_net_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     # Account credit left over from downgrades, used up by later invoices (R6).
     credit_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Changes staff scheduled from the next renewal (R7: yearly -> monthly; a new currency).
+    next_period: Mapped[str | None] = mapped_column(String(8))
+    next_currency: Mapped[str | None] = mapped_column(String(3))
+    # Renewal charges that failed for the current period, and when the next try is due.
+    renewal_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    suspended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    suspended_reason: Mapped[str | None] = mapped_column(String(32))
+    # When the background run must look at this subscription again (None: at once). Written
+    # by the run with a plain UPDATE, so it does not bump ``version`` (a customer's order
+    # made meanwhile stays valid); any change of the period, status or auto-renewal resets it.
+    next_check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     account: Mapped[Account] = relationship(back_populates="subscription")
@@ -256,6 +272,19 @@ class Subscription(db.Model):  # type: ignore[name-defined]
     @property
     def period_net(self) -> Money | None:
         return Money(self.period_net_minor, self.currency) if self.currency else None
+
+
+# What the background run's timetable depends on: a change of any resets it (see next_check_at).
+_SCHEDULE_FIELDS = ("package", "period", "status", "period_end", "auto_renew", "retry_at")
+
+
+@event.listens_for(Subscription, "before_update")
+def _reschedule(mapper: Any, connection: Any, target: Subscription) -> None:
+    state: Any = sa_inspect(target)
+    if state.attrs.next_check_at.history.has_changes():
+        return
+    if any(state.attrs[name].history.has_changes() for name in _SCHEDULE_FIELDS):
+        target.next_check_at = None
 
 
 class Order(db.Model):  # type: ignore[name-defined]
@@ -471,3 +500,26 @@ class InvoiceRendering(db.Model):  # type: ignore[name-defined]
     pdf: Mapped[bytes] = mapped_column(LargeBinary)
     note: Mapped[str | None] = mapped_column(String(1000))
     rendered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Notice(db.Model):  # type: ignore[name-defined]
+    """An e-mail to an account, written in the same transaction as what it reports.
+
+    ``key`` makes each notice once (e.g. per subscription, kind and period). The run sends
+    what is unsent; an SMTP failure leaves it here for the next try, so none is lost.
+    ``context`` is JSON (see :func:`portal.mail.encode`); it is rendered at sending time
+    in the account's language.
+    """
+
+    __tablename__ = "notice"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    template: Mapped[str] = mapped_column(String(64))
+    context: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    send_after: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))

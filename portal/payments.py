@@ -319,22 +319,52 @@ def apply_event(
     row = _record_event(provider_name, event, now)
     if row is None:
         return Outcome.DUPLICATE
+    outcome, notices = _apply(row, provider_name, event, now, refund)
+    db.session.commit()
+    for notice in notices:
+        notice()
+    return outcome
+
+
+class DuplicateEvent(RuntimeError):
+    """The event was applied before (raised where the caller's transaction must end)."""
+
+
+def apply_in_transaction(
+    provider_name: str,
+    event: PaymentEvent,
+    *,
+    now: dt.datetime,
+    refund: Callable[[Payment, str], None] | None = None,
+) -> tuple[Outcome, list[Callable[[], object]]]:
+    """:func:`apply_event` inside the caller's transaction (the renewal run's, which holds
+    the subscription's lock). The caller commits, then makes the returned calls (hooks,
+    the invoice). A replayed event raises :class:`DuplicateEvent` after a rollback."""
+    row = _record_event(provider_name, event, now)
+    if row is None:
+        raise DuplicateEvent(event.event_id)
+    return _apply(row, provider_name, event, now, refund)
+
+
+def _apply(
+    row: ProviderEvent,
+    provider_name: str,
+    event: PaymentEvent,
+    now: dt.datetime,
+    refund: Callable[[Payment, str], None] | None,
+) -> tuple[Outcome, list[Callable[[], object]]]:
     payment = _find_payment(provider_name, event)
     if payment is None:
         log.warning("%s event %s names no known payment", provider_name, event.event_id)
         row.outcome = Outcome.UNKNOWN_PAYMENT.value
-        db.session.commit()
-        return Outcome.UNKNOWN_PAYMENT
+        return Outcome.UNKNOWN_PAYMENT, []
     row.payment_id = payment.id
     if event.provider_ref and payment.provider_ref is None:
         payment.provider_ref = event.provider_ref
     ctx = _Context(now=now, refund=refund or _provider_refund)
     outcome = _HANDLERS[event.kind](payment, event, ctx)
     row.outcome = outcome.value
-    db.session.commit()
-    for notice in ctx.notices:
-        notice()
-    return outcome
+    return outcome, ctx.notices
 
 
 def _succeeded(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
@@ -533,6 +563,11 @@ def activate(sub: Subscription, order: Order, now: dt.datetime) -> None:
     sub.credit_minor = int(record["credit_after_minor"])
     sub.status = SubscriptionStatus.ACTIVE.value
     sub.auto_renew = True  # R10: a payment switches auto-renewal on
+    # A paid period clears what a failed renewal or a suspension left behind.
+    sub.renewal_attempts = 0
+    sub.retry_at = None
+    sub.suspended_at = None
+    sub.suspended_reason = None
 
 
 def confirm_free_change(*, account: Account, order: Order, now: dt.datetime) -> None:
@@ -627,6 +662,14 @@ def add_method(
     if method.brand.lower() not in ACCEPTED_BRANDS:
         raise PaymentRefused("brand_not_accepted")
     row = save_method(account_id, provider, method, now)
+    sub = db.session.scalar(
+        select(Subscription)
+        .where(Subscription.account_id == account_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if isinstance(sub, Subscription) and sub.status == SubscriptionStatus.PAST_DUE:
+        sub.retry_at = now  # a failed renewal is tried again with the new method at once
     db.session.commit()
     return row
 
@@ -642,6 +685,8 @@ def set_auto_renew(*, account_id: int, on: bool) -> Subscription:
     assert isinstance(sub, Subscription)
     if on and not sub.is_paid:
         raise PaymentRefused("auto_renew_free")
+    if on and sub.status == SubscriptionStatus.SUSPENDED:
+        raise PaymentRefused("auto_renew_suspended")
     if on and default_method(account_id) is None:
         raise PaymentRefused("auto_renew_no_method")
     if sub.auto_renew != on:

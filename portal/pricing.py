@@ -319,6 +319,62 @@ def quote(
     )
 
 
+def renewal(
+    catalogue: Catalogue, current: Current, selection: Selection, vat_rate: Decimal
+) -> Quote:
+    """The next period of a paid subscription, from its period end (R10).
+
+    The full price of ``selection`` (the subscription with any change staff scheduled for
+    the renewal, R7) less account credit; no credit for unused time, since none is left.
+    Credit in another currency than the new period's is not carried over: staff only
+    schedule a currency change once the credit is used up.
+    """
+    if not current.is_paid or current.period_end is None:
+        raise ValueError("only a paid subscription renews")
+    if not Decimal(0) <= vat_rate < Decimal(1):
+        raise ValueError(f"vat_rate is a fraction in [0, 1), got {vat_rate}")
+    package = catalogue.package(selection.package)
+    currency = selection.currency
+    lines = _lines(catalogue, package, selection)
+    subtotal = sum((line.amount for line in lines), Money.zero(currency))
+    credit = current.credit if current.currency == currency and current.credit else None
+    credit = credit or Money.zero(currency)
+    used = credit.min(subtotal)
+    net_due = subtotal - used
+    vat = net_due * vat_rate
+    start = current.period_end
+    end = add_period(start, selection.period)
+    zero = Money.zero(currency)
+    renewal_vat = subtotal * vat_rate
+    return Quote(
+        quoted_on=start,
+        selection=selection,
+        period_start=start,
+        period_end=end,
+        included_conversations=package.included_conversations,
+        conversation_pack=package.conversation_pack,
+        lines=lines,
+        subtotal=subtotal,
+        unused_days=0,
+        period_days=0,
+        credit_base=zero,
+        unused_credit=zero,
+        account_credit_used=used,
+        net_due=net_due,
+        vat_rate=vat_rate,
+        vat=vat,
+        total_due=net_due + vat,
+        credit_after=credit - used,
+        renewal_date=end,
+        renewal_net=subtotal,
+        renewal_vat=renewal_vat,
+        renewal_total=subtotal + renewal_vat,
+        changes=_changes(current, selection),
+        is_first_purchase=False,
+        nothing_to_change=False,
+    )
+
+
 def _lines(catalogue: Catalogue, package: Package, selection: Selection) -> tuple[QuoteLine, ...]:
     """The package per agent, then any conversation packs above the included amount."""
     agent_price = package.agent_price(selection.period, selection.currency)

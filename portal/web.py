@@ -93,6 +93,7 @@ def register(app: Flask) -> None:
         billing,
         checkout,
         countries,
+        entitlements,
         i18n,
         invoices,
         methods,
@@ -110,6 +111,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(methods.bp)
     app.register_blueprint(invoices.bp)
     app.register_blueprint(refund_views.bp)
+    app.register_blueprint(entitlements.bp)
 
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["day"] = format_day
@@ -118,6 +120,7 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
     app.jinja_env.filters["country_name"] = lambda code: countries.name(code, current_language())
     app.jinja_env.globals["describe_method"] = pay.describe
+    app.jinja_env.globals["lifecycle_banner"] = lifecycle_banner
 
     @app.context_processor
     def template_globals() -> dict[str, Any]:
@@ -155,3 +158,22 @@ def register(app: Flask) -> None:
         if request.is_secure:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
+
+
+def lifecycle_banner() -> Any:
+    """The R10 banner (a ``lifecycle.Banner``) for the customer's pages, or None."""
+    from flask import current_app
+    from flask_login import current_user
+    from sqlalchemy import select
+
+    from portal import lifecycle
+    from portal.extensions import db
+    from portal.models import Subscription, utcnow
+
+    if not current_user.is_authenticated or current_user.account_id is None:
+        return None
+    sub = db.session.scalar(
+        select(Subscription).where(Subscription.account_id == current_user.account_id)
+    )
+    settings = lifecycle.settings_for(current_app)
+    return lifecycle.banner(sub if isinstance(sub, Subscription) else None, utcnow(), settings)

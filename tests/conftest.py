@@ -7,9 +7,13 @@ migrations: once per session, then copied (SQLite) or truncated (PostgreSQL) per
 
 from __future__ import annotations
 
+import email
+import email.header
+import email.message
 import os
 import re
 import shutil
+import socket
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -17,6 +21,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
@@ -175,6 +180,55 @@ class Auth:
 @pytest.fixture
 def auth(client: FlaskClient) -> Auth:
     return Auth(client)
+
+
+class Inbox:
+    """A real SMTP server on loopback (aiosmtpd) that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+        with socket.socket() as probe:  # a free port on loopback
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._controller: Controller | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 Message accepted for delivery"
+
+    def start(self) -> None:
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def subjects(self) -> list[str]:
+        return [decoded_subject(message) for message in self.messages]
+
+
+def decoded_subject(message: email.message.Message) -> str:
+    return str(email.header.make_header(email.header.decode_header(message["Subject"])))
+
+
+@pytest.fixture
+def smtp() -> Iterator[Inbox]:
+    inbox = Inbox()
+    inbox.start()
+    yield inbox
+    inbox.stop()
+
+
+def smtp_config(inbox: Inbox) -> dict[str, Any]:
+    return {
+        "MAIL_BACKEND": "smtp",
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": inbox.port,
+        "MAIL_USE_TLS": False,
+        "MAIL_TIMEOUT": 5,
+    }
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import email
 import io
-import socket
 import threading
-from collections.abc import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
 from facturx import get_xml_from_pdf, xml_check_xsd
 from pypdf import PdfReader
 from sqlalchemy import delete, func, select, update
@@ -28,28 +24,6 @@ from tests.test_payments import (  # the third party's transfer plugin drives th
 )
 
 __all__ = ["standard", "transfer24"]  # fixtures reused from test_payments
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.Message] = []
-        self.port = 0
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
-        self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def smtp() -> Iterator[Inbox]:
-    inbox = Inbox()
-    with socket.socket() as probe:  # a free port on loopback
-        probe.bind(("127.0.0.1", 0))
-        inbox.port = probe.getsockname()[1]
-    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
-    controller.start()
-    yield inbox
-    controller.stop()
 
 
 @pytest.fixture

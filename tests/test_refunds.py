@@ -31,7 +31,6 @@ from tests.test_invoicing import (
     config_overrides,
     invoices,
     pdf_text,
-    smtp,
     text,
 )
 from tests.test_payments import (
@@ -44,7 +43,7 @@ from tests.test_payments import (
     transfer24,
 )
 
-__all__ = ["config_overrides", "smtp", "standard", "transfer24"]  # fixtures reused
+__all__ = ["config_overrides", "standard", "transfer24"]  # fixtures reused
 
 UTC = dt.UTC
 # Settled at 10:00 in Warsaw (summer time, UTC+2); clocks go back on 25 October, so the

@@ -575,6 +575,40 @@ class StripeEmulator:
                 return self._authenticate_session(reference, complete)
             return self._authenticate_intent(reference, complete)
 
+    def save_card(
+        self, card: str, *, email: str | None = None, exp: str = "12/34"
+    ) -> tuple[str, str]:
+        """A card a customer saved earlier (as Stripe's ``pm_card_*`` test methods):
+        ``(customer id, payment method id)``, attached and set up for off-session use."""
+        with self._lock:
+            behaviour = TEST_CARDS.get(card)
+            if behaviour is None:
+                raise ValueError(f"not a test card: {card}")
+            expiry = _parse_expiry(exp)
+            if expiry is None:
+                raise ValueError(f"not an expiry date: {exp}")
+            customer = self._add(
+                {
+                    "id": new_id("cus_", 14),
+                    "object": "customer",
+                    "balance": 0,
+                    "created": int(time.time()),
+                    "currency": None,
+                    "delinquent": False,
+                    "description": None,
+                    "email": email,
+                    "invoice_settings": {"default_payment_method": None},
+                    "livemode": False,
+                    "metadata": {},
+                    "name": None,
+                    "preferred_locales": [],
+                }
+            )
+            session = {"customer_details": {"email": email}}
+            method = self._new_method(behaviour, card, expiry, session)
+            self._attach(method, customer["id"])
+            return customer["id"], method["id"]
+
     def fail_next(self, status: Fault = 500, *, times: int = 1, processed: bool = False) -> None:
         """Make the next ``times`` API calls fail.
 
