@@ -84,11 +84,11 @@ def show(account_id: int) -> ResponseReturnValue:
     sub = db.session.scalar(select(Subscription).where(Subscription.account_id == account_id))
     if not isinstance(sub, Subscription):
         return _error(404, "not_found", "No such account.")
-    etag = f'"{sub.id}-{sub.version}"'
-    if etag in request.if_none_match:
+    etag = f"{sub.id}-{sub.version}"
+    if request.if_none_match.contains(etag):
         response = Response(status=304)
     else:
         response = jsonify(entitlements(sub, current_app.extensions["pakiet.catalogue"]))
-    response.headers["ETag"] = etag
+    response.set_etag(etag)
     response.headers["Cache-Control"] = "no-cache"
     return response

@@ -433,9 +433,8 @@ def _renew(
     )
     # The subscription stays locked across the call: another runner skips it meanwhile.
     event = provider.charge_saved(request, payments.saved(method))
+    # The handlers work on these same objects (the session's identity map).
     outcome, after = payments.apply_in_transaction(provider.name, event, now=now)
-    db.session.refresh(payment)
-    db.session.refresh(order)
     log.info("renewal %s of subscription %s: %s (%s)", key, sub.id, outcome, payment.status)
     if payment.status == PaymentStatus.PAID and order.status == OrderStatus.PAID:
         # _succeeded activated the next period; clear the schedule that applied to it.

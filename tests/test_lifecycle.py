@@ -1,0 +1,610 @@
+"""The lifecycle (issue 7): the background run renews, retries, notifies and suspends.
+
+Renewals charge saved cards through the Stripe plugin (the real SDK) against its emulator;
+notices arrive through a real SMTP server on loopback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select, update
+
+from pakiet_stripe.emulator import StripeEmulator
+from portal import accounts, lifecycle, payments
+from portal.catalogue import PackageCode, Period
+from portal.contracts import SavedMethod
+from portal.extensions import db
+from portal.models import (
+    Invoice,
+    Notice,
+    Order,
+    Payment,
+    PaymentMethod,
+    Subscription,
+    SubscriptionStatus,
+    User,
+)
+from portal.periods import add_period
+from tests.conftest import PASSWORD, Inbox, decoded_subject, smtp_config
+
+API_KEY = "sk_test_pakiet_lifecycle"
+SECRET = "whsec_pakiet_lifecycle"
+WARSAW = ZoneInfo("Europe/Warsaw")
+GOOD_CARD = "4242424242424242"
+NO_FUNDS = "4000000000009995"  # saved fine; every charge declined: insufficient funds
+
+
+@pytest.fixture
+def stripe_emulator() -> Iterator[StripeEmulator]:
+    with StripeEmulator(api_key=API_KEY, webhook_secret=SECRET) as emulator:
+        yield emulator
+
+
+def stripe_config(emulator: StripeEmulator) -> dict[str, object]:
+    return {
+        "api_key": API_KEY,
+        "webhook_secret": SECRET,
+        "api_base": emulator.base_url,
+        "max_network_retries": 0,
+        "timeout": 5,
+    }
+
+
+@pytest.fixture
+def config_overrides(stripe_emulator, smtp):
+    return {
+        **smtp_config(smtp),
+        "PUBLIC_URL": "https://portal.example.com",
+        "ENTITLEMENTS_TOKENS": ["chat-service-token"],
+        "PLUGIN_CONFIG": {"stripe": stripe_config(stripe_emulator)},
+    }
+
+
+def at(day: dt.date, hour: int = 0, minute: int = 30) -> dt.datetime:
+    """A moment of ``day`` on the portal's wall clock (Warsaw), in UTC."""
+    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=WARSAW).astimezone(dt.UTC)
+
+
+def subscribe(
+    app,
+    emulator: StripeEmulator,
+    *,
+    email: str = "anna@firma.example.com",
+    card: str | None = GOOD_CARD,
+    start: dt.date = dt.date(2026, 11, 1),
+    period: Period = Period.MONTH,
+    agents: int = 3,
+    currency: str = "PLN",
+    auto_renew: bool = True,
+    language: str = "pl",
+    credit_minor: int = 0,
+) -> int:
+    """A paying customer as a first purchase leaves one: the package, a saved card."""
+    with app.app_context():
+        catalogue = app.extensions["pakiet.catalogue"]
+        user = accounts.register_account(
+            catalogue=catalogue,
+            company="Firma Testowa",
+            email=email,
+            password=PASSWORD,
+            language=language,
+            now=at(start),
+        )
+        assert user.account is not None
+        account_id = user.account.id
+        package = catalogue.package(PackageCode.STANDARD)
+        sub = user.account.subscription
+        sub.package = PackageCode.STANDARD.value
+        sub.period = period.value
+        sub.agents = agents
+        sub.conversations = package.included_conversations
+        sub.currency = currency
+        sub.period_start = start
+        sub.period_end = add_period(start, period)
+        sub.period_net_minor = (package.agent_price(period, currency) * agents).minor
+        sub.credit_minor = credit_minor
+        sub.auto_renew = auto_renew
+        db.session.commit()
+        if card is not None:
+            customer, method = emulator.save_card(card, email=email)
+            payments.add_method(
+                account_id=account_id,
+                provider="stripe",
+                method=SavedMethod(
+                    provider_ref=method, brand="visa", customer_ref=customer, last4=card[-4:]
+                ),
+                now=at(start),
+            )
+        return account_id
+
+
+def run(app, when: dt.datetime) -> lifecycle.Report:
+    with app.app_context():
+        report = lifecycle.run_now(when)
+        db.session.remove()
+        return report
+
+
+def subscription(app, account_id: int) -> Subscription:
+    with app.app_context():
+        sub = db.session.scalar(select(Subscription).where(Subscription.account_id == account_id))
+        assert sub is not None
+        db.session.expunge(sub)
+        return sub
+
+
+def rows(app, model, *where):
+    with app.app_context():
+        found = db.session.scalars(select(model).where(*where).order_by(model.id)).all()
+        db.session.expunge_all()
+        return found
+
+
+def succeeded_intents(emulator: StripeEmulator) -> list[dict]:
+    return [i for i in emulator.objects("payment_intent") if i["status"] == "succeeded"]
+
+
+def login(client, email: str = "anna@firma.example.com") -> None:
+    from tests.conftest import Auth
+
+    assert Auth(client).login(email).status_code == 302
+
+
+def page(client, path: str = "/package") -> str:
+    response = client.get(path)
+    assert response.status_code == 200
+    return response.get_data(as_text=True).replace("\xa0", " ")
+
+
+# -- renewals ---------------------------------------------------------------------------------
+
+
+def test_a_due_renewal_charges_the_saved_card_invoices_and_starts_the_next_period(
+    app, stripe_emulator, smtp
+):
+    account_id = subscribe(app, stripe_emulator)
+    assert run(app, at(dt.date(2026, 11, 30), 23, 59)).renewed == 0  # not due yet
+
+    report = run(app, at(dt.date(2026, 12, 1)))
+
+    assert report.renewed == 1
+    sub = subscription(app, account_id)
+    assert (sub.period_start, sub.period_end) == (dt.date(2026, 12, 1), dt.date(2027, 1, 1))
+    assert (sub.status, sub.auto_renew, sub.renewal_attempts) == ("active", True, 0)
+    [payment] = rows(app, Payment, Payment.account_id == account_id)
+    # 3 agents x PLN 89.00 net (Standard, monthly) + 23 % VAT (a Polish seller, no VAT ID)
+    assert (payment.status, payment.amount_minor, payment.currency) == ("paid", 32841, "PLN")
+    [invoice] = rows(app, Invoice, Invoice.account_id == account_id)
+    assert invoice.payment_id == payment.id and invoice.total_minor == 32841
+    assert invoice.content["period_start"] == "2026-12-01"
+    assert [i["amount"] for i in succeeded_intents(stripe_emulator)] == [32841]
+    assert any(s.startswith("Faktura") for s in smtp.subjects())
+
+    # Idempotent: running again (or later the same day) changes nothing.
+    again = run(app, at(dt.date(2026, 12, 1), 12))
+    assert again.renewed == again.failed == 0
+    assert len(rows(app, Payment, Payment.account_id == account_id)) == 1
+    assert len(succeeded_intents(stripe_emulator)) == 1
+
+
+def test_a_renewal_uses_account_credit_and_the_change_staff_scheduled(app, stripe_emulator):
+    account_id = subscribe(
+        app, stripe_emulator, period=Period.YEAR, start=dt.date(2025, 12, 1), credit_minor=5000
+    )
+    with app.app_context():  # staff switched yearly -> monthly from the renewal (R7)
+        db.session.execute(
+            update(Subscription)
+            .where(Subscription.account_id == account_id)
+            .values(next_period=Period.MONTH.value)
+        )
+        db.session.commit()
+
+    assert run(app, at(dt.date(2026, 12, 1))).renewed == 1
+
+    sub = subscription(app, account_id)
+    assert (sub.period, sub.next_period) == ("month", None)
+    assert (sub.period_start, sub.period_end) == (dt.date(2026, 12, 1), dt.date(2027, 1, 1))
+    assert sub.credit_minor == 0
+    [order] = rows(app, Order, Order.account_id == account_id)
+    assert order.quote["account_credit_used_minor"] == 5000
+    assert order.net_minor == 26700 - 5000  # 3 x 89.00 less the credit
+    [payment] = rows(app, Payment, Payment.account_id == account_id)
+    assert payment.amount_minor == order.total_minor == 21700 + 4991
+
+
+def test_credit_that_covers_the_period_renews_without_a_charge(app, stripe_emulator):
+    account_id = subscribe(app, stripe_emulator, credit_minor=50000)
+    assert run(app, at(dt.date(2026, 12, 1))).renewed == 1
+    sub = subscription(app, account_id)
+    assert sub.period_end == dt.date(2027, 1, 1) and sub.credit_minor == 50000 - 26700
+    assert rows(app, Payment, Payment.account_id == account_id) == []
+    assert stripe_emulator.objects("payment_intent") == []
+
+
+# -- failed charges ---------------------------------------------------------------------------
+
+
+def test_a_failed_renewal_is_retried_after_1_3_and_5_days_then_suspends(
+    app, client, stripe_emulator, smtp
+):
+    account_id = subscribe(app, stripe_emulator, card=NO_FUNDS)
+    end = dt.date(2026, 12, 1)
+    login(client)
+
+    expected_retries = [end + dt.timedelta(days=d) for d in (1, 3, 5)]
+    for attempt, day in enumerate([end, *expected_retries], start=1):
+        run(app, at(day - dt.timedelta(days=1), 23, 59))  # nothing before the day
+        assert len(rows(app, Payment, Payment.account_id == account_id)) == attempt - 1
+        report = run(app, at(day))
+        assert report.failed == 1
+        sub = subscription(app, account_id)
+        assert sub.renewal_attempts == attempt
+        if attempt <= 3:
+            assert sub.status == "past_due"
+            assert sub.retry_at == at(expected_retries[attempt - 1], 0, 0)
+            banner = page(client)
+            assert "Nie udało się pobrać opłaty za odnowienie" in banner
+            assert f"{expected_retries[attempt - 1].day}" in banner
+        run(app, at(day, 18))  # later the same day: no second attempt
+        assert len(rows(app, Payment, Payment.account_id == account_id)) == attempt
+
+    sub = subscription(app, account_id)
+    assert (sub.status, sub.suspended_reason, sub.auto_renew) == (
+        "suspended",
+        "payment_failed",
+        False,
+    )
+    assert len(stripe_emulator.objects("payment_intent")) == 4
+    assert succeeded_intents(stripe_emulator) == []
+    subjects = smtp.subjects()
+    assert subjects.count("Nie udało się odnowić pakietu Pakiet") == 3
+    assert subjects.count("Twoje konto Pakiet jest zawieszone") == 1
+    failed_mail = next(m for m in smtp.messages if "odnowić" in decoded_subject(m))
+    body = failed_mail.get_payload(decode=True).decode()
+    assert "https://portal.example.com/payment-methods" in body
+    assert "niewystarczające środki" in body
+    assert "Twoje konto jest zawieszone" in page(client)
+
+
+def test_a_new_card_while_past_due_is_tried_at_once(app, stripe_emulator):
+    account_id = subscribe(app, stripe_emulator, card=NO_FUNDS)
+    run(app, at(dt.date(2026, 12, 1)))
+    assert subscription(app, account_id).status == "past_due"
+
+    with app.app_context():
+        customer, method = stripe_emulator.save_card(GOOD_CARD)
+        payments.add_method(
+            account_id=account_id,
+            provider="stripe",
+            method=SavedMethod(provider_ref=method, brand="visa", customer_ref=customer),
+            now=at(dt.date(2026, 12, 1), 10),
+        )
+    report = run(app, at(dt.date(2026, 12, 1), 10, 31))
+
+    assert report.renewed == 1
+    sub = subscription(app, account_id)
+    assert (sub.status, sub.period_end, sub.renewal_attempts) == ("active", dt.date(2027, 1, 1), 0)
+    assert len(succeeded_intents(stripe_emulator)) == 1
+
+
+@pytest.mark.parametrize("fault", [500, "close", "garbage"])
+def test_a_provider_that_is_down_postpones_the_renewal_without_counting_it(
+    app, stripe_emulator, fault
+):
+    account_id = subscribe(app, stripe_emulator)
+    stripe_emulator.fail_next(fault)
+    report = run(app, at(dt.date(2026, 12, 1)))
+    assert (report.postponed, report.renewed, report.failed) == (1, 0, 0)
+    sub = subscription(app, account_id)
+    assert (sub.status, sub.renewal_attempts, sub.period_end) == ("active", 0, dt.date(2026, 12, 1))
+    assert rows(app, Payment, Payment.account_id == account_id) == []  # rolled back
+
+    assert run(app, at(dt.date(2026, 12, 1), 0, 35)).renewed == 0  # waits 10 minutes
+    assert run(app, at(dt.date(2026, 12, 1), 0, 41)).renewed == 1
+    assert subscription(app, account_id).period_end == dt.date(2027, 1, 1)
+
+
+def test_a_charge_made_but_its_answer_lost_is_not_charged_again(app, stripe_emulator):
+    """The network fails after Stripe charged (as a runner killed after the call): the
+    next run asks again with the same idempotency key and gets the same charge."""
+    account_id = subscribe(app, stripe_emulator)
+    stripe_emulator.fail_next("close", processed=True)
+    assert run(app, at(dt.date(2026, 12, 1))).postponed == 1
+    assert len(succeeded_intents(stripe_emulator)) == 1  # Stripe did charge
+
+    assert run(app, at(dt.date(2026, 12, 1), 1)).renewed == 1
+
+    assert len(succeeded_intents(stripe_emulator)) == 1
+    [payment] = rows(app, Payment, Payment.account_id == account_id)
+    assert payment.status == "paid"
+    assert payment.charge_ref == succeeded_intents(stripe_emulator)[0]["id"]
+    assert len(rows(app, Invoice, Invoice.account_id == account_id)) == 1
+
+
+def test_a_card_removed_before_the_renewal_counts_as_a_failed_charge(app, stripe_emulator, smtp):
+    account_id = subscribe(app, stripe_emulator, language="en")
+    with app.app_context():
+        db.session.execute(
+            update(PaymentMethod)
+            .where(PaymentMethod.account_id == account_id)
+            .values(removed_at=at(dt.date(2026, 11, 20)))
+        )
+        db.session.commit()
+    assert run(app, at(dt.date(2026, 12, 1))).failed == 1
+    assert subscription(app, account_id).status == "past_due"
+    message = next(m for m in smtp.messages if "could not renew" in decoded_subject(m))
+    assert "There is no saved payment method" in message.get_payload(decode=True).decode()
+
+
+# -- auto-renewal off -------------------------------------------------------------------------
+
+
+def test_auto_renewal_off_notices_7_and_1_day_before_then_suspends(
+    app, client, stripe_emulator, smtp
+):
+    account_id = subscribe(app, stripe_emulator, auto_renew=False, language="en")
+    login(client)
+    end = dt.date(2026, 12, 1)
+
+    for day in (end - dt.timedelta(days=8), end - dt.timedelta(days=7)):
+        for hour in (0, 12):
+            run(app, at(day, hour))
+    assert smtp.subjects() == ["Your Pakiet package will be suspended in 7 days"]
+
+    run(app, at(end - dt.timedelta(days=1)))
+    run(app, at(end - dt.timedelta(days=1), 20))
+    assert smtp.subjects()[1:] == ["Your Pakiet package will be suspended on December 1, 2026"]
+    body = smtp.messages[1].get_payload(decode=True).decode()
+    assert "https://portal.example.com/payment-methods#auto-renew" in body
+
+    assert run(app, at(end)).suspended == 1
+    assert run(app, at(end, 5)).suspended == 0
+    sub = subscription(app, account_id)
+    assert (sub.status, sub.suspended_reason, sub.package) == ("suspended", "not_renewed", "standard")
+    assert smtp.subjects()[2:] == ["Your Pakiet account is suspended"]
+    assert stripe_emulator.objects("payment_intent") == []
+
+
+def test_the_banner_shows_from_7_days_before_a_non_renewing_end(
+    app, client, stripe_emulator, monkeypatch
+):
+    subscribe(app, stripe_emulator, auto_renew=False, language="en")
+    login(client)
+    end = dt.date(2026, 12, 1)
+
+    def on(day: dt.date, hour: int = 12) -> str:
+        monkeypatch.setattr("portal.models.utcnow", lambda: at(day, hour))
+        return page(client)
+
+    assert "lifecycle-banner" not in on(end - dt.timedelta(days=8))
+    assert "Your package ends in 7 days" in on(end - dt.timedelta(days=7))
+    assert "Your package ends in 1 day" in on(end - dt.timedelta(days=1))
+    assert "will be suspended on December 1, 2026" in on(end - dt.timedelta(days=1))
+    assert "Your package ends today" in on(end, 0)  # before the run suspends it
+    run(app, at(end))
+    suspended = on(end)
+    assert "Your account is suspended" in suspended and "Reactivate" in suspended
+
+
+def test_a_renewal_notice_gives_the_amount_date_and_the_switch(app, stripe_emulator, smtp):
+    subscribe(app, stripe_emulator, language="en")
+    run(app, at(dt.date(2026, 11, 23)))  # 8 days before: nothing
+    assert smtp.messages == []
+    run(app, at(dt.date(2026, 11, 24)))
+    run(app, at(dt.date(2026, 11, 25)))
+    [message] = smtp.messages
+    assert decoded_subject(message) == "Your Pakiet package renews on December 1, 2026"
+    body = message.get_payload(decode=True).decode().replace("\xa0", " ")
+    assert "PLN 328.41" in body and "January 1, 2027" in body and "Visa •••• 4242" in body
+    assert "https://portal.example.com/payment-methods#auto-renew" in body
+
+
+def test_a_suspended_account_reactivates_by_paying_in_the_checkout(
+    app, client, stripe_emulator, monkeypatch
+):
+    account_id = subscribe(app, stripe_emulator, auto_renew=False)
+    run(app, at(dt.date(2026, 12, 1)))
+    login(client)
+    monkeypatch.setattr("portal.checkout.today", lambda: dt.date(2026, 12, 3))
+    assert "Reaktywuj" in page(client)
+    with app.app_context():  # auto-renewal cannot be switched on while suspended
+        with pytest.raises(payments.PaymentRefused, match="auto_renew_suspended"):
+            payments.set_auto_renew(account_id=account_id, on=True)
+    from tests.test_stripe_flow import press_pay
+
+    response = press_pay(client)  # the same package again; the saved card is charged
+    assert response.status_code == 303
+    [order] = rows(app, Order, Order.account_id == account_id)
+    assert order.quote["period_start"] == "2026-12-03" and order.quote["unused_days"] == 0
+    assert order.total_minor == 32841
+    sub = subscription(app, account_id)
+    assert (sub.status, sub.period_start, sub.auto_renew) == ("active", dt.date(2026, 12, 3), True)
+    assert (sub.suspended_at, sub.suspended_reason) == (None, None)
+    assert "lifecycle-banner" not in page(client)
+
+
+# -- notices survive an SMTP outage -----------------------------------------------------------
+
+
+def test_a_notice_is_kept_while_smtp_is_down_and_sent_later(app, stripe_emulator, smtp: Inbox):
+    subscribe(app, stripe_emulator, auto_renew=False, language="en")
+    smtp.stop()
+    report = run(app, at(dt.date(2026, 11, 24)))
+    assert (report.notices_queued, report.notices_sent, report.notices_failed) == (1, 0, 1)
+    [notice] = rows(app, Notice)
+    assert notice.sent_at is None and notice.attempts == 1 and notice.last_error
+
+    smtp.start()
+    half_a_minute = at(dt.date(2026, 11, 24)) + dt.timedelta(seconds=30)
+    assert run(app, half_a_minute).notices_sent == 0  # it backs off a minute
+    assert run(app, at(dt.date(2026, 11, 24), 0, 31)).notices_sent == 1
+    assert smtp.subjects() == ["Your Pakiet package will be suspended in 7 days"]
+    assert run(app, at(dt.date(2026, 11, 25))).notices_sent == 0
+
+
+# -- time travel: a year of renewals ------------------------------------------------------------
+
+
+def test_a_monthly_subscription_through_a_year(app, client, stripe_emulator, smtp, monkeypatch):
+    account_id = subscribe(app, stripe_emulator, start=dt.date(2026, 12, 1), language="en")
+    login(client)
+    day = dt.date(2026, 12, 1)
+    while day <= dt.date(2027, 12, 10):
+        run(app, at(day, 3))
+        day += dt.timedelta(days=1)
+
+    invoices = rows(app, Invoice, Invoice.account_id == account_id)
+    assert len(invoices) == 12
+    assert [i.number for i in invoices] == [f"FV/2027/{n:06d}" for n in range(1, 13)]
+    assert [i.sale_date.month for i in invoices] == list(range(1, 13))
+    assert len(succeeded_intents(stripe_emulator)) == 12
+    sub = subscription(app, account_id)
+    assert (sub.period_start, sub.period_end) == (dt.date(2027, 12, 1), dt.date(2028, 1, 1))
+    renewal_notices = [s for s in smtp.subjects() if s.startswith("Your Pakiet package renews")]
+    assert len(renewal_notices) == 12  # one before each renewal
+
+    with app.app_context():
+        payments.set_auto_renew(account_id=account_id, on=False)
+    smtp.messages.clear()
+    seen: dict[str, dt.date] = {}
+    while day <= dt.date(2028, 1, 2):
+        run(app, at(day, 3))
+        for subject in smtp.subjects():
+            seen.setdefault(subject, day)
+        monkeypatch.setattr("portal.models.utcnow", lambda d=day: at(d, 12))
+        if "lifecycle-banner-ending" in page(client):
+            seen.setdefault("banner", day)
+        day += dt.timedelta(days=1)
+
+    assert seen == {
+        "Your Pakiet package will be suspended in 7 days": dt.date(2027, 12, 25),
+        "banner": dt.date(2027, 12, 25),
+        "Your Pakiet package will be suspended on January 1, 2028": dt.date(2027, 12, 31),
+        "Your Pakiet account is suspended": dt.date(2028, 1, 1),
+    }
+    assert subscription(app, account_id).status == "suspended"
+    assert len(rows(app, Invoice, Invoice.account_id == account_id)) == 12
+
+
+# -- entitlements -----------------------------------------------------------------------------
+
+
+def entitlements(client, account_id: int, token: str | None = "chat-service-token", **headers):
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return client.get(f"/api/v1/accounts/{account_id}/entitlements", headers=headers)
+
+
+def test_entitlements_need_the_service_token(app, client, stripe_emulator):
+    account_id = subscribe(app, stripe_emulator)
+    assert entitlements(client, account_id, token=None).status_code == 401
+    response = entitlements(client, account_id, token="wrong")
+    assert response.status_code == 401 and response.json["error"]["code"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert entitlements(client, 9999).status_code == 404
+    login(client)  # a customer's session is not a service token
+    assert entitlements(client, account_id, token=None).status_code == 401
+
+
+def test_entitlements_follow_every_change(app, client, stripe_emulator):
+    account_id = subscribe(app, stripe_emulator, auto_renew=False)
+    response = entitlements(client, account_id)
+    assert response.status_code == 200
+    assert response.json == {
+        "account_id": account_id,
+        "package": "standard",
+        "agents": 3,
+        "chatbot_conversations": 100,
+        "support": True,
+        "status": "active",
+        "period_end": "2026-12-01",
+        "auto_renew": False,
+        "subscription": {
+            "package": "standard",
+            "period": "month",
+            "agents": 3,
+            "chatbot_conversations": 100,
+        },
+        "version": response.json["version"],
+    }
+    etag = response.headers["ETag"]
+    assert entitlements(client, account_id, **{"If-None-Match": etag}).status_code == 304
+
+    run(app, at(dt.date(2026, 12, 1)))  # suspended: the Free package's limits apply
+
+    suspended = entitlements(client, account_id, **{"If-None-Match": etag})
+    assert suspended.status_code == 200 and suspended.headers["ETag"] != etag
+    body = suspended.json
+    assert (body["package"], body["agents"], body["chatbot_conversations"], body["status"]) == (
+        "free",
+        3,
+        0,
+        "suspended",
+    )
+    assert body["subscription"]["package"] == "standard"
+
+
+def test_entitlements_of_a_free_account(app, client):
+    with app.app_context():
+        user = accounts.register_account(
+            catalogue=app.extensions["pakiet.catalogue"],
+            company="Mała Firma",
+            email="free@firma.example.com",
+            password=PASSWORD,
+            language="pl",
+            now=at(dt.date(2026, 11, 1)),
+        )
+        account_id = user.account_id
+    body = entitlements(client, account_id).json
+    assert (body["package"], body["agents"], body["period_end"], body["support"]) == (
+        "free",
+        3,
+        None,
+        False,
+    )
+
+
+# -- pure parts -------------------------------------------------------------------------------
+
+
+def test_next_check_is_the_next_notice_day_period_end_or_retry():
+    settings = lifecycle.Settings()
+    sub = Subscription(
+        package="standard",
+        period="month",
+        status=SubscriptionStatus.ACTIVE.value,
+        period_end=dt.date(2026, 12, 1),
+        auto_renew=False,
+    )
+    now = at(dt.date(2026, 11, 20), 12)
+    assert lifecycle.next_check(sub, now, settings) == at(dt.date(2026, 11, 24), 0, 0)
+    now = at(dt.date(2026, 11, 24), 12)
+    assert lifecycle.next_check(sub, now, settings) == at(dt.date(2026, 11, 30), 0, 0)
+    sub.auto_renew = True
+    assert lifecycle.next_check(sub, now, settings) == at(dt.date(2026, 12, 1), 0, 0)
+    sub.period = "year"  # a yearly renewal is announced 30 days ahead
+    assert lifecycle.next_check(sub, at(dt.date(2026, 10, 1)), settings) == at(
+        dt.date(2026, 11, 1), 0, 0
+    )
+    sub.status, sub.retry_at = "past_due", at(dt.date(2026, 12, 4), 0, 0)
+    assert lifecycle.next_check(sub, now, settings) == sub.retry_at
+
+
+def test_the_run_leaves_customers_orders_valid(app, stripe_emulator):
+    """The run's timetable is written without bumping the subscription's version, so an
+    order a customer placed meanwhile is still payable."""
+    account_id = subscribe(app, stripe_emulator)
+    version = subscription(app, account_id).version
+    run(app, at(dt.date(2026, 11, 10)))
+    run(app, at(dt.date(2026, 11, 24)))  # the renewal notice
+    sub = subscription(app, account_id)
+    assert sub.version == version and sub.next_check_at == at(dt.date(2026, 12, 1), 0, 0)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Notice)) == 1
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.account_id == account_id))
+        assert user is not None
