@@ -61,6 +61,7 @@ DEFAULT_RETRY_DAYS = (1, 3, 5)
 DEFAULT_RENEWAL_NOTICE_DAYS = {"month": 7, "year": 30}
 ENDING_NOTICE_DAYS = (7, 1)  # R10
 BANNER_DAYS = 7  # R10: the banner shows from 7 days before a non-renewing end
+MIN_RETRY_SPACING = dt.timedelta(hours=12)
 
 
 @dataclass(frozen=True)
@@ -514,7 +515,8 @@ def _failed_attempt(
     before = payments.state(sub)
     sub.status = SubscriptionStatus.PAST_DUE.value
     retry_day = sub.period_end + dt.timedelta(days=retry_days[failures - 1])
-    sub.retry_at = max(deps.settings.day_start(retry_day), now)
+    # On schedule; a run that catches up after an outage still spaces its tries.
+    sub.retry_at = max(deps.settings.day_start(retry_day), now + MIN_RETRY_SPACING)
     _queue(
         report,
         account.id,
@@ -524,7 +526,7 @@ def _failed_attempt(
         end=sub.period_end,
         amount=order.total,
         reason=code,
-        retry_on=retry_day,
+        retry_on=deps.settings.day(sub.retry_at),
         last_try=failures == len(retry_days),
         method=_describe(payments.default_method(account.id)),
         **_links(deps.settings),

@@ -419,7 +419,8 @@ def _succeeded(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
             order_transition(order, OrderStatus.SUPERSEDED)
         return Outcome.STALE
     order_transition(order, OrderStatus.PAID)
-    ctx.notices.append(_changed_notice(sub, order, ctx.now, reason="payment"))
+    reason = "renewal" if order.idempotency_key.startswith("renewal-") else "payment"
+    ctx.notices.append(_changed_notice(sub, order, ctx.now, reason=reason))
     ctx.notices.append(_invoice_notice(payment.id, ctx.now))
     return Outcome.APPLIED
 

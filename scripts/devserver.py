@@ -2,7 +2,9 @@
 
 The emulators (Stripe, PayPal, VIES, NBP, ČNB) listen on fixed loopback ports and deliver their
 webhooks to the portal; the portal's plugins are pointed at them through
-``PLUGIN_CONFIG``. Nothing here talks to the internet. Stop everything with Ctrl-C.
+``PLUGIN_CONFIG``. The background run (``flask billing run``: renewals, notices, suspensions,
+retries) runs every minute, as cron would run it in production. Nothing here talks to the
+internet. Stop everything with Ctrl-C.
 With real keys in ``instance/pakiet.cfg`` run the portal alone instead
 (``flask --app wsgi run`` or gunicorn): the same plugin code talks to the real services.
 """
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+import threading
 
 from pakiet_cnb.emulator import CnbEmulator
 from pakiet_nbp.emulator import NbpEmulator
@@ -23,6 +27,21 @@ from pakiet_vies.emulator import ViesEmulator
 STRIPE_KEY = "sk_test_pakiet_demo"
 STRIPE_SECRET = "whsec_pakiet_demo"
 PAYPAL_ID, PAYPAL_SECRET, PAYPAL_WEBHOOK = "pakiet-demo-client", "pakiet-demo-secret", "WH-DEMO"
+
+
+def billing_every_minute(app: object, stop: threading.Event) -> None:
+    """What cron does in production: ``flask --app wsgi billing run`` every minute."""
+    from portal import lifecycle
+
+    while not stop.wait(60):
+        with app.app_context():  # type: ignore[attr-defined]
+            try:
+                report = lifecycle.run_now()
+            except Exception:
+                logging.getLogger("devserver").exception("billing run failed")
+                continue
+            if report.checked or report.notices_sent:
+                print(report.line(), flush=True)
 
 
 def main() -> None:
@@ -76,9 +95,12 @@ def main() -> None:
     print("Test cards: 4242 4242 4242 4242 Visa, 5555 5555 5555 4444 Mastercard,")
     print("  4000 0000 0000 0002 declined, 3782 822463 10005 Amex, 4000 0025 0000 3155 3-D Secure")
     print(f"Pakiet runs at {portal}/", flush=True)
+    stop = threading.Event()
+    threading.Thread(target=billing_every_minute, args=(app, stop), daemon=True).start()
     try:
         app.run(host=args.host, port=args.port, use_reloader=False)
     finally:
+        stop.set()
         for emulator in (stripe, paypal, vies, nbp, cnb):
             emulator.stop()
     sys.exit(0)

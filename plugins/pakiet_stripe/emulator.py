@@ -489,8 +489,13 @@ class StripeEmulator:
         webhook_attempts: int = 3,
         host: str = "127.0.0.1",
         port: int = 0,
+        latency: float = 0.0,
     ) -> None:
         self.api_key = api_key
+        # Seconds every API call takes before it is handled (a slow network or Stripe).
+        self.latency = latency
+        # Set when an API call arrives (before its latency): tests wait on it.
+        self.call_started = threading.Event()
         self.webhook_secret = webhook_secret
         self.webhook_url = webhook_url
         self.webhook_delay = webhook_delay
@@ -694,6 +699,9 @@ class StripeEmulator:
         # the client would see a reset instead of the injected fault.
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length).decode() if length else ""
+        self.call_started.set()
+        if self.latency:
+            time.sleep(self.latency)
         with self._lock:
             plan = self._faults.pop(0) if self._faults else None
         if plan is not None and not plan.processed:

@@ -1,0 +1,220 @@
+"""Many runners at once (issue 7, PostgreSQL): two ``billing run`` processes over 500 due
+subscriptions renew, charge and invoice each exactly once; a runner killed with SIGKILL
+midway and started again finishes the rest without charging anyone twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from pakiet_stripe.emulator import StripeEmulator
+from portal.catalogue import PackageCode
+from portal.extensions import db
+from portal.models import (
+    Account,
+    BillingInfo,
+    Invoice,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Subscription,
+    User,
+)
+from tests.conftest import DATABASE_URL
+from tests.test_lifecycle import GOOD_CARD, at, stripe_config, stripe_emulator
+
+pytestmark = pytest.mark.postgres
+__all__ = ["stripe_emulator"]
+
+ROOT = Path(__file__).resolve().parent.parent
+PERIOD_END = dt.date(2026, 12, 1)
+RUN_AT = at(PERIOD_END, 2)
+
+
+@pytest.fixture
+def config_overrides(stripe_emulator):
+    return {"MAIL_BACKEND": "dummy", "PLUGIN_CONFIG": {"stripe": stripe_config(stripe_emulator)}}
+
+
+def seed(app, emulator: StripeEmulator, count: int) -> None:
+    """``count`` monthly Standard subscriptions in PLN, due on PERIOD_END, each with a card."""
+    with app.app_context():
+        for n in range(count):
+            email = f"runner{n}@firma.example.com"
+            account = Account(name=f"Firma {n}")
+            account.billing_info = BillingInfo(company_name=account.name, invoice_email=email)
+            account.subscription = Subscription(
+                package=PackageCode.STANDARD.value,
+                period="month",
+                agents=1 + n % 5,
+                conversations=100,
+                currency="PLN",
+                status="active",
+                period_start=dt.date(2026, 11, 1),
+                period_end=PERIOD_END,
+                auto_renew=True,
+                period_net_minor=8900 * (1 + n % 5),
+            )
+            db.session.add(account)
+            db.session.add(User(account=account, email=email, password_hash="-", language="pl"))
+            db.session.flush()
+            customer, method = emulator.save_card(GOOD_CARD, email=email)
+            db.session.add(
+                PaymentMethod(
+                    account_id=account.id,
+                    provider="stripe",
+                    provider_ref=method,
+                    customer_ref=customer,
+                    brand="visa",
+                    last4="4242",
+                    is_default=True,
+                )
+            )
+        db.session.commit()
+
+
+def runner(emulator: StripeEmulator, tmp_path: Path) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "PAKIET_DATABASE_URL": DATABASE_URL,
+        "PAKIET_SECRET_KEY": "test-secret",  # every node shares it, as in production
+        "PAKIET_INSTANCE_PATH": str(tmp_path),
+        "PAKIET_MAIL_BACKEND": "dummy",
+        "PAKIET_PLUGIN_CONFIG": json.dumps({"stripe": stripe_config(emulator)}),
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "wsgi",
+            "billing",
+            "run",
+            "--now",
+            RUN_AT.isoformat(),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> str:
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+    return out
+
+
+def renewed_count(out: str) -> int:
+    return int(out.split(" checked, ")[1].split(" renewed")[0])
+
+
+def assert_each_once(app, emulator: StripeEmulator, count: int) -> None:
+    with app.app_context():
+        ends = db.session.scalars(select(Subscription.period_end)).all()
+        assert ends == [dt.date(2027, 1, 1)] * count
+        paid = db.session.scalars(select(Payment)).all()
+        assert len(paid) == count
+        assert {p.status for p in paid} == {PaymentStatus.PAID.value}
+        assert len({p.account_id for p in paid}) == count
+        numbers = db.session.scalars(select(Invoice.seq).order_by(Invoice.seq)).all()
+        assert numbers == list(range(1, count + 1))  # one invoice each, gapless
+        assert db.session.scalar(select(func.count(func.distinct(Invoice.payment_id)))) == count
+        charge_refs = {p.charge_ref for p in paid}
+    succeeded = [i for i in emulator.objects("payment_intent") if i["status"] == "succeeded"]
+    assert len(succeeded) == count  # the provider charged each customer once
+    assert {i["id"] for i in succeeded} == charge_refs
+    assert len({i["customer"] for i in succeeded}) == count
+
+
+def test_two_runners_at_once_renew_charge_and_invoice_each_subscription_once(
+    app, stripe_emulator, tmp_path
+):
+    seed(app, stripe_emulator, 500)
+    first, second = runner(stripe_emulator, tmp_path), runner(stripe_emulator, tmp_path)
+    outputs = [finish(first), finish(second)]
+
+    assert_each_once(app, stripe_emulator, 500)
+    shares = [renewed_count(out) for out in outputs]
+    assert sum(shares) == 500 and min(shares) > 0, outputs  # both did part of the work
+
+
+def test_a_runner_killed_midway_and_started_again_charges_no_one_twice(
+    app, stripe_emulator, tmp_path
+):
+    seed(app, stripe_emulator, 300)
+    process = runner(stripe_emulator, tmp_path)
+    deadline = time.monotonic() + 300
+    with app.app_context():
+        while True:
+            done = db.session.scalar(select(func.count()).select_from(Payment))
+            db.session.rollback()
+            if done >= 60 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    with app.app_context():
+        renewed_before = db.session.scalar(
+            select(func.count())
+            .select_from(Subscription)
+            .where(Subscription.period_end > PERIOD_END)
+        )
+    assert 0 < renewed_before < 300  # killed midway
+
+    out = finish(runner(stripe_emulator, tmp_path))
+
+    assert renewed_count(out) == 300 - renewed_before
+    assert_each_once(app, stripe_emulator, 300)
+
+
+def test_a_change_made_while_a_runner_holds_the_subscription_waits_and_applies_after(
+    app, stripe_emulator
+):
+    """The customer switches auto-renewal off while the run is charging the renewal: the
+    switch waits for the run's transaction, then applies to the new period. One charge."""
+    from portal import lifecycle, payments
+
+    seed(app, stripe_emulator, 1)
+    with app.app_context():
+        account_id = db.session.scalar(select(Account.id))
+    stripe_emulator.latency = 1.0
+    reports: list[lifecycle.Report] = []
+
+    def background() -> None:
+        with app.app_context():
+            reports.append(lifecycle.run_now(RUN_AT))
+
+    thread = threading.Thread(target=background)
+    thread.start()
+    with app.app_context():
+        # The runner is in the provider call (1 s), holding the subscription's row.
+        assert stripe_emulator.call_started.wait(timeout=10)
+        sub = payments.set_auto_renew(account_id=account_id, on=False)
+        # It waited for the run's commit: it sees (and keeps) the renewed period.
+        assert (sub.auto_renew, sub.period_end) == (False, dt.date(2027, 1, 1))
+    thread.join(timeout=30)
+
+    assert [r.renewed for r in reports] == [1]
+    with app.app_context():
+        sub = db.session.scalar(select(Subscription))
+        assert (sub.auto_renew, sub.status, sub.period_end) == (
+            False,
+            "active",
+            dt.date(2027, 1, 1),
+        )
+    assert len(stripe_emulator.objects("payment_intent")) == 1
