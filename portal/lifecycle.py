@@ -200,7 +200,10 @@ def run(*, now: dt.datetime, deps: Deps, limit: int | None = None) -> Report:
             after_commit = _process(sub, now, deps, report)
         except ProviderError as exc:
             db.session.rollback()
-            log.warning("renewal of subscription %s postponed: %s", last_id, exc)
+            # Not the customer's failure (the provider is down, or our keys are wrong):
+            # nothing is counted against them; the attempt is repeated later.
+            level = logging.WARNING if exc.retryable else logging.ERROR
+            log.log(level, "renewal of subscription %s postponed: %s", last_id, exc)
             report.postponed += 1
             _set_next_check(last_id, now + deps.settings.provider_down_delay)
             db.session.commit()
@@ -517,6 +520,11 @@ def _failed_attempt(
     retry_day = sub.period_end + dt.timedelta(days=retry_days[failures - 1])
     # On schedule; a run that catches up after an outage still spaces its tries.
     sub.retry_at = max(deps.settings.day_start(retry_day), now + MIN_RETRY_SPACING)
+    if order.status == OrderStatus.PENDING:
+        # The charge waits for the customer's 3-D Secure: keep its order valid for the
+        # version this change gives the subscription, so completing it renews the period.
+        db.session.flush()
+        order.subscription_version = sub.version
     _queue(
         report,
         account.id,

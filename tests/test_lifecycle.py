@@ -609,3 +609,31 @@ def test_the_run_leaves_customers_orders_valid(app, stripe_emulator):
     with app.app_context():
         user = db.session.scalar(select(User).where(User.account_id == account_id))
         assert user is not None
+
+
+def test_a_renewal_the_bank_wants_confirmed_renews_once_the_customer_confirms(
+    app, client, stripe_emulator, smtp
+):
+    account_id = subscribe(app, stripe_emulator, card="4000002760003184", language="en")
+    assert run(app, at(dt.date(2026, 12, 1))).failed == 1
+    [payment] = rows(app, Payment, Payment.account_id == account_id)
+    assert payment.status == "pending" and payment.action_url
+    assert subscription(app, account_id).status == "past_due"
+    subjects = [s.replace("\xa0", " ") for s in smtp.subjects()]
+    assert "Please confirm your payment of PLN 328.41" in subjects
+    assert "We could not renew your Pakiet package" in subjects
+
+    login(client)
+    outcome = stripe_emulator.authenticate(payment.provider_ref)
+    assert outcome.status == "succeeded"
+    from tests.test_stripe_flow import follow
+
+    follow(client, outcome.redirect_url)
+
+    sub = subscription(app, account_id)
+    assert (sub.status, sub.period_end, sub.renewal_attempts) == ("active", dt.date(2027, 1, 1), 0)
+    [payment] = rows(app, Payment, Payment.account_id == account_id)
+    assert payment.status == "paid"
+    assert len(rows(app, Invoice, Invoice.account_id == account_id)) == 1
+    assert run(app, at(dt.date(2026, 12, 2))).renewed == 0  # no retry: it is renewed
+    assert len(succeeded_intents(stripe_emulator)) == 1
