@@ -551,6 +551,21 @@ def test_retry_turns_pending_into_valid(app, client, auth, demo_accounts, vies, 
     assert "Potwierdzony w VIES." in page and "SZPRYCHA" in page
 
 
+def test_the_billing_run_retries_pending_checks_too(
+    app, client, auth, demo_accounts, vies, monkeypatch
+):
+    """The one background command (issue 7) folds the VAT re-check in."""
+    monkeypatch.setattr("portal.billing.utcnow", lambda: NOW)
+    login(auth, "standard")
+    save(client, vat_number=PL_DOWN)
+    vies.set_outcome(PL_DOWN, VALID, name="SZPRYCHA")
+    later = NOW + dt.timedelta(minutes=10)
+    result = app.test_cli_runner().invoke(args=["billing", "run", "--now", later.isoformat()])
+    assert result.exit_code == 0, result.output
+    assert "1 VAT numbers checked" in result.output
+    assert billing_of(app, "standard").vat_status == "valid"
+
+
 def test_retries_back_off(app, client, auth, demo_accounts, monkeypatch):
     monkeypatch.setattr("portal.billing.utcnow", lambda: NOW)
     login(auth, "standard")
