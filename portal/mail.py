@@ -106,7 +106,7 @@ def queue(account_id: int, name: str, *, key: str, now: dt.datetime, **context: 
             key=key,
             account_id=account_id,
             template=name,
-            context={name: encode(value) for name, value in context.items()},
+            context={field: encode(value) for field, value in context.items()},
             created_at=now,
             send_after=now,
         )
@@ -131,10 +131,12 @@ def deliver_pending(*, now: dt.datetime, limit: int = 500) -> tuple[int, int]:
         if not isinstance(notice, Notice):
             break
         last_id = notice.id
-        context = {name: decode(value) for name, value in notice.context.items()}
+        context = {field: decode(value) for field, value in notice.context.items()}
         try:
             send_to_account(notice.account_id, notice.template, **context)
-        except OSError as exc:  # SMTP down or refusing (smtplib's errors are OSErrors)
+        except Exception as exc:  # SMTP down or refusing (smtplib's errors are OSErrors)
+            if not isinstance(exc, OSError):
+                log.exception("notice %s could not be rendered or sent", notice.key)
             delay = RETRY_DELAYS[min(notice.attempts, len(RETRY_DELAYS) - 1)]
             notice.attempts += 1
             notice.send_after = now + delay
