@@ -40,6 +40,7 @@ from portal.models import (
     InvoiceRendering,
     InvoiceSequence,
     Order,
+    OrderStatus,
     Payment,
     PaymentStatus,
 )
@@ -367,7 +368,7 @@ def issue_for_payment(
 ) -> Invoice | None:
     """Issue the invoice of a settled payment, once. ``None`` when it already exists."""
     payment = db.session.get(Payment, payment_id)
-    if payment is None or payment.status != PaymentStatus.PAID or payment.order_id is None:
+    if payment is None or payment.order_id is None:
         return None
     existing = db.session.scalar(select(Invoice).where(Invoice.payment_id == payment.id))
     if existing is not None:
@@ -375,6 +376,13 @@ def issue_for_payment(
     order = db.session.get(Order, payment.order_id)
     account = db.session.get(Account, payment.account_id)
     assert order is not None and account is not None
+    # Settled, or settled and refunded at the provider before the invoice was issued (a
+    # refund webhook overtaking the payment's): the sale happened either way.
+    refunded_sale = (
+        payment.status == PaymentStatus.REFUNDED and order.status == OrderStatus.REFUNDED
+    )
+    if payment.status != PaymentStatus.PAID and not refunded_sale:
+        return None
     series = seller.get("invoice_series", "FV")
     seller_key = seller.get("vat_id") or seller["name"]
     seq = next_number(seller_key, series, today.year)
@@ -519,22 +527,19 @@ def issue_now(payment_id: int, *, now: dt.datetime) -> Invoice | None:
     if invoice is None:
         return None
     registry().hook.invoice_issued(event=issued_event(invoice))
-    send(invoice)
+    send(invoice, now=now)
     return invoice
 
 
-def send(invoice: Invoice) -> None:
-    """E-mail the invoice with its PDF to the invoice e-mail (R11)."""
+def send(invoice: Invoice, *, now: dt.datetime) -> None:
+    """E-mail the invoice with its PDF to the invoice e-mail (R11), through the outbox:
+    queued once per invoice, sent now if the SMTP server answers, else by a later run."""
     from portal import mail
 
-    pdf = latest_pdf(invoice.id)
-    assert pdf is not None
-    mail.send_to_account(
-        invoice.account_id,
-        "invoice",
-        invoice=invoice,
-        attachments=[(f"{invoice.number.replace('/', '-')}.pdf", pdf, "application/pdf")],
-    )
+    key = f"invoice-{invoice.id}"
+    mail.queue(invoice.account_id, "invoice", key=key, now=now, invoice_id=invoice.id)
+    db.session.commit()
+    mail.deliver_pending(now=now, key=key)
 
 
 def pending_payments() -> list[int]:
@@ -542,9 +547,10 @@ def pending_payments() -> list[int]:
     stmt = (
         select(Payment.id)
         .outerjoin(Invoice, Invoice.payment_id == Payment.id)
+        .join(Order, Order.id == Payment.order_id)
         .where(
-            Payment.status == PaymentStatus.PAID,
-            Payment.order_id.is_not(None),
+            (Payment.status == PaymentStatus.PAID)
+            | ((Payment.status == PaymentStatus.REFUNDED) & (Order.status == OrderStatus.REFUNDED)),
             Invoice.id.is_(None),
         )
         .order_by(Payment.id)
@@ -671,7 +677,7 @@ def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
     )
     if correction is not None:
         registry().hook.invoice_issued(event=issued_event(correction))
-        send(correction)
+        send(correction, now=now)
     return correction
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from flask import current_app, render_template
 from flask_babel import force_locale
 from flask_mailman import EmailMessage
-from sqlalchemy import select
+from sqlalchemy import select, true
 
 from portal.extensions import db
 from portal.models import Account, Notice, User
@@ -54,6 +54,7 @@ def send_to_account(
     if account is None:
         return
     language = account_language(account)
+    context, documents = _documents(context)
     subject, body = render(name, language, account=account, **context)
     message = EmailMessage(
         subject=subject,
@@ -61,10 +62,34 @@ def send_to_account(
         from_email=current_app.config["MAIL_DEFAULT_SENDER"],
         to=[account.billing_info.invoice_email],
     )
-    for filename, content, mimetype in attachments or []:
+    for filename, content, mimetype in [*(attachments or []), *documents]:
         message.attach(filename, content, mimetype)
     message.send()
     log.info("sent %s e-mail to account %s", name, account_id)
+
+
+#: Context fields of a queued e-mail naming an invoice by id: the invoice is loaded when
+#: the e-mail is sent (as ``invoice`` / ``credit_note``) and its latest PDF attached.
+DOCUMENT_FIELDS = ("invoice", "credit_note")
+
+
+def _documents(context: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, bytes, str]]]:
+    from portal.invoicing import latest_pdf
+    from portal.models import Invoice
+
+    context = dict(context)
+    attachments: list[tuple[str, bytes, str]] = []
+    for field in DOCUMENT_FIELDS:
+        invoice_id = context.pop(f"{field}_id", None)
+        if invoice_id is None:
+            continue
+        invoice = db.session.get(Invoice, int(invoice_id))
+        pdf = latest_pdf(int(invoice_id))
+        if invoice is None or pdf is None:
+            raise LookupError(f"no invoice {invoice_id} with a PDF to send")
+        context[field] = invoice
+        attachments.append((f"{invoice.number.replace('/', '-')}.pdf", pdf, "application/pdf"))
+    return context, attachments
 
 
 # -- the outbox -------------------------------------------------------------------------------
@@ -114,15 +139,20 @@ def queue(account_id: int, name: str, *, key: str, now: dt.datetime, **context: 
     return True
 
 
-def deliver_pending(*, now: dt.datetime, limit: int = 500) -> tuple[int, int]:
-    """Send unsent notices whose time has come: (sent, failed). Safe on many nodes:
-    each is claimed with ``FOR UPDATE SKIP LOCKED`` and committed before the next."""
+def deliver_pending(
+    *, now: dt.datetime, limit: int = 500, key: str | None = None
+) -> tuple[int, int]:
+    """Send unsent notices whose time has come (only ``key`` when given): (sent, failed).
+    Safe on many nodes: each is claimed with ``FOR UPDATE SKIP LOCKED`` and committed
+    before the next."""
     sent = failed = 0
     last_id = 0
+    only = Notice.key == key if key is not None else true()
     for _ in range(limit):
         notice = db.session.scalar(
             select(Notice)
             .where(Notice.sent_at.is_(None), Notice.send_after <= now, Notice.id > last_id)
+            .where(only)
             .order_by(Notice.id)
             .limit(1)
             .with_for_update(skip_locked=True)

@@ -44,7 +44,6 @@ from portal.models import (
     Subscription,
     SubscriptionStatus,
 )
-from portal.money import Money
 
 log = logging.getLogger(__name__)
 
@@ -368,8 +367,28 @@ def _apply(
 
 
 def _succeeded(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
+    """Webhooks overtake each other, so the end state must not depend on their order: a
+    refund reported before the payment still ends refunded, and a saved method reported
+    after it (PayPal's approval) is still kept."""
     if payment.status in (PaymentStatus.PAID, PaymentStatus.REFUNDED):
+        _keep_method(payment, event, ctx.now)
         return Outcome.ALREADY_SETTLED
+    outcome = _settle(payment, event, ctx)
+    if outcome is Outcome.APPLIED and payment.refunded_minor >= payment.amount_minor:
+        _refund_in_full(payment)
+    return outcome
+
+
+def _keep_method(payment: Payment, event: PaymentEvent, now: dt.datetime) -> None:
+    """A method a later report of a settled payment names, if none was saved from it."""
+    if event.method is None or payment.method_id is not None or event.amount != payment.amount:
+        return
+    if event.method.brand.lower() not in ACCEPTED_BRANDS or payment.failure_code:
+        return
+    payment.method_id = save_method(payment.account_id, payment.provider, event.method, now).id
+
+
+def _settle(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
     if event.amount != payment.amount:
         log.error(
             "payment %s: provider reports %s, expected %s; not activated",
@@ -441,7 +460,7 @@ def _requires_action(payment: Payment, event: PaymentEvent, ctx: _Context) -> Ou
     payment.action_url = event.action_url
     payment.failure_code = event.failure_code or "authentication_required"
     if event.action_url:
-        ctx.notices.append(_action_notice(payment.account_id, payment.amount, event.action_url))
+        ctx.notices.append(_action_notice(payment, event, ctx.now))
     return Outcome.APPLIED
 
 
@@ -453,15 +472,21 @@ def _refunded(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
         return Outcome.ALREADY_SETTLED
     payment.refunded_minor = total
     if total == payment.amount_minor and payment.status == PaymentStatus.PAID:
-        payment_transition(payment, PaymentStatus.REFUNDED)
-        order = (
-            db.session.get(Order, payment.order_id, populate_existing=True)
-            if payment.order_id
-            else None
-        )
-        if order is not None and order.status == OrderStatus.PAID:
-            order_transition(order, OrderStatus.REFUNDED)
+        _refund_in_full(payment)
+    # A refund of a payment not settled yet is kept: its success, when it arrives, ends
+    # refunded (see _succeeded).
     return Outcome.APPLIED
+
+
+def _refund_in_full(payment: Payment) -> None:
+    payment_transition(payment, PaymentStatus.REFUNDED)
+    order = (
+        db.session.get(Order, payment.order_id, populate_existing=True)
+        if payment.order_id
+        else None
+    )
+    if order is not None and order.status == OrderStatus.PAID:
+        order_transition(order, OrderStatus.REFUNDED)
 
 
 _HANDLERS = {
@@ -617,11 +642,21 @@ def _invoice_notice(payment_id: int, now: dt.datetime) -> Callable[[], object]:
     return lambda: invoicing.issue_now(payment_id, now=now)
 
 
-def _action_notice(account_id: int, amount: Money, url: str) -> Callable[[], None]:
-    """E-mail the link where the customer confirms a payment their bank holds (3-D Secure)."""
+def _action_notice(payment: Payment, event: PaymentEvent, now: dt.datetime) -> Callable[[], object]:
+    """E-mail the link where the customer confirms a payment their bank holds (3-D Secure):
+    queued in the event's transaction, sent once it is committed (or by a later run)."""
     from portal import mail
 
-    return lambda: mail.send_to_account(account_id, "payment_action", amount=amount, action_url=url)
+    key = f"payment-action-{payment.id}-{event.event_id}"[:200]
+    mail.queue(
+        payment.account_id,
+        "payment_action",
+        key=key,
+        now=now,
+        amount=payment.amount,
+        action_url=event.action_url,
+    )
+    return lambda: mail.deliver_pending(now=now, key=key)
 
 
 def _changed_notice(

@@ -311,14 +311,17 @@ def confirm_now(account_id: int, payment_public_id: str, *, now: dt.datetime) ->
         today=invoicing.local_today(now),
     )
     if result.created:
+        # Through the outbox: an SMTP server that is down delays the e-mail, never loses it.
         note = result.credit_note
-        pdf = invoicing.latest_pdf(note.id)
-        assert pdf is not None
-        mail.send_to_account(
+        key = f"refund-{note.id}"
+        mail.queue(
             account_id,
             "refund",
-            credit_note=note,
+            key=key,
+            now=now,
+            credit_note_id=note.id,
             amount=result.payment.amount,
-            attachments=[(f"{note.number.replace('/', '-')}.pdf", pdf, "application/pdf")],
         )
+        db.session.commit()
+        mail.deliver_pending(now=now, key=key)
     return result
