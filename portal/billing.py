@@ -13,7 +13,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, Field, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
-from portal import billing_info, countries, htmx_util, invoicing, vat
+from portal import audit, billing_info, countries, htmx_util, invoicing, vat
 from portal.account import current_account
 from portal.checkout import pricing, today
 from portal.extensions import limiter
@@ -185,6 +185,15 @@ def save() -> ResponseReturnValue:
         return render(form, view, 400)
     except billing_info.MalformedVatNumber as exc:
         return render(form, exc.view, 400)
+    if saved.change is not None:
+        audit.record_customer(
+            current_user,
+            "billing_info",
+            object_type="billing_change",
+            object_id=saved.change.id,
+            before=saved.change.before,
+            after=saved.change.after,
+        )
     if not saved.changed:
         flash(gettext("Nothing changed: your billing information is as it was."), "success")
     elif saved.change is not None and saved.change.apply_to_last_invoice:

@@ -19,9 +19,9 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext, lazy_gettext
-from flask_login import login_required
+from flask_login import current_user, login_required
 
-from portal import htmx_util, orders, pay, payments
+from portal import audit, htmx_util, orders, pay, payments
 from portal.account import current_account
 from portal.catalogue import Catalogue, PackageCode, Period
 from portal.extensions import htmx
@@ -254,6 +254,20 @@ def submit() -> ResponseReturnValue:
         return show(account, form, 409, idempotency_key=key, notice=notice)
     except orders.NothingToPay:
         return show(account, form, 400, idempotency_key=key)
+    audit.record_customer(
+        current_user,
+        "place_order",
+        object_type="order",
+        object_id=order.public_id,
+        before={"subscription_version": order.subscription_version},
+        after={
+            "package": order.package,
+            "period": order.period,
+            "agents": order.agents,
+            "conversations": order.conversations,
+            "total": order.total,
+        },
+    )
     return pay.begin(account, order, request.form.get("provider"))
 
 

@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "REMEMBER_COOKIE_SAMESITE": "Lax",
     "WTF_CSRF_TIME_LIMIT": None,
     "SUPPORT_EMAIL": "support@pakiet.test",
+    # Where new support requests and customer replies are e-mailed, and in which language.
+    "SUPPORT_STAFF_EMAIL": None,  # None: SUPPORT_EMAIL
+    "STAFF_LANGUAGE": "en",
     # E-mail: printed to the console unless an SMTP server is configured
     # (MAIL_BACKEND = "smtp", MAIL_SERVER, MAIL_PORT, MAIL_USE_TLS, MAIL_USERNAME, ...).
     "MAIL_BACKEND": "console",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
-from flask_login import login_required
+from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from portal import htmx_util, invoicing, refund_views
+from portal import audit, htmx_util, invoicing, refund_views
 from portal.account import current_account
 from portal.extensions import db
 from portal.models import Account, Invoice, Payment, utcnow
@@ -86,12 +86,22 @@ def note(public_id: str) -> ResponseReturnValue:
     account = current_account()
     text = request.form.get("note", "")
     error = None
+    before = invoice.note
     try:
         invoicing.set_note(
             invoice=invoice, note=text, render=invoicing.app_renderer(), now=utcnow()
         )
     except invoicing.InvoiceRefused:
         error = gettext("A note can have at most %(num)d characters.", num=invoicing.NOTE_LIMIT)
+    if error is None and invoice.note != before:
+        audit.record_customer(
+            current_user,
+            "invoice_note",
+            object_type="invoice",
+            object_id=invoice.number,
+            before={"note": before},
+            after={"note": invoice.note},
+        )
     if error is None and request.form.get("carry_over") == "on":
         account.invoice_note = invoice.note
         db.session.commit()

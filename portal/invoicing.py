@@ -15,7 +15,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, replace
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask_babel import force_locale, gettext, ngettext
@@ -610,6 +610,7 @@ def _issue_linked(
     now: dt.datetime,
     today: dt.date,
     reason: Callable[[], str],
+    amounts: tuple[int, int, int] | None = None,
     **changes: Any,
 ) -> Invoice:
     """A new document in ``kind``'s own series, linked to the original, with its amounts
@@ -646,9 +647,9 @@ def _issue_linked(
         sale_date=original_row.sale_date,
         currency=original_row.currency,
         language=original_row.language,
-        net_minor=original_row.net_minor,
-        vat_minor=original_row.vat_minor,
-        total_minor=original_row.total_minor,
+        net_minor=amounts[0] if amounts else original_row.net_minor,
+        vat_minor=amounts[1] if amounts else original_row.vat_minor,
+        total_minor=amounts[2] if amounts else original_row.total_minor,
         content=to_content(doc),
         xml=xml,
         reason=text,
@@ -709,4 +710,75 @@ def issue_credit_note(
             "Full refund of the first payment for the package, at the buyer's request "
             "within 15 days of the payment."
         ),
+    )
+
+
+class SplitRefused(Exception):
+    """A gross amount that no net amount plus its rounded VAT adds up to."""
+
+    def __init__(self, nearest: tuple[int, int]) -> None:
+        super().__init__(nearest)
+        self.nearest = nearest
+
+
+def split_gross(gross_minor: int, rate: Decimal) -> tuple[int, int]:
+    """(net, VAT) in minor units with net + round_half_up(net x rate) == gross exactly, as
+    EN 16931 wants the VAT of a line total; SplitRefused names the nearest amounts."""
+    guess = int((Decimal(gross_minor) / (1 + rate)).to_integral_value(ROUND_HALF_UP))
+
+    def vat_of(net: int) -> int:
+        return int((Decimal(net) * rate).to_integral_value(ROUND_HALF_UP))
+
+    for net in range(max(guess - 3, 0), guess + 4):
+        if net + vat_of(net) == gross_minor:
+            return net, vat_of(net)
+    reachable = sorted({n + vat_of(n) for n in range(max(guess - 4, 0), guess + 5)})
+    below = max((g for g in reachable if g < gross_minor), default=0)
+    above = min((g for g in reachable if g > gross_minor), default=gross_minor + 1)
+    raise SplitRefused((below, above))
+
+
+def issue_partial_credit_note(
+    *,
+    invoice_id: int,
+    gross_minor: int,
+    reason: str,
+    seller: Mapping[str, str],
+    render: Renderer,
+    now: dt.datetime,
+    today: dt.date,
+) -> Invoice:
+    """A credit note for part of an invoice (a staff refund): one line with the refunded
+    net amount and its VAT at the invoice's rate. Commits with the caller's pending work."""
+    original_row = db.session.get(Invoice, invoice_id)
+    assert original_row is not None
+    original = from_content(original_row.content, None)
+    net_minor, vat_minor = split_gross(gross_minor, original.vat_rate)
+    currency = original.currency
+    net = Money(net_minor, currency)
+    vat = Money(vat_minor, currency)
+    total = net + vat
+    with force_locale(original.language):
+        description = str(gettext("Partial refund of invoice %(number)s", number=original.number))
+    line = DocumentLine(
+        position=1, description=description, quantity=Decimal(1), unit_price=net, net=net
+    )
+    pln = original.vat_in_pln
+    if pln is not None:
+        pln = replace(pln, amount=Money(vat_minor, "PLN") * pln.rate)
+    return _issue_linked(
+        original_row,
+        InvoiceKind.CREDIT_NOTE,
+        seller=seller,
+        render=render,
+        now=now,
+        today=today,
+        reason=lambda: reason,
+        amounts=(net_minor, vat_minor, total.minor),
+        lines=(line,),
+        net_total=net,
+        vat_total=vat,
+        total=total,
+        paid=total,
+        vat_in_pln=pln,
     )

@@ -118,8 +118,30 @@ def decode(value: Any) -> Any:
     return value
 
 
-def queue(account_id: int, name: str, *, key: str, now: dt.datetime, **context: Any) -> bool:
+def send_to_address(to: str, name: str, language: str, **context: Any) -> None:
+    """Send ``templates/email/<name>.txt`` to one address (staff, a user) in ``language``."""
+    subject, body = render(name, language, **context)
+    EmailMessage(
+        subject=subject,
+        body=body,
+        from_email=current_app.config["MAIL_DEFAULT_SENDER"],
+        to=[to],
+    ).send()
+    log.info("sent %s e-mail", name)
+
+
+def queue(
+    account_id: int,
+    name: str,
+    *,
+    key: str,
+    now: dt.datetime,
+    to_email: str | None = None,
+    language: str | None = None,
+    **context: Any,
+) -> bool:
     """Add the notice ``key`` in the caller's transaction; False when it exists already.
+    It goes to the account's invoice e-mail, or to ``to_email`` in ``language``.
 
     Call with the caller's rows locked, so two runners cannot both add it (the unique key
     is the last line of defence: a duplicate would abort the caller's transaction).
@@ -131,6 +153,8 @@ def queue(account_id: int, name: str, *, key: str, now: dt.datetime, **context: 
             key=key,
             account_id=account_id,
             template=name,
+            to_email=to_email,
+            language=language,
             context={field: encode(value) for field, value in context.items()},
             created_at=now,
             send_after=now,
@@ -163,7 +187,11 @@ def deliver_pending(
         last_id = notice.id
         context = {field: decode(value) for field, value in notice.context.items()}
         try:
-            send_to_account(notice.account_id, notice.template, **context)
+            if notice.to_email:
+                language = notice.language or current_app.config["BABEL_DEFAULT_LOCALE"]
+                send_to_address(notice.to_email, notice.template, language, **context)
+            else:
+                send_to_account(notice.account_id, notice.template, **context)
         except Exception as exc:  # SMTP down or refusing (smtplib's errors are OSErrors)
             if not isinstance(exc, OSError):
                 log.exception("notice %s could not be rendered or sent", notice.key)

@@ -8,10 +8,10 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext, lazy_gettext
-from flask_login import login_required
+from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from portal import htmx_util, orders, payments
+from portal import audit, htmx_util, orders, payments
 from portal.account import current_account
 from portal.catalogue import Period
 from portal.checkout import pricing
@@ -90,11 +90,22 @@ def auto_renew() -> ResponseReturnValue:
     if wanted not in {"on", "off"}:
         abort(400)
     error = None
+    before = account.subscription.auto_renew
     try:
         payments.set_auto_renew(account_id=account.id, on=wanted == "on")
     except payments.PaymentRefused as exc:
         error = str(REFUSALS[exc.code])
+        db.session.rollback()
     db.session.refresh(account.subscription)
+    if error is None and before != account.subscription.auto_renew:
+        audit.record_customer(
+            current_user,
+            "auto_renew",
+            object_type="subscription",
+            object_id=account.subscription.id,
+            before={"auto_renew": before},
+            after={"auto_renew": account.subscription.auto_renew},
+        )
     context = _context(account)
     status = 422 if error else 200  # 422: the live switch shows why
     return htmx_util.render(
@@ -139,8 +150,15 @@ def setup_return(provider_name: str) -> ResponseReturnValue:
         method = provider.complete_setup(
             provider_ref=str(pending["ref"]), params=dict(request.args)
         )
-        payments.add_method(
+        saved = payments.add_method(
             account_id=account.id, provider=provider.name, method=method, now=utcnow()
+        )
+        audit.record_customer(
+            current_user,
+            "add_payment_method",
+            object_type="payment_method",
+            object_id=saved.id,
+            after={"provider": saved.provider, "brand": saved.brand, "last4": saved.last4},
         )
     except ProviderError:
         flash(gettext("The new payment method was not saved. Please try again."), "error")

@@ -521,5 +521,72 @@ class Notice(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     send_after: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # Another recipient than the account's invoice e-mail (staff, the user who wrote).
+    to_email: Mapped[str | None] = mapped_column(String(254))
+    language: Mapped[str | None] = mapped_column(String(8))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class SupportStatus(StrEnum):
+    OPEN = "open"  # waiting for staff
+    ANSWERED = "answered"  # staff replied; waiting for the customer
+    CLOSED = "closed"
+
+
+class SupportThread(db.Model):  # type: ignore[name-defined]
+    """A customer's support request (R17) and its conversation with staff."""
+
+    __tablename__ = "support_thread"
+    __table_args__ = (CheckConstraint(_in("status", SupportStatus), name="status_known"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    subject: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=SupportStatus.OPEN.value)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    account: Mapped[Account] = relationship()
+    messages: Mapped[list[SupportMessage]] = relationship(
+        back_populates="thread", order_by="SupportMessage.id"
+    )
+
+
+class SupportMessage(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "support_message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("support_thread.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    from_staff: Mapped[bool] = mapped_column(default=False)
+    body: Mapped[str] = mapped_column(String(5000))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    thread: Mapped[SupportThread] = relationship(back_populates="messages")
+    user: Mapped[User | None] = relationship()
+
+
+class AuditEntry(db.Model):  # type: ignore[name-defined]
+    """Who did what, when, to which object, with the state before and after.
+
+    Written for every staff action (in the action's transaction) and for every customer
+    action that affects money or billing data.
+    """
+
+    __tablename__ = "audit_entry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    actor_email: Mapped[str | None] = mapped_column(String(254))
+    actor_role: Mapped[str] = mapped_column(String(16))  # customer, admin, system
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str | None] = mapped_column(String(40))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

@@ -9,9 +9,9 @@ from babel.dates import format_datetime
 from flask import Blueprint, abort, render_template
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext
-from flask_login import login_required
+from flask_login import current_user, login_required
 
-from portal import refunds
+from portal import audit, refunds
 from portal.account import current_account
 from portal.contracts import ProviderError
 from portal.i18n import current_language
@@ -104,4 +104,12 @@ def confirm(public_id: str) -> ResponseReturnValue:
         return _page(account, refunds.find(account.id, public_id), str(REFUSALS[exc.code]), 409)
     except ProviderError:
         return _page(account, payment, str(PROVIDER_DOWN), 503)
+    if result.created:
+        audit.record_customer(
+            current_user,
+            "refund_request",
+            object_type="payment",
+            object_id=result.payment.public_id,
+            after={"refunded": result.payment.amount, "credit_note": result.credit_note.number},
+        )
     return render_template("refunds/done.html", payment=result.payment, note=result.credit_note)

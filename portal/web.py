@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from portal.catalogue import PackageCode, Period
 from portal.i18n import current_language
-from portal.models import OrderStatus, SubscriptionStatus
+from portal.models import OrderStatus, SubscriptionStatus, SupportStatus
 from portal.money import Money
 
 PACKAGE_NAMES = {
@@ -28,6 +28,12 @@ STATUS_NAMES = {
     SubscriptionStatus.ACTIVE: lazy_gettext("Active"),
     SubscriptionStatus.PAST_DUE: lazy_gettext("Payment failed"),
     SubscriptionStatus.SUSPENDED: lazy_gettext("Suspended"),
+}
+
+SUPPORT_STATUS_NAMES = {
+    SupportStatus.OPEN: lazy_gettext("Waiting for our answer"),
+    SupportStatus.ANSWERED: lazy_gettext("Answered"),
+    SupportStatus.CLOSED: lazy_gettext("Closed"),
 }
 
 ORDER_STATUS_NAMES = {
@@ -99,6 +105,7 @@ def register(app: Flask) -> None:
         methods,
         pay,
         refund_views,
+        support_views,
     )
 
     app.register_blueprint(assets.bp)
@@ -112,6 +119,10 @@ def register(app: Flask) -> None:
     app.register_blueprint(invoices.bp)
     app.register_blueprint(refund_views.bp)
     app.register_blueprint(entitlements.bp)
+    app.register_blueprint(support_views.bp)
+    from portal.admin import init_admin
+
+    init_admin(app)
 
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["day"] = format_day
@@ -131,6 +142,7 @@ def register(app: Flask) -> None:
             "period_names": PERIOD_NAMES,
             "status_names": STATUS_NAMES,
             "order_status_names": ORDER_STATUS_NAMES,
+            "support_status_names": SUPPORT_STATUS_NAMES,
         }
 
     @app.errorhandler(CSRFError)

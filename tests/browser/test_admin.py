@@ -1,0 +1,40 @@
+"""The back office in a real browser (issue 8): staff switch a yearly account to monthly;
+the customer sees the scheduled change on My package; a customer is refused at /admin."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Contexts, login
+
+
+def test_staff_switch_a_yearly_account_to_monthly_and_the_customer_sees_it(
+    page: Page, contexts: Contexts
+) -> None:
+    login(page, "admin@demo.example.com")
+    page.goto("/admin/accounts/")
+    row = page.get_by_role("row").filter(has_text="Alpine Tours GmbH")
+    row.get_by_role("link").filter(has_text="#").first.click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Alpine Tours GmbH")
+    page.get_by_role("link", name="Przełącz na okres miesięczny od następnego odnowienia").click()
+    expect(page.get_by_text("rozpocznie okres miesięczny")).to_be_visible()
+    page.get_by_role("button", name="Potwierdź").click()
+    expect(
+        page.get_by_text("Zaplanowano: okres miesięczny od następnego odnowienia.")
+    ).to_be_visible()
+    # The switch is gone from the account page: it is scheduled.
+    expect(
+        page.get_by_role("link", name="Przełącz na okres miesięczny od następnego odnowienia")
+    ).to_have_count(0)
+
+    customer = contexts.new_page()
+    login(customer, "pro@demo.example.com")  # an English-speaking account
+    customer.goto("/package")
+    package = customer.locator("#package")
+    expect(package).to_contain_text("Scheduled change")
+    expect(package).to_contain_text("Billing period Monthly from the renewal on")
+
+    response = customer.goto("/admin/")
+    assert response is not None and response.status == 403
+    response = customer.goto("/admin/subscriptions/")
+    assert response is not None and response.status == 403
