@@ -253,3 +253,48 @@ def test_customer_actions_on_money_and_billing_data_are_audited(app, client, aut
     login(auth, "admin")
     page = text(client.get("/admin/audit/"))
     assert "auto_renew" in page and "standard@demo.example.com" in page
+
+
+def test_staff_resend_an_invoice_and_reply_to_support(app, client, auth, stripe_emulator, smtp):
+    account_id = subscribe(app, stripe_emulator, language="en")
+    from tests.test_lifecycle import run
+
+    run(app, at(dt.date(2026, 12, 1)))
+    [invoice] = rows(app, Invoice, Invoice.account_id == account_id)
+    with app.app_context():
+        from portal import accounts, support
+        from portal.models import utcnow
+
+        accounts.create_admin(email="boss@pakiet.example.com", password="x" * 12, now=at(TODAY))
+        customer = db.session.scalar(select(User).where(User.account_id == account_id))
+        thread = support.open_thread(
+            account=customer.account,
+            user=customer,
+            subject="Seats",
+            body="How many?",
+            staff_email="staff@pakiet.example.com",
+            now=utcnow(),
+        )
+        thread_id = thread.id
+    assert auth.login("boss@pakiet.example.com", "x" * 12).status_code == 302
+    smtp.messages.clear()
+
+    path = f"/admin/actions/invoice/{invoice.id}/resend"
+    assert "anna@firma.example.com" not in text(client.get(path))  # a confirmation page
+    token = csrf_token(client, path)
+    assert client.post(path, data={"csrf_token": token}).status_code == 302
+    assert client.post(path, data={"csrf_token": token}).status_code == 302  # double submit
+    resent = [m for m in smtp.messages if m["To"] == "anna@firma.example.com"]
+    assert len(resent) == 1 and resent[0].get_payload()[1].get_content_type() == "application/pdf"
+
+    thread_path = f"/admin/actions/thread/{thread_id}"
+    assert client.post(thread_path, data={"csrf_token": token, "body": " "}).status_code == 422
+    response = client.post(thread_path, data={"csrf_token": token, "body": "Up to 200."})
+    assert response.status_code == 302
+    assert "Up to 200." in text(client.get(thread_path))
+    assert [e.action for e in audit(app)] == ["resend_invoice", "support_reply"]
+    with app.app_context():
+        from portal import mail
+
+        mail.deliver_pending(now=at(dt.date(2026, 12, 2)))
+    assert any(m["Subject"] == "Re: Seats" for m in smtp.messages)
