@@ -1,0 +1,1055 @@
+"""``make bench``: the portal's throughput and latency against a bare Flask app (issue 9).
+
+For each database (PostgreSQL, then SQLite) it:
+
+1. creates its own database (``pakiet_bench`` on PostgreSQL, a file in a temporary
+   directory for SQLite), applies the migrations and seeds realistic data with bulk inserts:
+   10,000 accounts with users, billing data, a paid subscription and a saved card (in the
+   Stripe emulator), 100,000 paid orders and payments with their invoices and stored
+   renderings (all copies of one invoice issued and rendered by the real code), one account
+   with 120 of them;
+2. starts the portal (``wsgi:app``) and the bare app (``scripts/bench_bare.py``) under the same
+   gunicorn settings on free loopback ports, logs in as the 120-invoice account and drives
+   both with a small Node.js load generator (16 connections): the live summary, My package,
+   the invoices list and a stored PDF download, each also as a ratio to the bare app;
+3. times ``flask invoices-issue`` over settled payments without invoices (invoices per
+   second, PDF included) and ``flask billing run`` over 10,000 due subscriptions charged
+   through the Stripe emulator, with one runner and (PostgreSQL only: SQLite has a single
+   writer and no ``SKIP LOCKED``) with two.
+
+It prints one table per database and drops what it created. Options: ``--quick`` for a
+small smoke run, ``--only pg|sqlite``, ``--duration``, ``--connections``, ``--workers``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.cookiejar
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "plugins"))
+
+BIN = Path(sys.executable).parent
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PG_DATABASE = "pakiet_bench"
+SECRET_KEY = "bench-secret-" + "x" * 32
+API_KEY = "sk_test_bench"
+WEBHOOK_SECRET = "whsec_bench"
+GOOD_CARD = "4242424242424242"
+PASSWORD = "bench-password-2026"
+HEAVY_EMAIL = "heavy@bench.example.com"
+TODAY = dt.date(2026, 11, 26)
+PERIOD_END = dt.date(2026, 12, 1)  # every subscription renews on this day
+RUN_AT = dt.datetime(2026, 12, 1, 2, 30, tzinfo=ZoneInfo("Europe/Warsaw")).astimezone(dt.UTC)
+BATCH = 5000
+USER_AGENT = "pakiet-bench/1.0"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    accounts: int = 10_000
+    invoices: int = 100_000
+    heavy: int = 120
+    issue: int = 300
+    duration: int = 10
+    connections: int = 16
+    workers: int = 2
+
+
+QUICK = Sizes(accounts=300, invoices=3000, heavy=120, issue=30, duration=3)
+
+
+@dataclass
+class Row:
+    name: str
+    rps: float
+    p50: float
+    p99: float
+    ratio: float | None = None
+    errors: int = 0
+
+
+@dataclass
+class Results:
+    backend: str
+    rows: list[Row] = field(default_factory=list)
+    jobs: list[tuple[str, str]] = field(default_factory=list)
+    seed_seconds: float = 0.0
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                response.read()
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not come up") from None
+            time.sleep(0.2)
+
+
+@contextmanager
+def gunicorn(app: str, env: dict[str, str], workers: int, probe: str) -> Iterator[str]:
+    """``app`` under gunicorn's production settings on a free loopback port: its base URL."""
+    port = free_port()
+    command = [
+        str(BIN / "gunicorn"),
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--pythonpath",
+        f"{ROOT},{ROOT / 'scripts'}",
+        "--log-level",
+        "warning",
+        app,
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(base + probe)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def flask_command(env: dict[str, str], *args: str) -> tuple[float, str]:
+    """Run ``flask --app wsgi ARGS``: (seconds, stdout)."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"flask {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return elapsed, done.stdout
+
+
+# -- databases -------------------------------------------------------------------------------
+
+
+def pg_admin(statement: str) -> None:
+    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
+def create_database(backend: str, workdir: Path) -> str:
+    if backend == "postgresql":
+        pg_admin(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+        pg_admin(f"CREATE DATABASE {PG_DATABASE}")
+        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DATABASE}"
+    path = workdir / "bench.sqlite3"
+    path.unlink(missing_ok=True)
+    return f"sqlite:///{path}"
+
+
+def drop_database(backend: str, workdir: Path) -> None:
+    if backend == "postgresql":
+        pg_admin(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+    else:
+        (workdir / "bench.sqlite3").unlink(missing_ok=True)
+
+
+def stripe_config(emulator: Any) -> dict[str, Any]:
+    return {
+        "api_key": API_KEY,
+        "webhook_secret": WEBHOOK_SECRET,
+        "api_base": emulator.base_url,
+        "max_network_retries": 0,
+        "timeout": 10,
+    }
+
+
+def environment(url: str, workdir: Path, emulator: Any) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PAKIET_DATABASE_URL": url,
+        "PAKIET_SECRET_KEY": SECRET_KEY,
+        "PAKIET_INSTANCE_PATH": str(workdir),
+        "PAKIET_MAIL_BACKEND": "dummy",
+        "PAKIET_PLUGIN_CONFIG": json.dumps({"stripe": stripe_config(emulator)}),
+    }
+
+
+def make_app(url: str, emulator: Any) -> Any:
+    from portal import create_app
+
+    return create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SECRET_KEY": SECRET_KEY,
+            "MAIL_BACKEND": "dummy",
+            "PLUGIN_CONFIG": {"stripe": stripe_config(emulator)},
+        }
+    )
+
+
+# -- seeding ---------------------------------------------------------------------------------
+
+
+def chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(rows), BATCH):
+        yield rows[start : start + BATCH]
+
+
+def bulk(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], **values: Any) -> None:
+    statement = sa.insert(table).values(**values) if values else sa.insert(table)
+    for part in chunks(rows):
+        conn.execute(statement, part)
+
+
+def paid_subscription(n: int, period_end: dt.date = PERIOD_END) -> dict[str, Any]:
+    agents = 1 + n % 5
+    return {
+        "package": "standard",
+        "period": "month",
+        "agents": agents,
+        "conversations": 100,
+        "currency": "PLN",
+        "status": "active",
+        "period_start": period_end - dt.timedelta(days=30),
+        "period_end": period_end,
+        "auto_renew": True,
+        "period_net_minor": 8900 * agents,
+        "credit_minor": 0,
+        "renewal_attempts": 0,
+        "version": 1,
+    }
+
+
+def seed(app: Any, sizes: Sizes, cards: list[tuple[str, str]]) -> None:
+    """The data set: see the module docs. Account 1 is the 120-invoice account."""
+    from werkzeug.security import generate_password_hash
+
+    from portal import invoicing, lifecycle
+    from portal.extensions import db
+    from portal.models import (
+        Account,
+        BillingInfo,
+        Invoice,
+        InvoiceRendering,
+        InvoiceSequence,
+        Order,
+        Payment,
+        PaymentMethod,
+        Subscription,
+        User,
+        utcnow,
+    )
+    from portal.orders import tax_decision
+
+    now = utcnow()
+    password_hash = generate_password_hash(PASSWORD)
+    with app.app_context():
+        # The template: one invoice issued and rendered by the real code.
+        account = Account(name="Ciężarówka Sp. z o.o.", created_at=now)
+        account.billing_info = BillingInfo(
+            company_name=account.name,
+            street="ul. Długa 1",
+            postcode="00-238",
+            city="Warszawa",
+            country="PL",
+            invoice_email=HEAVY_EMAIL,
+            updated_at=now,
+        )
+        account.subscription = Subscription(**paid_subscription(0))
+        user = User(
+            account=account,
+            email=HEAVY_EMAIL,
+            password_hash=password_hash,
+            language="pl",
+            created_at=now,
+        )
+        db.session.add_all([account, user])
+        db.session.flush()
+        method = PaymentMethod(
+            account_id=account.id,
+            provider="stripe",
+            customer_ref=cards[0][0],
+            provider_ref=cards[0][1],
+            brand="visa",
+            last4="4242",
+            exp_month=12,
+            exp_year=2034,
+            is_default=True,
+            created_at=now,
+        )
+        db.session.add(method)
+        deps = lifecycle.deps_for(app)
+        sub = account.subscription
+        quote, selection = lifecycle._renewal_quote(sub, account, deps)
+        decision = tax_decision(deps.pricing, account.billing_info, TODAY)
+        order = Order(
+            public_id=secrets.token_hex(16),
+            account_id=account.id,
+            idempotency_key="bench-template",
+            status="paid",
+            subscription_version=1,
+            package=selection.package.value,
+            period=selection.period.value,
+            agents=selection.agents,
+            conversations=selection.conversations,
+            currency=selection.currency,
+            subtotal_minor=quote.subtotal.minor,
+            net_minor=quote.net_due.minor,
+            vat_minor=quote.vat.minor,
+            total_minor=quote.total_due.minor,
+            tax_treatment=decision.treatment.value,
+            quote=quote.to_record(),
+            created_at=now,
+            expires_at=now + dt.timedelta(days=30),
+        )
+        db.session.add(order)
+        db.session.flush()
+        payment = Payment(
+            public_id=secrets.token_hex(16),
+            account_id=account.id,
+            order_id=order.id,
+            method_id=method.id,
+            provider="stripe",
+            provider_ref="pi_bench_template",
+            charge_ref="pi_bench_template",
+            idempotency_key="bench-template",
+            status="paid",
+            amount_minor=order.total_minor,
+            currency="PLN",
+            created_at=now,
+            settled_at=now,
+        )
+        db.session.add(payment)
+        db.session.commit()
+        template = invoicing.issue_for_payment(
+            payment_id=payment.id,
+            seller=app.config["SELLER"],
+            language="pl",
+            render=invoicing.app_renderer(),
+            rates=invoicing.app_rates(),
+            now=now,
+            today=TODAY,
+        )
+        assert template is not None
+        heavy_id, template_id = account.id, template.id
+        order_id, total = order.id, order.total_minor
+        seller_key, net, vat = template.seller_key, template.net_minor, template.vat_minor
+        db.session.commit()
+
+        conn = db.session.connection()
+        ids = range(heavy_id + 1, heavy_id + sizes.accounts)
+        bulk(
+            conn,
+            Account.__table__,
+            [{"id": i, "name": f"Firma {i} Sp. z o.o.", "created_at": now} for i in ids],
+        )
+        bulk(
+            conn,
+            User.__table__,
+            [
+                {
+                    "account_id": i,
+                    "email": f"user{i}@bench.example.com",
+                    "password_hash": password_hash,
+                    "role": "customer",
+                    "language": "pl" if i % 3 else "en",
+                    "created_at": now,
+                }
+                for i in ids
+            ],
+        )
+        bulk(
+            conn,
+            BillingInfo.__table__,
+            [
+                {
+                    "account_id": i,
+                    "company_name": f"Firma {i} Sp. z o.o.",
+                    "street": f"ul. Polna {i}",
+                    "postcode": "00-001",
+                    "city": "Kraków",
+                    "country": "PL",
+                    "invoice_email": f"user{i}@bench.example.com",
+                    "updated_at": now,
+                }
+                for i in ids
+            ],
+        )
+        bulk(conn, Subscription.__table__, [{"account_id": i, **paid_subscription(i)} for i in ids])
+        bulk(
+            conn,
+            PaymentMethod.__table__,
+            [
+                {
+                    "account_id": i,
+                    "provider": "stripe",
+                    "customer_ref": cards[n][0],
+                    "provider_ref": cards[n][1],
+                    "brand": "visa",
+                    "last4": "4242",
+                    "exp_month": 12,
+                    "exp_year": 2034,
+                    "is_default": True,
+                    "created_at": now,
+                }
+                for n, i in enumerate(ids, start=1)
+            ],
+        )
+        method_of = {
+            account_id: method_id
+            for account_id, method_id in conn.execute(
+                sa.select(PaymentMethod.account_id, PaymentMethod.id)
+            )
+        }
+
+        # 100,000 paid orders, payments and invoices (the template's content, XML and PDF).
+        count = sizes.invoices - 1
+        first = order_id + 1
+        others = list(ids)
+
+        def owner(k: int) -> int:
+            return heavy_id if k < sizes.heavy - 1 else others[k % len(others)]
+
+        def stamp(k: int) -> dt.datetime:
+            return now - dt.timedelta(minutes=5 * (count - k))
+
+        quote_of = sa.select(Order.quote).where(Order.id == order_id).scalar_subquery()
+        bulk(
+            conn,
+            Order.__table__,
+            [
+                {
+                    "id": first + k,
+                    "public_id": secrets.token_hex(16),
+                    "account_id": owner(k),
+                    "idempotency_key": f"bench-{k}",
+                    "status": "paid",
+                    "subscription_version": 1,
+                    "package": "standard",
+                    "period": "month",
+                    "agents": 1,
+                    "conversations": 100,
+                    "currency": "PLN",
+                    "subtotal_minor": total - vat,
+                    "net_minor": net,
+                    "vat_minor": vat,
+                    "total_minor": total,
+                    "tax_treatment": "domestic",
+                    "created_at": stamp(k),
+                    "expires_at": stamp(k) + dt.timedelta(days=30),
+                }
+                for k in range(count)
+            ],
+            quote=quote_of,
+        )
+        first_payment = payment.id + 1
+        bulk(
+            conn,
+            Payment.__table__,
+            [
+                {
+                    "id": first_payment + k,
+                    "public_id": secrets.token_hex(16),
+                    "account_id": owner(k),
+                    "order_id": first + k,
+                    "method_id": method_of[owner(k)],
+                    "provider": "stripe",
+                    "provider_ref": f"pi_bench_{k}",
+                    "charge_ref": f"pi_bench_{k}",
+                    "idempotency_key": f"bench-{k}",
+                    "status": "paid",
+                    "amount_minor": total,
+                    "currency": "PLN",
+                    "refunded_minor": 0,
+                    "created_at": stamp(k),
+                    "settled_at": stamp(k),
+                }
+                for k in range(count)
+            ],
+        )
+        content_of = sa.select(Invoice.content).where(Invoice.id == template_id).scalar_subquery()
+        xml_of = sa.select(Invoice.xml).where(Invoice.id == template_id).scalar_subquery()
+        bulk(
+            conn,
+            Invoice.__table__,
+            [
+                {
+                    "id": template_id + 1 + k,
+                    "public_id": secrets.token_hex(16),
+                    "account_id": owner(k),
+                    "seller_key": seller_key,
+                    "series": "FV",
+                    "year": 2025,
+                    "seq": k + 1,
+                    "number": invoicing.format_number("FV", 2025, k + 1),
+                    "kind": "invoice",
+                    "payment_id": first_payment + k,
+                    "issue_date": stamp(k).date(),
+                    "sale_date": stamp(k).date(),
+                    "currency": "PLN",
+                    "language": "pl",
+                    "net_minor": net,
+                    "vat_minor": vat,
+                    "total_minor": total,
+                    "created_at": stamp(k),
+                }
+                for k in range(count)
+            ],
+            content=content_of,
+            xml=xml_of,
+        )
+        conn.execute(
+            sa.insert(InvoiceSequence.__table__).values(
+                seller_key=seller_key, series="FV", year=2025, last_value=count
+            )
+        )
+        rendering = InvoiceRendering.__table__
+        template_pdf = (
+            sa.select(rendering.c.pdf)
+            .where(rendering.c.invoice_id == template_id)
+            .scalar_subquery()
+        )
+        invoice = Invoice.__table__
+        conn.execute(
+            sa.insert(rendering).from_select(
+                ["invoice_id", "pdf", "rendered_at"],
+                sa.select(invoice.c.id, template_pdf, invoice.c.created_at).where(
+                    invoice.c.id > template_id
+                ),
+            )
+        )
+        db.session.commit()
+        analyze(db.engine)
+
+
+def analyze(engine: sa.Engine) -> None:
+    """Sequences past the explicit ids (PostgreSQL), fresh planner statistics."""
+    from portal.extensions import db
+
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            for table in db.metadata.sorted_tables:
+                if "id" in table.c and table.c.id.primary_key:
+                    conn.execute(
+                        sa.text(
+                            f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                            f"(SELECT coalesce(max(id), 0) + 1 FROM {table.name}), false)"
+                        )
+                    )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("ANALYZE"))
+
+
+def add_unbilled_payments(app: Any, count: int) -> None:
+    """``count`` settled payments without their invoice: work for ``invoices-issue``."""
+    from portal.extensions import db
+    from portal.models import Order, Payment, PaymentMethod, utcnow
+
+    with app.app_context():
+        template = db.session.scalar(sa.select(Order).order_by(Order.id).limit(1))
+        assert template is not None
+        methods = db.session.execute(
+            sa.select(PaymentMethod.account_id, PaymentMethod.id)
+            .order_by(PaymentMethod.account_id)
+            .limit(count)
+        ).all()
+        now = utcnow()
+        for n, (account_id, method_id) in enumerate(methods):
+            order = Order(
+                public_id=secrets.token_hex(16),
+                account_id=account_id,
+                idempotency_key=f"bench-unbilled-{n}",
+                status="paid",
+                subscription_version=1,
+                package=template.package,
+                period=template.period,
+                agents=template.agents,
+                conversations=template.conversations,
+                currency=template.currency,
+                subtotal_minor=template.subtotal_minor,
+                net_minor=template.net_minor,
+                vat_minor=template.vat_minor,
+                total_minor=template.total_minor,
+                tax_treatment=template.tax_treatment,
+                quote=template.quote,
+                created_at=now,
+                expires_at=now + dt.timedelta(days=30),
+            )
+            db.session.add(order)
+            db.session.flush()
+            db.session.add(
+                Payment(
+                    public_id=secrets.token_hex(16),
+                    account_id=account_id,
+                    order_id=order.id,
+                    method_id=method_id,
+                    provider="stripe",
+                    provider_ref=f"pi_bench_unbilled_{n}",
+                    charge_ref=f"pi_bench_unbilled_{n}",
+                    idempotency_key=f"bench-unbilled-{n}",
+                    status="paid",
+                    amount_minor=template.total_minor,
+                    currency=template.currency,
+                    created_at=now,
+                    settled_at=now,
+                )
+            )
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+
+
+# -- the web pages ---------------------------------------------------------------------------
+
+
+class Browser:
+    """A logged-in customer, as far as cookies and the CSRF token go."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        # Flask-Login's "strong" protection binds the session to the address and User-Agent.
+        self.opener.addheaders = [("User-Agent", USER_AGENT)]
+
+    def get(self, path: str) -> str:
+        with self.opener.open(self.base + path, timeout=30) as response:
+            return str(response.read().decode())
+
+    def post(self, path: str, data: dict[str, str], headers: dict[str, str] | None = None) -> str:
+        body = urllib.parse.urlencode(data).encode()
+        request = urllib.request.Request(self.base + path, data=body, headers=headers or {})
+        with self.opener.open(request, timeout=30) as response:
+            return str(response.read().decode())
+
+    def csrf(self, path: str) -> str:
+        match = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', self.get(path))
+        assert match, f"no CSRF token on {path}"
+        return match.group(1)
+
+    def login(self, email: str, password: str) -> None:
+        token = self.csrf("/login")
+        self.post("/login", {"csrf_token": token, "email": email, "password": password})
+        assert "/logout" in self.get("/package"), "the benchmark user could not log in"
+
+    def cookie(self) -> str:
+        return "; ".join(f"{c.name}={c.value}" for c in self.jar)
+
+
+# A closed-loop load generator in Node.js (installed for the front-end assets anyway):
+# ``connections`` clients, each sending one request per connection and waiting for the whole
+# answer, as a reverse proxy talks to gunicorn's sync workers (they close every connection).
+# Latency is from connect to the last byte; off-the-shelf tools that expect keep-alive
+# (autocannon) report nonsense latencies against a server that closes each connection.
+LOAD_JS = r"""
+const net = require('net');
+const spec = JSON.parse(process.argv[1]);
+const head = [`${spec.method} ${spec.path} HTTP/1.1`, `Host: ${spec.host}:${spec.port}`];
+for (const [k, v] of Object.entries(spec.headers)) head.push(`${k}: ${v}`);
+const body = Buffer.from(spec.body || '');
+if (body.length) head.push(`Content-Length: ${body.length}`);
+head.push('Connection: close', '', '');
+const request = Buffer.concat([Buffer.from(head.join('\r\n')), body]);
+const latencies = [];
+const statuses = {};
+let errors = 0, active = spec.connections;
+const started = process.hrtime.bigint();
+const stopAt = Date.now() + spec.seconds * 1000;
+function finish() {
+  const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+  latencies.sort((a, b) => a - b);
+  const pick = (q) => latencies.length ? latencies[Math.min(latencies.length - 1,
+    Math.floor(q * latencies.length))] : 0;
+  process.stdout.write(JSON.stringify({requests: latencies.length, seconds: elapsed,
+    p50: pick(0.50), p99: pick(0.99), statuses, errors}));
+}
+function one() {
+  if (Date.now() >= stopAt) { if (--active === 0) finish(); return; }
+  const t0 = process.hrtime.bigint();
+  const chunks = [];
+  let failed = false;
+  const socket = net.connect(spec.port, spec.host, () => socket.end(request));
+  socket.on('data', (chunk) => chunks.push(chunk));
+  socket.on('error', () => { failed = true; });
+  socket.on('close', () => {
+    const answer = Buffer.concat(chunks);
+    if (failed || answer.length < 12) { errors++; } else {
+      latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      const status = answer.subarray(9, 12).toString();
+      statuses[status] = (statuses[status] || 0) + 1;
+    }
+    setImmediate(one);
+  });
+}
+for (let i = 0; i < spec.connections; i++) one();
+"""
+
+
+def load(
+    url: str,
+    sizes: Sizes,
+    *,
+    seconds: int,
+    method: str = "GET",
+    body: str = "",
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    parts = urllib.parse.urlsplit(url)
+    spec = {
+        "host": parts.hostname,
+        "port": parts.port,
+        "path": parts.path,
+        "method": method,
+        "headers": headers or {},
+        "body": body,
+        "connections": sizes.connections,
+        "seconds": seconds,
+    }
+    done = subprocess.run(
+        ["node", "-e", LOAD_JS, json.dumps(spec)], capture_output=True, text=True, check=True
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def measure(name: str, url: str, sizes: Sizes, **request: Any) -> Row:
+    load(url, sizes, seconds=2, **request)  # warm-up: worker start, caches, pools
+    result = load(url, sizes, seconds=sizes.duration, **request)
+    statuses: dict[str, int] = result["statuses"]
+    errors = int(result["errors"]) + sum(n for s, n in statuses.items() if s != "200")
+    if errors:
+        print(f"  {name}: statuses {statuses}, {result['errors']} connection errors", flush=True)
+    return Row(
+        name=name,
+        rps=result["requests"] / result["seconds"],
+        p50=float(result["p50"]),
+        p99=float(result["p99"]),
+        errors=errors,
+    )
+
+
+def bench_web(results: Results, sizes: Sizes, env: dict[str, str], invoice_id: str) -> None:
+    with gunicorn("bench_bare:app", env, sizes.workers, "/") as bare:
+        bare_row = measure("bare Flask app", bare + "/", sizes)
+    results.rows.append(bare_row)
+    with gunicorn("wsgi:app", env, sizes.workers, "/login") as base:
+        browser = Browser(base)
+        browser.login(HEAVY_EMAIL, PASSWORD)
+        cookie = browser.cookie()
+        token = browser.csrf("/package/edit")
+        form = {
+            "csrf_token": token,
+            "package": "standard",
+            "period": "month",
+            "agents": "3",
+            "conversations": "100",
+            "currency": "PLN",
+        }
+        htmx = {"HX-Request": "true", "Content-Type": "application/x-www-form-urlencoded"}
+        assert 'id="summary"' in browser.post("/package/summary", form, htmx)
+        assert invoice_id in browser.get("/invoices")
+        pages = [
+            ("live summary", "/package/summary", {"method": "POST", "body": form, "hx": True}),
+            ("My package", "/package", {}),
+            ("invoices list (120)", "/invoices", {}),
+            ("invoice PDF download", f"/invoices/{invoice_id}.pdf", {}),
+        ]
+        for name, path, spec in pages:
+            headers = {"Cookie": cookie, "User-Agent": USER_AGENT}
+            request: dict[str, Any] = {}
+            if spec.get("hx"):
+                headers.update(htmx)
+                request = {"method": "POST", "body": urllib.parse.urlencode(spec["body"])}
+            row = measure(name, base + path, sizes, headers=headers, **request)
+            row.ratio = row.rps / bare_row.rps if bare_row.rps else None
+            results.rows.append(row)
+
+
+# -- the background jobs ---------------------------------------------------------------------
+
+
+def bench_issue(results: Results, sizes: Sizes, app: Any, env: dict[str, str]) -> None:
+    startup, _ = flask_command(env, "plugins")  # the app's start-up alone
+    add_unbilled_payments(app, sizes.issue)
+    elapsed, out = flask_command(env, "invoices-issue")
+    issued = int(out.split("invoices: ")[1].split()[0])
+    assert issued == sizes.issue, out
+    rate = issued / max(elapsed - startup, 1e-9)
+    results.jobs.append(
+        (
+            "invoices issued (with PDF), 1 process",
+            f"{rate:.1f}/s  ({issued} in {elapsed:.1f} s, start-up {startup:.1f} s)",
+        )
+    )
+
+
+def reset_renewals(app: Any, marks: dict[str, int], period_end: dt.date) -> None:
+    """Undo a renewal round: its rows go, every subscription is due again on ``period_end``
+    (a new date, so the provider sees new idempotency keys)."""
+    from portal.extensions import db
+
+    with app.app_context(), db.engine.begin() as conn:
+        for table in ("invoice_rendering", "invoice", "provider_event", "payment"):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE id > :m"), {"m": marks[table]})
+        for table in ("checkout_order", "notice"):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE id > :m"), {"m": marks[table]})
+        conn.execute(sa.text("DELETE FROM invoice_sequence WHERE year = 2026"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO invoice_sequence (seller_key, series, year, last_value) "
+                "SELECT seller_key, series, year, count(*) FROM invoice WHERE year = 2026 "
+                "GROUP BY seller_key, series, year"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE subscription SET period_start = :start, period_end = :end, "
+                "status = 'active', next_check_at = NULL, renewal_attempts = 0, "
+                "retry_at = NULL, auto_renew = :on, next_period = NULL, next_currency = NULL"
+            ),
+            {"start": period_end - dt.timedelta(days=30), "end": period_end, "on": True},
+        )
+    with app.app_context():
+        analyze(db.engine)
+        db.engine.dispose()
+
+
+def table_marks(app: Any) -> dict[str, int]:
+    from portal.extensions import db
+
+    names = ("invoice_rendering", "invoice", "provider_event", "payment", "checkout_order")
+    with app.app_context(), db.engine.connect() as conn:
+        marks = {
+            t: int(conn.execute(sa.text(f"SELECT coalesce(max(id), 0) FROM {t}")).scalar_one())
+            for t in (*names, "notice")
+        }
+        db.engine.dispose()
+    return marks
+
+
+def bench_renewals(
+    results: Results, sizes: Sizes, app: Any, env: dict[str, str], runners: list[int]
+) -> None:
+    from portal.extensions import db
+
+    now = RUN_AT.isoformat()
+    startup, _ = flask_command(env, "plugins")  # the app's start-up alone
+    marks = table_marks(app)
+    for round_number, count in enumerate(runners):
+        if round_number:
+            reset_renewals(app, marks, PERIOD_END - dt.timedelta(days=round_number))
+        command = [str(BIN / "flask"), "--app", "wsgi", "billing", "run", "--now", now]
+        started = time.perf_counter()
+        processes = [
+            subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(count)
+        ]
+        outputs = [p.communicate()[0] for p in processes]
+        elapsed = time.perf_counter() - started
+        if any(p.returncode for p in processes):
+            raise RuntimeError(f"billing run failed: {outputs}")
+        renewed = sum(int(o.split(" checked, ")[1].split(" renewed")[0]) for o in outputs)
+        with app.app_context():
+            invoices = db.session.scalar(
+                sa.text("SELECT count(*) FROM invoice WHERE id > :m"), {"m": marks["invoice"]}
+            )
+            db.session.remove()
+            db.engine.dispose()
+        assert renewed == sizes.accounts and invoices == renewed, (renewed, invoices, outputs)
+        rate = renewed / max(elapsed - startup, 1e-9)
+        results.jobs.append(
+            (
+                f"subscriptions renewed, {count} runner{'s' if count > 1 else ''}",
+                f"{rate:.1f}/s  ({renewed} charged and invoiced in {elapsed:.1f} s, "
+                f"start-up {startup:.1f} s)",
+            )
+        )
+        print(f"[{results.backend}] {results.jobs[-1]}", flush=True)
+
+
+# -- one database ------------------------------------------------------------------------------
+
+
+def run_backend(backend: str, sizes: Sizes, workdir: Path, parts: set[str]) -> Results:
+    from pakiet_stripe.emulator import StripeEmulator
+    from portal.extensions import db
+    from portal.models import Invoice
+
+    results = Results(backend=backend)
+    emulator = StripeEmulator(api_key=API_KEY, webhook_secret=WEBHOOK_SECRET).start()
+    url = create_database(backend, workdir)
+    try:
+        env = environment(url, workdir, emulator)
+        flask_command(env, "db", "upgrade")
+        started = time.perf_counter()
+        cards = [
+            emulator.save_card(GOOD_CARD, email=f"user{n}@bench.example.com")
+            for n in range(sizes.accounts)
+        ]
+        app = make_app(url, emulator)
+        seed(app, sizes, cards)
+        results.seed_seconds = time.perf_counter() - started
+        print(f"[{backend}] seeded in {results.seed_seconds:.0f} s", flush=True)
+        with app.app_context():
+            invoice_id = db.session.scalar(
+                sa.select(Invoice.public_id).where(Invoice.account_id == 1).order_by(Invoice.id)
+            )
+            db.session.remove()
+            db.engine.dispose()
+        assert invoice_id is not None
+        if "web" in parts:
+            bench_web(results, sizes, env, invoice_id)
+            print(f"[{backend}] pages measured", flush=True)
+        if "jobs" in parts:
+            bench_issue(results, sizes, app, env)
+            print(f"[{backend}] {results.jobs[-1]}", flush=True)
+            bench_renewals(results, sizes, app, env, [1, 2] if backend == "postgresql" else [1])
+        with app.app_context():
+            db.engine.dispose()
+    finally:
+        emulator.stop()
+        drop_database(backend, workdir)
+    return results
+
+
+# -- the report --------------------------------------------------------------------------------
+
+TARGETS = {
+    "live summary": 0.40,
+    "My package": 0.30,
+    "invoices list (120)": 0.25,
+    "invoice PDF download": 0.50,
+}
+
+
+def report(results: Results, sizes: Sizes) -> str:
+    lines = [
+        f"### {results.backend}: {sizes.connections} connections, {sizes.workers} sync "
+        f"workers, {sizes.duration} s per page",
+        "",
+        "| page | req/s | p50 ms | p99 ms | ratio to bare | target |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in results.rows:
+        ratio = f"{row.ratio:.2f}" if row.ratio is not None else "1"
+        target = TARGETS.get(row.name)
+        verdict = ""
+        if target is not None and row.ratio is not None:
+            ok = row.ratio >= target and row.p99 < 50
+            verdict = f"≥ {target:.2f}, p99 < 50 {'ok' if ok else 'MISSED'}"
+        errors = f" ({row.errors} errors)" if row.errors else ""
+        lines.append(
+            f"| {row.name}{errors} | {row.rps:.0f} | {row.p50:.0f} | {row.p99:.0f} | {ratio} "
+            f"| {verdict} |"
+        )
+    if results.jobs:
+        lines += ["", "| background job | rate |", "| --- | --- |"]
+        lines += [f"| {name} | {rate} |" for name, rate in results.jobs]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory = "?"
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal"):
+            memory = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    return f"{os.cpu_count()} CPUs ({cpu}), {memory} RAM, Python {sys.version.split()[0]}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small data set, short runs")
+    parser.add_argument("--only", choices=["postgresql", "sqlite"], action="append")
+    parser.add_argument("--parts", choices=["web", "jobs"], action="append")
+    parser.add_argument("--duration", type=int, help="seconds per page")
+    parser.add_argument("--connections", type=int)
+    parser.add_argument("--workers", type=int)
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else Sizes()
+    overrides = {
+        k: v
+        for k, v in (
+            ("duration", args.duration),
+            ("connections", args.connections),
+            ("workers", args.workers),
+        )
+        if v is not None
+    }
+    sizes = Sizes(**{**sizes.__dict__, **overrides})
+    if shutil.which("node") is None:
+        print("the load generator needs Node.js (as `make install` does)", file=sys.stderr)
+        return 2
+    backends = args.only or ["postgresql", "sqlite"]
+    parts = set(args.parts or ["web", "jobs"])
+    workdir = Path(tempfile.mkdtemp(prefix="pakiet-bench-"))
+    os.environ["PAKIET_INSTANCE_PATH"] = str(workdir)  # no developer's pakiet.cfg
+    print(
+        f"Pakiet benchmark: {sizes.accounts} accounts, {sizes.invoices} invoices "
+        f"(one account with {sizes.heavy}), on {machine()}",
+        flush=True,
+    )
+    tables = []
+    try:
+        for backend in backends:
+            tables.append(report(run_backend(backend, sizes, workdir, parts), sizes))
+            print(tables[-1], flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("\n" + "\n\n".join(tables))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
