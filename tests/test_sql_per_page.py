@@ -1,0 +1,222 @@
+"""SQL per page (issue 9): the pages the benchmark drives run as many statements for an
+account with 3 invoices as for one with 40, with other accounts' data in the database.
+
+Counts, not timings: the timings are ``make bench``'s job (``scripts/bench.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+from werkzeug.security import generate_password_hash
+
+from portal.extensions import db
+from portal.models import (
+    Account,
+    BillingInfo,
+    Invoice,
+    InvoiceRendering,
+    Order,
+    Payment,
+    PaymentMethod,
+    Subscription,
+    User,
+    utcnow,
+)
+from tests.conftest import PASSWORD, Auth, csrf_token
+
+TODAY = dt.date(2026, 11, 26)
+PDF = b"%PDF-1.7\n% a stored rendering\n%%EOF\n"
+
+
+@pytest.fixture
+def frozen_today(monkeypatch):
+    monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
+
+
+def make_account(name: str, invoices: int, password_hash: str, first_seq: int) -> None:
+    """A paid Standard account with a saved card and ``invoices`` paid invoices."""
+    now = utcnow()
+    email = f"{name}@firma.example.com"
+    account = Account(name=f"Firma {name}", created_at=now)
+    account.billing_info = BillingInfo(
+        company_name=account.name, country="PL", invoice_email=email, updated_at=now
+    )
+    account.subscription = Subscription(
+        package="standard",
+        period="month",
+        agents=2,
+        conversations=100,
+        currency="PLN",
+        status="active",
+        period_start=dt.date(2026, 11, 10),
+        period_end=dt.date(2026, 12, 10),
+        auto_renew=True,
+        period_net_minor=17800,
+    )
+    db.session.add_all(
+        [account, User(account=account, email=email, password_hash=password_hash, language="pl")]
+    )
+    db.session.flush()
+    method = PaymentMethod(
+        account_id=account.id,
+        provider="stripe",
+        provider_ref=f"pm_{name}",
+        customer_ref=f"cus_{name}",
+        brand="visa",
+        last4="4242",
+        exp_month=12,
+        exp_year=2034,
+        is_default=True,
+    )
+    db.session.add(method)
+    db.session.flush()
+    for n in range(invoices):
+        created = now - dt.timedelta(days=30 * (invoices - n))
+        order = Order(
+            public_id=f"o-{name}-{n}",
+            account_id=account.id,
+            idempotency_key=f"k-{name}-{n}",
+            status="paid",
+            subscription_version=1,
+            package="standard",
+            period="month",
+            agents=2,
+            conversations=100,
+            currency="PLN",
+            subtotal_minor=17800,
+            net_minor=17800,
+            vat_minor=4094,
+            total_minor=21894,
+            tax_treatment="domestic",
+            quote={},
+            created_at=created,
+            expires_at=created + dt.timedelta(days=30),
+        )
+        db.session.add(order)
+        db.session.flush()
+        payment = Payment(
+            public_id=f"p-{name}-{n}",
+            account_id=account.id,
+            order_id=order.id,
+            method_id=method.id,
+            provider="stripe",
+            provider_ref=f"pi_{name}_{n}",
+            charge_ref=f"pi_{name}_{n}",
+            idempotency_key=f"k-{name}-{n}",
+            status="paid",
+            amount_minor=21894,
+            currency="PLN",
+            created_at=created,
+            settled_at=created,
+        )
+        db.session.add(payment)
+        db.session.flush()
+        seq = first_seq + n
+        invoice = Invoice(
+            public_id=f"i-{name}-{n}",
+            account_id=account.id,
+            seller_key="PL5260250274",
+            series="FV",
+            year=2026,
+            seq=seq,
+            number=f"FV/2026/{seq:06d}",
+            payment_id=payment.id,
+            issue_date=created.date(),
+            sale_date=created.date(),
+            currency="PLN",
+            language="pl",
+            net_minor=17800,
+            vat_minor=4094,
+            total_minor=21894,
+            content={},
+            xml=b"<rsm:CrossIndustryInvoice/>",
+            note="PO 4711" if n % 2 else None,
+            created_at=created,
+        )
+        db.session.add(invoice)
+        db.session.flush()
+        db.session.add(InvoiceRendering(invoice_id=invoice.id, pdf=PDF, rendered_at=created))
+
+
+@pytest.fixture
+def accounts(app, frozen_today) -> None:
+    """Small (3 invoices) and big (40), among other accounts with invoices of their own."""
+    password_hash = generate_password_hash(PASSWORD)
+    with app.app_context():
+        seq = 1
+        for name, count in [("other1", 5), ("small", 3), ("other2", 12), ("big", 40)]:
+            make_account(name, count, password_hash, seq)
+            seq += count
+        db.session.commit()
+
+
+@contextmanager
+def counting(app) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def page_statements(app, client, name: str) -> dict[str, list[str]]:
+    """The statements each benchmarked page runs for the logged-in account ``name``."""
+    assert Auth(client).login(f"{name}@firma.example.com").status_code == 302
+    token = csrf_token(client, "/package/edit")
+    form = {
+        "csrf_token": token,
+        "package": "standard",
+        "period": "month",
+        "agents": "3",
+        "conversations": "100",
+        "currency": "PLN",
+    }
+    html = client.get("/invoices").get_data(as_text=True)
+    pdf_link = re.search(r'href="(/invoices/[^"]+\.pdf)"', html)
+    assert pdf_link, "no PDF link on the invoices page"
+    requests = {
+        "summary": lambda: client.post(
+            "/package/summary", data=form, headers={"HX-Request": "true"}
+        ),
+        "my package": lambda: client.get("/package"),
+        "invoices": lambda: client.get("/invoices"),
+        "pdf": lambda: client.get(pdf_link.group(1)),
+    }
+    counts = {}
+    for page, request in requests.items():
+        assert request().status_code == 200  # warm: first-request work is not per page
+        with counting(app) as statements:
+            response = request()
+        assert response.status_code == 200, page
+        counts[page] = statements
+    return counts
+
+
+def test_sql_per_page_does_not_grow_with_the_number_of_invoices(app, accounts):
+    small = page_statements(app, app.test_client(), "small")
+    big = page_statements(app, app.test_client(), "big")
+
+    assert big["invoices"] and big["pdf"]
+    for page in small:
+        assert len(big[page]) == len(small[page]), (page, small[page], big[page])
+
+
+def test_the_invoices_page_lists_every_invoice_of_the_big_account(app, accounts):
+    client = app.test_client()
+    assert Auth(client).login("big@firma.example.com").status_code == 302
+    html = client.get("/invoices").get_data(as_text=True)
+    assert len(re.findall(r'href="/invoices/i-big-\d+\.pdf"', html)) == 40
+    assert "i-small-" not in html and "i-other" not in html
