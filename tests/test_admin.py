@@ -227,6 +227,9 @@ def test_a_partial_then_full_refund_with_credit_notes(app, client, auth, stripe_
     refunds = [r for r in stripe_emulator.objects("refund")]
     assert sorted(r["amount"] for r in refunds) == [10000, 22841]
     assert [e.action for e in audit(app)] == ["refund", "refund"]
+    pdf = client.get(f"/admin/actions/invoice/{notes[0].id}.pdf")  # downloadable by staff
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
+    assert pdf.data.startswith(b"%PDF")
 
 
 def test_the_dashboard_shows_mrr_and_subscriptions_by_package_and_currency(
