@@ -10,7 +10,7 @@ MO := $(PO:.po=.mo)
 export PAKIET_INSTANCE_PATH ?= $(CURDIR)/instance
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test install lint translations-extract demo-db clean
+.PHONY: run test install lint translations-extract demo-db clean bench
 
 run: install demo-db
 	@echo ""
@@ -19,7 +19,7 @@ run: install demo-db
 	@echo "  free@demo.example.com      Free"
 	@echo "  standard@demo.example.com  Standard, monthly, 3 agents, PLN"
 	@echo "  pro@demo.example.com       Pro, yearly, EUR"
-	@echo "  admin@demo.example.com     staff"
+	@echo "  admin@demo.example.com     staff: http://127.0.0.1:5000/admin/"
 	@echo ""
 	$(BIN)/python scripts/devserver.py --host 127.0.0.1 --port 5000
 
@@ -55,6 +55,11 @@ demo-db: install
 translations-extract: install
 	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext -k _l -k _n:1,2 -o translations/messages.pot --no-location --sort-output portal plugins templates
 	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching
+
+# Throughput and latency of the portal against a bare Flask app, on PostgreSQL (database
+# pakiet_bench at 127.0.0.1:5432, created and dropped) and SQLite: see docs/performance.md.
+bench: install
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(STAMPS) node_modules
