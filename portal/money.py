@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from functools import total_ordering
+from functools import lru_cache, total_ordering
 
 from babel.numbers import format_currency, get_currency_precision
 
@@ -24,6 +24,15 @@ class CurrencyMismatch(ValueError):
 def minor_units(currency: str) -> int:
     """Number of decimal digits of the currency's minor unit (ISO 4217, via CLDR)."""
     return int(get_currency_precision(currency))
+
+
+@lru_cache(maxsize=4096)
+def _format(minor: int, currency: str, locale: str) -> str:
+    """Babel's currency formatting is slow and pure: pages list the same amounts often."""
+    amount = Decimal(f"{minor}E-{minor_units(currency)}")
+    text = format_currency(amount, currency, locale=locale)
+    text = _LETTER_THEN_DIGIT.sub("\N{NO-BREAK SPACE}", text)
+    return _DIGIT_THEN_LETTER.sub("\N{NO-BREAK SPACE}", text)
 
 
 def round_half_up(value: Fraction) -> int:
@@ -127,9 +136,7 @@ class Money:
 
     def format(self, locale: str) -> str:
         """Format for a locale: ``pl`` gives ``1 234,56 zł``, ``en`` gives ``PLN 1,234.56``."""
-        text = format_currency(self.amount, self.currency, locale=locale)
-        text = _LETTER_THEN_DIGIT.sub("\N{NO-BREAK SPACE}", text)
-        return _DIGIT_THEN_LETTER.sub("\N{NO-BREAK SPACE}", text)
+        return _format(self.minor, self.currency, locale)
 
     def __str__(self) -> str:
         return f"{self.currency} {self.amount}"

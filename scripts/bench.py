@@ -74,12 +74,13 @@ class Sizes:
     invoices: int = 100_000
     heavy: int = 120
     issue: int = 300
+    renewals: int = 10_000
     duration: int = 10
     connections: int = 16
     workers: int = 2
 
 
-QUICK = Sizes(accounts=300, invoices=3000, heavy=120, issue=30, duration=3)
+QUICK = Sizes(accounts=300, invoices=3000, heavy=120, issue=30, renewals=300, duration=3)
 
 
 @dataclass
@@ -830,9 +831,10 @@ def bench_issue(results: Results, sizes: Sizes, app: Any, env: dict[str, str]) -
     )
 
 
-def reset_renewals(app: Any, marks: dict[str, int], period_end: dt.date) -> None:
-    """Undo a renewal round: its rows go, every subscription is due again on ``period_end``
-    (a new date, so the provider sees new idempotency keys)."""
+def reset_renewals(app: Any, marks: dict[str, int], period_end: dt.date, due: int) -> None:
+    """Undo a renewal round: its rows go, the first ``due`` subscriptions are due again on
+    ``period_end`` (a new date, so the provider sees new idempotency keys); an earlier run
+    has already scheduled the others' next look for later."""
     from portal.extensions import db
 
     with app.app_context(), db.engine.begin() as conn:
@@ -855,6 +857,18 @@ def reset_renewals(app: Any, marks: dict[str, int], period_end: dt.date) -> None
                 "retry_at = NULL, auto_renew = :on, next_period = NULL, next_currency = NULL"
             ),
             {"start": period_end - dt.timedelta(days=30), "end": period_end, "on": True},
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE subscription SET period_end = :later, next_check_at = :look "
+                "WHERE account_id NOT IN (SELECT account_id FROM subscription "
+                "ORDER BY account_id LIMIT :due)"
+            ),
+            {
+                "later": period_end + dt.timedelta(days=20),
+                "look": dt.datetime(2026, 12, 14, tzinfo=dt.UTC).replace(tzinfo=None),
+                "due": due,
+            },
         )
     with app.app_context():
         analyze(db.engine)
@@ -883,8 +897,7 @@ def bench_renewals(
     startup, _ = flask_command(env, "plugins")  # the app's start-up alone
     marks = table_marks(app)
     for round_number, count in enumerate(runners):
-        if round_number:
-            reset_renewals(app, marks, PERIOD_END - dt.timedelta(days=round_number))
+        reset_renewals(app, marks, PERIOD_END - dt.timedelta(days=round_number), sizes.renewals)
         command = [str(BIN / "flask"), "--app", "wsgi", "billing", "run", "--now", now]
         started = time.perf_counter()
         processes = [
@@ -902,7 +915,7 @@ def bench_renewals(
             )
             db.session.remove()
             db.engine.dispose()
-        assert renewed == sizes.accounts and invoices == renewed, (renewed, invoices, outputs)
+        assert renewed == sizes.renewals and invoices == renewed, (renewed, invoices, outputs)
         rate = renewed / max(elapsed - startup, 1e-9)
         results.jobs.append(
             (
@@ -1016,6 +1029,8 @@ def main() -> int:
     parser.add_argument("--duration", type=int, help="seconds per page")
     parser.add_argument("--connections", type=int)
     parser.add_argument("--workers", type=int)
+    parser.add_argument("--renewals", type=int, help="due subscriptions (default 10,000)")
+    parser.add_argument("--issue", type=int, help="invoices to issue (default 300)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else Sizes()
     overrides = {
@@ -1024,6 +1039,8 @@ def main() -> int:
             ("duration", args.duration),
             ("connections", args.connections),
             ("workers", args.workers),
+            ("renewals", args.renewals),
+            ("issue", args.issue),
         )
         if v is not None
     }
