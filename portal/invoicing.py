@@ -422,10 +422,16 @@ def issue_for_payment(
         note=note,
         created_at=now,
     )
+    from portal import mail
+
     try:
         db.session.add(invoice)
         db.session.flush()
         db.session.add(InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=note, rendered_at=now))
+        # R11: its e-mail is queued with it, so no crash can leave an invoice unsent.
+        mail.queue(
+            account.id, "invoice", key=f"invoice-{invoice.id}", now=now, invoice_id=invoice.id
+        )
         db.session.commit()
     except IntegrityError:  # issued concurrently for the same payment: keep theirs
         db.session.rollback()
