@@ -21,6 +21,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
 from sqlalchemy import func, select
+from sqlalchemy.exc import DataError, InvalidRequestError
 
 from portal import invoicing, staff, support
 from portal.catalogue import PackageCode, Period
@@ -135,6 +136,22 @@ class ReadOnly(StaffOnly, ModelView):
     form_base_class = FlaskForm
     action_disallowed_list = ["delete"]
     column_default_sort = ("id", True)
+
+    # A hand-made query string (a NUL in a search or filter, page=-1 or 10**20, an id that
+    # is not a number) makes the database refuse the query: a bad request, not a 500.
+    def get_list(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().get_list(*args, **kwargs)
+        except (DataError, OverflowError):
+            db.session.rollback()
+            abort(400)
+
+    def get_one(self, id: Any) -> Any:
+        try:
+            return super().get_one(id)
+        except (DataError, OverflowError, InvalidRequestError):
+            db.session.rollback()
+            abort(404)
 
 
 def _account_link(view: Any, context: Any, model: Any, name: str) -> Markup:
@@ -474,7 +491,7 @@ class Actions(StaffOnly, BaseView):
 
     def _subscription_action(self, sub: Subscription, action: str) -> None:
         version = _int(request.form.get("version"))
-        note = (request.form.get("note") or "").strip()[:500] or None
+        note = _note(500)
         now = utcnow()
         if action == "monthly":
             staff.schedule_monthly(sub_id=sub.id, version=version, actor=current_user, now=now)
@@ -528,7 +545,7 @@ class Actions(StaffOnly, BaseView):
                     seller=current_app.config["SELLER"],
                     render=invoicing.app_renderer(),
                     actor=current_user,
-                    note=(request.form.get("note") or "").strip()[:300] or None,
+                    note=_note(300),
                     now=now,
                     today=invoicing.local_today(now),
                 )
@@ -606,6 +623,14 @@ DONE = {
     "extend": lazy_gettext("The period was extended."),
     "currency": lazy_gettext("Scheduled: the new currency from the next renewal."),
 }
+
+
+def _note(limit: int) -> str | None:
+    """The form's reason for the audit log: control characters dropped (PostgreSQL refuses
+    a NUL in text), trimmed, at most ``limit`` characters; None when empty."""
+    text = request.form.get("note") or ""
+    cleaned = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable()).strip()
+    return cleaned[:limit].strip() or None
 
 
 def _int(text: str | None) -> int:

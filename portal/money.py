@@ -53,6 +53,11 @@ _LETTER_THEN_DIGIT = re.compile(r"(?<=[^\W\d_])(?=[\d\-])")
 _DIGIT_THEN_LETTER = re.compile(r"(?<=\d)(?=[^\W\d_])")
 
 
+#: Money.of refuses a decimal exponent beyond this (``1e999999999``, ``0E-999999999``):
+#: no real amount needs it, and exact arithmetic on one would run for hours.
+MAX_EXPONENT = 30
+
+
 @total_ordering
 @dataclass(frozen=True, slots=True)
 class Money:
@@ -81,6 +86,10 @@ class Money:
         value = Decimal(amount)
         if not value.is_finite():
             raise ValueError(f"{amount} is not a finite amount")
+        exponent = value.as_tuple().exponent
+        if not isinstance(exponent, int) or not -MAX_EXPONENT <= exponent <= MAX_EXPONENT:
+            # 1e999999999 would make Fraction build a billion-digit integer: hours of CPU.
+            raise ValueError(f"{amount} is out of range")
         scaled = Fraction(value) * 10 ** minor_units(currency)  # exact, unlike scaleb
         if scaled.denominator != 1:
             raise ValueError(f"{amount} has more decimals than {currency} allows")

@@ -319,6 +319,18 @@ def test_of_an_int_is_whole_major_units(major: int, currency: str) -> None:
     assert money.amount == major
 
 
+@pytest.mark.parametrize(
+    "amount", ["1e999999999", "-1E+31", "1e-999999999", "0E-999999999", Decimal("5E-31")]
+)
+def test_of_refuses_absurd_exponents_at_once(amount: Any) -> None:
+    """A staff refund form once sent "1e999999999" here: exact arithmetic on it would have
+    built a billion-digit integer (hours of CPU, gigabytes). It is refused up front."""
+    with pytest.raises(ValueError, match="out of range"):
+        Money.of(amount, "PLN")
+    assert Money.of("1E+30", "PLN").minor == 10**32  # the largest exponent still taken
+    assert Money.of("1.20000000000000000000000000000", "PLN").minor == 120
+
+
 @FAST
 @given(moneys(), st.integers(1, 9))
 def test_of_refuses_more_decimals_than_the_currency_has(a: Money, digit: int) -> None:
