@@ -52,8 +52,9 @@ from portal.models import (
     SubscriptionStatus,
     utcnow,
 )
-from portal.orders import Pricing, current_terms, tax_decision
+from portal.orders import Pricing, current_terms, new_order, tax_decision
 from portal.pricing import Quote, Selection, renewal
+from portal.tax import TaxDecision
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +303,7 @@ def _queue_upcoming(
             )
         return
     if days_left <= deps.settings.renewal_notice_days.get(sub.period, 7):
-        quote, _order_selection = _renewal_quote(sub, account, deps)
+        quote, _decision = _renewal_quote(sub, account, deps)
         method = payments.default_method(account.id)
         _queue(
             report,
@@ -339,7 +340,7 @@ def _describe(method: Any) -> str:
 # -- renewing -------------------------------------------------------------------------------
 
 
-def _renewal_quote(sub: Subscription, account: Account, deps: Deps) -> tuple[Quote, Selection]:
+def _renewal_quote(sub: Subscription, account: Account, deps: Deps) -> tuple[Quote, TaxDecision]:
     assert sub.currency is not None and sub.period_end is not None
     selection = Selection(
         package=PackageCode(sub.package),
@@ -350,7 +351,7 @@ def _renewal_quote(sub: Subscription, account: Account, deps: Deps) -> tuple[Quo
     )
     decision = tax_decision(deps.pricing, account.billing_info, sub.period_end)
     quote = renewal(deps.pricing.catalogue, current_terms(sub), selection, decision.rate)
-    return quote, selection
+    return quote, decision
 
 
 def _ids(secret: str, sub: Subscription, attempt: int) -> tuple[str, str]:
@@ -369,32 +370,21 @@ def _renew(
     assert sub.period_end is not None
     attempt = sub.renewal_attempts
     _close_earlier_attempts(sub, attempt)
-    quote, selection = _renewal_quote(sub, account, deps)
-    decision = tax_decision(deps.pricing, account.billing_info, sub.period_end)
+    quote, decision = _renewal_quote(sub, account, deps)
     public_id, key = _ids(deps.settings.secret, sub, attempt)
     order = db.session.scalar(
         select(Order).where(Order.account_id == account.id, Order.idempotency_key == key)
     )
     if not isinstance(order, Order):
-        order = Order(
-            public_id=public_id,
+        order = new_order(
             account_id=account.id,
+            public_id=public_id,
             idempotency_key=key,
-            status=OrderStatus.PENDING.value,
             subscription_version=sub.version,
-            package=selection.package.value,
-            period=selection.period.value,
-            agents=selection.agents,
-            conversations=selection.conversations,
-            currency=selection.currency,
-            subtotal_minor=quote.subtotal.minor,
-            net_minor=quote.net_due.minor,
-            vat_minor=quote.vat.minor,
-            total_minor=quote.total_due.minor,
-            tax_treatment=decision.treatment.value,
-            quote=quote.to_record(),
-            created_at=now,
-            expires_at=now + dt.timedelta(days=30),
+            result=quote,
+            decision=decision,
+            now=now,
+            lifetime=dt.timedelta(days=30),
         )
         db.session.add(order)
         db.session.flush()

@@ -119,6 +119,41 @@ def find_order(account_id: int, public_id: str) -> Order | None:
     return order if isinstance(order, Order) else None
 
 
+def new_order(
+    *,
+    account_id: int,
+    public_id: str,
+    idempotency_key: str,
+    subscription_version: int,
+    result: Quote,
+    decision: TaxDecision,
+    now: dt.datetime,
+    lifetime: dt.timedelta,
+) -> Order:
+    """A pending order freezing ``result`` (its selection, totals and the whole quote)."""
+    selection = result.selection
+    return Order(
+        public_id=public_id,
+        account_id=account_id,
+        idempotency_key=idempotency_key,
+        status=OrderStatus.PENDING.value,
+        subscription_version=subscription_version,
+        package=selection.package.value,
+        period=selection.period.value,
+        agents=selection.agents,
+        conversations=selection.conversations,
+        currency=selection.currency,
+        subtotal_minor=result.subtotal.minor,
+        net_minor=result.net_due.minor,
+        vat_minor=result.vat.minor,
+        total_minor=result.total_due.minor,
+        tax_treatment=decision.treatment.value,
+        quote=result.to_record(),
+        created_at=now,
+        expires_at=now + lifetime,
+    )
+
+
 def place_order(
     *,
     pricing: Pricing,
@@ -142,25 +177,15 @@ def place_order(
         raise QuoteChanged(result)
     if not result.payable:
         raise NothingToPay()
-    order = Order(
-        public_id=secrets.token_hex(16),
+    order = new_order(
         account_id=account.id,
+        public_id=secrets.token_hex(16),
         idempotency_key=idempotency_key,
-        status=OrderStatus.PENDING.value,
         subscription_version=account.subscription.version,
-        package=selection.package.value,
-        period=selection.period.value,
-        agents=selection.agents,
-        conversations=selection.conversations,
-        currency=selection.currency,
-        subtotal_minor=result.subtotal.minor,
-        net_minor=result.net_due.minor,
-        vat_minor=result.vat.minor,
-        total_minor=result.total_due.minor,
-        tax_treatment=decision.treatment.value,
-        quote=result.to_record(),
-        created_at=now,
-        expires_at=now + ORDER_LIFETIME,
+        result=result,
+        decision=decision,
+        now=now,
+        lifetime=ORDER_LIFETIME,
     )
     db.session.add(order)
     try:

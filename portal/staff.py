@@ -17,7 +17,12 @@ from sqlalchemy import select
 
 from portal import audit, invoicing, payments
 from portal.catalogue import Catalogue, Period
-from portal.contracts import PaymentProvider, ProviderError, SubscriptionChanged
+from portal.contracts import (
+    PaymentProvider,
+    ProviderError,
+    SubscriptionChanged,
+    SubscriptionState,
+)
 from portal.extensions import db
 from portal.models import (
     Invoice,
@@ -59,11 +64,19 @@ def _lock_sub(sub_id: int, version: int) -> Subscription:
     return sub
 
 
+Before = tuple[dict[str, object], SubscriptionState]
+
+
+def _before(sub: Subscription) -> Before:
+    """The subscription as the audit log and the ``subscription_changed`` hook see it."""
+    return audit.subscription_state(sub), payments.state(sub)
+
+
 def _finish(
     sub: Subscription,
     actor: User,
     action: str,
-    before: dict[str, object],
+    before: Before,
     now: dt.datetime,
     note: str | None = None,
 ) -> Subscription:
@@ -73,24 +86,24 @@ def _finish(
         account_id=sub.account_id,
         object_type="subscription",
         object_id=sub.id,
-        before=before,
+        before=before[0],
         after=audit.subscription_state(sub),
         note=note,
         now=now,
     )
     db.session.commit()
-    _announce(sub, before, action, now)
+    _announce(sub, before[1], action, now)
     return sub
 
 
-def _announce(sub: Subscription, before: dict[str, object], reason: str, now: dt.datetime) -> None:
+def _announce(sub: Subscription, before: SubscriptionState, reason: str, now: dt.datetime) -> None:
     from portal.plugins import registry
 
     registry().hook.subscription_changed(
         event=SubscriptionChanged(
             account_id=sub.account_id,
             subscription_id=sub.id,
-            before=None,
+            before=before,
             after=payments.state(sub),
             reason=f"staff:{reason}",
             changed_at=now,
@@ -107,7 +120,7 @@ def schedule_monthly(*, sub_id: int, version: int, actor: User, now: dt.datetime
     if sub.next_period == Period.MONTH:
         db.session.rollback()
         raise StaffRefused("already_scheduled")
-    before = audit.subscription_state(sub)
+    before = _before(sub)
     sub.next_period = Period.MONTH.value
     return _finish(sub, actor, "schedule_monthly", before, now)
 
@@ -136,7 +149,7 @@ def schedule_currency(
     if sub.credit_minor:
         db.session.rollback()
         raise StaffRefused("credit_left", credit=str(sub.credit))
-    before = audit.subscription_state(sub)
+    before = _before(sub)
     sub.next_currency = None if currency == sub.currency else currency
     return _finish(sub, actor, "schedule_currency", before, now)
 
@@ -155,7 +168,7 @@ def return_to_free(
     if not sub.is_paid:
         db.session.rollback()
         raise StaffRefused("already_free")
-    before = audit.subscription_state(sub)
+    before = _before(sub)
     _free(sub, free_agents)
     sub.status = SubscriptionStatus.ACTIVE.value
     sub.next_period = sub.next_currency = None
@@ -183,7 +196,7 @@ def extend_period(
     if not sub.is_paid or sub.period_end is None:
         db.session.rollback()
         raise StaffRefused("not_paid")
-    before = audit.subscription_state(sub)
+    before = _before(sub)
     sub.period_end = sub.period_end + dt.timedelta(days=days)
     if sub.period_end > today and sub.status != SubscriptionStatus.ACTIVE:
         sub.status = SubscriptionStatus.ACTIVE.value
