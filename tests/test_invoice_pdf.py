@@ -177,3 +177,49 @@ def test_the_note_changes_nothing_fiscal() -> None:
     without = pdf_text(rendered(samples.DOMESTIC)[0])
     with_note = pdf_text(rendered(replace(samples.DOMESTIC, note=NOTE))[0])
     assert with_note.startswith(without.split("Uwagi")[0].strip())
+
+
+# -- fonts parsed once per process (portal.invoice_fonts) -----------------------------------
+
+
+def _full_font_pdf(doc: InvoiceDocument) -> bytes:
+    from portal.invoice_pdf import _layout
+
+    return bytes(_layout(doc, cached_fonts=False).output())
+
+
+@pytest.mark.parametrize(("name", "doc"), list(samples.ALL.items()), ids=list(samples.ALL))
+def test_the_cut_down_fonts_print_what_the_full_fonts_print(
+    name: str, doc: InvoiceDocument
+) -> None:
+    doc = replace(doc, note=NOTE)
+    assert pdf_text(render_pdf(doc)) == pdf_text(_full_font_pdf(doc))
+
+
+def test_a_character_beyond_the_cut_down_fonts_is_printed_with_the_full_fonts() -> None:
+    buyer = replace(samples.PL_BUYER, name="Ελληνικά Ανθοπωλεία ΑΕ", city="Αθήνα")
+    doc = replace(samples.DOMESTIC, buyer=buyer)
+    pdf = render_pdf(doc)
+    text = pdf_text(pdf)
+    assert "Ελληνικά Ανθοπωλεία ΑΕ" in text and "Αθήνα" in text
+    assert text == pdf_text(_full_font_pdf(doc))
+
+
+def test_the_embedded_font_programs_are_valid_truetype_with_the_glyphs_used() -> None:
+    from fontTools.ttLib import TTFont
+
+    pdf, _ = rendered(samples.DOMESTIC)
+    reader = PdfReader(io.BytesIO(pdf))
+    programs = []
+    for page in reader.pages:
+        for font in page["/Resources"]["/Font"].values():
+            descendant = font.get_object()["/DescendantFonts"][0].get_object()
+            descriptor = descendant["/FontDescriptor"].get_object()
+            programs.append(descriptor["/FontFile2"].get_object().get_data())
+    assert len(programs) == 2
+    for data in programs:
+        font = TTFont(io.BytesIO(data))
+        glyf = font["glyf"]
+        drawn = [name for name in font.getGlyphOrder() if glyf[name].numberOfContours]
+        assert ".notdef" in drawn and len(drawn) > 20  # the letters of the invoice
+        font.save(io.BytesIO())  # every table reads and writes back
