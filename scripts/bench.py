@@ -328,7 +328,8 @@ def seed(app: Any, sizes: Sizes, cards: list[tuple[str, str]]) -> None:
         db.session.add(method)
         deps = lifecycle.deps_for(app)
         sub = account.subscription
-        quote, selection = lifecycle._renewal_quote(sub, account, deps)
+        quote, _ = lifecycle._renewal_quote(sub, account, deps)
+        selection = quote.selection
         decision = tax_decision(deps.pricing, account.billing_info, TODAY)
         order = Order(
             public_id=secrets.token_hex(16),
