@@ -8,7 +8,6 @@ from flask import Blueprint, abort, current_app, redirect, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
 
 from portal import htmx_util, payments
 from portal.extensions import db
@@ -20,14 +19,10 @@ bp = Blueprint("account", __name__)
 
 def current_account() -> Account:
     """The logged-in customer's account; staff without one get a 404."""
-    account_id = current_user.account_id
-    if account_id is None:
+    if current_user.account_id is None:
         abort(404)
-    account = db.session.scalar(
-        select(Account)
-        .where(Account.id == account_id)
-        .options(joinedload(Account.subscription), joinedload(Account.billing_info))
-    )
+    # Loaded with the user, with its subscription and billing data (auth.load_user).
+    account = current_user.account
     if not isinstance(account, Account):
         abort(404)
     return account

@@ -7,13 +7,15 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext, lazy_gettext
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from portal import accounts
 from portal.extensions import db, limiter
 from portal.i18n import current_language, safe_next
-from portal.models import User, utcnow
+from portal.models import Account, User, utcnow
 
 bp = Blueprint("auth", __name__)
 
@@ -84,7 +86,19 @@ def init_login(app: Flask, manager: LoginManager) -> None:
 
     @manager.user_loader
     def load_user(user_id: str) -> User | None:
-        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+        # Every customer page needs the account, its package and billing data: one query.
+        if not user_id.isdigit():
+            return None
+        user = db.session.scalar(
+            select(User)
+            .where(User.id == int(user_id))
+            .options(
+                joinedload(User.account).options(
+                    joinedload(Account.subscription), joinedload(Account.billing_info)
+                )
+            )
+        )
+        return user if isinstance(user, User) else None
 
 
 def _start_session(user: User) -> None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flask import Blueprint, current_app, redirect, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_babel import get_locale
+from flask_babel import get_locale, get_translations
 from flask_login import current_user
+from jinja2 import pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup
 
 from portal.extensions import db
 
@@ -29,6 +35,47 @@ def select_locale() -> str:
 
 def current_language() -> str:
     return str(get_locale() or current_app.config["BABEL_DEFAULT_LOCALE"])
+
+
+def template_translations() -> dict[str, Any]:
+    """``gettext`` and ``ngettext`` for one rendering, bound to the request's catalogue once.
+
+    Flask-Babel's callables look the catalogue up through several context-local proxies
+    for every string; a page has dozens. Jinja resolves ``_()`` and ``ngettext()`` from the
+    template context first, so these (same semantics as Jinja's "newstyle" gettext: escaped
+    under autoescape, always %-formatted) take over wherever the context reaches; macros
+    imported without context fall back to Flask-Babel's, with the same result.
+    """
+    translations = get_translations()
+    return {
+        "gettext": _newstyle_gettext(translations.ugettext),
+        "ngettext": _newstyle_ngettext(translations.ungettext),
+    }
+
+
+def _newstyle_gettext(func: Callable[[str], str]) -> Callable[..., str]:
+    @pass_context
+    def gettext(__context: Context, __string: str, **variables: Any) -> str:
+        text = func(__string)
+        if __context.eval_ctx.autoescape:
+            text = Markup(text)
+        return text % variables
+
+    return gettext
+
+
+def _newstyle_ngettext(func: Callable[[str, str, int], str]) -> Callable[..., str]:
+    @pass_context
+    def ngettext(
+        __context: Context, __singular: str, __plural: str, __num: int, **variables: Any
+    ) -> str:
+        variables.setdefault("num", __num)
+        text = func(__singular, __plural, __num)
+        if __context.eval_ctx.autoescape:
+            text = Markup(text)
+        return text % variables
+
+    return ngettext
 
 
 def safe_next(target: str | None, fallback: str) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import defer
 from portal import audit, htmx_util, invoicing, refund_views
 from portal.account import current_account
 from portal.extensions import db
-from portal.models import Account, Invoice, Payment, utcnow
+from portal.models import Account, Invoice, InvoiceRendering, Payment, utcnow
 from portal.refunds import offer
 
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
@@ -92,11 +92,20 @@ def _download(body: bytes, filename: str, mimetype: str) -> Response:
 @bp.get("/<public_id>.pdf")
 @login_required
 def pdf(public_id: str) -> ResponseReturnValue:
-    invoice = _own(public_id)
-    body = invoicing.latest_pdf(invoice.id)
-    if body is None:
+    if current_user.account_id is None:
         abort(404)
-    return _download(body, invoice.number.replace("/", "-") + ".pdf", "application/pdf")
+    # One query: the number and the latest rendering of the account's own invoice.
+    row = db.session.execute(
+        select(Invoice.number, InvoiceRendering.pdf)
+        .join(InvoiceRendering, InvoiceRendering.invoice_id == Invoice.id)
+        .where(Invoice.public_id == public_id, Invoice.account_id == current_user.account_id)
+        .order_by(InvoiceRendering.id.desc())
+        .limit(1)
+    ).one_or_none()
+    if row is None:
+        abort(404)
+    number, body = row
+    return _download(bytes(body), number.replace("/", "-") + ".pdf", "application/pdf")
 
 
 @bp.get("/<public_id>.xml")

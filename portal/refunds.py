@@ -86,8 +86,9 @@ def deadline(payment: Payment, tz: ZoneInfo) -> dt.datetime:
     return (local + dt.timedelta(days=REFUND_DAYS)).astimezone(dt.UTC)
 
 
-def _paid_package_payments(account_id: int) -> list[Payment]:
-    """Payments for a package that were ever settled (paid, or refunded since)."""
+def _first_paid_package_payments(account_id: int) -> list[Payment]:
+    """The first two payments for a package that were ever settled (paid, or refunded
+    since): a refund needs the first and no second, so more are never fetched."""
     stmt = (
         select(Payment)
         .where(
@@ -97,6 +98,7 @@ def _paid_package_payments(account_id: int) -> list[Payment]:
             Payment.status.in_([PaymentStatus.PAID.value, PaymentStatus.REFUNDED.value]),
         )
         .order_by(Payment.settled_at, Payment.id)
+        .limit(2)
     )
     return list(db.session.scalars(stmt))
 
@@ -127,7 +129,7 @@ def refusal(payment: Payment, account: Account, now: dt.datetime) -> str | None:
         return "not_refundable"
     if payment.settled_at is None or payment.charge_ref is None:
         return "not_refundable"
-    settled = _paid_package_payments(account.id)
+    settled = _first_paid_package_payments(account.id)
     if not settled or settled[0].id != payment.id:
         return "not_first"
     if len(settled) > 1:
@@ -141,7 +143,7 @@ def refusal(payment: Payment, account: Account, now: dt.datetime) -> str | None:
 
 def offer(account: Account, now: dt.datetime) -> Payment | None:
     """The payment the account may ask to have refunded now, if any."""
-    settled = _paid_package_payments(account.id)
+    settled = _first_paid_package_payments(account.id)
     if len(settled) != 1:
         return None
     payment = settled[0]

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
+from babel.dates import format_date as babel_format_date
 from babel.numbers import format_percent
 from flask import Flask, Response, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import format_date, format_datetime, gettext, lazy_gettext
 from flask_wtf.csrf import CSRFError
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from werkzeug.exceptions import HTTPException
 
 from portal.catalogue import PackageCode, Period
-from portal.i18n import current_language
+from portal.i18n import current_language, template_translations
 from portal.models import OrderStatus, SubscriptionStatus, SupportStatus
 from portal.money import Money
 
@@ -68,22 +72,56 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
-def format_money(value: Money | None) -> str:
-    return value.format(current_language()) if value is not None else "—"
+def format_money(value: Money | None, language: str | None = None) -> str:
+    return value.format(language or current_language()) if value is not None else "—"
 
 
-def format_minor(minor: int, currency: str) -> str:
-    return format_money(Money(int(minor), currency))
+def format_minor(minor: int, currency: str, language: str | None = None) -> str:
+    return format_money(Money(int(minor), currency), language)
 
 
-def format_rate(rate: Decimal | str) -> str:
-    return format_percent(Decimal(rate), "#,##0.##%", locale=current_language())
+def format_rate(rate: Decimal | str, language: str | None = None) -> str:
+    return format_percent(Decimal(rate), "#,##0.##%", locale=language or current_language())
 
 
-def format_day(value: dt.date | str | None) -> str:
+def format_day(value: dt.date | str | None, language: str | None = None) -> str:
     if isinstance(value, str):
         value = dt.date.fromisoformat(value)
-    return format_date(value, "long") if value is not None else "—"
+    if value is None:
+        return "—"
+    if type(value) is dt.date and language:  # a calendar day: no time zone to apply
+        return _long_date(value, language)
+    return format_date(value, "long")
+
+
+@lru_cache(maxsize=4096)
+def _long_date(value: dt.date, language: str) -> str:
+    """Babel's date formatting is pure and slow; lists repeat the same days."""
+    return babel_format_date(value, "long", locale=language)
+
+
+# The template filters take the language from the rendering's context (set once per
+# rendering by ``template_globals``) instead of asking Flask-Babel for every value.
+
+
+@pass_context
+def _money_filter(context: Context, value: Money | None) -> str:
+    return format_money(value, context.get("current_language"))
+
+
+@pass_context
+def _minor_filter(context: Context, minor: int, currency: str) -> str:
+    return format_minor(minor, currency, context.get("current_language"))
+
+
+@pass_context
+def _rate_filter(context: Context, rate: Decimal | str) -> str:
+    return format_rate(rate, context.get("current_language"))
+
+
+@pass_context
+def _day_filter(context: Context, value: dt.date | str | None) -> str:
+    return format_day(value, context.get("current_language"))
 
 
 def render_error(code: int, message: str | None = None) -> ResponseReturnValue:
@@ -124,10 +162,10 @@ def register(app: Flask) -> None:
 
     init_admin(app)
 
-    app.jinja_env.filters["money"] = format_money
-    app.jinja_env.filters["day"] = format_day
-    app.jinja_env.filters["minor"] = format_minor
-    app.jinja_env.filters["rate"] = format_rate
+    app.jinja_env.filters["money"] = _money_filter
+    app.jinja_env.filters["day"] = _day_filter
+    app.jinja_env.filters["minor"] = _minor_filter
+    app.jinja_env.filters["rate"] = _rate_filter
     app.jinja_env.filters["datetime"] = format_datetime
     app.jinja_env.filters["country_name"] = lambda code: countries.name(code, current_language())
     app.jinja_env.globals["describe_method"] = pay.describe
@@ -136,6 +174,7 @@ def register(app: Flask) -> None:
     @app.context_processor
     def template_globals() -> dict[str, Any]:
         return {
+            **template_translations(),
             "current_language": current_language(),
             "languages": {"pl": "Polski", "en": "English"},
             "package_names": PACKAGE_NAMES,
@@ -176,16 +215,12 @@ def lifecycle_banner() -> Any:
     """The R10 banner (a ``lifecycle.Banner``) for the customer's pages, or None."""
     from flask import current_app
     from flask_login import current_user
-    from sqlalchemy import select
 
     from portal import lifecycle
-    from portal.extensions import db
     from portal.models import Subscription, utcnow
 
-    if not current_user.is_authenticated or current_user.account_id is None:
+    if not current_user.is_authenticated or current_user.account is None:
         return None
-    sub = db.session.scalar(
-        select(Subscription).where(Subscription.account_id == current_user.account_id)
-    )
+    sub = current_user.account.subscription  # loaded with the user (auth.load_user)
     settings = lifecycle.settings_for(current_app)
     return lifecycle.banner(sub if isinstance(sub, Subscription) else None, utcnow(), settings)
