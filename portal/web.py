@@ -91,7 +91,7 @@ def format_day(value: dt.date | str | None, language: str | None = None) -> str:
         return "—"
     if type(value) is dt.date and language:  # a calendar day: no time zone to apply
         return _long_date(value, language)
-    return format_date(value, "long")
+    return str(format_date(value, "long"))
 
 
 @lru_cache(maxsize=4096)
