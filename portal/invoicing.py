@@ -385,11 +385,9 @@ def issue_for_payment(
         return None
     series = seller.get("invoice_series", "FV")
     seller_key = seller.get("vat_id") or seller["name"]
-    seq = next_number(seller_key, series, today.year)
-    number = format_number(series, today.year, seq)
     note = account.invoice_note
     doc = build_document(
-        number=number,
+        number="",
         kind=DocumentKind.INVOICE,
         order=order,
         account=account,
@@ -399,6 +397,11 @@ def issue_for_payment(
         rates=rates,
         note=note,
     )
+    # The counter's row stays locked until the commit (gapless numbers): take it only now
+    # that everything but the rendering is ready, so another issuer waits the least.
+    seq = next_number(seller_key, series, today.year)
+    number = format_number(series, today.year, seq)
+    doc = replace(doc, number=number)
     pdf, xml = render(doc)
     invoice = Invoice(
         public_id=secrets.token_hex(16),
@@ -533,7 +536,8 @@ def issue_now(payment_id: int, *, now: dt.datetime) -> Invoice | None:
     if invoice is None:
         return None
     registry().hook.invoice_issued(event=issued_event(invoice))
-    send(invoice, now=now)
+    # Its e-mail was queued with it (issue_for_payment): send it now, or a later run will.
+    mail.deliver_pending(now=now, key=f"invoice-{invoice.id}")
     return invoice
 
 
