@@ -57,7 +57,7 @@ translations-extract: install
 	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching
 
 # Throughput and latency of the portal against a bare Flask app, on PostgreSQL (database
-# pakiet_bench at 127.0.0.1:5432, created and dropped) and SQLite: see docs/performance.md.
+# pakiet_bench at 127.0.0.1:5432, created and dropped) and SQLite: see README "Performance".
 bench: install
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
