@@ -8,6 +8,7 @@ from flask import Blueprint, Response, abort, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 from flask_login import current_user, login_required
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import defer
 
@@ -74,6 +75,8 @@ def row_context() -> dict[str, Any]:
         },
         # /invoices/<public_id>.pdf, .xml and /note are built from it (see invoices/_row.html).
         "invoices_url": url_for("invoices.page"),
+        # One token serves every row's note form (Flask-WTF checks it against the session).
+        "row_csrf_token": generate_csrf(),
     }
 
 
