@@ -9,28 +9,46 @@ zero on a tie), to the minor unit. Adding or comparing two currencies is an erro
 from __future__ import annotations
 
 import re
+from copy import copy
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache, total_ordering
 
-from babel.numbers import format_currency, get_currency_precision
+from babel import Locale
 
 
 class CurrencyMismatch(ValueError):
     """Arithmetic or comparison between amounts in different currencies."""
 
 
+# ISO 4217 minor units of the currencies that do not have two (list one, 2024). CLDR's
+# "digits", which Babel reports, are display habits and drift between releases (Babel 2.19
+# gives HUF 0 where ISO 4217 says 2), so money is never counted by them.
+_ISO_MINOR_UNITS = {
+    **dict.fromkeys(
+        "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split(), 0
+    ),
+    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
+    **dict.fromkeys("CLF UYW".split(), 4),
+}
+
+
 def minor_units(currency: str) -> int:
-    """Number of decimal digits of the currency's minor unit (ISO 4217, via CLDR)."""
-    return int(get_currency_precision(currency))
+    """Number of decimal digits of the currency's minor unit (ISO 4217)."""
+    return _ISO_MINOR_UNITS.get(currency, 2)
 
 
 @lru_cache(maxsize=4096)
 def _format(minor: int, currency: str, locale: str) -> str:
-    """Babel's currency formatting is slow and pure: pages list the same amounts often."""
-    amount = Decimal(f"{minor}E-{minor_units(currency)}")
-    text = format_currency(amount, currency, locale=locale)
+    """Babel's currency formatting is slow and pure: pages list the same amounts often.
+    Always with the currency's ISO minor units: every amount shown is the amount charged,
+    never rounded to CLDR's display digits."""
+    units = minor_units(currency)
+    amount = Decimal(f"{minor}E-{units}")
+    pattern = copy(Locale.parse(locale).currency_formats["standard"])
+    pattern.frac_prec = (units, units)
+    text = pattern.apply(amount, locale, currency=currency, currency_digits=False)
     text = _LETTER_THEN_DIGIT.sub("\N{NO-BREAK SPACE}", text)
     return _DIGIT_THEN_LETTER.sub("\N{NO-BREAK SPACE}", text)
 

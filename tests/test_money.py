@@ -447,6 +447,10 @@ NBSP = "\N{NO-BREAK SPACE}"
         (-123456, "CZK", "-1 234,56 CZK", "-CZK 1,234.56"),
         (0, "CZK", "0,00 CZK", "CZK 0.00"),
         (10**12, "CZK", "10 000 000 000,00 CZK", "CZK 10,000,000,000.00"),
+        # ISO 4217 minor units, whatever CLDR's display digits say (Babel 2.19: HUF 0).
+        (123456, "HUF", "1 234,56 HUF", "HUF 1,234.56"),
+        (123456, "JPY", "123 456 JPY", "¥123,456"),
+        (123456, "KWD", "123,456 KWD", "KWD 123.456"),
     ],
 )
 def test_format_table(minor: int, currency: str, pl: str, en: str) -> None:
@@ -460,3 +464,11 @@ def test_format_table(minor: int, currency: str, pl: str, en: str) -> None:
 def test_format_the_documented_examples_literally() -> None:
     assert Money(123456, "PLN").format("pl") == "1\xa0234,56\xa0zł"
     assert Money(123456, "PLN").format("en") == "PLN\xa01,234.56"
+
+
+@pytest.mark.parametrize(
+    ("currency", "units"),
+    [("PLN", 2), ("EUR", 2), ("USD", 2), ("CZK", 2), ("HUF", 2), ("JPY", 0), ("KWD", 3)],
+)
+def test_minor_units_are_iso_4217s_not_cldrs_display_digits(currency: str, units: int) -> None:
+    assert minor_units(currency) == units
