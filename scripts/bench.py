@@ -287,7 +287,7 @@ def seed(app: Any, sizes: Sizes, cards: list[tuple[str, str]]) -> None:
         User,
         utcnow,
     )
-    from portal.orders import tax_decision
+    from portal.orders import new_order
 
     now = utcnow()
     password_hash = generate_password_hash(PASSWORD)
@@ -328,29 +328,18 @@ def seed(app: Any, sizes: Sizes, cards: list[tuple[str, str]]) -> None:
         db.session.add(method)
         deps = lifecycle.deps_for(app)
         sub = account.subscription
-        quote, _ = lifecycle._renewal_quote(sub, account, deps)
-        selection = quote.selection
-        decision = tax_decision(deps.pricing, account.billing_info, TODAY)
-        order = Order(
-            public_id=secrets.token_hex(16),
+        quote, decision = lifecycle._renewal_quote(sub, account, deps)
+        order = new_order(
             account_id=account.id,
+            public_id=secrets.token_hex(16),
             idempotency_key="bench-template",
-            status="paid",
             subscription_version=1,
-            package=selection.package.value,
-            period=selection.period.value,
-            agents=selection.agents,
-            conversations=selection.conversations,
-            currency=selection.currency,
-            subtotal_minor=quote.subtotal.minor,
-            net_minor=quote.net_due.minor,
-            vat_minor=quote.vat.minor,
-            total_minor=quote.total_due.minor,
-            tax_treatment=decision.treatment.value,
-            quote=quote.to_record(),
-            created_at=now,
-            expires_at=now + dt.timedelta(days=30),
+            result=quote,
+            decision=decision,
+            now=now,
+            lifetime=dt.timedelta(days=30),
         )
+        order.status = "paid"
         db.session.add(order)
         db.session.flush()
         payment = Payment(
