@@ -366,12 +366,23 @@ def issue_for_payment(
     now: dt.datetime,
     today: dt.date,
 ) -> Invoice | None:
-    """Issue the invoice of a settled payment, once. ``None`` when it already exists."""
-    payment = db.session.get(Payment, payment_id)
+    """Issue the invoice of a settled payment, once. ``None`` when it already exists or
+    another issuer holds the payment (it is issuing this invoice now)."""
+    # The payment's row is the claim: many runners walk the same list of due invoices, and
+    # each renders only those it holds (the unique payment_id would refuse a second one,
+    # but only after its PDF was rendered in vain).
+    payment = db.session.scalar(
+        select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
     if payment is None or payment.order_id is None:
+        db.session.rollback()  # the claim, if any, ends here
         return None
-    existing = db.session.scalar(select(Invoice).where(Invoice.payment_id == payment.id))
+    existing = db.session.scalar(select(Invoice.id).where(Invoice.payment_id == payment.id))
     if existing is not None:
+        db.session.rollback()
         return None
     order = db.session.get(Order, payment.order_id)
     account = db.session.get(Account, payment.account_id)
@@ -382,6 +393,7 @@ def issue_for_payment(
         payment.status == PaymentStatus.REFUNDED and order.status == OrderStatus.REFUNDED
     )
     if payment.status != PaymentStatus.PAID and not refunded_sale:
+        db.session.rollback()
         return None
     series = seller.get("invoice_series", "FV")
     seller_key = seller.get("vat_id") or seller["name"]

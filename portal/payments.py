@@ -635,11 +635,22 @@ def _settled_notice(payment: Payment, now: dt.datetime) -> Callable[[], None]:
     return lambda: _hook().payment_settled(event=event)
 
 
-def _invoice_notice(payment_id: int, now: dt.datetime) -> Callable[[], object]:
-    """Issue and send the invoice once the payment is committed (R11)."""
-    from portal import invoicing
+@dataclass(frozen=True)
+class InvoiceDue:
+    """Issue and send the invoice of a payment once it is committed (R11). A billing run
+    leaves these to its invoice stage, which issues every invoice that is due."""
 
-    return lambda: invoicing.issue_now(payment_id, now=now)
+    payment_id: int
+    now: dt.datetime
+
+    def __call__(self) -> object:
+        from portal import invoicing
+
+        return invoicing.issue_now(self.payment_id, now=self.now)
+
+
+def _invoice_notice(payment_id: int, now: dt.datetime) -> Callable[[], object]:
+    return InvoiceDue(payment_id, now)
 
 
 def _action_notice(payment: Payment, event: PaymentEvent, now: dt.datetime) -> Callable[[], object]:

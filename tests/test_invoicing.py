@@ -246,3 +246,49 @@ def test_issuing_racing_itself_still_makes_one_invoice_without_a_gap(app, standa
     assert invoice.number.endswith("/000001")
     with app.app_context():
         assert db.session.scalar(select(InvoiceSequence.last_value)) == 1
+
+
+@pytest.mark.postgres
+def test_an_issuer_skips_a_payment_another_one_holds_without_rendering(app, standard, transfer24):
+    """Runners walk the same list of due invoices: the payment's row is the claim, so a
+    second runner renders nothing for an invoice the first is issuing."""
+    buy(standard, transfer24)
+    with app.app_context():  # as if the payment had settled while invoicing was down
+        db.session.execute(delete(InvoiceRendering))
+        db.session.execute(delete(Invoice))
+        db.session.execute(update(InvoiceSequence).values(last_value=0))
+        db.session.commit()
+        payment_id = db.session.scalar(select(Payment.id))
+        assert invoicing.pending_payments() == [payment_id]
+    rendered: list[str] = []
+
+    def renderer(doc):
+        rendered.append(doc.number)
+        return b"%PDF-1.7 test", b"<xml/>"
+
+    def issue():
+        return invoicing.issue_for_payment(
+            payment_id=payment_id,
+            seller=app.config["SELLER"],
+            language="pl",
+            render=renderer,
+            rates=invoicing.app_rates(),
+            now=utcnow(),
+            today=utcnow().date(),
+        )
+
+    with app.app_context():
+        other = db.engine.connect()  # the first runner, holding the payment
+        holder = other.begin()
+        other.execute(select(Payment.id).where(Payment.id == payment_id).with_for_update())
+        try:
+            assert issue() is None
+            assert rendered == [] and invoices(app) == []
+        finally:
+            holder.rollback()
+            other.close()
+        invoice = issue()
+        assert invoice is not None and rendered == [invoice.number]
+        assert issue() is None  # issued: nothing more to render
+        assert rendered == [invoice.number]
+        db.session.remove()

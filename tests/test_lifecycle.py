@@ -191,6 +191,36 @@ def test_a_due_renewal_charges_the_saved_card_invoices_and_starts_the_next_perio
     assert len(succeeded_intents(stripe_emulator)) == 1
 
 
+def test_renewals_come_first_then_their_invoices(app, stripe_emulator, smtp, monkeypatch):
+    """Rendering a PDF costs more than a renewal: a run charges every due subscription, then
+    issues the invoices (its second stage), and reports how long each stage took."""
+    first = subscribe(app, stripe_emulator)
+    second = subscribe(app, stripe_emulator, email="bartek@firma.example.com")
+    from portal import invoicing
+
+    paid_when_issuing: list[int] = []
+    issue_now = invoicing.issue_now
+
+    def spy(payment_id: int, *, now: dt.datetime):
+        paid_when_issuing.append(
+            db.session.scalar(select(func.count()).where(Payment.status == "paid"))
+        )
+        return issue_now(payment_id, now=now)
+
+    monkeypatch.setattr(invoicing, "issue_now", spy)
+
+    report = run(app, at(dt.date(2026, 12, 1)))
+
+    assert (report.renewed, report.invoices_issued) == (2, 2)
+    assert paid_when_issuing == [2, 2]  # both charged before the first invoice
+    for account_id in (first, second):
+        [invoice] = rows(app, Invoice, Invoice.account_id == account_id)
+        assert invoice.total_minor == 32841
+    assert len([s for s in smtp.subjects() if s.startswith("Faktura")]) == 2
+    assert report.renewal_seconds > 0 and report.invoice_seconds > 0
+    assert "subscriptions in " in report.line() and "invoices and e-mail in " in report.line()
+
+
 def test_a_renewal_uses_account_credit_and_the_change_staff_scheduled(app, stripe_emulator):
     account_id = subscribe(
         app, stripe_emulator, period=Period.YEAR, start=dt.date(2025, 12, 1), credit_minor=5000
