@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, redirect, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from portal import htmx_util, payments
 from portal.extensions import db
@@ -28,12 +28,17 @@ def current_account() -> Account:
     return account
 
 
+# Built once per process rather than on every view of My package.
+PENDING_PAYMENT = (
+    select(Payment.id)
+    .where(Payment.account_id == bindparam("account_id"), Payment.status == PaymentStatus.PENDING)
+    .limit(1)
+)
+
+
 def payment_pending(account_id: int) -> bool:
     """Whether a payment awaits its provider's confirmation (R9)."""
-    stmt = select(Payment.id).where(
-        Payment.account_id == account_id, Payment.status == PaymentStatus.PENDING
-    )
-    return db.session.scalar(stmt.limit(1)) is not None
+    return db.session.scalar(PENDING_PAYMENT, {"account_id": account_id}) is not None
 
 
 def _package_context(account: Account) -> dict[str, Any]:

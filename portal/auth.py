@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext, lazy_gettext
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
@@ -24,6 +24,17 @@ COMMON_PASSWORDS = frozenset(
     {"1234567890", "qwertyuiop", "password12", "password123", "haslo12345", "zaq12wsxcde"}
 )
 REQUIRED = lazy_gettext("This field is required.")
+
+# Built once per process: building it with its loader options cost as much as running it.
+USER_WITH_ACCOUNT = (
+    select(User)
+    .where(User.id == bindparam("user_id"))
+    .options(
+        joinedload(User.account).options(
+            joinedload(Account.subscription), joinedload(Account.billing_info)
+        )
+    )
+)
 
 
 def strong_password(form: FlaskForm, field: PasswordField) -> None:
@@ -89,15 +100,7 @@ def init_login(app: Flask, manager: LoginManager) -> None:
         # Every customer page needs the account, its package and billing data: one query.
         if not user_id.isdigit():
             return None
-        user = db.session.scalar(
-            select(User)
-            .where(User.id == int(user_id))
-            .options(
-                joinedload(User.account).options(
-                    joinedload(Account.subscription), joinedload(Account.billing_info)
-                )
-            )
-        )
+        user = db.session.scalar(USER_WITH_ACCOUNT, {"user_id": int(user_id)})
         return user if isinstance(user, User) else None
 
 

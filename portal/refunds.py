@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from portal import invoicing, payments
 from portal.catalogue import PackageCode
@@ -86,21 +86,24 @@ def deadline(payment: Payment, tz: ZoneInfo) -> dt.datetime:
     return (local + dt.timedelta(days=REFUND_DAYS)).astimezone(dt.UTC)
 
 
-def _first_paid_package_payments(account_id: int) -> list[Payment]:
-    """The first two payments for a package that were ever settled (paid, or refunded
-    since): a refund needs the first and no second, so more are never fetched."""
-    stmt = (
-        select(Payment)
-        .where(
-            Payment.account_id == account_id,
-            Payment.order_id.is_not(None),
-            Payment.settled_at.is_not(None),
-            Payment.status.in_([PaymentStatus.PAID.value, PaymentStatus.REFUNDED.value]),
-        )
-        .order_by(Payment.settled_at, Payment.id)
-        .limit(2)
+# The first two payments for a package that were ever settled (paid, or refunded since):
+# a refund needs the first and no second, so more are never fetched. Built once per
+# process: My package and the invoices list run it on every view.
+FIRST_PAID_PACKAGE_PAYMENTS = (
+    select(Payment)
+    .where(
+        Payment.account_id == bindparam("account_id"),
+        Payment.order_id.is_not(None),
+        Payment.settled_at.is_not(None),
+        Payment.status.in_([PaymentStatus.PAID.value, PaymentStatus.REFUNDED.value]),
     )
-    return list(db.session.scalars(stmt))
+    .order_by(Payment.settled_at, Payment.id)
+    .limit(2)
+)
+
+
+def _first_paid_package_payments(account_id: int) -> list[Payment]:
+    return list(db.session.scalars(FIRST_PAID_PACKAGE_PAYMENTS, {"account_id": account_id}))
 
 
 def _invoice_of(payment: Payment) -> Invoice | None:
