@@ -585,6 +585,8 @@ class Actions(StaffOnly, BaseView):
     @expose("/invoice/<int:invoice_id>.pdf")
     def invoice_pdf(self, invoice_id: int) -> Any:
         invoice = db.session.get(Invoice, invoice_id)
+        if invoice is not None:
+            invoicing.ensure_rendered(invoice, now=utcnow())
         body = invoicing.latest_pdf(invoice_id) if invoice is not None else None
         if invoice is None or body is None:
             abort(404)

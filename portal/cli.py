@@ -73,11 +73,13 @@ def register_commands(app: Flask) -> None:
     @app.cli.command("invoices-issue")
     def invoices_issue_command() -> None:
         """Issue the invoices of settled payments that have none yet (an exchange-rate
-        source or the renderer was down when they settled). Idempotent."""
+        source or the renderer was down when they settled), and store the documents of any
+        whose issuer stopped before rendering them. Idempotent."""
         issued = 0
         for payment_id in invoicing.pending_payments():
             if invoicing.issue_now(payment_id, now=utcnow()) is not None:
                 issued += 1
+        invoicing.render_missing(now=utcnow())
         click.echo(f"invoices: {issued} issued")
 
 

@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask_babel import force_locale, gettext, ngettext
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.contracts import InvoiceIssued, ProviderError
@@ -33,6 +33,8 @@ from portal.invoice_document import (
     VatInPln,
 )
 from portal.models import (
+    UNRENDERED,
+    UNRENDERED_SQL,
     Account,
     BillingChange,
     Invoice,
@@ -409,12 +411,12 @@ def issue_for_payment(
         rates=rates,
         note=note,
     )
-    # The counter's row stays locked until the commit (gapless numbers): take it only now
-    # that everything but the rendering is ready, so another issuer waits the least.
+    # The counter's row stays locked until the commit (gapless numbers), so the number is
+    # taken in a transaction of its own, with the invoice: no PDF is rendered under the
+    # lock, and issuers on many runners render side by side.
     seq = next_number(seller_key, series, today.year)
     number = format_number(series, today.year, seq)
     doc = replace(doc, number=number)
-    pdf, xml = render(doc)
     invoice = Invoice(
         public_id=secrets.token_hex(16),
         account_id=account.id,
@@ -433,25 +435,89 @@ def issue_for_payment(
         vat_minor=doc.vat_total.minor,
         total_minor=doc.total.minor,
         content=to_content(doc),
-        xml=xml,
+        xml=UNRENDERED,
         note=note,
         created_at=now,
     )
-    from portal import mail
-
     try:
         db.session.add(invoice)
-        db.session.flush()
-        db.session.add(InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=note, rendered_at=now))
-        # R11: its e-mail is queued with it, so no crash can leave an invoice unsent.
-        mail.queue(
-            account.id, "invoice", key=f"invoice-{invoice.id}", now=now, invoice_id=invoice.id
-        )
         db.session.commit()
     except IntegrityError:  # issued concurrently for the same payment: keep theirs
         db.session.rollback()
         return None
+    # Then its documents. Should this process stop here, the next run renders them
+    # (render_missing); a download meanwhile renders them at once (ensure_rendered).
+    _store_documents(invoice.id, doc, render, now)
     return invoice
+
+
+def _store_documents(
+    invoice_id: int, doc: InvoiceDocument | None, render: Renderer, now: dt.datetime
+) -> bytes | None:
+    """Render and store the PDF and XML of an invoice issued without them, and queue its
+    e-mail in the same transaction (R11: no invoice stays unsent). The invoice's row is
+    held meanwhile, so it is rendered once; ``None`` if it is gone. Commits."""
+    from portal import mail
+
+    invoice = db.session.scalar(
+        select(Invoice)
+        .where(Invoice.id == invoice_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if invoice is None:
+        db.session.rollback()
+        return None
+    if bytes(invoice.xml) != UNRENDERED:  # another process stored them while we waited
+        pdf = latest_pdf(invoice.id)
+        db.session.rollback()
+        return pdf
+    pdf, xml = render(doc or from_content(invoice.content, invoice.note))
+    invoice.xml = xml
+    db.session.add(
+        InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=invoice.note, rendered_at=now)
+    )
+    mail.queue(
+        invoice.account_id, "invoice", key=f"invoice-{invoice.id}", now=now, invoice_id=invoice.id
+    )
+    db.session.commit()
+    return pdf
+
+
+def ensure_rendered(invoice: Invoice, *, now: dt.datetime) -> None:
+    """Store the documents of an invoice its issuer left without them (a download asks for
+    them before the next run): ``invoice`` is refreshed. Commits if it renders."""
+    if bytes(invoice.xml) != UNRENDERED:
+        return
+    _store_documents(invoice.id, None, app_renderer(), now)
+    db.session.refresh(invoice)
+
+
+def unrendered() -> list[int]:
+    """Invoices whose number is taken but whose documents are not stored (their issuer
+    stopped between the two steps)."""
+    stmt = select(Invoice.id).where(text(UNRENDERED_SQL)).order_by(Invoice.id)
+    return list(db.session.scalars(stmt))
+
+
+def render_missing(*, now: dt.datetime) -> int:
+    """Render, store and e-mail what :func:`unrendered` names; the number rendered. Safe
+    on many runners (each invoice is rendered under its row's lock, once)."""
+    from portal import mail
+
+    done = 0
+    for invoice_id in unrendered():
+        # Skip one another runner is rendering now; a later run looks again.
+        held = db.session.scalar(
+            select(Invoice.id).where(Invoice.id == invoice_id).with_for_update(skip_locked=True)
+        )
+        db.session.rollback()
+        if held is None:
+            continue
+        if _store_documents(invoice_id, None, app_renderer(), now) is not None:
+            done += 1
+            mail.deliver_pending(now=now, key=f"invoice-{invoice_id}")
+    return done
 
 
 def latest_pdf(invoice_id: int) -> bytes | None:
@@ -467,6 +533,7 @@ def latest_pdf(invoice_id: int) -> bytes | None:
 def set_note(*, invoice: Invoice, note: str | None, render: Renderer, now: dt.datetime) -> Invoice:
     """Print a note on the invoice: a new rendering; the fiscal content stays as issued."""
     cleaned = clean_note(note)
+    ensure_rendered(invoice, now=now)  # the first rendering, and its e-mail, come first
     if cleaned == invoice.note:
         return invoice
     pdf, xml = render(from_content(invoice.content, cleaned))

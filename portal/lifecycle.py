@@ -252,6 +252,7 @@ def _follow_ups(now: dt.datetime, deps: Deps, report: Report) -> None:
     for payment_id in invoicing.pending_payments():
         if invoicing.issue_now(payment_id, now=now) is not None:
             report.invoices_issued += 1
+    invoicing.render_missing(now=now)  # those an issuer stopped before rendering
     vat_report = vat.run_due_checks(now=now, limit=500, settings=vat.settings_for(current_app))
     report.vat_checked = vat_report.checked
     report.notices_sent, report.notices_failed = mail.deliver_pending(now=now)

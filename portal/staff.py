@@ -315,6 +315,7 @@ def resend_invoice(*, invoice_id: int, actor: User, now: dt.datetime) -> Invoice
     invoice = db.session.get(Invoice, invoice_id)
     if invoice is None:
         raise StaffRefused("not_found")
+    invoicing.ensure_rendered(invoice, now=now)  # the e-mail attaches its PDF
     key = f"invoice-{invoice.id}-resend-{now:%Y%m%d%H%M}"
     if mail.queue(invoice.account_id, "invoice", key=key, now=now, invoice_id=invoice.id):
         audit.record(

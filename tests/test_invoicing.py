@@ -292,3 +292,73 @@ def test_an_issuer_skips_a_payment_another_one_holds_without_rendering(app, stan
         assert issue() is None  # issued: nothing more to render
         assert rendered == [invoice.number]
         db.session.remove()
+
+
+def stop_before_rendering(app) -> Invoice:
+    """The state an issuer leaves if it stops after taking the number, before the PDF."""
+    from portal.models import UNRENDERED, Notice
+
+    [invoice] = invoices(app)
+    with app.app_context():
+        db.session.execute(delete(InvoiceRendering))
+        db.session.execute(delete(Notice).where(Notice.key == f"invoice-{invoice.id}"))
+        db.session.execute(update(Invoice).values(xml=UNRENDERED))
+        db.session.commit()
+        assert invoicing.unrendered() == [invoice.id]
+    return invoice
+
+
+def test_an_invoice_left_without_its_pdf_is_rendered_and_sent_by_the_next_run(
+    app, standard, transfer24, smtp
+):
+    buy(standard, transfer24)
+    invoice = stop_before_rendering(app)
+    smtp.messages.clear()
+
+    with app.app_context():
+        assert invoicing.render_missing(now=utcnow()) == 1
+        assert invoicing.unrendered() == []
+        assert invoicing.render_missing(now=utcnow()) == 0  # once
+        stored = db.session.get(Invoice, invoice.id)
+        assert xml_check_xsd(bytes(stored.xml), flavor="factur-x", level="en16931")
+        [pdf] = db.session.scalars(select(InvoiceRendering.pdf)).all()
+    assert invoice.number in pdf_text(bytes(pdf))
+    assert [s for s in smtp.subjects() if invoice.number in s]  # its e-mail, with the PDF
+
+
+@pytest.mark.postgres
+def test_the_number_is_taken_before_the_pdf_is_rendered(app, standard, transfer24):
+    """The gapless counter is locked only to take the number: rendering the PDF (the slow
+    part) happens after that commit, so issuers on many runners do not queue behind it."""
+    buy(standard, transfer24)
+    with app.app_context():
+        db.session.execute(delete(InvoiceRendering))
+        db.session.execute(delete(Invoice))
+        db.session.execute(update(InvoiceSequence).values(last_value=0))
+        db.session.commit()
+        payment_id = db.session.scalar(select(Payment.id))
+    seen: list[int] = []
+
+    def renderer(doc):
+        with db.engine.connect() as other:  # another issuer, at the counter now
+            seen.append(
+                other.execute(
+                    select(InvoiceSequence.last_value).with_for_update(nowait=True)
+                ).scalar_one()
+            )
+            other.rollback()
+        return invoicing.app_renderer()(doc)
+
+    with app.app_context():
+        invoice = invoicing.issue_for_payment(
+            payment_id=payment_id,
+            seller=app.config["SELLER"],
+            language="pl",
+            render=renderer,
+            rates=invoicing.app_rates(),
+            now=utcnow(),
+            today=utcnow().date(),
+        )
+        assert invoice is not None and seen == [1]  # committed, and free
+        assert invoicing.unrendered() == []
+        db.session.remove()
