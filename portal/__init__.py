@@ -22,7 +22,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     load_config(app, test_config)
     os.makedirs(app.instance_path, exist_ok=True)
 
-    from portal import auth, web
+    from portal import auth, read_only, web
     from portal.catalogue import load_catalogue
     from portal.cli import register_commands
     from portal.extensions import (
@@ -50,6 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
     auth.init_login(app, login_manager)
+    read_only.init_app(app)
 
     registry = init_plugins(app)
     catalogue = load_catalogue(app.config["CATALOGUE_PATH"])

@@ -13,6 +13,7 @@ from portal import htmx_util, payments
 from portal.extensions import db
 from portal.models import Account, Payment, PaymentStatus, Subscription
 from portal.plugins import registry
+from portal.read_only import read_only
 
 bp = Blueprint("account", __name__)
 
@@ -62,6 +63,7 @@ def index() -> ResponseReturnValue:
 
 @bp.get("/package")
 @login_required
+@read_only
 def package() -> ResponseReturnValue:
     account = current_account()
     context = _package_context(account)

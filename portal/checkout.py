@@ -29,6 +29,7 @@ from portal.models import Account, utcnow
 from portal.orders import Pricing
 from portal.plugins import registry
 from portal.pricing import ChangeRefused, Quote, RefusalReason, Selection
+from portal.read_only import read_only
 from portal.tax import TaxDecision
 
 bp = Blueprint("checkout", __name__, url_prefix="/package")
@@ -216,6 +217,7 @@ def edit() -> ResponseReturnValue:
 
 @bp.post("/summary")
 @login_required
+@read_only
 def summary() -> ResponseReturnValue:
     """The live order summary: the same fragment the full page includes."""
     account = current_account()

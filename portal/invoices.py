@@ -15,6 +15,7 @@ from portal import audit, htmx_util, invoicing, refund_views
 from portal.account import current_account
 from portal.extensions import db
 from portal.models import Account, Invoice, InvoiceRendering, Payment, utcnow
+from portal.read_only import read_only
 from portal.refunds import offer
 
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
@@ -60,6 +61,7 @@ def _own(public_id: str) -> Invoice:
 
 @bp.get("")
 @login_required
+@read_only
 def page() -> ResponseReturnValue:
     account = current_account()
     # Plain rows of the columns the list shows, not ORM instances: building 120 of them,
@@ -118,6 +120,7 @@ def _download(body: bytes, filename: str, mimetype: str) -> Response:
 
 @bp.get("/<public_id>.pdf")
 @login_required
+@read_only
 def pdf(public_id: str) -> ResponseReturnValue:
     if current_user.account_id is None:
         abort(404)
@@ -132,6 +135,7 @@ def pdf(public_id: str) -> ResponseReturnValue:
 
 @bp.get("/<public_id>.xml")
 @login_required
+@read_only
 def xml(public_id: str) -> ResponseReturnValue:
     invoice = _own(public_id)
     return _download(

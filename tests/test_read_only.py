@@ -1,0 +1,101 @@
+"""Views marked ``@read_only`` (``portal/read_only.py``): on PostgreSQL they run in
+autocommit, without the BEGIN and ROLLBACK round trips; on every database they may not
+write; the connection goes back to the pool as it came, and a database restart between
+requests does not turn them into errors (the pool's pre-ping still runs first)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import func, select
+
+from portal.extensions import db
+from portal.models import Account, utcnow
+from portal.read_only import WriteInReadOnlyView, read_only
+
+READ_ONLY_PAGES = ["/package", "/invoices"]
+
+
+def _transaction_or_autocommit() -> str:
+    """Inside one transaction ``now()`` stays at its start; in autocommit it does not."""
+    db.session.execute(select(func.pg_sleep(0.002)))
+    in_one = db.session.scalar(select(func.now() != func.statement_timestamp()))
+    return "transaction" if in_one else "autocommit"
+
+
+@pytest.mark.postgres
+def test_a_read_only_view_runs_in_autocommit_and_returns_the_connection_as_it_came(app):
+    def ordinary() -> str:
+        return _transaction_or_autocommit()
+
+    @read_only
+    def reader() -> str:
+        return _transaction_or_autocommit()
+
+    app.add_url_rule("/_probe/ordinary", "probe_ordinary", ordinary)
+    app.add_url_rule("/_probe/reader", "probe_reader", reader)
+    client = app.test_client()
+
+    answers = [client.get(f"/_probe/{name}").text for name in ["ordinary", "reader", "ordinary"]]
+
+    assert answers == ["transaction", "autocommit", "transaction"]
+
+
+def test_a_read_only_view_may_not_write(app):
+    @read_only
+    def add() -> str:
+        db.session.add(Account(name="Nowa Sp. z o.o.", created_at=utcnow()))
+        db.session.commit()
+        return "written"
+
+    @read_only
+    def update() -> str:
+        db.session.execute(sa.update(Account).values(name="Nowa Sp. z o.o."))
+        db.session.commit()
+        return "written"
+
+    app.add_url_rule("/_probe/add", "probe_add", add)
+    app.add_url_rule("/_probe/update", "probe_update", update)
+    client = app.test_client()
+
+    for path in ["/_probe/add", "/_probe/update"]:
+        with pytest.raises(WriteInReadOnlyView):
+            client.get(path)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Account)) == 0
+
+
+@pytest.mark.postgres
+def test_read_only_pages_answer_after_the_database_dropped_every_session(app, auth):
+    assert auth.signup("anna@firma.example.com").status_code == 302
+    for page in READ_ONLY_PAGES:
+        assert auth.client.get(page).status_code == 200, page
+
+    with app.app_context(), db.engine.connect() as other:
+        other.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+
+    for page in READ_ONLY_PAGES:
+        assert auth.client.get(page).status_code == 200, page
+
+
+def test_an_enclosing_app_context_keeps_its_session_usable(app, auth):
+    """Requests made inside an app context share its session (as some tests do): a
+    read-only view leaves a transaction in progress alone, and hands the session back
+    able to write."""
+    assert auth.signup("anna@firma.example.com").status_code == 302
+    with app.app_context():
+        db.session.add(Account(name="Pierwsza Sp. z o.o.", created_at=utcnow()))
+        db.session.flush()
+        assert auth.client.get("/package").status_code == 200
+        db.session.commit()
+
+        assert auth.client.get("/invoices").status_code == 200
+        db.session.add(Account(name="Druga Sp. z o.o.", created_at=utcnow()))
+        db.session.commit()
+
+        assert db.session.scalar(select(func.count()).select_from(Account)) == 3
