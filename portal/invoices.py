@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, request, url_for
+from flask import Blueprint, Response, abort, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 from flask_login import current_user, login_required
@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select
 
 from portal import audit, htmx_util, invoicing, refund_views
 from portal.account import current_account
-from portal.extensions import db
+from portal.extensions import db, htmx
 from portal.models import Account, Invoice, InvoiceRendering, Payment, utcnow
 from portal.read_only import read_only
 from portal.refunds import offer
@@ -63,7 +63,10 @@ def _own(public_id: str) -> Invoice:
 @login_required
 @read_only
 def page() -> ResponseReturnValue:
-    account = current_account()
+    return _list_page(current_account())
+
+
+def _list_page(account: Account, status: int = 200, **extra: Any) -> Response:
     # Plain rows of the columns the list shows, not ORM instances: building 120 of them,
     # each with its two deferred columns, cost more than the query.
     invoices = db.session.execute(
@@ -73,12 +76,14 @@ def page() -> ResponseReturnValue:
     return htmx_util.render(
         "invoices/page.html",
         "invoices/page.html",
+        status,
         account=account,
         invoices=invoices,
         numbers=numbers,
         note_limit=invoicing.NOTE_LIMIT,
         refundable=refund_offer(account),
         **row_context(),
+        **extra,
     )
 
 
@@ -127,8 +132,10 @@ def pdf(public_id: str) -> ResponseReturnValue:
     row = db.session.execute(
         LATEST_PDF, {"public_id": public_id, "account_id": current_user.account_id}
     ).one_or_none()
-    if row is None:
-        abort(404)
+    if row is None:  # someone else's, or its documents are not stored yet
+        invoice = _own(public_id)
+        body, _xml = invoicing.documents(invoice)
+        return _download(body, invoice.number.replace("/", "-") + ".pdf", "application/pdf")
     number, body = row
     return _download(bytes(body), number.replace("/", "-") + ".pdf", "application/pdf")
 
@@ -138,9 +145,8 @@ def pdf(public_id: str) -> ResponseReturnValue:
 @read_only
 def xml(public_id: str) -> ResponseReturnValue:
     invoice = _own(public_id)
-    return _download(
-        bytes(invoice.xml), invoice.number.replace("/", "-") + ".xml", "application/xml"
-    )
+    _pdf, body = invoicing.documents(invoice)
+    return _download(body, invoice.number.replace("/", "-") + ".xml", "application/xml")
 
 
 @bp.post("/<public_id>/note")
@@ -170,6 +176,10 @@ def note(public_id: str) -> ResponseReturnValue:
     if error is None and request.form.get("carry_over") == "on":
         account.invoice_note = invoice.note
         db.session.commit()
+    if not htmx:  # without JavaScript: back to the whole list, at this invoice
+        if error is None:
+            return redirect(url_for("invoices.page", _anchor=f"invoice-{invoice.public_id}"), 303)
+        return _list_page(account, 422, error=error, error_id=invoice.public_id)
     return htmx_util.render(
         "invoices/page.html",
         "invoices/_rows.html",
@@ -179,7 +189,7 @@ def note(public_id: str) -> ResponseReturnValue:
         invoices=[invoice],
         numbers={invoice.id: invoice.number},
         error=error,
-        editing=error is not None,
+        error_id=invoice.public_id,
         note_limit=invoicing.NOTE_LIMIT,
         refundable=refund_offer(account),
         **row_context(),

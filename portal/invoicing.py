@@ -493,6 +493,17 @@ def ensure_rendered(invoice: Invoice, *, now: dt.datetime) -> None:
     db.session.refresh(invoice)
 
 
+def documents(invoice: Invoice) -> tuple[bytes, bytes]:
+    """(PDF, XML) of an invoice as stored; for one whose documents are not stored yet, the
+    same documents rendered now (only the PDF's own timestamps differ from the copy the run
+    stores), without writing anything: a download never waits for the run."""
+    if bytes(invoice.xml) == UNRENDERED:
+        return app_renderer()(from_content(invoice.content, invoice.note))
+    pdf = latest_pdf(invoice.id)
+    assert pdf is not None, f"invoice {invoice.id} has its XML but no PDF"
+    return pdf, bytes(invoice.xml)
+
+
 def unrendered() -> list[int]:
     """Invoices whose number is taken but whose documents are not stored (their issuer
     stopped between the two steps)."""

@@ -362,3 +362,36 @@ def test_the_number_is_taken_before_the_pdf_is_rendered(app, standard, transfer2
         assert invoice is not None and seen == [1]  # committed, and free
         assert invoicing.unrendered() == []
         db.session.remove()
+
+
+def test_downloads_do_not_wait_for_the_run_to_store_the_documents(app, standard, transfer24, smtp):
+    buy(standard, transfer24)
+    invoice = stop_before_rendering(app)
+
+    pdf = standard.get(f"/invoices/{invoice.public_id}.pdf")
+    assert pdf.status_code == 200 and invoice.number in pdf_text(pdf.data)
+    xml = standard.get(f"/invoices/{invoice.public_id}.xml")
+    assert xml.status_code == 200 and invoice.number.encode() in xml.data
+    assert xml_check_xsd(xml.data, flavor="factur-x", level="en16931")
+    with app.app_context():  # a download writes nothing: the run stores them, and e-mails
+        assert invoicing.unrendered() == [invoice.id]
+    assert standard.get("/invoices/" + "0" * 32 + ".pdf").status_code == 404
+
+
+def test_a_note_without_javascript_goes_back_to_the_whole_list(app, standard, transfer24):
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    data = {"csrf_token": csrf_token(standard, "/invoices"), "note": "PO 4711"}
+
+    saved = standard.post(f"/invoices/{invoice.public_id}/note", data=data)
+    assert saved.status_code == 303
+    assert saved.headers["Location"].endswith(f"/invoices#invoice-{invoice.public_id}")
+    assert "PO 4711" in text(standard.get("/invoices"))
+
+    refused = standard.post(
+        f"/invoices/{invoice.public_id}/note", data={**data, "note": "x" * 1001}
+    )
+    page = text(refused)
+    assert refused.status_code == 422 and "<html" in page
+    assert "Notatka może mieć najwyżej 1000 znaków." in page
+    assert "Nie wystawiamy faktur proforma" in page  # the whole page, not one row
