@@ -250,9 +250,19 @@ def _follow_ups(now: dt.datetime, deps: Deps, report: Report) -> None:
     from portal import invoicing, vat
 
     for payment_id in invoicing.pending_payments():
-        if invoicing.issue_now(payment_id, now=now) is not None:
-            report.invoices_issued += 1
-    invoicing.render_missing(now=now)  # those an issuer stopped before rendering
+        try:
+            if invoicing.issue_now(payment_id, now=now) is not None:
+                report.invoices_issued += 1
+        except Exception:  # one invoice that fails must not hold up the others, or e-mail
+            db.session.rollback()
+            log.exception("the invoice of payment %s failed; it is tried again later", payment_id)
+            report.errors += 1
+    try:
+        invoicing.render_missing(now=now)  # those an issuer stopped before rendering
+    except Exception:
+        db.session.rollback()
+        log.exception("rendering invoices left without documents failed")
+        report.errors += 1
     vat_report = vat.run_due_checks(now=now, limit=500, settings=vat.settings_for(current_app))
     report.vat_checked = vat_report.checked
     report.notices_sent, report.notices_failed = mail.deliver_pending(now=now)

@@ -221,6 +221,35 @@ def test_renewals_come_first_then_their_invoices(app, stripe_emulator, smtp, mon
     assert "subscriptions in " in report.line() and "invoices and e-mail in " in report.line()
 
 
+def test_an_invoice_that_fails_to_render_holds_up_nothing(
+    app, stripe_emulator, smtp, monkeypatch
+):
+    """A rendering that fails (after the number is taken) is logged and counted; the other
+    invoices and the e-mail go on, and the run's last pass renders the one left behind."""
+    subscribe(app, stripe_emulator)
+    subscribe(app, stripe_emulator, email="bartek@firma.example.com")
+    from portal import invoicing
+
+    real = invoicing.app_renderer()
+    calls: list[str] = []
+
+    def flaky(doc):
+        calls.append(doc.number)
+        if len(calls) == 1:
+            raise RuntimeError("renderer crashed")
+        return real(doc)
+
+    monkeypatch.setattr(invoicing, "app_renderer", lambda: flaky)
+
+    report = run(app, at(dt.date(2026, 12, 1)))
+
+    assert (report.renewed, report.errors) == (2, 1)
+    invoices = rows(app, Invoice)
+    assert len(invoices) == 2 and all(bytes(i.xml) for i in invoices)
+    assert calls == [invoices[0].number, invoices[1].number, invoices[0].number]
+    assert len([s for s in smtp.subjects() if s.startswith("Faktura")]) == 2
+
+
 def test_a_renewal_uses_account_credit_and_the_change_staff_scheduled(app, stripe_emulator):
     account_id = subscribe(
         app, stripe_emulator, period=Period.YEAR, start=dt.date(2025, 12, 1), credit_minor=5000
