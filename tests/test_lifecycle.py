@@ -221,9 +221,7 @@ def test_renewals_come_first_then_their_invoices(app, stripe_emulator, smtp, mon
     assert "subscriptions in " in report.line() and "invoices and e-mail in " in report.line()
 
 
-def test_an_invoice_that_fails_to_render_holds_up_nothing(
-    app, stripe_emulator, smtp, monkeypatch
-):
+def test_an_invoice_that_fails_to_render_holds_up_nothing(app, stripe_emulator, smtp, monkeypatch):
     """A rendering that fails (after the number is taken) is logged and counted; the other
     invoices and the e-mail go on, and the run's last pass renders the one left behind."""
     subscribe(app, stripe_emulator)
