@@ -445,18 +445,20 @@ def issue_for_payment(
     except IntegrityError:  # issued concurrently for the same payment: keep theirs
         db.session.rollback()
         return None
-    # Then its documents. Should this process stop here, the next run renders them
-    # (render_missing); a download meanwhile renders them at once (ensure_rendered).
+    # Then its documents. Should this process stop here, the next run stores them
+    # (render_missing); a customer's download meanwhile renders them without storing
+    # (documents), a staff download, resend or a note stores them (ensure_rendered).
     _store_documents(invoice.id, doc, render, now)
     return invoice
 
 
 def _store_documents(
     invoice_id: int, doc: InvoiceDocument | None, render: Renderer, now: dt.datetime
-) -> bytes | None:
+) -> bool:
     """Render and store the PDF and XML of an invoice issued without them, and queue its
     e-mail in the same transaction (R11: no invoice stays unsent). The invoice's row is
-    held meanwhile, so it is rendered once; ``None`` if it is gone. Commits."""
+    held meanwhile, so it is rendered once: False if another process stored them (or the
+    invoice is gone). Commits."""
     from portal import mail
 
     invoice = db.session.scalar(
@@ -465,13 +467,9 @@ def _store_documents(
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    if invoice is None:
+    if invoice is None or bytes(invoice.xml) != UNRENDERED:  # stored while we waited
         db.session.rollback()
-        return None
-    if bytes(invoice.xml) != UNRENDERED:  # another process stored them while we waited
-        pdf = latest_pdf(invoice.id)
-        db.session.rollback()
-        return pdf
+        return False
     pdf, xml = render(doc or from_content(invoice.content, invoice.note))
     invoice.xml = xml
     db.session.add(
@@ -481,7 +479,7 @@ def _store_documents(
         invoice.account_id, "invoice", key=f"invoice-{invoice.id}", now=now, invoice_id=invoice.id
     )
     db.session.commit()
-    return pdf
+    return True
 
 
 def ensure_rendered(invoice: Invoice, *, now: dt.datetime) -> None:
@@ -525,7 +523,7 @@ def render_missing(*, now: dt.datetime) -> int:
         db.session.rollback()
         if held is None:
             continue
-        if _store_documents(invoice_id, None, app_renderer(), now) is not None:
+        if _store_documents(invoice_id, None, app_renderer(), now):
             done += 1
             mail.deliver_pending(now=now, key=f"invoice-{invoice_id}")
     return done

@@ -215,15 +215,20 @@ def test_without_the_choice_no_correction_is_issued(app, standard, transfer24):
     assert [i.kind for i in invoices(app)] == ["invoice"]
 
 
-@pytest.mark.postgres
-def test_issuing_racing_itself_still_makes_one_invoice_without_a_gap(app, standard, transfer24):
-    buy(standard, transfer24)
-    with app.app_context():  # as if the payment had settled while invoicing was down
+def without_invoice(app) -> int:
+    """The bought package's payment, as if it had settled while invoicing was down."""
+    with app.app_context():
         db.session.execute(delete(InvoiceRendering))
         db.session.execute(delete(Invoice))
         db.session.execute(update(InvoiceSequence).values(last_value=0))
         db.session.commit()
-        payment_id = db.session.scalar(select(Payment.id))
+        return int(db.session.scalar(select(Payment.id)))
+
+
+@pytest.mark.postgres
+def test_issuing_racing_itself_still_makes_one_invoice_without_a_gap(app, standard, transfer24):
+    buy(standard, transfer24)
+    payment_id = without_invoice(app)
     barrier = threading.Barrier(10, timeout=30)
     errors: list[BaseException] = []
 
@@ -253,12 +258,8 @@ def test_an_issuer_skips_a_payment_another_one_holds_without_rendering(app, stan
     """Runners walk the same list of due invoices: the payment's row is the claim, so a
     second runner renders nothing for an invoice the first is issuing."""
     buy(standard, transfer24)
-    with app.app_context():  # as if the payment had settled while invoicing was down
-        db.session.execute(delete(InvoiceRendering))
-        db.session.execute(delete(Invoice))
-        db.session.execute(update(InvoiceSequence).values(last_value=0))
-        db.session.commit()
-        payment_id = db.session.scalar(select(Payment.id))
+    payment_id = without_invoice(app)
+    with app.app_context():
         assert invoicing.pending_payments() == [payment_id]
     rendered: list[str] = []
 
@@ -331,12 +332,7 @@ def test_the_number_is_taken_before_the_pdf_is_rendered(app, standard, transfer2
     """The gapless counter is locked only to take the number: rendering the PDF (the slow
     part) happens after that commit, so issuers on many runners do not queue behind it."""
     buy(standard, transfer24)
-    with app.app_context():
-        db.session.execute(delete(InvoiceRendering))
-        db.session.execute(delete(Invoice))
-        db.session.execute(update(InvoiceSequence).values(last_value=0))
-        db.session.commit()
-        payment_id = db.session.scalar(select(Payment.id))
+    payment_id = without_invoice(app)
     seen: list[int] = []
 
     def renderer(doc):
