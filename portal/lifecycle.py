@@ -37,6 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import joinedload
 
 from portal import mail, payments
 from portal.catalogue import Catalogue, PackageCode, Period
@@ -150,9 +151,12 @@ class Report:
 
 
 def _claim(now: dt.datetime, after_id: int) -> Subscription | None:
-    """The next subscription with work due, locked; rows another runner holds are skipped."""
+    """The next subscription with work due, locked; rows another runner holds are skipped.
+    Its account and billing data come in the same statement (only the subscription is
+    locked): every kind of work below reads them."""
     sub = db.session.scalar(
         select(Subscription)
+        .options(joinedload(Subscription.account).joinedload(Account.billing_info))
         .where(
             Subscription.package != PackageCode.FREE.value,
             Subscription.status != SubscriptionStatus.SUSPENDED.value,
@@ -161,7 +165,7 @@ def _claim(now: dt.datetime, after_id: int) -> Subscription | None:
         )
         .order_by(Subscription.id)
         .limit(1)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=Subscription)
         .execution_options(populate_existing=True)
     )
     return sub if isinstance(sub, Subscription) else None
@@ -274,7 +278,7 @@ def _process(
     """Handle one locked subscription; commits; returns the calls to make after it."""
     settings = deps.settings
     today = settings.day(now)
-    account = db.session.get(Account, sub.account_id)
+    account = sub.account  # loaded by _claim
     assert account is not None and sub.period_end is not None
     after: list[Callable[[], object]] = []
     if sub.status == SubscriptionStatus.PAST_DUE and not sub.auto_renew:
@@ -424,7 +428,15 @@ def _renew(
     provider = deps.providers(method.provider) if method is not None else None
     if method is None or provider is None or not provider.saves_methods:
         return _failed_attempt(sub, account, order, None, now, deps, report, code="no_method")
-    payment = db.session.scalar(select(Payment).where(Payment.idempotency_key == key))
+    # A payment of this attempt exists when a runner stopped after creating it. It is
+    # locked and read afresh, as a webhook may have settled it since: the event handlers
+    # below take it as held (payments.Held).
+    payment = db.session.scalar(
+        select(Payment)
+        .where(Payment.idempotency_key == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if not isinstance(payment, Payment):
         payment = Payment(
             public_id=public_id,
@@ -455,8 +467,10 @@ def _renew(
     )
     # The subscription stays locked across the call: another runner skips it meanwhile.
     event = provider.charge_saved(request, payments.saved(method))
-    # The handlers work on these same objects (the session's identity map).
-    outcome, after = payments.apply_in_transaction(provider.name, event, now=now)
+    # The handlers work on these same objects, which this transaction holds locked.
+    outcome, after = payments.apply_in_transaction(
+        provider.name, event, now=now, held=payments.Held(payment, order, sub)
+    )
     log.info("renewal %s of subscription %s: %s (%s)", key, sub.id, outcome, payment.status)
     if payment.status == PaymentStatus.PAID and order.status == OrderStatus.PAID:
         # _succeeded activated the next period; clear the schedule that applied to it.
@@ -485,6 +499,8 @@ def _close_earlier_attempts(sub: Subscription, attempt: int) -> None:
     if the customer completes one later, the state machine still accepts that money and
     refunds it as stale, since its order no longer holds."""
     assert sub.period_end is not None
+    if attempt == 0:
+        return  # the period's first attempt: there is no earlier one
     prefix = f"renewal-{sub.id}-{sub.period_end.isoformat()}-"
     for payment in db.session.scalars(
         select(Payment)

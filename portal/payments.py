@@ -295,10 +295,22 @@ def _find_payment(provider: str, event: PaymentEvent) -> Payment | None:
     return payment if isinstance(payment, Payment) else None
 
 
+@dataclass(frozen=True)
+class Held:
+    """Rows the caller's transaction already holds locked (the renewal run: the
+    subscription since its claim, the order and payment it made or locked for the charge):
+    the handlers take them as they are instead of locking and reading them again."""
+
+    payment: Payment
+    order: Order
+    subscription: Subscription
+
+
 @dataclass
 class _Context:
     now: dt.datetime
     refund: Callable[[Payment, str], None]
+    held: Held | None = None
     # Hook calls to make once the transaction is committed.
     notices: list[Callable[[], object]] = field(default_factory=list)
 
@@ -335,14 +347,16 @@ def apply_in_transaction(
     *,
     now: dt.datetime,
     refund: Callable[[Payment, str], None] | None = None,
+    held: Held | None = None,
 ) -> tuple[Outcome, list[Callable[[], object]]]:
     """:func:`apply_event` inside the caller's transaction (the renewal run's, which holds
-    the subscription's lock). The caller commits, then makes the returned calls (hooks,
-    the invoice). A replayed event raises :class:`DuplicateEvent` after a rollback."""
+    the subscription's lock, and the order's and payment's: ``held``). The caller commits,
+    then makes the returned calls (hooks, the invoice). A replayed event raises
+    :class:`DuplicateEvent` after a rollback."""
     row = _record_event(provider_name, event, now)
     if row is None:
         raise DuplicateEvent(event.event_id)
-    return _apply(row, provider_name, event, now, refund)
+    return _apply(row, provider_name, event, now, refund, held)
 
 
 def _apply(
@@ -351,8 +365,14 @@ def _apply(
     event: PaymentEvent,
     now: dt.datetime,
     refund: Callable[[Payment, str], None] | None,
+    held: Held | None = None,
 ) -> tuple[Outcome, list[Callable[[], object]]]:
-    payment = _find_payment(provider_name, event)
+    if held is not None and (held.payment.public_id, held.payment.provider) != (
+        event.payment_id,
+        provider_name,
+    ):
+        held = None  # an event about another payment: nothing of it is held
+    payment = held.payment if held is not None else _find_payment(provider_name, event)
     if payment is None:
         log.warning("%s event %s names no known payment", provider_name, event.event_id)
         row.outcome = Outcome.UNKNOWN_PAYMENT.value
@@ -360,7 +380,7 @@ def _apply(
     row.payment_id = payment.id
     if event.provider_ref and payment.provider_ref is None:
         payment.provider_ref = event.provider_ref
-    ctx = _Context(now=now, refund=refund or _provider_refund)
+    ctx = _Context(now=now, refund=refund or _provider_refund, held=held)
     outcome = _HANDLERS[event.kind](payment, event, ctx)
     row.outcome = outcome.value
     return outcome, ctx.notices
@@ -402,11 +422,15 @@ def _settle(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
     payment.settled_at = ctx.now
     payment.failure_code = payment.failure_message = payment.action_url = None
     payment.charge_ref = event.charge_ref or payment.charge_ref
-    order = (
-        db.session.get(Order, payment.order_id, populate_existing=True)
-        if payment.order_id
-        else None
-    )
+    held = ctx.held
+    if held is not None and held.order.id == payment.order_id:
+        order: Order | None = held.order
+    else:
+        order = (
+            db.session.get(Order, payment.order_id, populate_existing=True)
+            if payment.order_id
+            else None
+        )
     brand = event.method.brand.lower() if event.method else None
     if brand is not None and brand not in ACCEPTED_BRANDS:
         payment.failure_code = "brand_not_accepted"
@@ -416,19 +440,20 @@ def _settle(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
         return Outcome.BRAND_REFUSED
     if event.method is not None:
         payment.method_id = save_method(
-            payment.account_id, payment.provider, event.method, ctx.now
+            payment.account_id, payment.provider, event.method, ctx.now, payment.method_id
         ).id
     ctx.notices.append(_settled_notice(payment, ctx.now))
     if order is None:
         return Outcome.APPLIED
-    account = db.session.get(Account, payment.account_id)
-    assert account is not None
-    sub = db.session.scalar(
-        select(Subscription)
-        .where(Subscription.account_id == account.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    if held is not None and held.subscription.account_id == payment.account_id:
+        sub = held.subscription
+    else:
+        sub = db.session.scalar(
+            select(Subscription)
+            .where(Subscription.account_id == payment.account_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
     assert isinstance(sub, Subscription)
     if order.status != OrderStatus.PENDING or sub.version != order.subscription_version:
         # Paid for a quote that no longer holds (another change got there first).
@@ -498,15 +523,23 @@ _HANDLERS = {
 
 
 def save_method(
-    account_id: int, provider: str, method: SavedMethod, now: dt.datetime
+    account_id: int,
+    provider: str,
+    method: SavedMethod,
+    now: dt.datetime,
+    charged_id: int | None = None,
 ) -> PaymentMethod:
-    """Store a method saved at ``provider`` and make it the account's default (R8)."""
-    row = db.session.scalar(
-        select(PaymentMethod).where(
-            PaymentMethod.provider == provider,
-            PaymentMethod.provider_ref == method.provider_ref,
+    """Store a method saved at ``provider`` and make it the account's default (R8).
+    ``charged_id``: the stored method the payment was charged with, most often this one
+    (a renewal), found in the session without a query."""
+    row = db.session.get(PaymentMethod, charged_id) if charged_id is not None else None
+    if row is None or (row.provider, row.provider_ref) != (provider, method.provider_ref):
+        row = db.session.scalar(
+            select(PaymentMethod).where(
+                PaymentMethod.provider == provider,
+                PaymentMethod.provider_ref == method.provider_ref,
+            )
         )
-    )
     if not isinstance(row, PaymentMethod):
         row = PaymentMethod(
             account_id=account_id,
@@ -524,8 +557,10 @@ def save_method(
     row.exp_year = method.exp_year
     row.email = method.email
     row.removed_at = None
-    db.session.flush()
-    make_default(row)
+    if row.id is None:
+        db.session.flush()  # its id, for the payment
+    if not row.is_default:  # make_default keeps one default per account
+        make_default(row)
     return row
 
 

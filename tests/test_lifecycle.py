@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 
 from pakiet_stripe.emulator import StripeEmulator
@@ -219,6 +220,40 @@ def test_renewals_come_first_then_their_invoices(app, stripe_emulator, smtp, mon
     assert len([s for s in smtp.subjects() if s.startswith("Faktura")]) == 2
     assert report.renewal_seconds > 0 and report.invoice_seconds > 0
     assert "subscriptions in " in report.line() and "invoices and e-mail in " in report.line()
+
+
+def test_a_renewal_runs_the_same_few_statements_however_many_are_due(
+    app, stripe_emulator, monkeypatch
+):
+    """The renewal stage's cost is its statements (issue 9): claiming a subscription brings
+    its account and billing data, and the payment's handlers take the rows the run holds
+    locked instead of reading them again. 14 per renewal, the claim included (was 22)."""
+    for n in range(3):
+        subscribe(app, stripe_emulator, email=f"firma{n}@firma.example.com")
+    per_renewal: list[list[str]] = []
+    claim = lifecycle._claim
+
+    def counted_claim(now: dt.datetime, after_id: int):
+        per_renewal.append([])
+        return claim(now, after_id)
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if per_renewal:
+            per_renewal[-1].append(statement.split()[0])
+
+    monkeypatch.setattr(lifecycle, "_claim", counted_claim)
+    monkeypatch.setattr(lifecycle, "_follow_ups", lambda now, deps, report: None)
+    with app.app_context():
+        engine = db.engine
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert run(app, at(dt.date(2026, 12, 1))).renewed == 3
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
+
+    counts = [len(statements) for statements in per_renewal[:3]]
+    assert counts == [counts[0]] * 3, per_renewal
+    assert counts[0] <= 14, per_renewal[0]
 
 
 def test_an_invoice_that_fails_to_render_holds_up_nothing(app, stripe_emulator, smtp, monkeypatch):
