@@ -97,6 +97,8 @@ def row_context() -> dict[str, Any]:
             "credit_note": gettext("Credit note"),
             "refund": gettext("Request refund"),
             "add_note": gettext("Add note"),
+            "edit_note": gettext("Edit note"),
+            "cancel": gettext("Cancel"),
             "note_label": gettext(
                 "Note printed on this invoice (at most %(num)d characters)",
                 num=invoicing.NOTE_LIMIT,
@@ -149,14 +151,35 @@ def xml(public_id: str) -> ResponseReturnValue:
     return _download(body, invoice.number.replace("/", "-") + ".xml", "application/xml")
 
 
+@bp.get("/<public_id>/note")
+@login_required
+@read_only
+def note_form(public_id: str) -> ResponseReturnValue:
+    """The note form: in the invoice's row (HTMX) or on a page of its own."""
+    invoice = _own(public_id)
+    return _note_response(invoice, 200, editing=True, note_text=invoice.note)
+
+
+@bp.get("/<public_id>/row")
+@login_required
+@read_only
+def row(public_id: str) -> ResponseReturnValue:
+    """The invoice's row as the list shows it (the note form's Cancel)."""
+    invoice = _own(public_id)
+    if not htmx:
+        return redirect(url_for("invoices.page", _anchor=f"invoice-{invoice.public_id}"), 303)
+    return _note_response(invoice, 200, editing=False)
+
+
 @bp.post("/<public_id>/note")
 @login_required
 def note(public_id: str) -> ResponseReturnValue:
-    """Add or change the note: the invoice is re-rendered with it; the row is swapped."""
+    """Add or change the note: the invoice is re-rendered with it; the row is swapped. A
+    refused note comes back in its form, as typed, with the reason."""
     invoice = _own(public_id)
     account = current_account()
     text = request.form.get("note", "")
-    error = None
+    carry_over = request.form.get("carry_over") == "on"
     before = invoice.note
     try:
         invoicing.set_note(
@@ -164,7 +187,10 @@ def note(public_id: str) -> ResponseReturnValue:
         )
     except invoicing.InvoiceRefused:
         error = gettext("A note can have at most %(num)d characters.", num=invoicing.NOTE_LIMIT)
-    if error is None and invoice.note != before:
+        return _note_response(
+            invoice, 422, editing=True, note_text=text, note_error=error, carry_over=carry_over
+        )
+    if invoice.note != before:
         audit.record_customer(
             current_user,
             "invoice_note",
@@ -173,24 +199,34 @@ def note(public_id: str) -> ResponseReturnValue:
             before={"note": before},
             after={"note": invoice.note},
         )
-    if error is None and request.form.get("carry_over") == "on":
+    if carry_over:
         account.invoice_note = invoice.note
         db.session.commit()
     if not htmx:  # without JavaScript: back to the whole list, at this invoice
-        if error is None:
-            return redirect(url_for("invoices.page", _anchor=f"invoice-{invoice.public_id}"), 303)
-        return _list_page(account, 422, error=error, error_id=invoice.public_id)
+        return redirect(url_for("invoices.page", _anchor=f"invoice-{invoice.public_id}"), 303)
+    return _note_response(invoice, 200, editing=False)
+
+
+def _note_response(invoice: Invoice, status: int, *, editing: bool, **form: Any) -> Response:
+    """One invoice's row (HTMX), with its note form when ``editing``; without JavaScript
+    the form has a page of its own (``invoices/note.html``)."""
+    account = current_account()
+    numbers = {invoice.id: invoice.number}
+    if invoice.corrects_id is not None:
+        corrected = db.session.get(Invoice, invoice.corrects_id)
+        if corrected is not None:
+            numbers[corrected.id] = corrected.number
     return htmx_util.render(
-        "invoices/page.html",
+        "invoices/note.html",
         "invoices/_rows.html",
-        422 if error else 200,
+        status,
         account=account,
         invoice=invoice,
         invoices=[invoice],
-        numbers={invoice.id: invoice.number},
-        error=error,
-        error_id=invoice.public_id,
+        numbers=numbers,
+        editing_id=invoice.public_id if editing else None,
         note_limit=invoicing.NOTE_LIMIT,
         refundable=refund_offer(account),
         **row_context(),
+        **form,
     )

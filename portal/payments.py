@@ -445,6 +445,7 @@ def _settle(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
     ctx.notices.append(_settled_notice(payment, ctx.now))
     if order is None:
         return Outcome.APPLIED
+    sub: Subscription | None
     if held is not None and held.subscription.account_id == payment.account_id:
         sub = held.subscription
     else:

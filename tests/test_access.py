@@ -218,6 +218,8 @@ def test_every_customer_route_with_another_accounts_ids_is_not_found(
         f"/package/orders/{ids['order']}",
         f"/invoices/{ids['invoice']}.pdf",
         f"/invoices/{ids['invoice']}.xml",
+        f"/invoices/{ids['invoice']}/note",
+        f"/invoices/{ids['invoice']}/row",
         f"/payments/{ids['payment']}/return",
         f"/payments/{ids['payment']}/cancel",
         f"/refunds/{ids['payment']}",

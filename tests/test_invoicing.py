@@ -169,6 +169,8 @@ def test_another_accounts_invoice_is_not_found(app, standard, auth, transfer24):
     for path in (".pdf", ".xml"):
         assert standard.get(f"/invoices/{invoice.public_id}{path}").status_code == 404
     assert note(standard, invoice, "mine now").status_code == 404
+    for path in ("/note", "/row"):
+        assert standard.get(f"/invoices/{invoice.public_id}{path}").status_code == 404
     assert standard.get("/invoices/forged.pdf").status_code == 404
     assert invoice.number not in text(standard.get("/invoices"))
 
@@ -374,9 +376,18 @@ def test_downloads_do_not_wait_for_the_run_to_store_the_documents(app, standard,
     assert standard.get("/invoices/" + "0" * 32 + ".pdf").status_code == 404
 
 
-def test_a_note_without_javascript_goes_back_to_the_whole_list(app, standard, transfer24):
+def test_a_note_without_javascript_has_a_page_of_its_own(app, standard, transfer24):
     buy(standard, transfer24)
     [invoice] = invoices(app)
+    listed = text(standard.get("/invoices"))
+    assert "<textarea" not in listed  # the list links to the form; it carries none
+    assert f'href="/invoices/{invoice.public_id}/note"' in listed
+
+    form_page = standard.get(f"/invoices/{invoice.public_id}/note")
+    page = text(form_page)
+    assert form_page.status_code == 200 and "<html" in page
+    assert f"Notatka na fakturze {invoice.number}" in page
+    assert "hx-post" not in page  # a plain form: no row to swap on this page
     data = {"csrf_token": csrf_token(standard, "/invoices"), "note": "PO 4711"}
 
     saved = standard.post(f"/invoices/{invoice.public_id}/note", data=data)
@@ -384,10 +395,44 @@ def test_a_note_without_javascript_goes_back_to_the_whole_list(app, standard, tr
     assert saved.headers["Location"].endswith(f"/invoices#invoice-{invoice.public_id}")
     assert "PO 4711" in text(standard.get("/invoices"))
 
+    typed = "y" * 1001
     refused = standard.post(
-        f"/invoices/{invoice.public_id}/note", data={**data, "note": "x" * 1001}
+        f"/invoices/{invoice.public_id}/note", data={**data, "note": typed, "carry_over": "on"}
     )
     page = text(refused)
     assert refused.status_code == 422 and "<html" in page
     assert "Notatka może mieć najwyżej 1000 znaków." in page
-    assert "Nie wystawiamy faktur proforma" in page  # the whole page, not one row
+    assert f">{typed}</textarea>" in page and " checked>" in page  # as the customer typed it
+    [after] = invoices(app)
+    assert after.note == "PO 4711"
+    row = standard.get(f"/invoices/{invoice.public_id}/row")  # Cancel, without JavaScript
+    assert row.status_code == 303 and row.headers["Location"].endswith(
+        f"/invoices#invoice-{invoice.public_id}"
+    )
+
+
+def test_the_note_form_opens_in_the_row_and_a_refused_note_keeps_what_was_typed(
+    app, standard, transfer24
+):
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    note(standard, invoice, "PO 4711")
+    hx = {"HX-Request": "true"}
+
+    opened = standard.get(f"/invoices/{invoice.public_id}/note", headers=hx)
+    row = text(opened)
+    assert opened.status_code == 200 and row.startswith(f'<tr id="invoice-{invoice.public_id}"')
+    assert ">PO 4711</textarea>" in row and 'hx-post="/invoices/' in row
+
+    typed = "PO 4712 " + "z" * 1000
+    refused = note(standard, invoice, typed, carry_over="on")
+    row = text(refused)
+    assert refused.status_code == 422 and row.startswith("<tr ")
+    assert f">{typed}</textarea>" in row and " checked>" in row
+    assert 'role="alert"' in row and "Notatka może mieć najwyżej 1000 znaków." in row
+    [after] = invoices(app)
+    assert after.note == "PO 4711"
+
+    cancelled = text(standard.get(f"/invoices/{invoice.public_id}/row", headers=hx))
+    assert cancelled.startswith("<tr ") and "<textarea" not in cancelled
+    assert "PO 4711" in cancelled and "Edytuj notatkę" in cancelled

@@ -32,8 +32,20 @@ from tests.browser.test_payments import (  # the payment-enabled portal and its 
 __all__ = ["live_server", "paypal_emulator", "stripe_emulator", "webhooks"]
 
 TEXTS = {
-    "pl": {"nav": "Faktury", "add": "Dodaj notatkę", "save": "Zapisz notatkę"},
-    "en": {"nav": "Invoices", "add": "Add note", "save": "Save note"},
+    "pl": {
+        "nav": "Faktury",
+        "add": "Dodaj notatkę",
+        "edit": "Edytuj notatkę",
+        "save": "Zapisz notatkę",
+        "cancel": "Anuluj",
+    },
+    "en": {
+        "nav": "Invoices",
+        "add": "Add note",
+        "edit": "Edit note",
+        "save": "Save note",
+        "cancel": "Cancel",
+    },
 }
 
 
@@ -79,13 +91,20 @@ def test_invoice_listed_noted_downloaded_and_private(
     row = page.locator(f"#invoice-{invoice.public_id}")
     expect(row.get_by_role("rowheader")).to_contain_text(invoice.number)
 
-    # The note is edited in the row; the row is swapped in place (no page load).
+    # The note form opens in the row and the saved row is swapped in place (no page load).
     page.evaluate("window.__same_page = true")
-    row.get_by_text(texts["add"], exact=True).click()
+    expect(row.get_by_role("textbox")).to_have_count(0)  # the list carries no forms
+    row.get_by_role("link", name=texts["add"], exact=True).click()
     note = "PO-4711 <b>Dział IT</b>"
+    row.get_by_role("textbox").fill("x" * 1000 + "y")  # the field stops at the limit
+    expect(row.get_by_role("textbox")).to_have_value("x" * 1000)
+    row.get_by_role("link", name=texts["cancel"], exact=True).click()  # Cancel: as before
+    expect(row.get_by_role("textbox")).to_have_count(0)
+    row.get_by_role("link", name=texts["add"], exact=True).click()
     row.get_by_role("textbox").fill(note)
     row.get_by_role("button", name=texts["save"], exact=True).click()
-    expect(page.locator(f"#invoice-{invoice.public_id} summary")).to_have_text(note)
+    expect(page.locator(f"#invoice-{invoice.public_id} .note-text")).to_have_text(note)
+    expect(row.get_by_role("link", name=texts["edit"], exact=True)).to_be_visible()
     assert page.evaluate("window.__same_page") is True
 
     pdf = page.request.get(f"{live_server.url}/invoices/{invoice.public_id}.pdf")
