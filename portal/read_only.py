@@ -4,7 +4,9 @@ In a READ COMMITTED transaction (PostgreSQL's default, and ours) each statement 
 was committed when it started, as it does in autocommit: a view that only reads gains
 nothing from the transaction and pays two round trips for it, BEGIN and ROLLBACK. Such a
 view is marked ``@read_only``; on PostgreSQL its request runs in autocommit (the pool's
-pre-ping still comes first). On every database the session refuses to write in it.
+pre-ping still comes first), from its first statement: a request that runs none (an
+anonymous visitor sent to log in) takes no connection. On every database the session
+refuses to write in it.
 SQLite sends no BEGIN before a read, so it has nothing to save.
 """
 
@@ -22,6 +24,7 @@ from portal.extensions import db
 View = TypeVar("View", bound=Callable[..., Any])
 
 FLAG = "pakiet_read_only"
+AUTOCOMMIT = "pakiet_read_only_autocommit"  # the first statement takes an autocommit connection
 
 
 class WriteInReadOnlyView(RuntimeError):
@@ -49,11 +52,12 @@ def init_app(app: Flask) -> None:
             return
         db.session.info[FLAG] = True
         if autocommit:
-            db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            db.session.info[AUTOCOMMIT] = True
 
     @app.teardown_request
     def end_read_only(_exc: BaseException | None) -> None:
         if marked() and db.session.info.pop(FLAG, False):
+            db.session.info.pop(AUTOCOMMIT, None)
             db.session.rollback()  # nothing was written; the connection goes back as it came
 
 
@@ -65,5 +69,11 @@ def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
 
 @event.listens_for(Session, "do_orm_execute")
 def _refuse_writes(state: ORMExecuteState) -> None:
-    if not state.is_select and state.session.info.get(FLAG):
+    info = state.session.info
+    if not info.get(FLAG):
+        return
+    if not state.is_select:
         raise WriteInReadOnlyView("a view marked read_only tried to write")
+    if info.pop(AUTOCOMMIT, False) and not state.session.in_transaction():
+        # The statement runs on the connection taken here (the session asks for one next).
+        state.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

@@ -65,6 +65,24 @@ def test_a_read_only_view_may_not_write(app):
         assert db.session.scalar(select(func.count()).select_from(Account)) == 0
 
 
+def test_an_anonymous_visitor_is_sent_to_log_in_without_a_database_connection(app):
+    checkouts: list[object] = []
+
+    def record(dbapi_connection, record, proxy) -> None:
+        checkouts.append(dbapi_connection)
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "checkout", record)
+    try:
+        for path in READ_ONLY_PAGES:
+            response = app.test_client().get(path)
+            assert response.status_code == 302 and "/login" in response.headers["Location"]
+    finally:
+        sa.event.remove(engine, "checkout", record)
+    assert checkouts == []
+
+
 @pytest.mark.postgres
 def test_read_only_pages_answer_after_the_database_dropped_every_session(app, auth):
     assert auth.signup("anna@firma.example.com").status_code == 302
