@@ -429,15 +429,18 @@ def _renew(
     if method is None or provider is None or not provider.saves_methods:
         return _failed_attempt(sub, account, order, None, now, deps, report, code="no_method")
     # A payment of this attempt exists when a runner stopped after creating it. It is
-    # locked and read afresh, as a webhook may have settled it since: the event handlers
-    # below take it as held (payments.Held).
+    # locked and read afresh, as a webhook may have settled it since, and so is its order
+    # (a webhook changes an order only under its payment's lock): the event handlers below
+    # take both as held (payments.Held).
     payment = db.session.scalar(
         select(Payment)
         .where(Payment.idempotency_key == key)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    if not isinstance(payment, Payment):
+    if isinstance(payment, Payment):
+        db.session.refresh(order)
+    else:
         payment = Payment(
             public_id=public_id,
             account_id=account.id,

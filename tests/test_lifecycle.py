@@ -417,6 +417,37 @@ def test_a_charge_made_but_its_answer_lost_is_not_charged_again(app, stripe_emul
     assert len(rows(app, Invoice, Invoice.account_id == account_id)) == 1
 
 
+def test_an_order_and_payment_a_stopped_runner_left_are_charged_once_and_settled(
+    app, stripe_emulator, monkeypatch
+):
+    """A runner that stored the attempt's order and payment and stopped before the charge
+    (say, an older version committing them first): the next run finds both by the attempt's
+    key, locks the payment and re-reads both, charges with the same idempotency key and
+    settles them — no second order, payment or charge."""
+    from pakiet_stripe.client import StripeProvider
+
+    account_id = subscribe(app, stripe_emulator)
+
+    def stop_after_storing(self, request, method):
+        db.session.commit()  # the order and payment are stored; then the runner stops
+        raise lifecycle.ProviderError("runner stopped", code="stopped", retryable=True)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StripeProvider, "charge_saved", stop_after_storing)
+        assert run(app, at(dt.date(2026, 12, 1))).postponed == 1
+    [left] = rows(app, Payment, Payment.account_id == account_id)
+    assert left.status == "pending" and succeeded_intents(stripe_emulator) == []
+
+    assert run(app, at(dt.date(2026, 12, 1), 1)).renewed == 1
+
+    [payment] = rows(app, Payment, Payment.account_id == account_id)
+    assert (payment.id, payment.status) == (left.id, "paid")
+    assert [o.status for o in rows(app, Order, Order.account_id == account_id)] == ["paid"]
+    assert len(succeeded_intents(stripe_emulator)) == 1
+    sub = subscription(app, account_id)
+    assert (sub.period_start, sub.period_end) == (dt.date(2026, 12, 1), dt.date(2027, 1, 1))
+
+
 def test_a_card_removed_before_the_renewal_counts_as_a_failed_charge(app, stripe_emulator, smtp):
     account_id = subscribe(app, stripe_emulator, language="en")
     with app.app_context():
