@@ -22,7 +22,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     load_config(app, test_config)
     os.makedirs(app.instance_path, exist_ok=True)
 
-    from portal import auth, read_only, web
+    from portal import auth, liveness, read_only, web
     from portal.catalogue import load_catalogue
     from portal.cli import register_commands
     from portal.extensions import (
@@ -40,9 +40,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from portal.plugins import PluginError, init_plugins
     from portal.tax import load_vat_rates
 
+    liveness.configure(app)
     db.init_app(app)
     with app.app_context():
         sqlite_foreign_keys(app)
+        liveness.install(app, db.engine)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
     htmx.init_app(app)

@@ -22,7 +22,9 @@ DEFAULTS: dict[str, Any] = {
     # Only good for a laptop: production sets PAKIET_SECRET_KEY.
     "SECRET_KEY": "dev-only-secret-change-me",
     "SQLALCHEMY_DATABASE_URI": "sqlite:///pakiet.sqlite3",
-    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    # Pooled connections are checked before use (portal/liveness.py), on PostgreSQL without
+    # a round trip; set "pool_pre_ping" here to choose SQLAlchemy's SELECT 1 instead.
+    "SQLALCHEMY_ENGINE_OPTIONS": {},
     "CATALOGUE_PATH": str(CATALOGUE_PATH),
     "LANGUAGES": ["pl", "en"],
     "BABEL_DEFAULT_LOCALE": "pl",

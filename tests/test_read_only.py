@@ -1,7 +1,7 @@
 """Views marked ``@read_only`` (``portal/read_only.py``): on PostgreSQL they run in
 autocommit, without the BEGIN and ROLLBACK round trips; on every database they may not
-write; the connection goes back to the pool as it came, and a database restart between
-requests does not turn them into errors (the pool's pre-ping still runs first)."""
+write; the connection goes back to the pool as it came (a database restart between requests:
+``tests/test_liveness.py``)."""
 
 from __future__ import annotations
 
@@ -81,24 +81,6 @@ def test_an_anonymous_visitor_is_sent_to_log_in_without_a_database_connection(ap
     finally:
         sa.event.remove(engine, "checkout", record)
     assert checkouts == []
-
-
-@pytest.mark.postgres
-def test_read_only_pages_answer_after_the_database_dropped_every_session(app, auth):
-    assert auth.signup("anna@firma.example.com").status_code == 302
-    for page in READ_ONLY_PAGES:
-        assert auth.client.get(page).status_code == 200, page
-
-    with app.app_context(), db.engine.connect() as other:
-        other.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        )
-
-    for page in READ_ONLY_PAGES:
-        assert auth.client.get(page).status_code == 200, page
 
 
 def test_an_enclosing_app_context_keeps_its_session_usable(app, auth):
