@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import flag_modified
 
 from portal import mail, payments
 from portal.catalogue import Catalogue, PackageCode, Period
@@ -293,7 +294,15 @@ def _process(
             after += _renew(sub, account, now, deps, report)
     else:
         _queue_upcoming(sub, account, today, now, deps, report)
-    _set_next_check(sub.id, next_check(sub, now, settings))
+    at = next_check(sub, now, settings)
+    if db.session.is_modified(sub):
+        # The subscription changes anyway (a renewal, a suspension), its version with it:
+        # the time of its next look goes in the same UPDATE (flagged, so that a value
+        # equal to the old one still counts as set and is not reset by models._reschedule).
+        sub.next_check_at = at
+        flag_modified(sub, "next_check_at")
+    else:
+        _set_next_check(sub.id, at)
     db.session.commit()
     return after
 
