@@ -37,7 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, undefer
 from sqlalchemy.orm.attributes import flag_modified
 
 from portal import mail, payments
@@ -153,11 +153,17 @@ class Report:
 
 def _claim(now: dt.datetime, after_id: int) -> Subscription | None:
     """The next subscription with work due, locked; rows another runner holds are skipped.
-    Its account and billing data come in the same statement (only the subscription is
-    locked): every kind of work below reads them."""
+    Its account, with its billing data, default payment method and language, comes in the
+    same statement (only the subscription is locked): the work below reads them."""
     sub = db.session.scalar(
         select(Subscription)
-        .options(joinedload(Subscription.account).joinedload(Account.billing_info))
+        .options(
+            joinedload(Subscription.account).options(
+                joinedload(Account.billing_info),
+                joinedload(Account.default_method),
+                undefer(Account.language),
+            )
+        )
         .where(
             Subscription.package != PackageCode.FREE.value,
             Subscription.status != SubscriptionStatus.SUSPENDED.value,
@@ -433,7 +439,7 @@ def _renew(
         after = _renewed(sub, order, now)
         report.renewed += 1
         return after
-    method = payments.default_method(account.id)
+    method = account.default_method  # loaded by _claim
     provider = deps.providers(method.provider) if method is not None else None
     if method is None or provider is None or not provider.saves_methods:
         return _failed_attempt(sub, account, order, None, now, deps, report, code="no_method")

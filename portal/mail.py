@@ -19,20 +19,14 @@ from flask_mailman import EmailMessage
 from sqlalchemy import select, true
 
 from portal.extensions import db
-from portal.models import Account, Notice, User
+from portal.models import Account, Notice
 from portal.money import Money
 
 log = logging.getLogger(__name__)
 
 
 def account_language(account: Account) -> str:
-    language = db.session.scalar(
-        select(User.language)
-        .where(User.account_id == account.id, User.language.is_not(None))
-        .order_by(User.id)
-        .limit(1)
-    )
-    return str(language or current_app.config["BABEL_DEFAULT_LOCALE"])
+    return str(account.language or current_app.config["BABEL_DEFAULT_LOCALE"])
 
 
 def render(name: str, language: str, **context: Any) -> tuple[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask_login import UserMixin
 from sqlalchemy import (
@@ -26,11 +26,12 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    select,
     text,
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from portal.catalogue import PackageCode, Period
 from portal.extensions import db
@@ -99,6 +100,15 @@ class Account(db.Model):  # type: ignore[name-defined]
     users: Mapped[list[User]] = relationship(back_populates="account")
     billing_info: Mapped[BillingInfo] = relationship(back_populates="account", uselist=False)
     subscription: Mapped[Subscription] = relationship(back_populates="account", uselist=False)
+    # The method renewals charge (read-only here: portal.payments changes it).
+    default_method: Mapped[PaymentMethod | None] = relationship(
+        primaryjoin="and_(PaymentMethod.account_id == Account.id, "
+        "PaymentMethod.removed_at.is_(None), PaymentMethod.is_default.is_(True))",
+        viewonly=True,
+        uselist=False,
+    )
+    if TYPE_CHECKING:
+        language: Mapped[str | None]  # the language of its e-mails and documents (below User)
 
 
 class User(UserMixin, db.Model):  # type: ignore[name-defined]
@@ -118,6 +128,19 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     account: Mapped[Account | None] = relationship(back_populates="users")
+
+
+# An account's language is its first user's that has one (loaded when first read, or with
+# the account where a query asks for it: the renewal run's claim).
+Account.language = column_property(
+    select(User.language)
+    .where(User.account_id == Account.id, User.language.is_not(None))
+    .order_by(User.id)
+    .limit(1)
+    .correlate_except(User)
+    .scalar_subquery(),
+    deferred=True,
+)
 
 
 class VatStatus(StrEnum):
