@@ -419,10 +419,16 @@ def _renew(
     _close_earlier_attempts(sub, attempt)
     quote, decision = _renewal_quote(sub, account, deps)
     public_id, key = _ids(deps.settings.secret, sub, attempt)
-    order = db.session.scalar(
-        select(Order).where(Order.account_id == account.id, Order.idempotency_key == key)
-    )
-    if not isinstance(order, Order):
+    # The attempt's order and payment exist when a runner stopped after storing them (say,
+    # an older version that committed them before the charge): both are looked up by the
+    # attempt's key in one statement, as usually there are none.
+    left = db.session.execute(
+        select(Order, Payment)
+        .outerjoin(Payment, (Payment.order_id == Order.id) & (Payment.idempotency_key == key))
+        .where(Order.account_id == account.id, Order.idempotency_key == key)
+    ).first()
+    order, payment = (left[0], left[1]) if left is not None else (None, None)
+    if order is None:
         order = new_order(
             account_id=account.id,
             public_id=public_id,
@@ -443,17 +449,17 @@ def _renew(
     provider = deps.providers(method.provider) if method is not None else None
     if method is None or provider is None or not provider.saves_methods:
         return _failed_attempt(sub, account, order, None, now, deps, report, code="no_method")
-    # A payment of this attempt exists when a runner stopped after creating it. It is
-    # locked and read afresh, as a webhook may have settled it since, and so is its order
-    # (a webhook changes an order only under its payment's lock): the event handlers below
-    # take both as held (payments.Held).
-    payment = db.session.scalar(
-        select(Payment)
-        .where(Payment.idempotency_key == key)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if isinstance(payment, Payment):
+    if payment is not None:
+        # A payment left over is locked and read afresh, as a webhook may have settled it
+        # since, and so is its order (a webhook changes an order only under its payment's
+        # lock): the event handlers below take both as held (payments.Held).
+        payment = db.session.scalar(
+            select(Payment)
+            .where(Payment.id == payment.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        assert isinstance(payment, Payment)
         db.session.refresh(order)
     else:
         payment = Payment(
