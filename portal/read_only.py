@@ -4,9 +4,8 @@ In a READ COMMITTED transaction (PostgreSQL's default, and ours) each statement 
 was committed when it started, as it does in autocommit: a view that only reads gains
 nothing from the transaction and pays two round trips for it, BEGIN and ROLLBACK. Such a
 view is marked ``@read_only``; on PostgreSQL its request runs in autocommit, from its
-first statement: a request that runs none (an
-anonymous visitor sent to log in) takes no connection. On every database the session
-refuses to write in it.
+first statement: a request that runs none (an anonymous visitor sent to log in) takes no
+connection. On every database the session refuses to write in it.
 SQLite sends no BEGIN before a read, so it has nothing to save.
 """
 
