@@ -453,13 +453,7 @@ def _renew(
         # A payment left over is locked and read afresh, as a webhook may have settled it
         # since, and so is its order (a webhook changes an order only under its payment's
         # lock): the event handlers below take both as held (payments.Held).
-        payment = db.session.scalar(
-            select(Payment)
-            .where(Payment.id == payment.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        assert isinstance(payment, Payment)
+        db.session.refresh(payment, with_for_update=True)
         db.session.refresh(order)
     else:
         payment = Payment(
