@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import joinedload, undefer
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -151,30 +151,50 @@ class Report:
 # -- claiming -------------------------------------------------------------------------------
 
 
-def _claim(now: dt.datetime, after_id: int) -> Subscription | None:
-    """The next subscription with work due, locked; rows another runner holds are skipped.
-    Its account, with its billing data, default payment method and language, comes in the
-    same statement (only the subscription is locked): the work below reads them."""
-    sub = db.session.scalar(
-        select(Subscription)
-        .options(
-            joinedload(Subscription.account).options(
-                joinedload(Account.billing_info),
-                joinedload(Account.default_method),
-                undefer(Account.language),
-            )
+# The claim, built once per process (building it cost a fifth of the statement's own time
+# in the runner): the next subscription with work due after ``after_id``, locked; rows another
+# runner holds are skipped. Its account, with its billing data, default payment method and
+# language, comes in the same statement (only the subscription is locked): the work below
+# reads them.
+CLAIM = (
+    select(Subscription)
+    .options(
+        joinedload(Subscription.account).options(
+            joinedload(Account.billing_info),
+            joinedload(Account.default_method),
+            undefer(Account.language),
         )
-        .where(
-            Subscription.package != PackageCode.FREE.value,
-            Subscription.status != SubscriptionStatus.SUSPENDED.value,
-            or_(Subscription.next_check_at.is_(None), Subscription.next_check_at <= now),
-            Subscription.id > after_id,
-        )
-        .order_by(Subscription.id)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=Subscription)
-        .execution_options(populate_existing=True)
     )
+    .where(
+        Subscription.package != PackageCode.FREE.value,
+        Subscription.status != SubscriptionStatus.SUSPENDED.value,
+        or_(
+            Subscription.next_check_at.is_(None),
+            Subscription.next_check_at <= bindparam("now", type_=Subscription.next_check_at.type),
+        ),
+        Subscription.id > bindparam("after_id"),
+    )
+    .order_by(Subscription.id)
+    .limit(1)
+    .with_for_update(skip_locked=True, of=Subscription)
+    .execution_options(populate_existing=True)
+)
+
+# A renewal attempt's order and payment, when a runner stopped after storing them (the
+# payment joined by the same key): usually none. Built once, as the claim.
+LEFT_OVER = (
+    select(Order, Payment)
+    .outerjoin(
+        Payment,
+        (Payment.order_id == Order.id) & (Payment.idempotency_key == bindparam("key")),
+    )
+    .where(Order.account_id == bindparam("account_id"), Order.idempotency_key == bindparam("key"))
+)
+
+
+def _claim(now: dt.datetime, after_id: int) -> Subscription | None:
+    """The next subscription with work due (see ``CLAIM``), locked, or ``None``."""
+    sub = db.session.scalar(CLAIM, {"now": now, "after_id": after_id})
     return sub if isinstance(sub, Subscription) else None
 
 
@@ -422,11 +442,7 @@ def _renew(
     # The attempt's order and payment exist when a runner stopped after storing them (say,
     # an older version that committed them before the charge): both are looked up by the
     # attempt's key in one statement, as usually there are none.
-    left = db.session.execute(
-        select(Order, Payment)
-        .outerjoin(Payment, (Payment.order_id == Order.id) & (Payment.idempotency_key == key))
-        .where(Order.account_id == account.id, Order.idempotency_key == key)
-    ).first()
+    left = db.session.execute(LEFT_OVER, {"account_id": account.id, "key": key}).first()
     order, payment = (left[0], left[1]) if left is not None else (None, None)
     if order is None:
         order = new_order(
