@@ -137,6 +137,12 @@ class Report:
     renewal_seconds: float = 0.0
     invoice_seconds: float = 0.0
 
+    def add(self, other: Report) -> None:
+        """Count what one committed subscription counted."""
+        for name, value in vars(other).items():
+            if isinstance(value, int):
+                setattr(self, name, getattr(self, name) + value)
+
     def line(self) -> str:
         return (
             f"billing run: {self.checked} checked, {self.renewed} renewed, {self.failed} failed "
@@ -240,8 +246,10 @@ def run(*, now: dt.datetime, deps: Deps, limit: int | None = None) -> Report:
             break
         last_id = sub.id
         report.checked += 1
+        # What this subscription counts, kept apart until its transaction is committed.
+        counted = Report()
         try:
-            after_commit = _process(sub, now, deps, report)
+            after_commit = _process(sub, now, deps, counted)
         except ProviderError as exc:
             db.session.rollback()
             # Not the customer's failure (the provider is down, or our keys are wrong):
@@ -259,6 +267,7 @@ def run(*, now: dt.datetime, deps: Deps, limit: int | None = None) -> Report:
             _set_next_check(last_id, now + deps.settings.provider_down_delay)
             db.session.commit()
             continue
+        report.add(counted)
         for call in after_commit:
             if isinstance(call, payments.InvoiceDue):
                 continue  # issued by the invoice stage below, with every other one due
@@ -465,6 +474,7 @@ def _renew(
     provider = deps.providers(method.provider) if method is not None else None
     if method is None or provider is None or not provider.saves_methods:
         return _failed_attempt(sub, account, order, None, now, deps, report, code="no_method")
+    fresh = payment is None
     if payment is not None:
         # A payment left over is locked and read afresh, as a webhook may have settled it
         # since, and so is its order (a webhook changes an order only under its payment's
@@ -503,7 +513,7 @@ def _renew(
     event = provider.charge_saved(request, payments.saved(method))
     # The handlers work on these same objects, which this transaction holds locked.
     outcome, after = payments.apply_in_transaction(
-        provider.name, event, now=now, held=payments.Held(payment, order, sub)
+        provider.name, event, now=now, held=payments.Held(payment, order, sub, fresh=fresh)
     )
     log.info("renewal %s of subscription %s: %s (%s)", key, sub.id, outcome, payment.status)
     if payment.status == PaymentStatus.PAID and order.status == OrderStatus.PAID:

@@ -304,6 +304,8 @@ class Held:
     payment: Payment
     order: Order
     subscription: Subscription
+    # The payment was created in this transaction (see apply_in_transaction).
+    fresh: bool = False
 
 
 @dataclass
@@ -352,11 +354,33 @@ def apply_in_transaction(
     """:func:`apply_event` inside the caller's transaction (the renewal run's, which holds
     the subscription's lock, and the order's and payment's: ``held``). The caller commits,
     then makes the returned calls (hooks, the invoice). A replayed event raises
-    :class:`DuplicateEvent` after a rollback."""
-    row = _record_event(provider_name, event, now)
-    if row is None:
+    :class:`DuplicateEvent` after a rollback.
+
+    ``held.fresh``: the event reports the charge of a payment this same transaction
+    created. No record of it can exist yet (its id names that charge, and only the
+    transaction that stores the payment records it), so there is nothing to claim first:
+    the record is written once, with its outcome, when the caller commits — one statement
+    instead of an INSERT and an UPDATE. Should it exist after all, the commit fails and
+    nothing of the transaction stays."""
+    if held is not None and held.fresh and _about(held.payment, provider_name, event):
+        row = ProviderEvent(
+            provider=provider_name,
+            event_id=event.event_id,
+            type=event.kind.value,
+            outcome=Outcome.IGNORED.value,
+            received_at=now,
+        )
+        result = _apply(row, provider_name, event, now, refund, held)
+        db.session.add(row)
+        return result
+    recorded = _record_event(provider_name, event, now)
+    if recorded is None:
         raise DuplicateEvent(event.event_id)
-    return _apply(row, provider_name, event, now, refund, held)
+    return _apply(recorded, provider_name, event, now, refund, held)
+
+
+def _about(payment: Payment, provider_name: str, event: PaymentEvent) -> bool:
+    return (payment.public_id, payment.provider) == (event.payment_id, provider_name)
 
 
 def _apply(
@@ -367,10 +391,7 @@ def _apply(
     refund: Callable[[Payment, str], None] | None,
     held: Held | None = None,
 ) -> tuple[Outcome, list[Callable[[], object]]]:
-    if held is not None and (held.payment.public_id, held.payment.provider) != (
-        event.payment_id,
-        provider_name,
-    ):
+    if held is not None and not _about(held.payment, provider_name, event):
         held = None  # an event about another payment: nothing of it is held
     payment = held.payment if held is not None else _find_payment(provider_name, event)
     if payment is None:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from pakiet_stripe.emulator import StripeEmulator
 from portal import accounts, lifecycle, payments
 from portal.catalogue import PackageCode, Period
-from portal.contracts import SavedMethod
+from portal.contracts import PaymentEvent, PaymentEventKind, SavedMethod
 from portal.extensions import db
 from portal.models import (
     Invoice,
@@ -25,6 +25,7 @@ from portal.models import (
     Order,
     Payment,
     PaymentMethod,
+    ProviderEvent,
     Subscription,
     SubscriptionStatus,
     User,
@@ -228,8 +229,9 @@ def test_a_renewal_runs_the_same_few_statements_however_many_are_due(
     """The renewal stage's cost is its statements (issue 9): claiming a subscription brings
     its account with its billing data, default method and language; the payment's handlers
     take the rows the run holds locked instead of reading them again; the next look is
-    written with the renewal; a left-over order and payment are looked up in one statement.
-    10 per renewal, the claim included (was 22)."""
+    written with the renewal; a left-over order and payment are looked up in one statement;
+    the charge's record is written once, with its outcome. 9 per renewal, the claim included
+    (was 22); one of them updates the card's expiry, which the emulator reports anew."""
     for n in range(3):
         subscribe(app, stripe_emulator, email=f"firma{n}@firma.example.com")
     per_renewal: list[list[str]] = []
@@ -255,7 +257,7 @@ def test_a_renewal_runs_the_same_few_statements_however_many_are_due(
 
     counts = [len(statements) for statements in per_renewal[:3]]
     assert counts == [counts[0]] * 3, per_renewal
-    assert counts[0] <= 10, per_renewal[0]
+    assert counts[0] <= 9, per_renewal[0]
 
 
 def test_an_invoice_that_fails_to_render_holds_up_nothing(app, stripe_emulator, smtp, monkeypatch):
@@ -448,6 +450,77 @@ def test_an_order_and_payment_a_stopped_runner_left_are_charged_once_and_settled
     assert len(succeeded_intents(stripe_emulator)) == 1
     sub = subscription(app, account_id)
     assert (sub.period_start, sub.period_end) == (dt.date(2026, 12, 1), dt.date(2027, 1, 1))
+
+
+def test_a_renewal_records_its_charge_once_with_its_outcome(app, stripe_emulator):
+    """The charge a renewal made is recorded in the renewal's own transaction, written once
+    with its outcome and payment (no insert-then-update): a later report of the same event
+    is a duplicate."""
+    account_id = subscribe(app, stripe_emulator)
+    assert run(app, at(dt.date(2026, 12, 1))).renewed == 1
+    [payment] = rows(app, Payment, Payment.account_id == account_id)
+    [record] = rows(app, ProviderEvent, ProviderEvent.payment_id == payment.id)
+    assert record.event_id == f"charge:{payment.provider_ref}:succeeded"
+    assert (record.provider, record.type, record.outcome) == ("stripe", "succeeded", "applied")
+    replay = PaymentEvent(
+        event_id=record.event_id,
+        kind=PaymentEventKind.SUCCEEDED,
+        payment_id=payment.public_id,
+        provider_ref=payment.provider_ref,
+        amount=payment.amount,
+    )
+    with app.app_context():
+        assert payments.apply_event("stripe", replay, now=at(dt.date(2026, 12, 2))) == (
+            payments.Outcome.DUPLICATE
+        )
+
+
+def test_a_charge_recorded_already_leaves_nothing_and_is_charged_once_later(
+    app, stripe_emulator, monkeypatch
+):
+    """Should a renewal's charge be on record already when the renewal commits (it cannot:
+    the event names the charge this transaction made; here the plugin is made to name one on
+    record), the commit fails and nothing of the renewal stays: no order, no payment, the
+    period unchanged; the next run renews it with the same idempotency key, so the card is
+    charged once."""
+    import dataclasses
+
+    from pakiet_stripe.client import StripeProvider
+
+    account_id = subscribe(app, stripe_emulator)
+    with app.app_context():
+        db.session.add(
+            ProviderEvent(
+                provider="stripe",
+                event_id="charge:pi_on_record:succeeded",
+                type="succeeded",
+                outcome="unknown_payment",
+                received_at=at(dt.date(2026, 11, 30)),
+            )
+        )
+        db.session.commit()
+    charge = StripeProvider.charge_saved
+
+    def named_on_record(self, request, method):
+        event = charge(self, request, method)
+        return dataclasses.replace(event, event_id="charge:pi_on_record:succeeded")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StripeProvider, "charge_saved", named_on_record)
+        report = run(app, at(dt.date(2026, 12, 1)))
+    assert (report.renewed, report.errors) == (0, 1)
+    assert rows(app, Payment, Payment.account_id == account_id) == []
+    assert rows(app, Order, Order.account_id == account_id) == []
+    [record] = rows(app, ProviderEvent)
+    assert (record.outcome, record.payment_id) == ("unknown_payment", None)
+    sub = subscription(app, account_id)
+    assert (sub.period_end, sub.status) == (dt.date(2026, 12, 1), "active")
+    assert sub.next_check_at is not None
+
+    assert run(app, sub.next_check_at).renewed == 1
+    [payment] = rows(app, Payment, Payment.account_id == account_id)
+    assert payment.status == "paid"
+    assert len(succeeded_intents(stripe_emulator)) == 1
 
 
 def test_a_card_removed_before_the_renewal_counts_as_a_failed_charge(app, stripe_emulator, smtp):
