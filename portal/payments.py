@@ -10,6 +10,7 @@ order, and moves payments and orders along the state machines below.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import secrets
 from collections.abc import Callable, Mapping
@@ -357,26 +358,59 @@ def apply_in_transaction(
     :class:`DuplicateEvent` after a rollback.
 
     ``held.fresh``: the event reports the charge of a payment this same transaction
-    created. No record of it can exist yet (its id names that charge, and only the
-    transaction that stores the payment records it), so there is nothing to claim first:
-    the record is written once, with its outcome, when the caller commits — one statement
-    instead of an INSERT and an UPDATE. Should it exist after all, the commit fails and
-    nothing of the transaction stays."""
+    created, so there is nothing to claim first: its id names that charge, and no other
+    transaction can apply it to a payment it cannot see yet. The handlers run first and
+    the record is written once, with its outcome (:func:`_record_statement`)."""
     if held is not None and held.fresh and _about(held.payment, provider_name, event):
-        row = ProviderEvent(
-            provider=provider_name,
-            event_id=event.event_id,
-            type=event.kind.value,
-            outcome=Outcome.IGNORED.value,
-            received_at=now,
-        )
-        result = _apply(row, provider_name, event, now, refund, held)
-        db.session.add(row)
-        return result
+        record = _record_statement(db.session.get_bind().dialect.name)
+        if record is not None:
+            row = ProviderEvent(provider=provider_name, event_id=event.event_id)  # not added
+            result = _apply(row, provider_name, event, now, refund, held)
+            values = {
+                "provider": provider_name,
+                "event_id": event.event_id,
+                "type": event.kind.value,
+                "payment_id": row.payment_id,
+                "outcome": row.outcome,
+                "received_at": now,
+            }
+            # Nothing pending is flushed first: the caller's changes go out at its commit,
+            # where the subscription's UPDATE also carries its next look (lifecycle).
+            with db.session.no_autoflush:
+                if db.session.execute(record, values).first() is None:
+                    db.session.rollback()
+                    raise DuplicateEvent(event.event_id)
+            return result
     recorded = _record_event(provider_name, event, now)
     if recorded is None:
         raise DuplicateEvent(event.event_id)
     return _apply(recorded, provider_name, event, now, refund, held)
+
+
+@functools.cache
+def _record_statement(dialect: str) -> Any:
+    """The record of an event applied in this transaction, with its outcome, in one
+    statement (built once per dialect; ``None`` where there is no ``ON CONFLICT``).
+
+    A record of the same id that named no known payment (a report of the charge by another
+    route, say a webhook, that came while this transaction had not committed the payment)
+    is taken over: the event is applied now, once. Any other record means it was applied
+    before: the statement returns no row."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    inserts: dict[str, Callable[..., Any]] = {
+        "postgresql": postgresql.insert,
+        "sqlite": sqlite.insert,
+    }
+    if dialect not in inserts:
+        return None
+    table = ProviderEvent.__table__
+    stmt = inserts[dialect](table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.provider, table.c.event_id],
+        set_={"payment_id": stmt.excluded.payment_id, "outcome": stmt.excluded.outcome},
+        where=table.c.outcome == Outcome.UNKNOWN_PAYMENT.value,
+    ).returning(table.c.id)
 
 
 def _about(payment: Payment, provider_name: str, event: PaymentEvent) -> bool:

@@ -475,44 +475,74 @@ def test_a_renewal_records_its_charge_once_with_its_outcome(app, stripe_emulator
         )
 
 
-def test_a_charge_recorded_already_leaves_nothing_and_is_charged_once_later(
-    app, stripe_emulator, monkeypatch
-):
-    """Should a renewal's charge be on record already when the renewal commits (it cannot:
-    the event names the charge this transaction made; here the plugin is made to name one on
-    record), the commit fails and nothing of the renewal stays: no order, no payment, the
-    period unchanged; the next run renews it with the same idempotency key, so the card is
-    charged once."""
-    import dataclasses
-
-    from pakiet_stripe.client import StripeProvider
-
-    account_id = subscribe(app, stripe_emulator)
+def on_record(app, outcome: str) -> None:
+    """A record of the event id ``named_on_record`` gives the charge, as another route
+    (a webhook) would leave it."""
     with app.app_context():
         db.session.add(
             ProviderEvent(
                 provider="stripe",
                 event_id="charge:pi_on_record:succeeded",
                 type="succeeded",
-                outcome="unknown_payment",
+                outcome=outcome,
                 received_at=at(dt.date(2026, 11, 30)),
             )
         )
         db.session.commit()
+
+
+def named_on_record(monkeypatch) -> None:
+    import dataclasses
+
+    from pakiet_stripe.client import StripeProvider
+
     charge = StripeProvider.charge_saved
 
-    def named_on_record(self, request, method):
+    def charge_saved(self, request, method):
         event = charge(self, request, method)
         return dataclasses.replace(event, event_id="charge:pi_on_record:succeeded")
 
+    monkeypatch.setattr(StripeProvider, "charge_saved", charge_saved)
+
+
+def test_a_charge_reported_by_another_route_meanwhile_is_applied_once(
+    app, stripe_emulator, monkeypatch
+):
+    """A report of the renewal's charge under the same id that came by another route while
+    the renewal had not committed its payment (so it named no known payment) is taken over
+    by the renewal's record: applied once, to the renewal's payment."""
+    account_id = subscribe(app, stripe_emulator)
+    on_record(app, "unknown_payment")
     with monkeypatch.context() as patch:
-        patch.setattr(StripeProvider, "charge_saved", named_on_record)
+        named_on_record(patch)
+        assert run(app, at(dt.date(2026, 12, 1))).renewed == 1
+    [payment] = rows(app, Payment, Payment.account_id == account_id)
+    assert payment.status == "paid"
+    [record] = rows(app, ProviderEvent)
+    assert (record.event_id, record.outcome, record.payment_id) == (
+        "charge:pi_on_record:succeeded",
+        "applied",
+        payment.id,
+    )
+
+
+def test_a_charge_applied_already_leaves_nothing_and_is_charged_once_later(
+    app, stripe_emulator, monkeypatch
+):
+    """Should a renewal's charge be on record as applied (it cannot be: only this
+    transaction can apply it; here the plugin is made to name such a record), nothing of the
+    renewal stays — no order, no payment, the period unchanged, the record as it was — and a
+    later run renews with the same idempotency key, so the card is charged once."""
+    account_id = subscribe(app, stripe_emulator)
+    on_record(app, "applied")
+    with monkeypatch.context() as patch:
+        named_on_record(patch)
         report = run(app, at(dt.date(2026, 12, 1)))
     assert (report.renewed, report.errors) == (0, 1)
     assert rows(app, Payment, Payment.account_id == account_id) == []
     assert rows(app, Order, Order.account_id == account_id) == []
     [record] = rows(app, ProviderEvent)
-    assert (record.outcome, record.payment_id) == ("unknown_payment", None)
+    assert (record.outcome, record.payment_id) == ("applied", None)
     sub = subscription(app, account_id)
     assert (sub.period_end, sub.status) == (dt.date(2026, 12, 1), "active")
     assert sub.next_check_at is not None
