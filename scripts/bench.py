@@ -11,7 +11,11 @@ For each database (PostgreSQL, then SQLite) it:
 2. starts the portal (``wsgi:app``) and the bare app (``scripts/bench_bare.py``) under the same
    gunicorn settings on free loopback ports, logs in as the 120-invoice account and drives
    both with a small Node.js load generator (16 connections): the live summary, My package,
-   the invoices list and a stored PDF download, each also as a ratio to the bare app;
+   the invoices list and a stored PDF download, each also as a ratio to the bare app; and,
+   under the same settings, the stack's floor (``scripts/bench_floor.py``): the same
+   extensions, database and session cookie, one layer per route (the session, one round
+   trip, the user load, the least PDF download, the least translated page), so each page's
+   ratio can be read against the least the stack does for such a page;
 3. times ``flask invoices-issue`` over settled payments without invoices (invoices per
    second, PDF included) and ``flask billing run`` over 10,000 due subscriptions charged
    through the Stripe emulator, with one runner and (PostgreSQL only: SQLite has a single
@@ -786,6 +790,7 @@ def bench_web(results: Results, sizes: Sizes, env: dict[str, str], invoice_id: s
         htmx = {"HX-Request": "true", "Content-Type": "application/x-www-form-urlencoded"}
         assert 'id="summary"' in browser.post("/package/summary", form, htmx)
         assert invoice_id in browser.get("/invoices")
+        bench_floor(results, sizes, env, bare_row, cookie, invoice_id)
         pages = [
             ("live summary", "/package/summary", {"method": "POST", "body": form, "hx": True}),
             ("My package", "/package", {}),
@@ -800,6 +805,31 @@ def bench_web(results: Results, sizes: Sizes, env: dict[str, str], invoice_id: s
                 request = {"method": "POST", "body": urllib.parse.urlencode(spec["body"])}
             row = measure(name, base + path, sizes, headers=headers, **request)
             row.ratio = row.rps / bare_row.rps if bare_row.rps else None
+            results.rows.append(row)
+
+
+# The stack's floor (scripts/bench_floor.py): what each layer every signed-in page needs
+# costs by itself, with the portal's extensions, database, session cookie and gunicorn
+# settings, so the page ratios can be read against what the stack leaves.
+FLOOR = [
+    ("floor: constant, extensions installed", "/"),
+    ("floor: a stored PDF's bytes from memory", "/bytes/{invoice_id}"),
+    ("floor: signed session read", "/session"),
+    ("floor: + one database round trip (SELECT 1)", "/query"),
+    ("floor: + Flask-Login user (ORM get)", "/user"),
+    ("floor: + stored PDF query and bytes", "/pdf/{invoice_id}"),
+    ("floor: + small translated Jinja page", "/page"),
+]
+
+
+def bench_floor(
+    results: Results, sizes: Sizes, env: dict[str, str], bare: Row, cookie: str, invoice_id: str
+) -> None:
+    with gunicorn("bench_floor:from_environment()", env, sizes.workers, "/") as base:
+        for name, path in FLOOR:
+            headers = {"Cookie": cookie, "User-Agent": USER_AGENT}
+            row = measure(name, base + path.format(invoice_id=invoice_id), sizes, headers=headers)
+            row.ratio = row.rps / bare.rps if bare.rps else None
             results.rows.append(row)
 
 
@@ -1005,6 +1035,20 @@ TARGETS = {
 }
 
 
+# The floor each page stands on: the least the stack does for such a page.
+FLOOR_UNDER = {
+    "floor: + stored PDF query and bytes": ["invoice PDF download"],
+    "floor: + small translated Jinja page": ["live summary", "My package", "invoices list (120)"],
+}
+
+
+def floor_verdict(name: str, ratio: float) -> str:
+    above = [page for page in FLOOR_UNDER.get(name, []) if TARGETS[page] > ratio]
+    if not above:
+        return ""
+    return "above this floor: " + ", ".join(f"{page} {TARGETS[page]:.2f}" for page in above)
+
+
 def report(results: Results, sizes: Sizes) -> str:
     lines = [
         f"### {results.backend}: {sizes.connections} connections, {sizes.workers} sync "
@@ -1022,6 +1066,8 @@ def report(results: Results, sizes: Sizes) -> str:
                 f"ratio ≥ {target:.2f} {'met' if row.ratio >= target else 'MISSED'}; "
                 f"p99 < 50 {'met' if row.p99 < 50 else 'MISSED'}"
             )
+        elif row.ratio is not None:
+            verdict = floor_verdict(row.name, row.ratio)
         errors = f" ({row.errors} errors)" if row.errors else ""
         lines.append(
             f"| {row.name}{errors} | {row.rps:.0f} | {row.p50:.0f} | {row.p99:.0f} | {ratio} "
