@@ -265,7 +265,26 @@ def _customer_ref(account_id: int, provider: str) -> str | None:
 
 
 def _record_event(provider: str, event: PaymentEvent, now: dt.datetime) -> ProviderEvent | None:
-    """Claim the event; ``None`` when it was applied before (a replayed webhook)."""
+    """Claim the event; ``None`` when it was applied before (a replayed webhook).
+
+    A record of it that named no known payment (it came before the payment was committed,
+    as a webhook can overtake the transaction that starts a payment) is taken over: the
+    event is applied now, once. A redelivery finds the payment, where it used to be
+    answered as a duplicate and lost."""
+    claim = _claim_statement(db.session.get_bind().dialect.name)
+    if claim is not None:
+        values = {
+            "provider": provider,
+            "event_id": event.event_id,
+            "type": event.kind.value,
+            "outcome": Outcome.IGNORED.value,
+            "received_at": now,
+        }
+        taken = db.session.scalars(claim, values, execution_options={"populate_existing": True})
+        row = taken.first()
+        if row is None:
+            db.session.rollback()
+        return row
     row = ProviderEvent(
         provider=provider,
         event_id=event.event_id,
@@ -280,6 +299,29 @@ def _record_event(provider: str, event: PaymentEvent, now: dt.datetime) -> Provi
         db.session.rollback()
         return None
     return row
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    """The claim of an event as one statement (built once per dialect; ``None`` where there
+    is no ``ON CONFLICT``, which claims by INSERT and takes nothing over): a new record, or
+    one that named no known payment, reset and locked; no row when the event was applied
+    before. On PostgreSQL a concurrent claim of the same record waits for this one's
+    transaction and then sees its outcome."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    inserts: dict[str, Callable[..., Any]] = {
+        "postgresql": postgresql.insert,
+        "sqlite": sqlite.insert,
+    }
+    if dialect not in inserts:
+        return None
+    stmt = inserts[dialect](ProviderEvent)
+    return stmt.on_conflict_do_update(
+        index_elements=[ProviderEvent.provider, ProviderEvent.event_id],
+        set_={"outcome": stmt.excluded.outcome},
+        where=ProviderEvent.outcome == Outcome.UNKNOWN_PAYMENT.value,
+    ).returning(ProviderEvent)
 
 
 def _find_payment(provider: str, event: PaymentEvent) -> Payment | None:

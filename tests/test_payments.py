@@ -420,6 +420,68 @@ def test_a_visa_payment_saves_the_method_as_default(app, standard, transfer24):
     assert (method.brand, method.last4, method.is_default) == ("visa", "0005", True)
 
 
+def test_a_report_that_came_before_its_payment_is_applied_when_it_comes_again(
+    app, standard, transfer24, monkeypatch
+):
+    """A webhook can overtake the transaction that starts its payment: it names no known
+    payment and is recorded so. Its redelivery, once the payment is there, is applied (it
+    used to be answered as a duplicate and lost); a third delivery is a duplicate."""
+    payment = pending_payment(app, standard)
+    event = succeeded(payment, "visa", "e-early")
+    with app.app_context():
+        with monkeypatch.context() as early:  # the payment is not committed yet
+            early.setattr(payments, "_find_payment", lambda provider, event: None)
+            first = payments.apply_event("transfer24", event, now=utcnow())
+        assert first is payments.Outcome.UNKNOWN_PAYMENT
+        assert subscription(app).agents == 3
+        second = payments.apply_event("transfer24", event, now=utcnow())
+        third = payments.apply_event("transfer24", event, now=utcnow())
+    assert (second, third) == (payments.Outcome.APPLIED, payments.Outcome.DUPLICATE)
+    assert subscription(app).agents == 5
+    [record] = only(app, ProviderEvent)
+    [paid] = only(app, Payment)
+    assert (record.event_id, record.outcome, record.payment_id) == ("e-early", "applied", paid.id)
+    assert paid.status == PaymentStatus.PAID
+
+
+@pytest.mark.postgres
+def test_concurrent_redeliveries_of_an_early_report_apply_it_once(
+    app, standard, transfer24, monkeypatch
+):
+    """Ten redeliveries at once of a report recorded before its payment: one applies it,
+    the others wait for it and see it applied."""
+    payment = pending_payment(app, standard)
+    event = succeeded(payment, "visa", "e-early")
+    with app.app_context():
+        with monkeypatch.context() as early:
+            early.setattr(payments, "_find_payment", lambda provider, event: None)
+            payments.apply_event("transfer24", event, now=utcnow())
+        db.session.remove()
+    barrier = threading.Barrier(10, timeout=60)
+    outcomes: list[payments.Outcome] = []
+    errors: list[BaseException] = []
+
+    def redeliver() -> None:
+        try:
+            with app.app_context():
+                barrier.wait()
+                outcomes.append(payments.apply_event("transfer24", event, now=utcnow()))
+                db.session.remove()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=redeliver) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(outcomes) == ["applied"] + ["duplicate"] * 9
+    assert subscription(app).agents == 5
+    [record] = only(app, ProviderEvent)
+    assert record.outcome == "applied"
+
+
 def test_a_payment_for_a_stale_quote_is_refunded(app, standard, transfer24):
     payment = pending_payment(app, standard)
     with app.app_context():  # staff changed the subscription meanwhile
