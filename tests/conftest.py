@@ -14,10 +14,11 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -137,6 +138,33 @@ def catalogue(app: Flask) -> Catalogue:
 
 
 CSRF_RE = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
+
+
+T = TypeVar("T")
+
+
+def at_once(count: int, work: Callable[[], T], timeout: float = 60) -> list[T]:
+    """``work()`` in ``count`` threads released together: their results, in the order they
+    finished. The first exception any of them raised is raised here, after all ended."""
+    barrier = threading.Barrier(count, timeout=timeout)
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()  # before taking a connection: pools are smaller than some counts
+            results.append(work())
+        except BaseException as exc:  # collected and raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def csrf_token(client: FlaskClient, path: str = "/login") -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy import select
 
 from portal import invoicing
 from portal.extensions import db
 from portal.models import InvoiceSequence
+from tests.conftest import at_once
 
 
 def claim(app, seller="PL5260250274", series="FV", year=2026, rollback=False) -> int:
@@ -44,27 +43,11 @@ def test_number_format():
 @pytest.mark.postgres
 def test_parallel_issuers_get_one_to_n_without_gaps_or_duplicates(app):
     issuers, rounds = 24, 5
-    barrier = threading.Barrier(issuers, timeout=30)
-    got: list[int] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
 
-    def issue() -> None:
-        try:
-            barrier.wait()
-            for _ in range(rounds):
-                value = claim(app)
-                with lock:
-                    got.append(value)
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
+    def issue() -> list[int]:
+        return [claim(app) for _ in range(rounds)]
 
-    threads = [threading.Thread(target=issue) for _ in range(issuers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    got = [value for values in at_once(issuers, issue, timeout=30) for value in values]
     assert sorted(got) == list(range(1, issuers * rounds + 1))
     with app.app_context():
         assert db.session.scalar(select(InvoiceSequence.last_value)) == issuers * rounds

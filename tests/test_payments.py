@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 from collections.abc import Iterator
 from itertools import product
 from pathlib import Path
@@ -35,7 +34,7 @@ from portal.models import (
 )
 from portal.money import Money
 from portal.plugins import registry
-from tests.conftest import base_config, csrf_token
+from tests.conftest import at_once, base_config, csrf_token
 
 THIRD_PARTY = Path(__file__).parent / "thirdparty"
 TODAY = dt.date(2026, 11, 26)
@@ -457,25 +456,14 @@ def test_concurrent_redeliveries_of_an_early_report_apply_it_once(
             early.setattr(payments, "_find_payment", lambda provider, event: None)
             payments.apply_event("transfer24", event, now=utcnow())
         db.session.remove()
-    barrier = threading.Barrier(10, timeout=60)
-    outcomes: list[payments.Outcome] = []
-    errors: list[BaseException] = []
 
-    def redeliver() -> None:
-        try:
-            with app.app_context():
-                barrier.wait()
-                outcomes.append(payments.apply_event("transfer24", event, now=utcnow()))
-                db.session.remove()
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
+    def redeliver() -> payments.Outcome:
+        with app.app_context():
+            outcome = payments.apply_event("transfer24", event, now=utcnow())
+            db.session.remove()
+        return outcome
 
-    threads = [threading.Thread(target=redeliver) for _ in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    outcomes = at_once(10, redeliver)
     assert sorted(outcomes) == ["applied"] + ["duplicate"] * 9
     assert subscription(app).agents == 5
     [record] = only(app, ProviderEvent)
@@ -523,35 +511,24 @@ def test_twenty_concurrent_pays_for_one_order_charge_once(app, standard, transfe
     response = place_and_pay(standard, agents="5")
     bank_token(response)
     [order] = only(app, Order)
-    barrier = threading.Barrier(20, timeout=30)
-    errors: list[BaseException] = []
 
     def press_pay() -> None:
-        try:
-            barrier.wait()  # before taking a connection: the pool is smaller than 20
-            with app.app_context():
-                placed = db.session.get(Order, order.id)
-                account = db.session.get(Account, placed.account_id)
-                payments.start(
-                    account=account,
-                    order=placed,
-                    provider=registry(app).payment_providers["transfer24"],
-                    description="Pakiet",
-                    customer_email="a@example.com",
-                    language="pl",
-                    make_urls=lambda pid: payments.Urls("http://r/" + pid, "http://c/" + pid),
-                    now=utcnow(),
-                )
-                db.session.remove()
-        except BaseException as exc:  # collected and re-raised below
-            errors.append(exc)
+        with app.app_context():
+            placed = db.session.get(Order, order.id)
+            account = db.session.get(Account, placed.account_id)
+            payments.start(
+                account=account,
+                order=placed,
+                provider=registry(app).payment_providers["transfer24"],
+                description="Pakiet",
+                customer_email="a@example.com",
+                language="pl",
+                make_urls=lambda pid: payments.Urls("http://r/" + pid, "http://c/" + pid),
+                now=utcnow(),
+            )
+            db.session.remove()
 
-    threads = [threading.Thread(target=press_pay) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    at_once(20, press_pay, timeout=30)
     assert len(only(app, Payment)) == 1
     assert len(transfer24.transactions) == 1
 
