@@ -308,6 +308,14 @@ def _claim_statement(dialect: str) -> Any:
     one that named no known payment, reset and locked; no row when the event was applied
     before. On PostgreSQL a concurrent claim of the same record waits for this one's
     transaction and then sees its outcome."""
+    stmt = _taking_over(dialect, ProviderEvent, ("outcome",))
+    return None if stmt is None else stmt.returning(ProviderEvent)
+
+
+def _taking_over(dialect: str, target: Any, columns: tuple[str, ...]) -> Any:
+    """An INSERT of a ``provider_event`` record that, when one of the same id exists and
+    named no known payment, takes it over (``columns`` from the new values) and otherwise
+    writes nothing; ``None`` for a database without ``ON CONFLICT``."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     inserts: dict[str, Callable[..., Any]] = {
@@ -316,12 +324,12 @@ def _claim_statement(dialect: str) -> Any:
     }
     if dialect not in inserts:
         return None
-    stmt = inserts[dialect](ProviderEvent)
+    stmt = inserts[dialect](target)
     return stmt.on_conflict_do_update(
-        index_elements=[ProviderEvent.provider, ProviderEvent.event_id],
-        set_={"outcome": stmt.excluded.outcome},
+        index_elements=["provider", "event_id"],
+        set_={column: stmt.excluded[column] for column in columns},
         where=ProviderEvent.outcome == Outcome.UNKNOWN_PAYMENT.value,
-    ).returning(ProviderEvent)
+    )
 
 
 def _find_payment(provider: str, event: PaymentEvent) -> Payment | None:
@@ -438,21 +446,9 @@ def _record_statement(dialect: str) -> Any:
     route, say a webhook, that came while this transaction had not committed the payment)
     is taken over: the event is applied now, once. Any other record means it was applied
     before: the statement returns no row."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    inserts: dict[str, Callable[..., Any]] = {
-        "postgresql": postgresql.insert,
-        "sqlite": sqlite.insert,
-    }
-    if dialect not in inserts:
-        return None
     table = ProviderEvent.__table__
-    stmt = inserts[dialect](table)
-    return stmt.on_conflict_do_update(
-        index_elements=[table.c.provider, table.c.event_id],
-        set_={"payment_id": stmt.excluded.payment_id, "outcome": stmt.excluded.outcome},
-        where=table.c.outcome == Outcome.UNKNOWN_PAYMENT.value,
-    ).returning(table.c.id)
+    stmt = _taking_over(dialect, table, ("payment_id", "outcome"))
+    return None if stmt is None else stmt.returning(table.c.id)
 
 
 def _about(payment: Payment, provider_name: str, event: PaymentEvent) -> bool:
