@@ -31,6 +31,7 @@ from portal.plugins import registry
 from portal.pricing import ChangeRefused, Quote, RefusalReason, Selection
 from portal.read_only import read_only
 from portal.tax import TaxDecision
+from portal.web import hands_off_to_providers
 
 bp = Blueprint("checkout", __name__, url_prefix="/package")
 
@@ -208,6 +209,7 @@ def show(account: Account, form: Form, status: int | None = None, **extra: Any) 
 
 
 @bp.get("/edit")
+@hands_off_to_providers
 @login_required
 def edit() -> ResponseReturnValue:
     account = current_account()
@@ -225,6 +227,7 @@ def summary() -> ResponseReturnValue:
 
 
 @bp.post("/edit")
+@hands_off_to_providers
 @login_required
 def submit() -> ResponseReturnValue:
     """Without JavaScript "Update summary" lands here; "Pay" places the order."""
@@ -274,6 +277,7 @@ def submit() -> ResponseReturnValue:
 
 
 @bp.get("/orders/<public_id>")
+@hands_off_to_providers
 @login_required
 def order(public_id: str) -> ResponseReturnValue:
     """The payment step of a placed order (another account's order is a 404)."""

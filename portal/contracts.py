@@ -156,6 +156,14 @@ class PaymentProvider(abc.ABC):
     #: whether it keeps methods for off-session charges (cards, PayPal vault); a bank
     #: transfer does not, and then the three saved-method calls below need no override
     saves_methods: bool = False
+    #: the origins (``https://checkout.stripe.com``: scheme, host and any port; no path, no
+    #: wildcard) of every page this provider sends the customer to: hosted payment, approval,
+    #: setup and authentication pages. Browsers apply the portal's Content-Security-Policy
+    #: ``form-action`` to the redirect that follows "Pay", so core adds these origins to it
+    #: on the pages whose forms lead to a provider, and refuses to send a customer to any
+    #: other origin. Derive them from the configured base URL when it points at a sandbox or
+    #: an emulator.
+    hosted_origins: frozenset[str] = frozenset()
 
     @abc.abstractmethod
     def label(self, language: str) -> str:

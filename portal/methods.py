@@ -20,8 +20,9 @@ from portal.extensions import db
 from portal.i18n import current_language
 from portal.models import Account, PaymentMethod, utcnow
 from portal.money import Money
-from portal.pay import UNAVAILABLE, providers
+from portal.pay import UNAVAILABLE, providers, send_to
 from portal.pricing import ChangeRefused, Selection
+from portal.web import hands_off_to_providers
 
 bp = Blueprint("methods", __name__, url_prefix="/payment-methods")
 
@@ -75,6 +76,7 @@ def _context(account: Account) -> dict[str, Any]:
 
 
 @bp.get("")
+@hands_off_to_providers
 @login_required
 def page() -> ResponseReturnValue:
     account = current_account()
@@ -82,6 +84,7 @@ def page() -> ResponseReturnValue:
 
 
 @bp.post("/auto-renew")
+@hands_off_to_providers
 @login_required
 def auto_renew() -> ResponseReturnValue:
     """The switch: HTMX swaps its fragment; without JavaScript the page reloads."""
@@ -135,7 +138,7 @@ def new_method() -> ResponseReturnValue:
         flash(str(UNAVAILABLE), "error")
         return redirect(url_for("methods.page"), code=303)
     session[SETUP_KEY] = {"provider": provider.name, "ref": target.provider_ref}
-    return redirect(target.url, code=303)
+    return send_to(provider, target.url, fallback=url_for("methods.page"))
 
 
 @bp.get("/setup/<provider_name>/return")

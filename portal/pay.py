@@ -38,7 +38,7 @@ from portal.models import (
     PaymentStatus,
     utcnow,
 )
-from portal.plugins import registry
+from portal.plugins import origin, registry
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pay", __name__)
@@ -134,8 +134,24 @@ def begin(account: Account, order: Order, provider_name: str | None) -> Werkzeug
         flash(str(UNAVAILABLE), "error")
         return redirect(_order_page(order), code=303)
     if isinstance(outcome, Redirect):
-        return redirect(outcome.url, code=303)
+        return send_to(provider, outcome.url, fallback=_order_page(order))
     return _after(outcome, order)
+
+
+def send_to(provider: PaymentProvider | None, url: str, *, fallback: str) -> WerkzeugResponse:
+    """Redirect the customer to ``provider``'s page at ``url``, which must be on an origin
+    the provider declared (``hosted_origins``): the page's policy lets the browser follow
+    only those, so any other would leave the customer stuck on "Pay" without a word."""
+    if provider is not None and origin(url) in provider.hosted_origins:
+        return redirect(url, code=303)
+    log.error(
+        "payment provider %r sent the customer to %s, an origin missing from its"
+        " hosted_origins: declare it there",
+        provider.name if provider else None,
+        origin(url),
+    )
+    flash(str(UNAVAILABLE), "error")
+    return redirect(fallback, code=303)
 
 
 def _after(payment: Payment, order: Order) -> WerkzeugResponse:
@@ -144,7 +160,8 @@ def _after(payment: Payment, order: Order) -> WerkzeugResponse:
         flash(gettext("Thank you! Your payment was received."), "success")
         return redirect(url_for("account.package"), code=303)
     if payment.status == PaymentStatus.PENDING and payment.action_url:
-        return redirect(payment.action_url, code=303)
+        provider = providers().get(payment.provider)
+        return send_to(provider, payment.action_url, fallback=_order_page(order))
     if payment.status == PaymentStatus.PENDING:
         return redirect(url_for("account.package"), code=303)
     return redirect(_order_page(order), code=303)  # the order page says why it failed

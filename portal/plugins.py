@@ -10,12 +10,15 @@ happens to be installed is not picked up).
 from __future__ import annotations
 
 import importlib
+import logging
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pluggy
 from babel.numbers import is_currency
@@ -31,6 +34,9 @@ from portal.contracts import (
 from portal.money import minor_units
 
 ENTRY_POINT_GROUP = "pakiet"
+log = logging.getLogger(__name__)
+# A host name, an IPv4 address or an IPv6 address: no wildcard, quote or space.
+_HOST = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|[0-9a-f:.]*:[0-9a-f:.]*")
 
 
 class PluginError(RuntimeError):
@@ -59,6 +65,8 @@ class Registry:
     vat_validators: list[VatValidator] = field(default_factory=list)
     invoice_formats: dict[str, InvoiceFormat] = field(default_factory=dict)
     distributions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: every origin a provider sends customers to (``PaymentProvider.hosted_origins``)
+    hosted_origins: tuple[str, ...] = ()
 
     @property
     def hook(self) -> Any:
@@ -113,6 +121,51 @@ def _checked(items: list[Any], cls: type[object], kind: str) -> list[Any]:
         if not isinstance(item, cls):
             raise PluginError(f"a plugin returned {item!r} as a {kind}; expected {cls.__name__}")
     return items
+
+
+def origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of an absolute http(s) URL, lower case; ``None`` otherwise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not _HOST.fullmatch(host):
+        return None
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}[parts.scheme]
+    suffix = f":{port}" if port is not None and port != default else ""
+    return f"{parts.scheme}://{host}{suffix}"
+
+
+def _hosted_origins(providers: Iterable[PaymentProvider]) -> tuple[str, ...]:
+    """The providers' declared origins, each checked to be exactly an origin: they go into
+    the Content-Security-Policy, where a path, a wildcard or a quote would widen it."""
+    origins: set[str] = set()
+    for provider in providers:
+        declared = provider.hosted_origins
+        if not declared:
+            log.warning(
+                "payment provider %r declares no hosted_origins: customers cannot be sent to"
+                " its pages",
+                provider.name,
+            )
+        if isinstance(declared, str) or not isinstance(declared, Iterable):
+            raise PluginError(
+                f"payment provider {provider.name!r}: hosted_origins must be a set of origins,"
+                f" not {declared!r}"
+            )
+        for value in declared:
+            if not isinstance(value, str) or origin(value) != value:
+                raise PluginError(
+                    f"payment provider {provider.name!r}: {value!r} in hosted_origins is not an"
+                    " origin (scheme://host[:port] in lower case, no default port, no path, no"
+                    " wildcard)"
+                )
+            origins.add(value)
+    return tuple(sorted(origins))
 
 
 def _load_entry_points(
@@ -200,6 +253,7 @@ def init_plugins(app: Flask) -> Registry:
         ),
         "payment provider",
     )
+    registry.hosted_origins = _hosted_origins(registry.payment_providers.values())
     validators = _checked(
         _flatten(pm.hook.register_vat_validators(plugin_config=config), "register_vat_validators"),
         VatValidator,

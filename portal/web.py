@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from babel.dates import format_date as babel_format_date
 from babel.numbers import format_percent
@@ -21,6 +22,8 @@ from portal.catalogue import PackageCode, Period
 from portal.i18n import current_language, template_translations
 from portal.models import OrderStatus, SubscriptionStatus, SupportStatus
 from portal.money import Money
+
+V = TypeVar("V", bound=Callable[..., Any])
 
 PACKAGE_NAMES = {
     PackageCode.FREE: lazy_gettext("Free"),
@@ -57,19 +60,34 @@ ERROR_MESSAGES = {
     500: lazy_gettext("Something went wrong on our side. Nothing was charged; please try again."),
 }
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "form-action 'self'",
-        "base-uri 'self'",
-        "object-src 'none'",
-        "frame-ancestors 'none'",
-    ]
-)
+def content_security_policy(form_origins: Iterable[str] = ()) -> str:
+    """The pages' policy: everything from the portal itself. ``form_origins`` are the
+    payment providers' hosted pages, allowed as ``form-action`` targets on the pages whose
+    forms lead there (browsers apply ``form-action`` to the redirect that follows a POST)."""
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            " ".join(["form-action 'self'", *form_origins]),
+            "base-uri 'self'",
+            "object-src 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
+HANDS_OFF = "_pakiet_hands_off_to_providers"
+
+
+def hands_off_to_providers(view: V) -> V:
+    """Mark a view whose page holds a form that may end at a payment provider's page
+    (Pay, add a method): its policy allows the providers' origins as form targets."""
+    setattr(view, HANDS_OFF, True)
+    return view
 
 
 def format_money(value: Money | None, language: str | None = None) -> str:
@@ -201,9 +219,15 @@ def register(app: Flask) -> None:
     def server_error(exc: Exception) -> ResponseReturnValue:
         return render_error(500)
 
+    from portal.plugins import registry
+
+    handing_off = content_security_policy(registry(app).hosted_origins)
+
     @app.after_request
     def security_headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        view = app.view_functions.get(request.endpoint or "")
+        policy = handing_off if getattr(view, HANDS_OFF, False) else CONTENT_SECURITY_POLICY
+        response.headers.setdefault("Content-Security-Policy", policy)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if request.is_secure:

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from apimatic_core.authentication.multiple.single_auth import Single
@@ -78,6 +79,20 @@ from portal.money import Money
 
 LIVE_BASE_URL = "https://api-m.paypal.com"
 SANDBOX_BASE_URL = "https://api-m.sandbox.paypal.com"
+# Where PayPal's approval links (rel "payer-action" and "approve") lead, per API base.
+APPROVAL_ORIGINS = {
+    LIVE_BASE_URL: frozenset({"https://www.paypal.com"}),
+    SANDBOX_BASE_URL: frozenset({"https://www.sandbox.paypal.com"}),
+}
+
+
+def hosted_origins(base_url: str) -> frozenset[str]:
+    """The origin of PayPal's approval pages for ``base_url``; an emulator serves them
+    itself."""
+    if base_url in APPROVAL_ORIGINS:
+        return APPROVAL_ORIGINS[base_url]
+    parts = urlsplit(base_url)
+    return frozenset({f"{parts.scheme}://{parts.netloc}".lower()})
 
 #: the headers PayPal signs a webhook transmission with (compared case-insensitively)
 TRANSMISSION_HEADERS = (
@@ -177,6 +192,7 @@ class PayPalProvider(PaymentProvider):
         if not client_id or not client_secret:
             raise ValueError("the paypal plugin needs client_id and client_secret")
         self.base_url = str(config.get("base_url") or LIVE_BASE_URL).rstrip("/")
+        self.hosted_origins = hosted_origins(self.base_url)
         self.webhook_id: str | None = config.get("webhook_id") or None
         self.brand_name = str(config.get("brand_name") or "Pakiet")[:_TEXT_LIMIT]
         self.timeout = float(config.get("timeout", 10))

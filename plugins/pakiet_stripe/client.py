@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_API_BASE = "https://api.stripe.com"
+# Checkout's pages, and where 3-D Secure authentication (next_action.redirect_to_url) starts.
+STRIPE_PAGES = frozenset({"https://checkout.stripe.com", "https://hooks.stripe.com"})
 DEFAULT_TIMEOUT = 10
 DEFAULT_RETRIES = 2
 DEFAULT_WEBHOOK_TOLERANCE = 300
@@ -100,6 +102,15 @@ def _check_units(currency: str) -> None:
         )
 
 
+def hosted_origins(api_base: str) -> frozenset[str]:
+    """Where Stripe sends customers: Checkout, and the 3-D Secure pages. An emulator (any
+    other ``api_base``) serves both from its own origin."""
+    if api_base == DEFAULT_API_BASE:
+        return STRIPE_PAGES
+    parts = urlsplit(api_base)
+    return frozenset({f"{parts.scheme}://{parts.netloc}".lower()})
+
+
 def with_session_placeholder(url: str) -> str:
     """``url`` with ``session_id={CHECKOUT_SESSION_ID}`` added to its query.
 
@@ -153,6 +164,7 @@ class StripeProvider(PaymentProvider):
         if secret is not None and not isinstance(secret, str):
             raise ValueError("PLUGIN_CONFIG['stripe']['webhook_secret'] must be a string")
         self.api_base = str(config.get("api_base") or DEFAULT_API_BASE).rstrip("/")
+        self.hosted_origins = hosted_origins(self.api_base)
         self.timeout = float(config.get("timeout", DEFAULT_TIMEOUT))
         self.webhook_secret = secret or None
         self.webhook_tolerance = int(config.get("webhook_tolerance", DEFAULT_WEBHOOK_TOLERANCE))

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +35,9 @@ class Transfer24Provider(PaymentProvider):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.base_url = str(config["base_url"]).rstrip("/")
+        # The bank's payment page is served from the API's own origin.
+        parts = urllib.parse.urlsplit(self.base_url)
+        self.hosted_origins = frozenset({f"{parts.scheme}://{parts.netloc}"})
         self.api_key = str(config["api_key"])
         self.secret = str(config["notify_secret"])
         self.timeout = float(config.get("timeout", 5))
