@@ -53,8 +53,8 @@ demo-db: install
 	$(FLASK) demo-data
 
 translations-extract: install
-	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext -k _l -k _n:1,2 -o translations/messages.pot --no-location --sort-output portal plugins templates
-	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching
+	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext -k _l -k _n:1,2 -o translations/messages.pot --no-location --sort-output --width 100 portal plugins templates
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching --width 100
 
 # Throughput and latency of the portal against a bare Flask app, on PostgreSQL (database
 # pakiet_bench at 127.0.0.1:5432, created and dropped) and SQLite: see README "Performance".

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, redirect, url_for
+from flask import Blueprint, abort, current_app, redirect
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from sqlalchemy import bindparam, select
 
 from portal import htmx_util, payments
 from portal.extensions import db
+from portal.i18n import home_url
 from portal.models import Account, Payment, PaymentStatus, Subscription
 from portal.plugins import registry
 from portal.read_only import read_only
@@ -58,7 +59,7 @@ def _package_context(account: Account) -> dict[str, Any]:
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    return redirect(url_for("account.package"))
+    return redirect(home_url())
 
 
 @bp.get("/package")

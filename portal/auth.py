@@ -14,7 +14,7 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationE
 
 from portal import accounts
 from portal.extensions import db, limiter
-from portal.i18n import current_language, safe_next
+from portal.i18n import current_language, home_url, safe_next
 from portal.models import Account, User, utcnow
 
 bp = Blueprint("auth", __name__)
@@ -115,7 +115,7 @@ def _start_session(user: User) -> None:
 @bp.route("/signup", methods=["GET", "POST"])
 def signup() -> ResponseReturnValue:
     if current_user.is_authenticated:
-        return redirect(url_for("account.package"))
+        return redirect(home_url())
     form = SignupForm()
     if form.validate_on_submit():
         try:
@@ -145,14 +145,14 @@ def _login_limit() -> str:
 @limiter.limit(_login_limit, methods=["POST"])
 def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
-        return redirect(url_for("account.package"))
+        return redirect(home_url())
     form = LoginForm()
     error = None
     if form.validate_on_submit():
         user = accounts.authenticate(form.email.data or "", form.password.data or "")
         if user is not None:
             _start_session(user)
-            return redirect(safe_next(request.args.get("next"), url_for("account.package")))
+            return redirect(safe_next(request.args.get("next"), home_url()))
         error = gettext("Incorrect e-mail or password.")
     status = 400 if form.is_submitted() else 200
     return render_template("auth/login.html", form=form, error=error), status

@@ -28,13 +28,14 @@ from portal.extensions import htmx
 from portal.models import Account, utcnow
 from portal.orders import Pricing
 from portal.plugins import registry
-from portal.pricing import ChangeRefused, Quote, RefusalReason, Selection
+from portal.pricing import ChangeRefused, Quote, RefusalReason, Selection, fit_conversations
 from portal.read_only import read_only
 from portal.tax import TaxDecision
 from portal.web import hands_off_to_providers
 
 bp = Blueprint("checkout", __name__, url_prefix="/package")
 
+PACKAGE_CODES = frozenset(code.value for code in PackageCode)
 WHOLE_NUMBER = re.compile(r"^\s*\d{1,6}\s*$")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
@@ -70,6 +71,19 @@ class Form:
     # A forged package, period or currency (not a typing mistake): answered with 400.
     forged: bool = False
     support_needed: bool = False
+    # Set when a change of package brought the conversations into its range.
+    fitted: Fitted | None = None
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """Conversations entered for one package, brought into another's range."""
+
+    package: PackageCode
+    before: int
+    after: int
+    minimum: int
+    maximum: int
 
 
 def pricing() -> Pricing:
@@ -137,6 +151,22 @@ def parse(data: Mapping[str, str], account: Account, catalogue: Catalogue) -> Fo
         )
     if form.errors or package is None or period is None or agents is None or conversations is None:
         return form
+    entered_for = data.get("conversations_for")
+    if entered_for in PACKAGE_CODES and entered_for != package:
+        # The customer switched Standard <-> Pro: the conversations entered for the other
+        # package are brought into this one's range instead of being refused.
+        target = catalogue.package(package)
+        fitted = fit_conversations(target, conversations)
+        if fitted != conversations:
+            form.fitted = Fitted(
+                package=package,
+                before=conversations,
+                after=fitted,
+                minimum=target.included_conversations,
+                maximum=target.max_conversations,
+            )
+            form.values["conversations"] = str(fitted)
+            conversations = fitted
     form.selection = Selection(
         package=package,
         period=period,
@@ -149,6 +179,22 @@ def parse(data: Mapping[str, str], account: Account, catalogue: Catalogue) -> Fo
 
 def _whole(raw: str) -> int | None:
     return int(raw) if WHOLE_NUMBER.match(raw) else None
+
+
+def selection_key(selection: Selection | None) -> str:
+    """The selection a summary was made for, as the summary's form carries it back: Pay
+    tells a price that changed from a choice the customer changed since."""
+    if selection is None:
+        return ""
+    return "/".join(
+        [
+            selection.package.value,
+            selection.period.value,
+            str(selection.agents),
+            str(selection.conversations),
+            selection.currency,
+        ]
+    )
 
 
 def refusal_message(exc: ChangeRefused) -> str:
@@ -183,6 +229,7 @@ def context(account: Account, form: Form, **extra: Any) -> dict[str, Any]:
         "quote": quote,
         "tax": decision,
         "digest": orders.digest(quote, sub.version) if quote else "",
+        "quoted_selection": selection_key(form.selection) if quote else "",
         "support_email": current_app.config["SUPPORT_EMAIL"],
         **extra,
     }
@@ -252,6 +299,14 @@ def submit() -> ResponseReturnValue:
         form.errors.append(refusal_message(exc))
         return show(account, form, idempotency_key=key)
     except orders.QuoteChanged:
+        if request.form.get("quoted_selection") != selection_key(form.selection):
+            # Pay came before the summary caught up with what the customer typed: nothing
+            # changed on our side; they see the price of their new choice before paying.
+            notice = gettext(
+                "The summary now shows the price of what you entered. Check it, then press "
+                "Pay."
+            )
+            return show(account, form, idempotency_key=key, notice=notice)
         notice = gettext(
             "The price or your package changed since you opened this page. "
             "Please check the new summary before you pay."

@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "CATALOGUE_PATH": str(CATALOGUE_PATH),
     "LANGUAGES": ["pl", "en"],
     "BABEL_DEFAULT_LOCALE": "pl",
+    # R18: what a browser asking for none of LANGUAGES reads.
+    "FALLBACK_LANGUAGE": "en",
     "BABEL_DEFAULT_TIMEZONE": "Europe/Warsaw",
     "BABEL_TRANSLATION_DIRECTORIES": str(ROOT / "translations"),
     "LANGUAGE_COOKIE": "pakiet_lang",

@@ -24,6 +24,7 @@ import unicodedata
 import xml.etree.ElementTree as ET
 from decimal import Decimal
 
+from portal import periods
 from portal.invoice_document import (
     InvoiceDocument,
     Party,
@@ -291,7 +292,7 @@ def to_cii_xml(doc: InvoiceDocument) -> bytes:
 
     period = _sub(settlement, "ram:BillingSpecifiedPeriod")
     _date(period, "ram:StartDateTime", doc.period_start)
-    last_day = max(doc.period_start, doc.period_end - dt.timedelta(days=1))
+    last_day = periods.last_day(doc.period_start, doc.period_end)
     _date(period, "ram:EndDateTime", last_day)
 
     due = doc.due

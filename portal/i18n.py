@@ -29,8 +29,11 @@ def select_locale() -> str:
     cookie = supported(request.cookies.get(current_app.config["LANGUAGE_COOKIE"]))
     if cookie:
         return cookie
+    if not request.accept_languages:  # no preference stated: the portal's own language
+        return str(current_app.config["BABEL_DEFAULT_LOCALE"])
+    # R18: a browser asking for neither Polish nor English (de, cs, fr...) reads English.
     best = request.accept_languages.best_match(languages)
-    return best or current_app.config["BABEL_DEFAULT_LOCALE"]
+    return best or str(current_app.config["FALLBACK_LANGUAGE"])
 
 
 def current_language() -> str:
@@ -78,6 +81,16 @@ def _newstyle_ngettext(func: Callable[[str, str, int], str]) -> Callable[..., st
     return ngettext
 
 
+def home_url() -> str:
+    """Where a signed-in person starts: staff on the admin dashboard, customers on My
+    package; a visitor on the log-in page."""
+    if not current_user.is_authenticated:
+        return url_for("auth.login")
+    if current_user.account_id is None:
+        return url_for("admin.index")
+    return url_for("account.package")
+
+
 def safe_next(target: str | None, fallback: str) -> str:
     """Only same-site relative paths; anything else goes to ``fallback``."""
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
@@ -89,7 +102,7 @@ def safe_next(target: str | None, fallback: str) -> str:
 def set_language() -> ResponseReturnValue:
     """The language switcher: remembered on the user, and in a cookie for visitors."""
     code = supported(request.form.get("language"))
-    response = redirect(safe_next(request.form.get("next"), url_for("account.package")))
+    response = redirect(safe_next(request.form.get("next"), home_url()))
     if code is None:  # an unknown code is ignored
         return response
     if current_user.is_authenticated:

@@ -38,7 +38,7 @@ from fpdf.output import PDFICCProfile
 from lxml import etree
 from PIL import ImageCms
 
-from portal import invoice_fonts
+from portal import invoice_fonts, periods
 from portal.facturx import exemption_reason, strip_controls, to_cii_xml
 from portal.invoice_document import DocumentKind, InvoiceDocument, Party, VatCategory
 from portal.money import Money
@@ -300,7 +300,7 @@ def _layout(doc: InvoiceDocument, *, cached_fonts: bool) -> _InvoicePDF:
     pdf.cell(0, 9, labels[_TITLES[doc.kind]], new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.text_line(f"{labels['number']} {clean_text(doc.number)}", size=12, bold=True, h=6)
     pdf.ln(1)
-    last_day = max(doc.period_start, doc.period_end - dt.timedelta(days=1))
+    last_day = periods.last_day(doc.period_start, doc.period_end)
     for key, value in (
         ("issue_date", _date(doc, doc.issue_date)),
         ("sale_date", _date(doc, doc.sale_date)),

@@ -18,10 +18,12 @@ from dataclasses import asdict, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from babel.dates import format_date
 from flask_babel import force_locale, gettext, ngettext
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from portal import periods
 from portal.contracts import InvoiceIssued, ProviderError
 from portal.extensions import db
 from portal.invoice_document import (
@@ -163,7 +165,9 @@ def _lines(order: Order, language: str) -> tuple[DocumentLine, ...]:
     record = order.quote
     cur = order.currency
     package = gettext(order.package.title())
-    start, end = record["period_start"], record["period_end"]
+    first = dt.date.fromisoformat(record["period_start"])
+    last = periods.last_day(first, dt.date.fromisoformat(record["period_end"]))
+    start, end = (format_date(day, "long", locale=language) for day in (first, last))
     lines: list[DocumentLine] = []
 
     def add(description: str, quantity: int, unit_minor: int, net_minor: int) -> None:

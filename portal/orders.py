@@ -164,13 +164,19 @@ def place_order(
     today: dt.date,
     now: dt.datetime,
 ) -> Order:
-    """Place the order the customer saw, once per idempotency key."""
-    existing = db.session.scalar(
-        select(Order).where(
-            Order.account_id == account.id, Order.idempotency_key == idempotency_key
-        )
-    )
-    if isinstance(existing, Order):
+    """Place the order the customer saw, once per idempotency key.
+
+    The key comes with the page: a second "Pay" of the same page (a double click, a reload)
+    gets the order the first placed. After Back, the page may come with another choice and
+    the key of an order already placed: that is a new order, under a new key."""
+    existing = _by_key(account.id, idempotency_key)
+    if existing is not None and order_selection(existing) != selection:
+        # The same page after Back, with another choice: its own key, derived from the page's
+        # and the choice, so that a double click on this Pay still places one order.
+        choice = f"{idempotency_key}|{selection}".encode()
+        idempotency_key = "b-" + hashlib.sha256(choice).hexdigest()[:40]
+        existing = _by_key(account.id, idempotency_key)
+    if existing is not None:
         return existing
     result, decision = quote_for(pricing, account, selection, today)
     if digest(result, account.subscription.version) != shown_digest:
@@ -201,6 +207,13 @@ def place_order(
             raise
         return again
     return order
+
+
+def _by_key(account_id: int, idempotency_key: str) -> Order | None:
+    order = db.session.scalar(
+        select(Order).where(Order.account_id == account_id, Order.idempotency_key == idempotency_key)
+    )
+    return order if isinstance(order, Order) else None
 
 
 def order_selection(order: Order) -> Selection:

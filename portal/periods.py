@@ -20,3 +20,9 @@ def add_months(day: dt.date, months: int) -> dt.date:
 def add_period(start: dt.date, period: Period | str) -> dt.date:
     """The exclusive end of a period that starts on ``start``."""
     return add_months(start, 12 if Period(period) is Period.YEAR else 1)
+
+
+def last_day(start: dt.date, end: dt.date) -> dt.date:
+    """The last day of a period stored as ``[start, end)``: what every page, e-mail and
+    document writes as the period's end ("3 December – 2 January")."""
+    return max(start, end - dt.timedelta(days=1))

@@ -251,6 +251,14 @@ def validate(catalogue: Catalogue, current: Current, selection: Selection) -> No
         )
 
 
+def fit_conversations(package: Package, conversations: int) -> int:
+    """``conversations`` brought into ``package``'s range: its included amount at least, its
+    maximum at most, in whole packs (a change Standard <-> Pro keeps what fits, R5)."""
+    packs = (conversations - package.included_conversations) // package.conversation_pack
+    fitted = package.included_conversations + max(packs, 0) * package.conversation_pack
+    return min(fitted, package.max_conversations)
+
+
 # -- quoting ------------------------------------------------------------------------
 
 
@@ -289,7 +297,8 @@ def quote(
     account_credit_used = credit.min(charged - applied_unused)
     net_due = charged - applied_unused - account_credit_used
     vat = net_due * vat_rate
-    renewal_vat = subtotal * vat_rate
+    credit_after = credit - account_credit_used + (unused_credit - applied_unused)
+    renewal_net, renewal_vat = _renewal_after(subtotal, credit_after, vat_rate)
     return Quote(
         quoted_on=today,
         selection=selection,
@@ -308,11 +317,11 @@ def quote(
         vat_rate=vat_rate,
         vat=vat,
         total_due=net_due + vat,
-        credit_after=credit - account_credit_used + (unused_credit - applied_unused),
+        credit_after=credit_after,
         renewal_date=period_end,
-        renewal_net=subtotal,
+        renewal_net=renewal_net,
         renewal_vat=renewal_vat,
-        renewal_total=subtotal + renewal_vat,
+        renewal_total=renewal_net + renewal_vat,
         changes=_changes(current, selection),
         is_first_purchase=not current.is_paid,
         nothing_to_change=unchanged,
@@ -345,7 +354,7 @@ def renewal(
     start = current.period_end
     end = add_period(start, selection.period)
     zero = Money.zero(currency)
-    renewal_vat = subtotal * vat_rate
+    renewal_net, renewal_vat = _renewal_after(subtotal, credit - used, vat_rate)
     return Quote(
         quoted_on=start,
         selection=selection,
@@ -366,13 +375,20 @@ def renewal(
         total_due=net_due + vat,
         credit_after=credit - used,
         renewal_date=end,
-        renewal_net=subtotal,
+        renewal_net=renewal_net,
         renewal_vat=renewal_vat,
-        renewal_total=subtotal + renewal_vat,
+        renewal_total=renewal_net + renewal_vat,
         changes=_changes(current, selection),
         is_first_purchase=False,
         nothing_to_change=False,
     )
+
+
+def _renewal_after(subtotal: Money, credit: Money, vat_rate: Decimal) -> tuple[Money, Money]:
+    """(net, VAT) of the renewal that follows: the same price less the account credit left
+    then, exactly as :func:`renewal` will charge it (today's VAT rate)."""
+    net = subtotal - credit.min(subtotal)
+    return net, net * vat_rate
 
 
 def _lines(catalogue: Catalogue, package: Package, selection: Selection) -> tuple[QuoteLine, ...]:

@@ -18,6 +18,7 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 from werkzeug.exceptions import HTTPException
 
+from portal import periods
 from portal.catalogue import PackageCode, Period
 from portal.i18n import current_language, template_translations
 from portal.models import OrderStatus, SubscriptionStatus, SupportStatus
@@ -137,6 +138,15 @@ def _rate_filter(context: Context, rate: Decimal | str) -> str:
     return format_rate(rate, context.get("current_language"))
 
 
+def _last_day_filter(end: dt.date | str, start: dt.date | str) -> dt.date:
+    """``end`` (exclusive, as stored) as the period's last day: ``end | last_day(start)``."""
+    return periods.last_day(_as_date(start), _as_date(end))
+
+
+def _as_date(value: dt.date | str) -> dt.date:
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value
+
+
 @pass_context
 def _day_filter(context: Context, value: dt.date | str | None) -> str:
     return format_day(value, context.get("current_language"))
@@ -182,6 +192,7 @@ def register(app: Flask) -> None:
 
     app.jinja_env.filters["money"] = _money_filter
     app.jinja_env.filters["day"] = _day_filter
+    app.jinja_env.filters["last_day"] = _last_day_filter
     app.jinja_env.filters["minor"] = _minor_filter
     app.jinja_env.filters["rate"] = _rate_filter
     app.jinja_env.filters["datetime"] = format_datetime

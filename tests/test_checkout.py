@@ -257,12 +257,19 @@ def test_a_changed_price_shows_the_new_summary_instead_of_charging(
     login(auth, "standard")
     page = text(summary(client, agents="5"))
     digest = re.search(r'name="quote_digest" value="([0-9a-f]*)"', page).group(1)
+    quoted = re.search(r'name="quoted_selection" value="([^"]*)"', page).group(1)
+    assert quoted == "standard/month/5/100/PLN"
     with app.app_context():  # meanwhile staff change the subscription (new version)
         sub = db.session.scalar(select(Subscription).where(Subscription.currency == "PLN"))
         sub.agents = 4
         db.session.commit()
     data = form_data(
-        client, action="pay", quote_digest=digest, idempotency_key="k" * 20, agents="5"
+        client,
+        action="pay",
+        quote_digest=digest,
+        quoted_selection=quoted,
+        idempotency_key="k" * 20,
+        agents="5",
     )
     response = client.post("/package/edit", data=data)
     assert response.status_code == 409
@@ -359,3 +366,106 @@ def test_digest_depends_on_the_subscription_version(app, catalogue, demo_account
         sel = Selection(PackageCode.STANDARD, Period.MONTH, 5, 100, "PLN")
         result, _ = orders.quote_for(pricing, account, sel, TODAY)
         assert orders.digest(result, 1) != orders.digest(result, 2)
+
+
+def shown(page: str, name: str) -> str:
+    return re.search(rf'name="{name}" value="([^"]*)"', page).group(1)
+
+
+def test_pay_pressed_before_the_summary_caught_up_shows_the_new_price_calmly(
+    app, client, auth, demo_accounts
+):
+    """The customer types 6 and presses Pay at once: the summary still showed 5. Only their
+    own input changed, so they are not told that the price or their package changed."""
+    login(auth, "standard")
+    page = text(summary(client, agents="5"))
+    data = form_data(
+        client,
+        action="pay",
+        agents="6",
+        quote_digest=shown(page, "quote_digest"),
+        quoted_selection=shown(page, "quoted_selection"),
+        idempotency_key="k" * 20,
+    )
+    response = client.post("/package/edit", data=data)
+    body = text(response)
+    assert response.status_code == 200
+    assert "Podsumowanie pokazuje teraz cenę tego, co wpisano" in body
+    assert "zmieniła się cena" not in body
+    assert "Agenci: 3 → 6" in body
+    assert order_count(app) == 0
+
+
+@pytest.mark.parametrize(
+    ("who", "package", "entered", "fitted", "message"),
+    [
+        ("standard", "pro", "100", "500", "było 100, jest 500 miesięcznie"),
+        ("pro", "standard", "1500", "500", "changed from 1500 to 500 per month"),
+    ],
+)
+def test_switching_standard_and_pro_brings_conversations_into_range(
+    app, client, auth, demo_accounts, who, package, entered, fitted, message
+):
+    login(auth, who)
+    period = "year" if who == "pro" else "month"
+    currency = "EUR" if who == "pro" else "PLN"
+    fields = dict(
+        package=package,
+        period=period,
+        currency=currency,
+        conversations=entered,
+        conversations_for="pro" if package == "standard" else "standard",
+    )
+    response = summary(client, **fields)
+    page = text(response)
+    assert response.status_code == 200, page
+    assert message in page
+    # The field is swapped in with the new number, and the package it now belongs to.
+    assert re.search(
+        rf'<div id="conversations-field" hx-swap-oob="true">.*value="{fitted}"', page, re.S
+    )
+    assert re.search(rf'id="conversations-for" name="conversations_for" value="{package}"', page)
+    assert shown(page, "quoted_selection").endswith(f"/{fitted}/{currency}")
+    # Typed for the same package, an out-of-range number is refused, not changed.
+    fields["conversations_for"] = package
+    fields["conversations"] = "50"
+    refused = summary(client, **fields)
+    assert refused.status_code == 422 and "Zmieniliśmy" not in text(refused)
+    assert "changed from" not in text(refused)
+
+
+def test_back_after_placing_an_order_with_another_choice_places_a_new_order(
+    app, client, auth, demo_accounts
+):
+    """Back to the edit page (same idempotency key), another number, Pay: that is a new
+    order for the new choice, never the old order; a double click on it places one."""
+    login(auth, "standard")
+    first, data = pay(client, agents="5")
+    page = text(summary(client, agents="7"))
+    data.update(
+        agents="7",
+        quote_digest=shown(page, "quote_digest"),
+        quoted_selection=shown(page, "quoted_selection"),
+    )
+    second = client.post("/package/edit", data=data)
+    again = client.post("/package/edit", data=data)
+    assert first.status_code == second.status_code == again.status_code == 303
+    assert second.headers["Location"] == again.headers["Location"] != first.headers["Location"]
+    with app.app_context():
+        agents = sorted(o.agents for o in db.session.scalars(select(Order)))
+    assert agents == [5, 7]
+
+
+def test_the_polish_summary_calls_the_credit_a_credit(client, auth, demo_accounts):
+    login(auth, "standard")
+    page = text(summary(client, agents="5"))
+    assert "Zaliczenie niewykorzystanej części okresu" in page
+    assert "Zniżka" not in page and "rabat" not in page.lower()
+
+
+def test_the_summary_writes_the_period_to_its_last_day(client, auth, demo_accounts):
+    login(auth, "standard")
+    page = text(summary(client, agents="5"))
+    # Bought on 26 November: the monthly period is 26 Nov - 25 Dec; the renewal 26 Dec.
+    assert "Cena za nowy okres, 26 listopada 2026 – 25 grudnia 2026" in page
+    assert "Następne odnowienie 26 grudnia 2026" in page

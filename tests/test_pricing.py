@@ -30,6 +30,7 @@ from portal.pricing import (
     RefusalReason,
     Selection,
     quote,
+    renewal,
     validate,
 )
 
@@ -192,7 +193,8 @@ QUOTES = [
         vat_minor=0,
         total_due_minor=0,
         credit_after_minor=34117,
-        renewal_total_minor=10947,
+        # The renewal (8900 net) is covered by the credit left: nothing charged then.
+        renewal_total_minor=0,
     ),
     # Same downgrade with 1000 credit already on the account: it is untouched and grows.
     row(
@@ -488,9 +490,10 @@ QUOTES = [
         period_start="2025-04-01",
         period_end="2025-05-01",
         renewal_date="2025-05-01",
-        renewal_net_minor=26700,
-        renewal_vat_minor=6141,
-        renewal_total_minor=32841,
+        # The renewal uses the 2000 of account credit first: 24700 net, 23 % VAT 5681.
+        renewal_net_minor=24700,
+        renewal_vat_minor=5681,
+        renewal_total_minor=30381,
         changes=[],
         nothing_to_change=True,
     ),
@@ -767,3 +770,51 @@ def test_money_is_conserved(scenario: tuple[Current, Selection, date], vat_rate:
     # Credit is spent before cash is asked for.
     assert result.net_due == zero or result.credit_after == zero
     assert result.unused_credit <= result.credit_base
+
+
+@given(
+    scenarios(), st.sampled_from([Decimal(0), Decimal("0.19"), Decimal("0.23"), Decimal("0.255")])
+)
+def test_the_next_renewal_shown_is_what_the_renewal_charges(
+    scenario: tuple[Current, Selection, date], vat_rate: Decimal
+) -> None:
+    """The summary's "next renewal" line subtracts the account credit exactly as the
+    renewal run will, once the order is paid (issue 20: after a downgrade it showed the
+    full price while the renewal charged less)."""
+    current, selection, today = scenario
+    result = quote(CATALOGUE, current, selection, today, vat_rate)
+    if result.nothing_to_change:
+        return
+    after = Current(
+        selection.package,
+        selection.period,
+        selection.agents,
+        selection.conversations,
+        selection.currency,
+        result.period_start,
+        result.period_end,
+        result.subtotal,
+        result.credit_after,
+    )
+    charged = renewal(CATALOGUE, after, selection, vat_rate)
+    assert (result.renewal_net, result.renewal_vat, result.renewal_total) == (
+        charged.net_due,
+        charged.vat,
+        charged.total_due,
+    )
+    assert charged.renewal_total == renewal(
+        CATALOGUE,
+        Current(
+            selection.package,
+            selection.period,
+            selection.agents,
+            selection.conversations,
+            selection.currency,
+            charged.period_start,
+            charged.period_end,
+            charged.subtotal,
+            charged.credit_after,
+        ),
+        selection,
+        vat_rate,
+    ).total_due
