@@ -49,7 +49,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 log = logging.getLogger(__name__)
@@ -614,6 +614,110 @@ class StripeEmulator:
             self._attach(method, customer["id"])
             return customer["id"], method["id"]
 
+    def seed_card(
+        self,
+        *,
+        customer_id: str,
+        method_id: str,
+        card: str,
+        email: str | None = None,
+        name: str | None = None,
+        exp: str = "12/34",
+        created: int | None = None,
+    ) -> None:
+        """A customer with a card saved earlier for off-session use, under ids of the
+        caller's choosing (the demo's, which its database names). No events are sent: it
+        happened in the past. Seeding the same ids again changes nothing."""
+        with self._lock:
+            if method_id in self._objects["payment_method"]:
+                return
+            behaviour = TEST_CARDS.get(card)
+            expiry = _parse_expiry(exp)
+            if behaviour is None or expiry is None:
+                raise ValueError(f"not a test card with an expiry date: {card} {exp}")
+            stamp = int(time.time()) if created is None else created
+            self._objects["customer"].setdefault(
+                customer_id,
+                {
+                    "id": customer_id,
+                    "object": "customer",
+                    "balance": 0,
+                    "created": stamp,
+                    "currency": None,
+                    "delinquent": False,
+                    "description": None,
+                    "email": email,
+                    "invoice_settings": {"default_payment_method": method_id},
+                    "livemode": False,
+                    "metadata": {},
+                    "name": name,
+                    "preferred_locales": [],
+                },
+            )
+            method = self._new_method(
+                behaviour, card, expiry, {"customer_details": {"email": email}}
+            )
+            del self._objects["payment_method"][method["id"]]
+            self._cards[method_id] = self._cards.pop(method["id"])
+            method.update({"id": method_id, "customer": customer_id, "created": stamp})
+            method["billing_details"]["name"] = name
+            self._objects["payment_method"][method_id] = method
+            self._set_up.add(method_id)
+
+    def seed_payment(
+        self,
+        *,
+        intent_id: str,
+        charge_id: str,
+        customer_id: str,
+        method_id: str,
+        amount: int,
+        currency: str,
+        created: int,
+        metadata: dict[str, str] | None = None,
+        description: str | None = None,
+        refunded: int = 0,
+    ) -> None:
+        """A PaymentIntent that succeeded in the past (its charge captured, ``refunded`` of it
+        given back), charged to a seeded card: what a refund of it needs. No events are sent.
+        Seeding the same ids again changes nothing."""
+        with self._lock:
+            if intent_id in self._objects["payment_intent"]:
+                return
+            method = self._get("payment_method", method_id)
+            intent = self._new_intent(
+                amount=amount,
+                currency=currency.lower(),
+                customer=customer_id,
+                metadata=dict(metadata or {}),
+                description=description,
+                setup_future_usage="off_session",
+            )
+            charge = self._new_charge(intent, method, None)
+            del self._objects["charge"][charge["id"]]
+            charge.update(
+                {
+                    "id": charge_id,
+                    "created": created,
+                    "payment_intent": intent_id,
+                    "amount_refunded": refunded,
+                    "refunded": refunded == amount,
+                }
+            )
+            self._objects["charge"][charge_id] = charge
+            intent.update(
+                {
+                    "id": intent_id,
+                    "client_secret": f"{intent_id}_secret_{new_id('', 25)}",
+                    "created": created,
+                    "payment_method": method_id,
+                    "latest_charge": charge_id,
+                    "amount_received": amount,
+                    "status": "succeeded",
+                }
+            )
+            self._objects["payment_intent"][intent_id] = intent
+
     def fail_next(self, status: Fault = 500, *, times: int = 1, processed: bool = False) -> None:
         """Make the next ``times`` API calls fail.
 
@@ -691,8 +795,34 @@ class StripeEmulator:
             self._handle_checkout_page(handler, method, path.removeprefix("/c/pay/"))
         elif path == "/3d_secure_2/hosted":
             self._handle_3ds_page(handler, method, dict(parse_qsl(url.query)))
+        elif path.startswith("/_emulator/") and method == "POST":
+            self._handle_control(handler, path.removeprefix("/_emulator/"))
         else:
             _send_html(handler, 404, _page("Not found", "<p>Nothing here.</p>"))
+
+    def _handle_control(self, handler: _Handler, action: str) -> None:
+        """Test controls for a process that runs the emulator (``scripts/devserver.py``):
+        not Stripe's API. ``POST /_emulator/fail_next`` (``status``, ``times``) and
+        ``POST /_emulator/webhook_delay`` (``seconds``) do what the Python API does."""
+        form = _read_form(handler)
+        try:
+            if action == "fail_next":
+                status = form.get("status", "500")
+                if status.isdigit():
+                    self.fail_next(int(status), times=int(form.get("times", "1")))
+                elif status in ("timeout", "close", "garbage"):
+                    self.fail_next(cast(Fault, status), times=int(form.get("times", "1")))
+                else:
+                    raise ValueError(f"no such fault: {status}")
+            elif action == "webhook_delay":
+                self.webhook_delay = float(form["seconds"])
+            else:
+                _send_json(handler, 404, {"error": f"no control {action!r}"})
+                return
+        except (KeyError, ValueError) as exc:
+            _send_json(handler, 400, {"error": str(exc)})
+            return
+        _send_json(handler, 200, {"ok": True})
 
     def _handle_api(self, handler: _Handler, method: str, path: str, query: str) -> None:
         # Read the body even when failing: closing a socket with unread input resets it, and
@@ -827,7 +957,12 @@ class StripeEmulator:
     def _route(self, method: str, path: str) -> tuple[Callable[..., Json], tuple[str, ...]]:
         routes: list[tuple[str, str, Callable[..., Json]]] = [
             ("POST", r"/v1/customers", self._create_customer),
+            ("GET", r"/v1/customers", self._list("customer", "email")),
             ("GET", r"/v1/customers/([^/]+)", self._retrieve("customer")),
+            ("GET", r"/v1/checkout/sessions", self._list("checkout.session", "customer")),
+            ("GET", r"/v1/payment_intents", self._list("payment_intent", "customer")),
+            ("GET", r"/v1/charges", self._list("charge", "customer", "payment_intent")),
+            ("GET", r"/v1/refunds", self._list("refund", "charge", "payment_intent")),
             ("POST", r"/v1/checkout/sessions", self._create_session),
             ("GET", r"/v1/checkout/sessions/([^/]+)", self._retrieve("checkout.session")),
             ("POST", r"/v1/checkout/sessions/([^/]+)/expire", self._expire_session),
@@ -894,6 +1029,39 @@ class StripeEmulator:
             return self._render(self._get(kind, object_id), params)
 
         return retrieve
+
+    def _list(self, kind: str, *filters: str) -> Callable[[Params], Json]:
+        """``GET /v1/{objects}``: Stripe's list object, newest first, ``limit`` (1-100, default
+        10) and ``starting_after`` for the next page, and the filters Stripe offers there."""
+
+        def list_objects(params: Params) -> Json:
+            params.only({"limit", "starting_after", *filters})
+            limit = params.integer("limit")
+            limit = 10 if limit is None else limit
+            if not 1 <= limit <= 100:
+                raise ApiError.invalid(
+                    "This value must be greater than or equal to 1.", param="limit"
+                )
+            wanted = {name: params.text(name) for name in filters}
+            found = [
+                obj
+                for obj in self._objects[kind].values()
+                if all(value is None or obj.get(name) == value for name, value in wanted.items())
+            ]
+            # Newest first; objects made in the same second keep their reverse creation order.
+            order = {object_id: n for n, object_id in enumerate(self._objects[kind])}
+            found.sort(key=lambda obj: (obj["created"], order[obj["id"]]), reverse=True)
+            after = params.text("starting_after")
+            if after is not None:
+                ids = [obj["id"] for obj in found]
+                if after not in ids:
+                    raise ApiError.missing(kind, after)
+                found = found[ids.index(after) + 1 :]
+            data = [copy.deepcopy(obj) for obj in found[:limit]]
+            url = "/v1/" + {"checkout.session": "checkout/sessions"}.get(kind, f"{kind}s")
+            return {"object": "list", "data": data, "has_more": len(found) > limit, "url": url}
+
+        return list_objects
 
     # -- customers and Checkout Sessions -----------------------------------------------------------
 
