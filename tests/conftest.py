@@ -259,6 +259,33 @@ def smtp_config(inbox: Inbox) -> dict[str, Any]:
     }
 
 
+# -- the browser (tests/browser, tests/journeys) ----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Any]:
+    """One Playwright per process: its sync API refuses a second while one runs, so the
+    browser tests and the journeys share this one."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Any) -> Iterator[Any]:
+    """Headless Debian Chromium (Playwright never downloads a browser here). No user-data
+    dir argument: a non-persistent launch always starts from a fresh temporary profile,
+    which Playwright deletes on close."""
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+    )
+    yield browser
+    browser.close()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     from pakiet_cnb.emulator import CnbEmulator
     from pakiet_nbp.emulator import NbpEmulator

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import pytest
 from babel.support import Translations
 from flask import Flask, got_request_exception
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -216,21 +216,8 @@ def _fresh_demo_data(live_server: LiveServer) -> Iterator[None]:
 # --- the browser -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as pw:
-        yield pw
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    # No user-data dir argument: a non-persistent launch always starts from a fresh
-    # temporary profile, which Playwright deletes on close.
-    browser = playwright.chromium.launch(
-        executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-    )
-    yield browser
-    browser.close()
+# ``playwright`` and ``browser`` (session) live in tests/conftest.py: one Playwright per
+# process, shared with the journeys (tests/journeys), which a second one would refuse.
 
 
 @pytest.fixture
