@@ -1,0 +1,322 @@
+"""Journeys in a real browser, against the portal as ``make run`` starts it.
+
+* Once per session (``demo_database``): a fresh instance folder gets its SQLite database
+  from ``flask --app wsgi db upgrade`` and ``flask --app wsgi demo-data``, run as
+  subprocesses the way ``make demo-db`` runs them; then ``scripts/devserver.py`` is started
+  once and stopped, which makes the demo data true (billing information, the paid demo
+  accounts' payments, saved cards and invoices). That database is the snapshot.
+* For every test (``portal``): the snapshot is copied into a fresh instance folder and
+  ``scripts/devserver.py --port 0 --free-ports`` is started as a subprocess, with its
+  emulators (Stripe, PayPal, VIES, NBP, ČNB: fresh, so they and the database agree), its
+  webhooks over HTTP, its production headers and its background run; e-mail goes over SMTP
+  to an ``Inbox`` of this test. It is stopped after the test; its output is kept in the
+  test's ``tmp_path`` (``devserver.log``), and a traceback in it fails the test.
+* ``portal.billing_run(now)`` is the background run as cron runs it, at any time:
+  ``flask --app wsgi billing run --now ...`` in a subprocess with the portal's settings.
+* ``lang`` is ``pl`` and ``en`` for every test; the browser's locale follows it
+  (``pl-PL``, ``en-GB``). The ``contexts`` factory of ``tests/browser/conftest.py`` opens
+  the browser contexts and checks them when the test ends (no request leaving 127.0.0.1,
+  no CSP violation, no script error, no broken sub-resource, no traceback in the portal).
+
+Every test here is marked ``journey`` (and ``browser``): the PostgreSQL pass of CI
+deselects them (``-m "not journey"``); they run on SQLite, as ``make run`` does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, expect
+
+from portal.config import ROOT
+from tests.browser.conftest import DEFAULT_CONTEXT, Contexts
+from tests.conftest import Inbox
+
+HERE = Path(__file__).resolve().parent
+DEVSERVER = ROOT / "scripts" / "devserver.py"
+FLASK = [sys.executable, "-m", "flask", "--app", "wsgi"]
+READY = "PAKIET_READY "
+START_TIMEOUT = 60.0
+LOCALES = {"pl": "pl-PL", "en": "en-GB"}
+# Waits of the journeys' pages: longer than the browser tests' 5 s, since here every click
+# crosses processes (portal, emulators) on a machine that CI shares.
+JOURNEY_TIMEOUT_MS = 15_000
+ZONE = ZoneInfo("Europe/Warsaw")  # the portal's BABEL_DEFAULT_TIMEZONE
+# Lines of the portal's output that mean something went wrong while serving the test.
+TRACEBACK = re.compile(r"^Traceback \(most recent call last\):")
+FAILED_WEBHOOK = re.compile(r'"POST /webhooks/\w+ HTTP/1\.1" [45]\d\d ')
+SERVER_ERROR = re.compile(r'"[A-Z]+ [^"]* HTTP/1\.1" 5\d\d ')
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.journey)
+            item.add_marker(pytest.mark.browser)
+
+
+def _environment(instance: Path, **settings: str) -> dict[str, str]:
+    """The environment of ``make run``'s processes, for the instance folder ``instance``:
+    the caller's, without any PAKIET_* setting of its own (a developer's shell may have
+    some), plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAKIET_")}
+    env["PAKIET_INSTANCE_PATH"] = str(instance)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(settings)
+    return env
+
+
+def _run(command: list[str], env: dict[str, str], timeout: float = 120) -> str:
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command[2:])} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        )
+    return done.stdout
+
+
+@dataclass
+class Portal:
+    """One ``scripts/devserver.py`` process: the portal and its emulators."""
+
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+    log_path: Path
+    lines: list[str] = field(default_factory=list)
+    ready: dict[str, Any] = field(default_factory=dict)
+    started_in: float = 0.0
+    _ready_event: threading.Event = field(default_factory=threading.Event)
+    _reader: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return str(self.ready["url"])
+
+    def emulator(self, name: str) -> str:
+        return str(self.ready["emulators"][name])
+
+    @property
+    def errors(self) -> list[str]:
+        """Tracebacks, failed webhooks and server errors in the portal's output so far
+        (``tests.browser.conftest.Contexts`` fails the test on any)."""
+        found: list[str] = []
+        lines = list(self.lines)
+        for n, line in enumerate(lines):
+            if TRACEBACK.match(line):
+                tail = next(
+                    (later for later in lines[n + 1 :] if later and not later[0].isspace()), ""
+                )
+                context = lines[max(0, n - 2) : n]
+                found.append(" | ".join([*context, tail]))
+            elif FAILED_WEBHOOK.search(line) or SERVER_ERROR.search(line):
+                found.append(line)
+        return found
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    # -- the background run, as cron runs it -------------------------------------------
+
+    def billing_run(self, now: dt.datetime) -> str:
+        """``flask --app wsgi billing run --now <now>`` with the portal's settings (its
+        instance, SMTP, plugin configuration pointing at its emulators)."""
+        env = dict(self.env)
+        env["PAKIET_PLUGIN_CONFIG"] = json.dumps(self.ready["plugin_config"])
+        env["PAKIET_PUBLIC_URL"] = self.ready["public_url"]
+        output = _run([*FLASK, "billing", "run", "--now", now.isoformat()], env)
+        self.lines.extend(f"[billing run {now.isoformat()}] {line}" for line in output.splitlines())
+        return output
+
+    # -- what the emulators hold (read through their APIs) ------------------------------
+
+    def stripe(self, path: str, **params: str) -> Any:
+        """``GET {Stripe emulator}/v1/{path}`` with the portal's key: Stripe's JSON."""
+        key = self.ready["plugin_config"]["stripe"]["api_key"]
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        request = urllib.request.Request(
+            f"{self.emulator('stripe')}/v1/{path}{query}",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.load(answer)
+
+    def stripe_control(self, action: str, **form: str) -> None:
+        """The Stripe emulator's test controls (``fail_next``, ``webhook_delay``): how slow
+        or faulty Stripe is today; nothing the customer could do."""
+        data = urllib.parse.urlencode(form).encode()
+        url = f"{self.emulator('stripe')}/_emulator/{action}"
+        with urllib.request.urlopen(url, data=data, timeout=10) as answer:
+            assert answer.status == 200
+
+    def stripe_list(self, kind: str, **params: str) -> list[dict[str, Any]]:
+        """Every object of ``kind`` (``charges``, ``refunds``, ...), newest first."""
+        return list(self.stripe(kind, limit="100", **params)["data"])
+
+    def charges(self) -> list[dict[str, Any]]:
+        """Card charges that took money during this test (not the demo's past ones)."""
+        return [
+            c
+            for c in self.stripe_list("charges")
+            if c["status"] == "succeeded" and not c["id"].startswith("ch_demo_")
+        ]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.log_path.write_text(self.log() + "\n", encoding="utf-8")
+
+
+def start_devserver(instance: Path, **settings: str) -> Portal:
+    env = _environment(instance, **settings)
+    began = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, str(DEVSERVER), "--host", "127.0.0.1", "--port", "0", "--free-ports"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    )
+    portal = Portal(process=process, env=env, log_path=instance / "devserver.log")
+
+    def read() -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.rstrip("\n")
+            if line.startswith(READY) and not portal.ready:
+                portal.ready.update(json.loads(line.removeprefix(READY)))
+                portal._ready_event.set()
+            portal.lines.append(line)
+        portal._ready_event.set()  # the process ended
+
+    portal._reader = threading.Thread(target=read, name="devserver-output", daemon=True)
+    portal._reader.start()
+    if not portal._ready_event.wait(START_TIMEOUT) or not portal.ready:
+        portal.stop()
+        raise AssertionError(f"scripts/devserver.py did not get ready:\n{portal.log()}")
+    portal.started_in = time.monotonic() - began
+    return portal
+
+
+# -- the session's demo database --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoDatabase:
+    snapshot: Path
+    day: dt.date  # the day ``flask demo-data`` ran: Standard started 10 days before it
+
+
+@pytest.fixture(scope="session")
+def demo_database(tmp_path_factory: pytest.TempPathFactory) -> DemoDatabase:
+    """The SQLite database of ``make run`` after its first start (see the module docs)."""
+    instance = tmp_path_factory.mktemp("journeys-demo")
+    env = _environment(instance)
+    _run([*FLASK, "db", "upgrade"], env)
+    day = dt.date.today()  # what ``flask demo-data`` takes for today (no --today)
+    _run([*FLASK, "demo-data"], env)
+    assert dt.date.today() == day, "the demo data was made across midnight: run again"
+    portal = start_devserver(instance)  # makes the demo data true, then stops
+    portal.stop()
+    assert not portal.errors, portal.errors
+    snapshot = instance / "demo.sqlite3"
+    shutil.copyfile(instance / "pakiet.sqlite3", snapshot)
+    return DemoDatabase(snapshot, day)
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    """The SMTP server the portal sends this test's e-mail to."""
+    server = Inbox()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def portal(demo_database: DemoDatabase, tmp_path: Path, inbox: Inbox) -> Iterator[Portal]:
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    shutil.copyfile(demo_database.snapshot, instance / "pakiet.sqlite3")
+    server = start_devserver(
+        instance,
+        PAKIET_MAIL_BACKEND="smtp",
+        PAKIET_MAIL_SERVER="127.0.0.1",
+        PAKIET_MAIL_PORT=str(inbox.port),
+        PAKIET_MAIL_USE_TLS="false",
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _journey_expect_timeout() -> Iterator[None]:
+    """``expect`` waits as long as the journeys' pages do (only during a journey)."""
+    expect.set_options(timeout=JOURNEY_TIMEOUT_MS)
+    yield
+    expect.set_options(timeout=None)  # Playwright's default again
+
+
+class JourneyContexts(Contexts):
+    """``Contexts`` whose pages wait ``JOURNEY_TIMEOUT_MS`` (actions and ``expect``)."""
+
+    def new(self, **overrides: Any) -> BrowserContext:
+        context = super().new(**overrides)
+        context.set_default_timeout(JOURNEY_TIMEOUT_MS)
+        context.set_default_navigation_timeout(JOURNEY_TIMEOUT_MS)
+        return context
+
+
+@pytest.fixture(params=["pl", "en"])
+def lang(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def contexts(browser: Browser, portal: Portal, lang: str) -> Iterator[Contexts]:
+    factory = JourneyContexts(
+        browser,
+        portal,  # type: ignore[arg-type]  # what Contexts reads of it: .errors
+        {**DEFAULT_CONTEXT, "base_url": portal.url, "locale": LOCALES[lang]},
+    )
+    yield factory
+    problems = factory.close()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def today() -> dt.date:
+    """Today on the portal's clock (the same system clock, in its time zone)."""
+    return dt.datetime.now(ZONE).date()
