@@ -96,16 +96,77 @@ def _run(command: list[str], env: dict[str, str], timeout: float = 120) -> str:
 
 @dataclass
 class Portal:
-    """One ``scripts/devserver.py`` process: the portal and its emulators."""
+    """``scripts/devserver.py`` on one instance folder: the portal and its emulators."""
 
-    process: subprocess.Popen[str]
-    env: dict[str, str]
-    log_path: Path
+    instance: Path
+    settings: dict[str, str]
     lines: list[str] = field(default_factory=list)
     ready: dict[str, Any] = field(default_factory=dict)
     started_in: float = 0.0
-    _ready_event: threading.Event = field(default_factory=threading.Event)
+    process: subprocess.Popen[str] | None = None
     _reader: threading.Thread | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return _environment(self.instance, **self.settings)
+
+    @property
+    def log_path(self) -> Path:
+        return self.instance / "devserver.log"
+
+    def start(self, clock: dt.datetime | None = None) -> None:
+        """Start the devserver (its emulators fresh, seeded again from the database);
+        ``clock``: its system clock starts there and runs on (``faketime``), as if the
+        portal were (re)started on that day."""
+        command = [sys.executable, str(DEVSERVER), "--host", "127.0.0.1", "--port", "0"]
+        command.append("--free-ports")
+        env = self.env
+        if clock is not None:
+            # libfaketime in the devserver itself (not the ``faketime`` wrapper, which would
+            # stand between it and its signals): its clock starts at ``clock`` and runs;
+            # monotonic clocks, which timeouts use, stay real.
+            env["LD_PRELOAD"] = _libfaketime()
+            env["FAKETIME"] = "@" + clock.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
+            env["FAKETIME_NO_CACHE"] = "1"
+        began = time.monotonic()
+        self.ready = {}
+        ready = threading.Event()
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+        self.process = process
+        if clock is not None:
+            self.lines.append(f"[journey] devserver restarted with its clock at {clock}")
+
+        def read() -> None:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                line = raw.rstrip("\n")
+                if line.startswith(READY) and not self.ready:
+                    self.ready.update(json.loads(line.removeprefix(READY)))
+                    ready.set()
+                self.lines.append(line)
+            ready.set()  # the process ended
+
+        self._reader = threading.Thread(target=read, name="devserver-output", daemon=True)
+        self._reader.start()
+        if not ready.wait(START_TIMEOUT) or not self.ready:
+            self.stop()
+            raise AssertionError(f"scripts/devserver.py did not get ready:\n{self.log()}")
+        self.started_in = time.monotonic() - began
+
+    def restart(self, clock: dt.datetime | None = None) -> None:
+        """Stop the devserver and start it again on the same database (a new port)."""
+        self.stop()
+        self.start(clock)
 
     @property
     def url(self) -> str:
@@ -180,51 +241,36 @@ class Portal:
         ]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=15)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+                process.kill()
+                process.wait(timeout=5)
         if self._reader is not None:
-            self._reader.join(timeout=5)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+            self._reader.join(timeout=5)  # the output ends with the process
+        if process.stdout is not None and not (self._reader and self._reader.is_alive()):
+            process.stdout.close()
+        self.process = None
         self.log_path.write_text(self.log() + "\n", encoding="utf-8")
 
 
+def _libfaketime() -> str:
+    """libfaketime's multi-threaded library (Debian's package ``faketime``)."""
+    for found in sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1")) + sorted(
+        Path("/usr/lib").glob("faketime/libfaketimeMT.so.1")
+    ):
+        return str(found)
+    raise AssertionError("this journey needs libfaketime (apt-get install faketime)")
+
+
 def start_devserver(instance: Path, **settings: str) -> Portal:
-    env = _environment(instance, **settings)
-    began = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, str(DEVSERVER), "--host", "127.0.0.1", "--port", "0", "--free-ports"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-    )
-    portal = Portal(process=process, env=env, log_path=instance / "devserver.log")
-
-    def read() -> None:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.rstrip("\n")
-            if line.startswith(READY) and not portal.ready:
-                portal.ready.update(json.loads(line.removeprefix(READY)))
-                portal._ready_event.set()
-            portal.lines.append(line)
-        portal._ready_event.set()  # the process ended
-
-    portal._reader = threading.Thread(target=read, name="devserver-output", daemon=True)
-    portal._reader.start()
-    if not portal._ready_event.wait(START_TIMEOUT) or not portal.ready:
-        portal.stop()
-        raise AssertionError(f"scripts/devserver.py did not get ready:\n{portal.log()}")
-    portal.started_in = time.monotonic() - began
+    portal = Portal(instance=instance, settings=settings)
+    portal.start()
     return portal
 
 

@@ -11,7 +11,8 @@ import datetime as dt
 import email.message
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -358,3 +359,26 @@ def half_up(numerator: int, denominator: int) -> int:
     """``numerator / denominator`` rounded half-up to a whole number (of minor units)."""
     whole, rest = divmod(numerator, denominator)
     return whole + (1 if 2 * rest >= denominator else 0)
+
+
+class Soft:
+    """Checks that let a journey go on after a wrong text (a product defect), so the rest
+    of the journey is still exercised; ``done()`` fails the test with all of them."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    @contextmanager
+    def check(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except AssertionError as exc:
+            self.failures.append(f"{what}:\n{exc}")
+
+    def done(self) -> None:
+        assert not self.failures, "\n\n".join(self.failures)
+
+
+def customer(contexts: Any, portal: Portal, t: T) -> Customer:
+    """A customer at a new browser context (of the portal as it runs now)."""
+    return Customer(contexts.new_page(base_url=portal.url), t, portal)

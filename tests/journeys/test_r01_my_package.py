@@ -6,18 +6,18 @@ import datetime as dt
 
 from playwright.sync_api import expect
 
-from portal.periods import add_period
 from portal.catalogue import Period
+from portal.periods import add_period
 from tests.browser.conftest import Contexts
 from tests.journeys.conftest import DemoDatabase, Portal
-from tests.journeys.customer import PRO, STANDARD, Customer, T
+from tests.journeys.customer import STANDARD, T, customer
 
 
 def test_my_package_shows_the_package_and_its_terms(
     contexts: Contexts, portal: Portal, lang: str, demo_database: DemoDatabase
 ) -> None:
     t = T(lang)
-    me = Customer(contexts.new_page(), t, portal)
+    me = customer(contexts, portal, t)
     me.log_in(STANDARD)
     me.go("My package")
     start = demo_database.day - dt.timedelta(days=10)

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from pakiet_stripe.client import DEFAULT_RETRIES
 from tests.browser.conftest import Contexts
 from tests.journeys.conftest import Portal
-from tests.journeys.customer import FREE, VISA, Customer, T
+from tests.journeys.customer import FREE, VISA, T, customer
 
 STRIPE_RETRIES = DEFAULT_RETRIES  # devserver leaves the plugin's default
 
@@ -29,7 +29,7 @@ def test_a_free_customer_buys_a_package_and_it_activates_without_a_reload(
 ) -> None:
     t, buy = T(lang), PURCHASES[lang]
     cur = str(buy["currency"])
-    me = Customer(contexts.new_page(), t, portal)
+    me = customer(contexts, portal, t)
     me.log_in(FREE)
     me.go("My package")
     expect(me.fact("Payment method")).to_have_text(

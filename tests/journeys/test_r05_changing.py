@@ -9,14 +9,14 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import Contexts
 from tests.journeys.conftest import Portal
-from tests.journeys.customer import STANDARD, Customer, T, amount_of
+from tests.journeys.customer import STANDARD, T, amount_of, customer
 
 
 def test_a_paid_customer_changes_the_package_and_the_saved_card_pays(
     contexts: Contexts, portal: Portal, lang: str
 ) -> None:
     t = T(lang)
-    me = Customer(contexts.new_page(), t, portal)
+    me = customer(contexts, portal, t)
     me.log_in(STANDARD)
     me.open_edit()
     # The form takes the target numbers, and says what there is now.

@@ -12,7 +12,7 @@ from portal.catalogue import Period
 from portal.periods import add_period
 from tests.browser.conftest import Contexts
 from tests.journeys.conftest import DemoDatabase, Portal, today
-from tests.journeys.customer import STANDARD, Customer, T, half_up
+from tests.journeys.customer import STANDARD, T, customer, half_up
 
 PAID = 26_700  # Standard: 3 agents × 89 zł net, paid for the current month
 VAT = (23, 100)
@@ -27,7 +27,7 @@ def test_the_summary_shows_the_credit_and_a_downgrade_leaves_account_credit(
     unused, days = (end - today()).days, (end - start).days
     credit = half_up(PAID * unused, days)
 
-    me = Customer(contexts.new_page(), t, portal)
+    me = customer(contexts, portal, t)
     me.log_in(STANDARD)
     me.open_edit()
 

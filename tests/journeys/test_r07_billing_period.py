@@ -8,14 +8,14 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import Contexts
 from tests.journeys.conftest import Portal
-from tests.journeys.customer import PRO, STANDARD, Customer, T, amount_of, exactly
+from tests.journeys.customer import PRO, STANDARD, T, amount_of, customer, exactly
 
 
 def test_monthly_to_yearly_yourself_and_yearly_to_monthly_through_support(
     contexts: Contexts, portal: Portal, lang: str
 ) -> None:
     t = T(lang)
-    me = Customer(contexts.new_page(), t, portal)
+    me = customer(contexts, portal, t)
     me.log_in(STANDARD)
     me.open_edit()
     me.choose(period="year")
@@ -34,7 +34,7 @@ def test_monthly_to_yearly_yourself_and_yearly_to_monthly_through_support(
 
     # Now yearly, the way back is not self-service (nor for Pro, yearly from the start).
     for email in (STANDARD, PRO):
-        other = Customer(contexts.new_page(), t, portal)
+        other = customer(contexts, portal, t)
         other.log_in(email)
         other.open_edit()
         monthly = other.page.get_by_role("radio", name=t("Monthly"), exact=True)

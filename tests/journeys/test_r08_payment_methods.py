@@ -15,8 +15,8 @@ from tests.journeys.customer import (
     PAYPAL_WORDS,
     STANDARD,
     STRIPE_WORDS,
-    Customer,
     T,
+    customer,
 )
 
 
@@ -24,7 +24,7 @@ def test_replacing_the_card_refuses_amex_and_takes_mastercard_and_paypal(
     contexts: Contexts, portal: Portal, lang: str
 ) -> None:
     t = T(lang)
-    me = Customer(contexts.new_page(), t, portal)
+    me = customer(contexts, portal, t)
     me.log_in(STANDARD)
     me.go("Payment methods")
     accepted = t(
