@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from sqlalchemy import func, select
 
@@ -138,3 +140,20 @@ class TestRateLimit:
         statuses = [auth.login("a@example.com", "wrong password 1").status_code for _ in range(4)]
         assert statuses == [400, 400, 400, 429]
         assert "Zbyt wiele prób" in auth.login("a@example.com").get_data(as_text=True)
+
+
+def test_staff_land_on_the_admin_dashboard(app, client, auth, catalogue):
+    """Issue 20: logging in as staff used to land on a 404 whose link led to the 404 again."""
+    from portal import demo
+
+    with app.app_context():
+        demo.load(catalogue, today=dt.date(2026, 11, 26))
+    response = auth.login("admin@demo.example.com", demo.PASSWORD)
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+    assert client.get("/").headers["Location"] == "/admin/"
+    assert client.get("/login").headers["Location"] == "/admin/"  # already signed in
+    missing = client.get("/package")  # a customer page: staff have no account
+    assert missing.status_code == 404
+    page = missing.get_data(as_text=True)
+    assert 'href="/admin/"' in page and 'href="/package"' not in page.split("<main", 1)[1]

@@ -15,10 +15,12 @@ import pytest
 from portal import create_app
 from portal.plugins import PluginError, origin, registry
 from tests.conftest import base_config, csrf_token
-from tests.test_payments import config_overrides, place_and_pay, standard, transfer24  # noqa: F401
+from tests.test_payments import config_overrides, place_and_pay, standard, transfer24
 
 STRIPE = {"api_key": "sk_test_x", "webhook_secret": "whsec_x", "api_base": "http://127.0.0.1:9"}
 PAYPAL = {"client_id": "id", "client_secret": "secret", "base_url": "http://127.0.0.1:8"}
+
+__all__ = ["config_overrides", "standard", "transfer24"]  # fixtures reused
 
 
 def directives(response) -> dict[str, str]:
@@ -99,7 +101,9 @@ class _Provider:
         "https://bank.example",
     ],
 )
-def test_a_provider_declaring_anything_but_origins_stops_the_app(database_url, transfer24, declared):
+def test_a_provider_declaring_anything_but_origins_stops_the_app(
+    database_url, transfer24, declared
+):
     from pakiet_transfer24.provider import Transfer24Provider
 
     from portal.hookspecs import hookimpl
@@ -112,7 +116,9 @@ def test_a_provider_declaring_anything_but_origins_stops_the_app(database_url, t
     class Plugin:
         @hookimpl
         def register_payment_providers(self, plugin_config):
-            return [Sloppy({"base_url": "https://bank.example", "api_key": "k", "notify_secret": "s"})]
+            return [
+                Sloppy({"base_url": "https://bank.example", "api_key": "k", "notify_secret": "s"})
+            ]
 
     config = base_config(database_url)
     config["PLUGINS"] = [*config["PLUGINS"], Plugin()]
