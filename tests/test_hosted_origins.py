@@ -13,6 +13,7 @@ import re
 import pytest
 
 from portal import create_app
+from portal.extensions import db
 from portal.plugins import PluginError, origin, registry
 from tests.conftest import base_config, csrf_token
 from tests.test_payments import config_overrides, place_and_pay, standard, transfer24
@@ -61,8 +62,17 @@ def test_the_built_in_providers_declare_their_pages():
     assert sandbox.hosted_origins == {"https://www.sandbox.paypal.com"}
 
 
-def test_pages_that_lead_to_a_provider_allow_its_origins_and_no_other(database_url, auth):
+@pytest.fixture
+def providers_app(database_url):
     app = create_app(base_config(database_url, PLUGIN_CONFIG={"stripe": STRIPE, "paypal": PAYPAL}))
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_pages_that_lead_to_a_provider_allow_its_origins_and_no_other(providers_app):
+    app = providers_app
     assert registry(app).hosted_origins == ("http://127.0.0.1:8", "http://127.0.0.1:9")
     client = app.test_client()
     assert directives(client.get("/login"))["form-action"] == "'self'"
