@@ -25,7 +25,7 @@ def test_signup_creates_free_account_and_logs_in(app, client, auth):
     with app.app_context():
         user = db.session.scalar(select(User))
         assert user.email == "owner@example.com"  # stored lower-case
-        assert user.password_hash.startswith("scrypt:")
+        assert user.password_hash.startswith("pbkdf2:sha256:1000$")  # the suite's fast hash
         assert user.account.name == "Kwiaciarnia Bratek"
         assert user.account.billing_info.invoice_email == "owner@example.com"
         sub = user.account.subscription
@@ -157,3 +157,12 @@ def test_staff_land_on_the_admin_dashboard(app, client, auth, catalogue):
     assert missing.status_code == 404
     page = missing.get_data(as_text=True)
     assert 'href="/admin/"' in page and 'href="/package"' not in page.split("<main", 1)[1]
+
+
+@pytest.mark.parametrize("config_overrides", [{"PASSWORD_HASH_METHOD": None}])
+def test_passwords_are_hashed_with_scrypt_unless_configured(app, client, auth, config_overrides):
+    assert auth.signup("owner@example.com").status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(User.password_hash)).startswith("scrypt:")
+    auth.logout()
+    assert auth.login("owner@example.com").status_code == 302
