@@ -7,12 +7,10 @@ from typing import Any
 from flask import Blueprint, abort, current_app, redirect
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
-from sqlalchemy import bindparam, select
 
 from portal import htmx_util, payments
-from portal.extensions import db
 from portal.i18n import home_url
-from portal.models import Account, Payment, PaymentStatus, Subscription
+from portal.models import Account, Subscription, utcnow
 from portal.plugins import registry
 from portal.read_only import read_only
 
@@ -30,19 +28,6 @@ def current_account() -> Account:
     return account
 
 
-# Built once per process rather than on every view of My package.
-PENDING_PAYMENT = (
-    select(Payment.id)
-    .where(Payment.account_id == bindparam("account_id"), Payment.status == PaymentStatus.PENDING)
-    .limit(1)
-)
-
-
-def payment_pending(account_id: int) -> bool:
-    """Whether a payment awaits its provider's confirmation (R9)."""
-    return db.session.scalar(PENDING_PAYMENT, {"account_id": account_id}) is not None
-
-
 def _package_context(account: Account) -> dict[str, Any]:
     sub: Subscription = account.subscription
     catalogue = current_app.extensions["pakiet.catalogue"]
@@ -52,7 +37,7 @@ def _package_context(account: Account) -> dict[str, Any]:
         "sub": sub,
         "package": catalogue.package(sub.package),
         "currency": currency,
-        "pending": payment_pending(account.id),
+        "attempt": payments.latest_attempt(account.id, utcnow()),
         "method": payments.default_method(account.id),
     }
 

@@ -12,8 +12,30 @@ from portal.catalogue import Catalogue, PackageCode
 from portal.extensions import db
 from portal.models import Account, BillingInfo, Role, Subscription, SubscriptionStatus, User
 
+DEFAULT_HASH_METHOD = "scrypt"
 # Checked against a real hash when the e-mail is unknown, so both paths cost the same.
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
+_DUMMY_HASHES: dict[str, str] = {}
+
+
+def _hash_method() -> str:
+    """``PASSWORD_HASH_METHOD`` (Werkzeug's method string): scrypt unless configured; the
+    test suite sets a fast one."""
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        return str(current_app.config.get("PASSWORD_HASH_METHOD") or DEFAULT_HASH_METHOD)
+    return DEFAULT_HASH_METHOD
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method=_hash_method())
+
+
+def _dummy_hash() -> str:
+    method = _hash_method()
+    if method not in _DUMMY_HASHES:
+        _DUMMY_HASHES[method] = generate_password_hash("not-a-real-password", method=method)
+    return _DUMMY_HASHES[method]
 
 
 class EmailTaken(ValueError):
@@ -37,7 +59,7 @@ def authenticate(email: str, password: str) -> User | None:
     """The user for these credentials, or ``None`` (same work either way)."""
     user = find_user(email)
     if user is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(), password)
         return None
     return user if check_password_hash(user.password_hash, password) else None
 
@@ -61,7 +83,7 @@ def register_account(
     user = User(
         account=account,
         email=email,
-        password_hash=generate_password_hash(password),
+        password_hash=hash_password(password),
         role=role.value,
         language=language,
         created_at=now,
@@ -86,7 +108,7 @@ def create_admin(*, email: str, password: str, now: dt.datetime) -> User:
         raise EmailTaken(email)
     user = User(
         email=email,
-        password_hash=generate_password_hash(password),
+        password_hash=hash_password(password),
         role=Role.ADMIN.value,
         created_at=now,
     )

@@ -19,6 +19,7 @@ FILES: dict[str, Path] = {
     "htmx.min.js": NODE_MODULES / "htmx.org" / "dist" / "htmx.min.js",
     "pico.min.css": NODE_MODULES / "@picocss" / "pico" / "css" / "pico.min.css",
     "pakiet.css": OWN / "pakiet.css",
+    "pakiet.js": OWN / "pakiet.js",
 }
 
 

@@ -303,8 +303,7 @@ def submit() -> ResponseReturnValue:
             # Pay came before the summary caught up with what the customer typed: nothing
             # changed on our side; they see the price of their new choice before paying.
             notice = gettext(
-                "The summary now shows the price of what you entered. Check it, then press "
-                "Pay."
+                "The summary now shows the price of what you entered. Check it, then press Pay."
             )
             return show(account, form, idempotency_key=key, notice=notice)
         notice = gettext(

@@ -9,9 +9,11 @@
 - sends the notices: 7 days and 1 day before a non-renewing end, before a renewal (the
   amount and date), after each failed charge;
 - retries failed renewals after 1, 3 and 5 days (``RENEWAL_RETRY_DAYS``), then suspends;
-- then, as a second stage, issues the invoices that are due (those of this run's renewals
-  and any postponed ones: each payment is claimed with ``FOR UPDATE SKIP LOCKED``, so
-  runners share the work), retries pending VAT-number checks and sends queued e-mail.
+- then, as a second stage, closes the checkouts abandoned past their order's expiry (the
+  provider's page is closed and the attempt ends "expired": "payment pending" never sticks),
+  issues the invoices that are due (those of this run's renewals and any postponed ones: each
+  payment is claimed with ``FOR UPDATE SKIP LOCKED``, so runners share the work), retries
+  pending VAT-number checks and sends queued e-mail.
 
 Renewals do not wait for their invoices: rendering a PDF costs more than the renewal
 itself, so a runner charges every due subscription first, and a customer whose card is
@@ -132,6 +134,7 @@ class Report:
     notices_sent: int = 0
     notices_failed: int = 0
     invoices_issued: int = 0
+    expired: int = 0  # abandoned checkouts closed past their order's expiry
     vat_checked: int = 0
     # Wall-clock seconds of the two stages (renewals and the rest; invoices and e-mail).
     renewal_seconds: float = 0.0
@@ -148,7 +151,8 @@ class Report:
             f"billing run: {self.checked} checked, {self.renewed} renewed, {self.failed} failed "
             f"charges, {self.suspended} suspended, {self.postponed} postponed, "
             f"{self.errors} errors; notices {self.notices_queued} queued, {self.notices_sent} "
-            f"sent, {self.notices_failed} not sent; {self.invoices_issued} invoices issued; "
+            f"sent, {self.notices_failed} not sent; {self.expired} expired checkouts closed; "
+            f"{self.invoices_issued} invoices issued; "
             f"{self.vat_checked} VAT numbers checked; subscriptions in "
             f"{self.renewal_seconds:.1f} s, invoices and e-mail in {self.invoice_seconds:.1f} s"
         )
@@ -289,6 +293,12 @@ def _follow_ups(now: dt.datetime, deps: Deps, report: Report) -> None:
 
     from portal import invoicing, vat
 
+    try:
+        report.expired = payments.close_expired(now=now, providers=deps.providers)
+    except Exception:
+        db.session.rollback()
+        log.exception("closing expired checkouts failed; it is tried again later")
+        report.errors += 1
     for payment_id in invoicing.pending_payments():
         try:
             if invoicing.issue_now(payment_id, now=now) is not None:

@@ -35,6 +35,10 @@ REFUSALS = {
     "brand_not_accepted": lazy_gettext(
         "We accept only Visa and Mastercard cards (and PayPal). Please add another card."
     ),
+    "amex_not_accepted": lazy_gettext(
+        "American Express cards are not accepted: we accept only Visa and Mastercard cards "
+        "(and PayPal). Please add another card."
+    ),
     "method_of_another_account": lazy_gettext("This payment method cannot be used here."),
 }
 SETUP_KEY = "pakiet_setup"

@@ -211,7 +211,9 @@ def place_order(
 
 def _by_key(account_id: int, idempotency_key: str) -> Order | None:
     order = db.session.scalar(
-        select(Order).where(Order.account_id == account_id, Order.idempotency_key == idempotency_key)
+        select(Order).where(
+            Order.account_id == account_id, Order.idempotency_key == idempotency_key
+        )
     )
     return order if isinstance(order, Order) else None
 

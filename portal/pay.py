@@ -43,6 +43,9 @@ from portal.plugins import origin, registry
 log = logging.getLogger(__name__)
 bp = Blueprint("pay", __name__)
 
+UNAVAILABLE = lazy_gettext(
+    "The payment provider did not answer. Nothing was charged; please try again in a moment."
+)
 # Why a payment did not go through, in the customer's words (codes from providers/core).
 FAILURES = {
     "card_declined": lazy_gettext("Your bank declined the card. Try another card or PayPal."),
@@ -63,6 +66,11 @@ FAILURES = {
         "We accept only Visa and Mastercard cards (and PayPal). The payment was refunded in "
         "full; please pay with another card."
     ),
+    "amex_not_accepted": lazy_gettext(
+        "American Express cards are not accepted: we accept only Visa and Mastercard cards "
+        "(and PayPal). The payment was refunded in full; please pay with another card."
+    ),
+    "provider_unavailable": UNAVAILABLE,
     "quote_stale": lazy_gettext(
         "Your package changed before the payment arrived, so it was refunded in full. "
         "Please check the new price."
@@ -76,9 +84,6 @@ REFUSALS = {
     ),
     "quote_stale": lazy_gettext("Your package changed meanwhile. Please check the new price."),
 }
-UNAVAILABLE = lazy_gettext(
-    "The payment provider did not answer. Nothing was charged; please try again in a moment."
-)
 
 
 def failure_message(code: str | None) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from portal.catalogue import PackageCode, Period
@@ -28,6 +28,7 @@ from portal.contracts import (
     PaymentProvider,
     PaymentRequest,
     PaymentSettled,
+    ProviderError,
     Redirect,
     SavedMethod,
     SubscriptionChanged,
@@ -45,6 +46,7 @@ from portal.models import (
     Subscription,
     SubscriptionStatus,
 )
+from portal.money import Money
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,11 @@ class PaymentRefused(Exception):
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
+
+
+def refused_brand_code(brand: str) -> str:
+    """Why a method of ``brand`` is refused: R8 names American Express; others in general."""
+    return "amex_not_accepted" if brand.lower() == "amex" else "brand_not_accepted"
 
 
 def payment_transition(payment: Payment, to: PaymentStatus) -> None:
@@ -240,7 +247,18 @@ def start(
     if method is not None:
         payment.method_id = method.id
         db.session.commit()
-        event = provider.charge_saved(request, saved(method))
+        try:
+            event = provider.charge_saved(request, saved(method))
+        except ProviderError as exc:
+            # The provider did not answer: this attempt ends failed, so nothing stays
+            # "pending" and Pay starts a new attempt. Should the charge have gone through
+            # after all, its report finds this order paid or changed and is refunded.
+            log.warning(
+                "saved-method charge of %s at %s failed: %s", payment.public_id, provider.name, exc
+            )
+            _fail_attempt(payment.id, "provider_unavailable")
+            db.session.refresh(payment)
+            return payment
         apply_event(provider.name, event, now=now)
         db.session.refresh(payment)
         return payment
@@ -526,7 +544,7 @@ def _settle(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
         )
     brand = event.method.brand.lower() if event.method else None
     if brand is not None and brand not in ACCEPTED_BRANDS:
-        payment.failure_code = "brand_not_accepted"
+        payment.failure_code = refused_brand_code(brand)
         ctx.refund(payment, "brand_not_accepted")
         if order is not None and order.status == OrderStatus.PENDING:
             order_transition(order, OrderStatus.FAILED)
@@ -818,6 +836,11 @@ def _changed_notice(
 
 def cancel(payment_id: int) -> None:
     """The customer came back from the hosted page without paying."""
+    _fail_attempt(payment_id, "cancelled")
+
+
+def _fail_attempt(payment_id: int, code: str) -> None:
+    """End a payment attempt that is still pending as failed, with ``code``; commits."""
     payment = db.session.scalar(
         select(Payment)
         .where(Payment.id == payment_id)
@@ -827,8 +850,123 @@ def cancel(payment_id: int) -> None:
     assert isinstance(payment, Payment)
     if payment.status == PaymentStatus.PENDING:
         payment_transition(payment, PaymentStatus.FAILED)
-        payment.failure_code = "cancelled"
+        payment.failure_code = code
+        payment.action_url = None
     db.session.commit()
+
+
+# -- abandoned checkouts --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A customer's latest payment attempt on a checkout, for My package (R9)."""
+
+    pending: bool  # waiting for the provider, and its order still payable
+    failure_code: str | None  # why it failed, when it did
+    amount: Money
+    order_public_id: str
+    order_payable: bool  # its order can still be paid (pending, not expired)
+
+
+# The latest payment attempt on a checkout order (renewal orders have their own schedule,
+# see lifecycle) placed within the last day: built once per process (My package runs it).
+LATEST_ATTEMPT = (
+    select(Payment, Order.status, Order.public_id, Order.expires_at)
+    .join(Order, Payment.order_id == Order.id)
+    .where(
+        Payment.account_id == bindparam("account_id"),
+        Order.created_at > bindparam("since"),
+        Order.idempotency_key.not_like("renewal-%"),
+    )
+    .order_by(Payment.id.desc())
+    .limit(1)
+)
+
+
+def latest_attempt(account_id: int, now: dt.datetime) -> Attempt | None:
+    """The customer's latest checkout payment if it is pending or failed, else ``None``.
+
+    Pending never outlives its order's expiry: a customer who left the provider's page sees
+    "payment pending" (and My package polls) that long at most; the background run then
+    closes the attempt at the provider (:func:`close_expired`)."""
+    row = db.session.execute(
+        LATEST_ATTEMPT, {"account_id": account_id, "since": now - dt.timedelta(days=1)}
+    ).first()
+    if row is None:
+        return None
+    payment, order_status, order_public_id, expires_at = row
+    payable = order_status == OrderStatus.PENDING and expires_at > now
+    failed = payment.status == PaymentStatus.FAILED or (
+        payment.status == PaymentStatus.PENDING and not payable
+    )
+    if payment.status == PaymentStatus.PENDING and payable:
+        return Attempt(True, None, payment.amount, order_public_id, payable)
+    if failed and order_status in (OrderStatus.PENDING, OrderStatus.FAILED):
+        code = payment.failure_code if payment.status == PaymentStatus.FAILED else "expired"
+        return Attempt(False, code, payment.amount, order_public_id, payable)
+    return None
+
+
+def close_expired(
+    *, now: dt.datetime, providers: Callable[[str], PaymentProvider | None], limit: int = 500
+) -> int:
+    """Close the payment attempts of checkout orders past their expiry (the background run):
+    the provider's page is closed (Stripe expires the Checkout Session) and the attempt ends
+    failed with ``expired``, the order with it; an attempt the provider reports as paid
+    meanwhile is applied instead. Returns how many were closed. Each is locked with SKIP
+    LOCKED, so runners share the work; a provider that cannot answer now is asked again at
+    the next run."""
+    due = db.session.execute(
+        select(Order.id, Payment.id)
+        .join(Order, Payment.order_id == Order.id)
+        .where(
+            Payment.status == PaymentStatus.PENDING.value,
+            Order.status == OrderStatus.PENDING.value,
+            Order.expires_at <= now,
+            Order.idempotency_key.not_like("renewal-%"),
+        )
+        .order_by(Payment.id)
+        .limit(limit)
+    ).all()
+    db.session.rollback()
+    closed = 0
+    for order_id, payment_id in due:
+        # The order first, then its payment: the order in which paying locks them.
+        order = db.session.scalar(
+            select(Order)
+            .where(Order.id == order_id, Order.status == OrderStatus.PENDING.value)
+            .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        )
+        payment = db.session.scalar(
+            select(Payment)
+            .where(Payment.id == payment_id, Payment.status == PaymentStatus.PENDING.value)
+            .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        )
+        if not isinstance(order, Order) or not isinstance(payment, Payment):
+            db.session.rollback()  # settled meanwhile, or another runner has it
+            continue
+        provider = providers(payment.provider)
+        event = None
+        if provider is not None and payment.provider_ref:
+            try:
+                event = provider.cancel(provider_ref=payment.provider_ref)
+            except ProviderError as exc:
+                db.session.rollback()
+                log.info("closing %s at %s failed: %s", payment.public_id, provider.name, exc)
+                continue
+        if event is not None and event.kind is PaymentEventKind.SUCCEEDED:
+            apply_event(payment.provider, event, now=now)  # paid at the last moment
+            continue
+        payment_transition(payment, PaymentStatus.FAILED)
+        payment.failure_code = "expired"
+        payment.action_url = None
+        order_transition(order, OrderStatus.FAILED)
+        db.session.commit()
+        closed += 1
+    return closed
 
 
 def add_method(
@@ -836,7 +974,7 @@ def add_method(
 ) -> PaymentMethod:
     """A method saved through the provider's setup page (no payment): the new default."""
     if method.brand.lower() not in ACCEPTED_BRANDS:
-        raise PaymentRefused("brand_not_accepted")
+        raise PaymentRefused(refused_brand_code(method.brand))
     row = save_method(account_id, provider, method, now)
     sub = db.session.scalar(
         select(Subscription)

@@ -87,8 +87,10 @@ def deadline(payment: Payment, tz: ZoneInfo) -> dt.datetime:
 
 
 # The first two payments for a package that were ever settled (paid, or refunded since):
-# a refund needs the first and no second, so more are never fetched. Built once per
-# process: My package and the invoices list run it on every view.
+# a refund needs the first and no second, so more are never fetched. A payment core refused
+# and refunded at once (a stale second checkout, a refused card brand: it carries the reason)
+# bought nothing and does not count. Built once per process: My package and the invoices
+# list run it on every view.
 FIRST_PAID_PACKAGE_PAYMENTS = (
     select(Payment)
     .where(
@@ -96,6 +98,7 @@ FIRST_PAID_PACKAGE_PAYMENTS = (
         Payment.order_id.is_not(None),
         Payment.settled_at.is_not(None),
         Payment.status.in_([PaymentStatus.PAID.value, PaymentStatus.REFUNDED.value]),
+        Payment.failure_code.is_(None),
     )
     .order_by(Payment.settled_at, Payment.id)
     .limit(2)

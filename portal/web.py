@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -60,6 +60,7 @@ ERROR_MESSAGES = {
     429: lazy_gettext("Too many attempts. Please wait a minute and try again."),
     500: lazy_gettext("Something went wrong on our side. Nothing was charged; please try again."),
 }
+
 
 def content_security_policy(form_origins: Iterable[str] = ()) -> str:
     """The pages' policy: everything from the portal itself. ``form_origins`` are the
@@ -198,6 +199,7 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
     app.jinja_env.filters["country_name"] = lambda code: countries.name(code, current_language())
     app.jinja_env.globals["describe_method"] = pay.describe
+    app.jinja_env.globals["payment_failure"] = pay.failure_message
     app.jinja_env.globals["lifecycle_banner"] = lifecycle_banner
 
     @app.context_processor

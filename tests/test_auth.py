@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from sqlalchemy import func, select
 
@@ -23,7 +25,7 @@ def test_signup_creates_free_account_and_logs_in(app, client, auth):
     with app.app_context():
         user = db.session.scalar(select(User))
         assert user.email == "owner@example.com"  # stored lower-case
-        assert user.password_hash.startswith("scrypt:")
+        assert user.password_hash.startswith("pbkdf2:sha256:1000$")  # the suite's fast hash
         assert user.account.name == "Kwiaciarnia Bratek"
         assert user.account.billing_info.invoice_email == "owner@example.com"
         sub = user.account.subscription
@@ -138,3 +140,29 @@ class TestRateLimit:
         statuses = [auth.login("a@example.com", "wrong password 1").status_code for _ in range(4)]
         assert statuses == [400, 400, 400, 429]
         assert "Zbyt wiele prób" in auth.login("a@example.com").get_data(as_text=True)
+
+
+def test_staff_land_on_the_admin_dashboard(app, client, auth, catalogue):
+    """Issue 20: logging in as staff used to land on a 404 whose link led to the 404 again."""
+    from portal import demo
+
+    with app.app_context():
+        demo.load(catalogue, today=dt.date(2026, 11, 26))
+    response = auth.login("admin@demo.example.com", demo.PASSWORD)
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+    assert client.get("/").headers["Location"] == "/admin/"
+    assert client.get("/login").headers["Location"] == "/admin/"  # already signed in
+    missing = client.get("/package")  # a customer page: staff have no account
+    assert missing.status_code == 404
+    page = missing.get_data(as_text=True)
+    assert 'href="/admin/"' in page and 'href="/package"' not in page.split("<main", 1)[1]
+
+
+@pytest.mark.parametrize("config_overrides", [{"PASSWORD_HASH_METHOD": None}])
+def test_passwords_are_hashed_with_scrypt_unless_configured(app, client, auth, config_overrides):
+    assert auth.signup("owner@example.com").status_code == 302
+    with app.app_context():
+        assert db.session.scalar(select(User.password_hash)).startswith("scrypt:")
+    auth.logout()
+    assert auth.login("owner@example.com").status_code == 302

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select
-from werkzeug.security import generate_password_hash
 
 from pakiet_vies.emulator import VALID, ViesEmulator
 from portal import demo, vat
@@ -49,15 +48,9 @@ def config_overrides(request: pytest.FixtureRequest, vies: ViesEmulator) -> dict
     }
 
 
-def quick_hash(password: str) -> str:
-    return generate_password_hash(password, method="pbkdf2:sha256:1000")
-
-
 @pytest.fixture
 def demo_accounts(app, catalogue, monkeypatch):
     monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
-    # The demo's four logins are what these tests need, not the cost of hashing them.
-    monkeypatch.setattr("portal.accounts.generate_password_hash", quick_hash)
     with app.app_context():
         demo.load(catalogue, today=TODAY)
 

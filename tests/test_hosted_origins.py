@@ -13,12 +13,15 @@ import re
 import pytest
 
 from portal import create_app
+from portal.extensions import db
 from portal.plugins import PluginError, origin, registry
 from tests.conftest import base_config, csrf_token
-from tests.test_payments import config_overrides, place_and_pay, standard, transfer24  # noqa: F401
+from tests.test_payments import config_overrides, place_and_pay, standard, transfer24
 
 STRIPE = {"api_key": "sk_test_x", "webhook_secret": "whsec_x", "api_base": "http://127.0.0.1:9"}
 PAYPAL = {"client_id": "id", "client_secret": "secret", "base_url": "http://127.0.0.1:8"}
+
+__all__ = ["config_overrides", "standard", "transfer24"]  # fixtures reused
 
 
 def directives(response) -> dict[str, str]:
@@ -59,8 +62,17 @@ def test_the_built_in_providers_declare_their_pages():
     assert sandbox.hosted_origins == {"https://www.sandbox.paypal.com"}
 
 
-def test_pages_that_lead_to_a_provider_allow_its_origins_and_no_other(database_url, auth):
+@pytest.fixture
+def providers_app(database_url):
     app = create_app(base_config(database_url, PLUGIN_CONFIG={"stripe": STRIPE, "paypal": PAYPAL}))
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_pages_that_lead_to_a_provider_allow_its_origins_and_no_other(providers_app):
+    app = providers_app
     assert registry(app).hosted_origins == ("http://127.0.0.1:8", "http://127.0.0.1:9")
     client = app.test_client()
     assert directives(client.get("/login"))["form-action"] == "'self'"
@@ -99,7 +111,9 @@ class _Provider:
         "https://bank.example",
     ],
 )
-def test_a_provider_declaring_anything_but_origins_stops_the_app(database_url, transfer24, declared):
+def test_a_provider_declaring_anything_but_origins_stops_the_app(
+    database_url, transfer24, declared
+):
     from pakiet_transfer24.provider import Transfer24Provider
 
     from portal.hookspecs import hookimpl
@@ -112,7 +126,9 @@ def test_a_provider_declaring_anything_but_origins_stops_the_app(database_url, t
     class Plugin:
         @hookimpl
         def register_payment_providers(self, plugin_config):
-            return [Sloppy({"base_url": "https://bank.example", "api_key": "k", "notify_secret": "s"})]
+            return [
+                Sloppy({"base_url": "https://bank.example", "api_key": "k", "notify_secret": "s"})
+            ]
 
     config = base_config(database_url)
     config["PLUGINS"] = [*config["PLUGINS"], Plugin()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from portal.extensions import db
@@ -29,7 +30,22 @@ def test_accept_language_is_honoured(client):
     page = heading(client, **{"Accept-Language": "en-GB,en;q=0.9"})
     assert '<html lang="en">' in page
     assert "Log in" in page
-    assert '<html lang="pl">' in heading(client, **{"Accept-Language": "de-DE,de;q=0.9"})
+
+
+@pytest.mark.parametrize(
+    "asks", ["de-DE,de;q=0.9", "cs-CZ,cs;q=0.9,sk;q=0.8", "fr", "uk-UA,ru;q=0.7"]
+)
+def test_a_browser_asking_for_neither_language_reads_english(client, asks):
+    """R18: any other language gets English, not Polish."""
+    page = heading(client, **{"Accept-Language": asks})
+    assert '<html lang="en">' in page and "Log in" in page
+
+
+def test_a_polish_browser_reads_polish(client):
+    page = heading(client, **{"Accept-Language": "pl-PL,pl;q=0.9,en-US;q=0.8,en;q=0.7"})
+    assert '<html lang="pl">' in page and "Zaloguj się" in page
+    # A browser preferring German but also reading Polish gets Polish.
+    assert '<html lang="pl">' in heading(client, **{"Accept-Language": "de,pl;q=0.5"})
 
 
 def test_switcher_sets_a_cookie_for_visitors(client):
@@ -54,7 +70,7 @@ def test_switcher_refuses_foreign_redirects(client):
     response = client.post(
         "/language", data={"csrf_token": token, "language": "en", "next": "//evil.example/x"}
     )
-    assert response.headers["Location"] == "/package"
+    assert response.headers["Location"] == "/login"  # a visitor's home: the log-in page
 
 
 def test_users_preference_is_remembered_and_wins(app, client, auth):

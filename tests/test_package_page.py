@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from portal import demo
 from portal.extensions import db
-from portal.models import Payment, User
+from portal.models import Order, Payment, User, utcnow
 
 
 @pytest.fixture
@@ -81,14 +81,38 @@ def test_account_credit_and_pending_state(app, client, auth, demo_accounts):
     with app.app_context():
         user = db.session.scalar(select(User).where(User.email == "standard@demo.example.com"))
         user.account.subscription.credit_minor = 123456
+        now = utcnow()
+        order = Order(
+            public_id="o" * 32,
+            account_id=user.account_id,
+            idempotency_key="k" * 32,
+            subscription_version=user.account.subscription.version,
+            package="standard",
+            period="month",
+            agents=5,
+            conversations=100,
+            currency="PLN",
+            subtotal_minor=44500,
+            net_minor=26700,
+            vat_minor=6141,
+            total_minor=32841,
+            tax_treatment="domestic",
+            quote={},
+            created_at=now,
+            expires_at=now + dt.timedelta(minutes=30),
+        )
+        db.session.add(order)
+        db.session.flush()
         db.session.add(
             Payment(
                 public_id="p" * 32,
                 account_id=user.account_id,
+                order_id=order.id,
                 provider="stripe",
                 idempotency_key="k" * 32,
                 amount_minor=32841,
                 currency="PLN",
+                created_at=now,
             )
         )
         db.session.commit()

@@ -405,6 +405,7 @@ def test_an_amex_payment_is_refused_and_refunded(app, standard, transfer24):
         )
     assert outcome is payments.Outcome.BRAND_REFUSED
     assert refunds == [(payment.public_id, "brand_not_accepted")]
+    assert only(app, Payment)[0].failure_code == "amex_not_accepted"
     assert only(app, Order)[0].status == OrderStatus.FAILED
     assert only(app, PaymentMethod) == []  # an Amex is never saved
     assert subscription(app).agents == 3
@@ -533,7 +534,10 @@ def test_twenty_concurrent_pays_for_one_order_charge_once(app, standard, transfe
     assert len(transfer24.transactions) == 1
 
 
-def test_a_saved_method_of_another_brand_is_refused(app, standard):
+@pytest.mark.parametrize(
+    ("brand", "code"), [("amex", "amex_not_accepted"), ("discover", "brand_not_accepted")]
+)
+def test_a_saved_method_of_another_brand_is_refused(app, standard, brand, code):
     with app.app_context():
         account_id = db.session.scalar(
             select(User.account_id).where(User.email == "standard@demo.example.com")
@@ -542,10 +546,10 @@ def test_a_saved_method_of_another_brand_is_refused(app, standard):
             payments.add_method(
                 account_id=account_id,
                 provider="stripe",
-                method=SavedMethod(provider_ref="pm_amex", brand="amex", last4="0005"),
+                method=SavedMethod(provider_ref=f"pm_{brand}", brand=brand, last4="0005"),
                 now=utcnow(),
             )
-    assert refused.value.code == "brand_not_accepted"
+    assert refused.value.code == code
     assert only(app, PaymentMethod) == []
 
 
@@ -559,5 +563,6 @@ def test_the_order_page_says_why_an_amex_was_refused(app, standard, transfer24):
             refund=lambda p, reason: payments.payment_transition(p, PaymentStatus.REFUNDED),
         )
     page = text(standard.get(f"/package/orders/{only(app, Order)[0].public_id}"))
-    assert "Przyjmujemy tylko karty Visa i Mastercard (oraz PayPal)." in page
-    assert page.count("Przyjmujemy tylko karty Visa i Mastercard") == 1
+    # R8: the refusal names American Express, on our side, in the customer's language.
+    assert "Karty American Express nie są akceptowane" in page
+    assert page.count("Przyjmujemy tylko karty Visa i Mastercard (oraz PayPal)") == 1

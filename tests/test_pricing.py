@@ -802,19 +802,22 @@ def test_the_next_renewal_shown_is_what_the_renewal_charges(
         charged.vat,
         charged.total_due,
     )
-    assert charged.renewal_total == renewal(
-        CATALOGUE,
-        Current(
-            selection.package,
-            selection.period,
-            selection.agents,
-            selection.conversations,
-            selection.currency,
-            charged.period_start,
-            charged.period_end,
-            charged.subtotal,
-            charged.credit_after,
-        ),
-        selection,
-        vat_rate,
-    ).total_due
+    assert (
+        charged.renewal_total
+        == renewal(
+            CATALOGUE,
+            Current(
+                selection.package,
+                selection.period,
+                selection.agents,
+                selection.conversations,
+                selection.currency,
+                charged.period_start,
+                charged.period_end,
+                charged.subtotal,
+                charged.credit_after,
+            ),
+            selection,
+            vat_rate,
+        ).total_due
+    )

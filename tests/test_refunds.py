@@ -198,6 +198,28 @@ def test_a_later_payment_is_not_refundable(app, standard, transfer24):
     assert subscription(app).agents == 6
 
 
+def test_a_stale_second_checkout_refunded_automatically_keeps_the_refund_right(
+    app, standard, transfer24
+):
+    """Two tabs: the customer pays one change, then the other, which no longer holds. Core
+    refunds the second at once; it bought nothing, so the first is still refundable (R14)."""
+    first_token = bank_token(place_and_pay(standard, agents="5"))
+    second_token = bank_token(place_and_pay(standard, agents="6"))
+    back_from_bank(standard, transfer24, first_token)
+    back_from_bank(standard, transfer24, second_token)
+    with app.app_context():
+        first, second = db.session.scalars(select(Payment).order_by(Payment.id)).all()
+        db.session.expunge_all()
+    assert (first.status, first.failure_code) == (PaymentStatus.PAID, None)
+    assert (second.status, second.failure_code) == (PaymentStatus.REFUNDED, "quote_stale")
+    assert subscription(app).agents == 5
+    assert refund_link(first) in text(standard.get("/package"))
+    response = ask(standard, first)
+    assert response.status_code == 200, text(response)
+    assert transfer24.transactions[first.charge_ref]["refunded"] == 32841
+    assert subscription(app).package == "free"
+
+
 def test_another_accounts_payment_is_not_found(app, standard, auth, transfer24):
     buy(standard, transfer24)
     payment = the_payment(app)

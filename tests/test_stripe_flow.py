@@ -281,3 +281,45 @@ def test_a_webhook_landing_during_the_return_is_applied_once(
     with app.app_context():
         assert db.session.scalar(select(Order.status)) == "paid"
     assert stripe_emulator.objects("refund") == []
+
+
+def test_a_provider_error_on_a_saved_card_charge_ends_the_attempt(app, login, stripe_emulator):
+    """The saved card's off-session charge gets no answer: nothing stays "pending", the
+    order page says what happened, and Pay again charges once."""
+    client = login("free")
+    session_id = press_pay(client, agents="2").headers["Location"].rsplit("/", 1)[1]
+    follow(client, stripe_emulator.pay(session_id, card="4242424242424242").redirect_url)
+    stripe_emulator.fail_next(500)
+    response = press_pay(client, agents="4")
+    order_page = response.headers["Location"]
+    assert order_page.startswith("/package/orders/")
+    page = text(client.get(order_page))
+    assert page.count("Operator płatności nie odpowiedział") == 1
+    package = text(client.get("/package"))
+    assert "Płatność w toku" not in package and 'hx-trigger="every 2s"' not in package
+    assert "Operator płatności nie odpowiedział" in package  # the last attempt, and why
+    sub, _methods, pays = account_rows(app, "free@demo.example.com")
+    assert sub.agents == 2 and [p.status for p in pays] == ["paid", "failed"]
+    token = csrf_token(client, order_page)
+    again = client.post(order_page + "/pay", data={"csrf_token": token, "provider": "stripe"})
+    assert again.headers["Location"] == "/package"
+    sub, _methods, pays = account_rows(app, "free@demo.example.com")
+    assert sub.agents == 4 and [p.status for p in pays] == ["paid", "failed", "paid"]
+    charged = [i for i in stripe_emulator.objects("payment_intent") if i["status"] == "succeeded"]
+    assert len(charged) == 2  # the first purchase and this change: one charge each
+
+
+def test_an_abandoned_checkout_is_closed_at_stripe_after_its_expiry(app, login, stripe_emulator):
+    from portal import lifecycle
+
+    client = login("free")
+    session_id = press_pay(client, agents="2").headers["Location"].rsplit("/", 1)[1]
+    with app.app_context():
+        expires_at = db.session.scalar(select(Order.expires_at))
+        report = lifecycle.run_now(expires_at + dt.timedelta(minutes=1))
+    assert report.expired == 1
+    [session] = [s for s in stripe_emulator.objects("checkout.session") if s["id"] == session_id]
+    assert session["status"] == "expired"  # the hosted page can no longer take money
+    _sub, _methods, pays = account_rows(app, "free@demo.example.com")
+    assert [(p.status, p.failure_code) for p in pays] == [("failed", "expired")]
+    assert stripe_emulator.pay(session_id, card="4242424242424242").status == "closed"

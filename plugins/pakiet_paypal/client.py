@@ -94,6 +94,7 @@ def hosted_origins(base_url: str) -> frozenset[str]:
     parts = urlsplit(base_url)
     return frozenset({f"{parts.scheme}://{parts.netloc}".lower()})
 
+
 #: the headers PayPal signs a webhook transmission with (compared case-insensitively)
 TRANSMISSION_HEADERS = (
     "paypal-transmission-id",

@@ -258,6 +258,7 @@ def _watch(context: BrowserContext, log: PageLog) -> None:
     context.on("request", on_request)
     context.on("response", on_response)
     context.on("requestfailed", on_request_failed)
+
     def on_console(message: Any) -> None:
         if CSP_VIOLATION.search(message.text):
             log.csp_violations.append(f"{message.location.get('url', '')}: {message.text}")

@@ -26,6 +26,7 @@ from tests.browser.conftest import (
     login,
     page_language,
     serious,
+    translate,
 )
 
 
@@ -310,11 +311,12 @@ def test_keyboard_only_change_and_pay(page: Page, live_server: LiveServer, words
     press(page, "ArrowRight", name="package", value="pro", checked=True)
     press(page, "Tab", name="agents")
     retype(page, "5")
-    # Pro includes 500 conversations a month and the form keeps the Standard 100, which
-    # the server refuses for Pro: raise it to the minimum too.
+    # Pro includes 500 conversations a month: the summary brought the Standard 100 up to
+    # that (and swapped the field in). One more pack, by keyboard.
+    expect(spinbutton(page, words.conversations)).to_have_value("500")
     press(page, "Tab", name="conversations")
-    retype(page, "500")
-    fields = {"package": "pro", "period": "year", "agents": 5, "conversations": 500}
+    retype(page, "600")
+    fields = {"package": "pro", "period": "year", "agents": 5, "conversations": 600}
     amount = server_total(live_server, STANDARD, words, **fields)
     expect_amounts(page, words, amount)
     expect(change_line(page, words.agents_change)).to_contain_text("(+2)")
@@ -397,15 +399,9 @@ def test_live_summary_shows_what_is_wrong_instead_of_the_previous_price(
     expect_amounts(page, POLISH, server_total(live_server, STANDARD, POLISH, agents=5))
 
     if case == "refused by the server":
-        # Pro keeps the Standard 100 conversations, below the 500 that Pro includes.
-        def is_pro(response: Any) -> bool:
-            return urlsplit(response.url).path == "/package/summary" and "package=pro" in (
-                response.request.post_data or ""
-            )
-
-        with page.expect_response(is_pro):
-            page.get_by_role("radio", name=POLISH.activate_pro, exact=True).check()
-        message = "Ten pakiet obejmuje od"
+        # Conversations are sold in packs of 100: 150 is refused by the server.
+        spinbutton(page, POLISH.conversations).fill("150")
+        message = "Rozmowy z czatbotem są sprzedawane w pakietach po 100."
     else:
         spinbutton(page, POLISH.agents).fill("0")  # below min="1"
         message = "Wybierz od 1 do 200 agentów."
@@ -427,3 +423,70 @@ def test_axe_edit_page(page: Page, words: Words) -> None:
     expect(change_line(page, words.agents_change)).to_contain_text("(+2)")
     expect(total_due(page)).to_be_visible()
     assert_no_serious_violations(page, f"the edit page with a summary ({words.code})")
+
+
+# --- 6. the summary is what will happen ----------------------------------------------
+
+
+@LANGUAGES
+def test_switching_to_pro_brings_conversations_into_its_range(
+    page: Page, live_server: LiveServer, words: Words
+) -> None:
+    goto_edit_page(page, words)
+    page.get_by_role("radio", name=words.activate_pro, exact=True).check()
+    # Not refused: the 100 conversations of Standard become Pro's included 500, in the field
+    # and in the summary, which says so.
+    expect(spinbutton(page, words.conversations)).to_have_value("500")
+    expect(summary(page).get_by_role("status")).to_contain_text("500")
+    fields = {"package": "pro", "conversations": 500}
+    expect_amounts(page, words, server_total(live_server, STANDARD, words, **fields))
+
+
+@LANGUAGES
+def test_back_to_the_edit_page_shows_a_summary_of_the_form_shown(
+    page: Page, live_server: LiveServer, words: Words
+) -> None:
+    """Leave the edit page after changing the form and come back with Back: the summary
+    matches the form the browser restored (it used to say "nothing to change")."""
+    goto_edit_page(page, words)
+    agents = spinbutton(page, words.agents)
+    agents.fill("6")
+    amount = server_total(live_server, STANDARD, words, agents=6)
+    expect_amounts(page, words, amount)
+    page.get_by_role("navigation").get_by_role("link").first.click()  # another page
+    expect(page).not_to_have_url(re.compile(r"/package/edit"))
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"/package/edit"))
+    # Chromium restores what was typed; the summary is brought up to date with it.
+    expect(spinbutton(page, words.agents)).to_have_value("6")
+    expect(change_line(page, "3 → 6")).to_be_visible()
+    expect_amounts(page, words, amount)
+
+
+@LANGUAGES
+def test_typing_and_pressing_pay_at_once_never_blames_a_price_change(
+    page: Page, live_server: LiveServer, words: Words
+) -> None:
+    goto_edit_page(page, words, agents=5)
+    expect_amounts(page, words, server_total(live_server, STANDARD, words, agents=5))
+    agents = spinbutton(page, words.agents)
+    agents.select_text()
+    agents.press_sequentially("7")
+    pay_button(page).click()  # before the summary (400 ms later) caught up
+    changed = translate(
+        words.code,
+        "The price or your package changed since you opened this page. "
+        "Please check the new summary before you pay.",
+    )
+    amount = server_total(live_server, STANDARD, words, agents=7)
+    # The edit page again, with the price of 7 agents and a calm word, not a warning.
+    expect(page.get_by_role("heading", level=1)).to_have_text(words.heading)
+    notice = translate(
+        words.code, "The summary now shows the price of what you entered. Check it, then press Pay."
+    )
+    expect(summary(page).get_by_role("alert")).to_have_text(notice)
+    expect(page.locator("body")).not_to_contain_text(changed)
+    expect(change_line(page, "3 → 7")).to_be_visible()
+    expect_amounts(page, words, amount)
+    pay_button(page).click()
+    expect_order_page(page, words, amount)

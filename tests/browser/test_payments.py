@@ -109,6 +109,11 @@ class Words:
     paypal_email: str
     paypal_password: str
     paypal_pay: str
+    amex_not_accepted: str
+    edit: str
+    add_method: str
+    method_saved: str
+    stripe_save: str
 
 
 POLISH = Words(
@@ -152,6 +157,11 @@ POLISH = Words(
     paypal_email="Adres e-mail",
     paypal_password="Hasło",
     paypal_pay="Zapłać teraz",
+    amex_not_accepted="Nie obsługujemy kart American Express ani kryptowalut.",
+    edit="Edytuj",
+    add_method="Dodaj nową metodę płatności",
+    method_saved="Nowa metoda płatności została zapisana",
+    stripe_save="Zapisz kartę",
 )
 ENGLISH = Words(
     code="en",
@@ -192,6 +202,11 @@ ENGLISH = Words(
     paypal_email="E-mail address",
     paypal_password="Password",
     paypal_pay="Pay Now",
+    amex_not_accepted="American Express and cryptocurrencies are not accepted.",
+    edit="Edit",
+    add_method="Add a new payment method",
+    method_saved="Your new payment method is saved and will be used from now on.",
+    stripe_save="Save card",
 )
 # The user's stored language decides the portal's; the browser's locale the login page's.
 LANGUAGES = pytest.mark.parametrize(
@@ -637,6 +652,8 @@ def test_an_amex_card_is_refused(
     expect_order_page(page, words)
     expect(page.locator(".flash-error").first).to_have_text(words.cancelled)
     expect(page.locator(".badge")).to_have_text(words.awaiting_payment)
+    # Our own page names American Express too, in the customer's language (R8).
+    expect(page.get_by_role("main")).to_contain_text(words.amex_not_accepted)
     expect_free(page, live_server, words)
     assert stored(live_server, FREE).payments == ["failed"]
 
@@ -784,3 +801,65 @@ def test_a_webhook_during_the_return_activates_once_and_keeps_the_payment(
     assert (state.package, state.payments) == ("standard", ["paid"]), state
     expect(page).to_have_url(re.compile(r"/package$"))
     expect_active(page, words, "Standard", 2, "Visa •••• 4242")
+
+
+# --- replacing the card, and a saved card's charge that needs 3-D Secure ----------------
+
+
+@LANGUAGES
+def test_replacing_the_card_through_the_providers_setup_page(
+    page: Page, live_server: LiveServer, stripe_emulator: StripeEmulator, words: Words
+) -> None:
+    log_in(page, live_server, STANDARD, words)
+    page.get_by_role("navigation").get_by_role("link", name=words.methods, exact=True).click()
+    page.get_by_role("radio", name=words.card, exact=True).check()
+    page.get_by_role("button", name=words.add_method, exact=True).click()
+    # Stripe's hosted page in setup mode, on the emulator's origin.
+    on_stripe(page, stripe_emulator, words)
+    page.get_by_label(words.stripe_number, exact=True).fill("5555 5555 5555 4444")
+    page.get_by_label(words.stripe_expiry, exact=True).fill(EXPIRY)
+    page.get_by_label(words.stripe_cvc, exact=True).fill("123")
+    page.get_by_role("button", name=words.stripe_save, exact=True).click()
+
+    expect(page).to_have_url(re.compile(r"/payment-methods$"))
+    expect(page.locator(".flash-success")).to_contain_text(words.method_saved)
+    expect(page.locator("#saved-heading + ul")).to_contain_text("Mastercard •••• 4444")
+    assert stored(live_server, STANDARD).methods == [("mastercard", "4444")]
+
+
+@LANGUAGES
+def test_a_saved_card_that_asks_for_3_d_secure_sends_the_customer_to_confirm(
+    page: Page,
+    live_server: LiveServer,
+    stripe_emulator: StripeEmulator,
+    webhooks: Webhooks,
+    words: Words,
+) -> None:
+    """The change is charged to the saved card; the bank asks for 3-D Secure: the customer
+    goes to the bank's page (another origin) from Pay, confirms, and comes back active."""
+    log_in(page, live_server, FREE, words)
+    buy(
+        page,
+        live_server,
+        words,
+        package="Standard",
+        agents=2,
+        conversations=100,
+        currency="PLN",
+        provider=words.card,
+    )
+    on_stripe(page, stripe_emulator, words)
+    enter_card(page, words, "4000 0027 6000 3184")  # 3-D Secure on every payment
+    page.get_by_role("button", name="Complete authentication", exact=True).click()
+    expect_active(page, words, "Standard", 2, "Visa •••• 3184")
+
+    package_card(page).get_by_role("button", name=words.edit, exact=True).click()
+    page.get_by_role("spinbutton", name=words.agents, exact=True).fill("4")
+    amount = server_total(live_server, FREE, words, agents=4)
+    pay = page.locator("#summary button[name=action][value=pay]")
+    expect(pay).to_have_text(words.pay.format(amount=amount))
+    pay.click()
+    expect(page).to_have_url(re.compile(rf"^{re.escape(stripe_emulator.base_url)}/3d_secure"))
+    page.get_by_role("button", name="Complete authentication", exact=True).click()
+    expect_active(page, words, "Standard", 4, "Visa •••• 3184")
+    assert stored(live_server, FREE).payments == ["paid", "paid"]
