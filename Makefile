@@ -10,21 +10,26 @@ MO := $(PO:.po=.mo)
 export PAKIET_INSTANCE_PATH ?= $(CURDIR)/instance
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run test install lint translations-extract demo-db clean bench soak
+.PHONY: run test journeys install lint translations-extract demo-db clean bench soak
 
 run: install demo-db
 	@echo ""
 	@echo "Pakiet runs at http://127.0.0.1:5000/"
 	@echo "Demo logins (password for all: pakiet-demo-2026):"
 	@echo "  free@demo.example.com      Free"
-	@echo "  standard@demo.example.com  Standard, monthly, 3 agents, PLN"
-	@echo "  pro@demo.example.com       Pro, yearly, EUR"
+	@echo "  standard@demo.example.com  Standard, monthly, 3 agents, PLN, Visa 4242 saved"
+	@echo "  pro@demo.example.com       Pro, yearly, EUR, Visa 4242 saved"
 	@echo "  admin@demo.example.com     staff: http://127.0.0.1:5000/admin/"
 	@echo ""
 	$(BIN)/python scripts/devserver.py --host 127.0.0.1 --port 5000
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The journeys alone (tests/journeys; also part of `make test`): see README "Journeys in a
+# real browser".
+journeys: install
+	$(BIN)/python -m pytest tests/journeys $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check portal plugins tests scripts

@@ -24,6 +24,7 @@ deselects them (``-m "not journey"``); they run on SQLite, as ``make run`` does.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import json
 import os
@@ -69,7 +70,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.is_relative_to(HERE):
             item.add_marker(pytest.mark.journey)
-            item.add_marker(pytest.mark.browser)
+            if "contexts" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.browser)
 
 
 def _environment(instance: Path, **settings: str) -> dict[str, str]:
@@ -300,31 +302,97 @@ def demo_database(tmp_path_factory: pytest.TempPathFactory) -> DemoDatabase:
     return DemoDatabase(snapshot, day)
 
 
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    """The SMTP server the portal sends this test's e-mail to."""
-    server = Inbox()
-    server.start()
-    yield server
-    server.stop()
+@dataclass
+class Fresh:
+    """A devserver on a fresh copy of the demo database, with its own SMTP inbox."""
+
+    portal: Portal
+    inbox: Inbox
+
+
+class Spares:
+    """Fresh portals, one started ahead: while a test runs, the next test's devserver
+    starts (a few seconds of imports and start-up each, otherwise paid by every test).
+    Each is used by one test only, and stopped after it in the background."""
+
+    def __init__(self, snapshot: Path, folders: pytest.TempPathFactory) -> None:
+        self.snapshot = snapshot
+        self.folders = folders
+        self.next: concurrent.futures.Future[Fresh] | None = None
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+        self.stopping: list[concurrent.futures.Future[None]] = []
+
+    def _fresh(self) -> Fresh:
+        instance = self.folders.mktemp("journey") / "instance"
+        instance.mkdir()
+        shutil.copyfile(self.snapshot, instance / "pakiet.sqlite3")
+        inbox = Inbox()
+        inbox.start()
+        try:
+            portal = start_devserver(
+                instance,
+                PAKIET_MAIL_BACKEND="smtp",
+                PAKIET_MAIL_SERVER="127.0.0.1",
+                PAKIET_MAIL_PORT=str(inbox.port),
+                PAKIET_MAIL_USE_TLS="false",
+            )
+        except BaseException:
+            inbox.stop()
+            raise
+        return Fresh(portal, inbox)
+
+    def take(self) -> Fresh:
+        ahead = self.next or self.pool.submit(self._fresh)
+        self.next = self.pool.submit(self._fresh)
+        return ahead.result()
+
+    def give_back(self, fresh: Fresh) -> None:
+        def stop() -> None:
+            fresh.portal.stop()
+            fresh.inbox.stop()
+
+        self.stopping.append(self.pool.submit(stop))
+
+    def close(self) -> None:
+        if self.next is not None:
+            try:
+                self.give_back(self.next.result())
+            except Exception:  # its start failed: nothing to stop
+                pass
+        for stopping in self.stopping:
+            stopping.result()
+        self.pool.shutdown()
+
+
+@pytest.fixture(scope="session")
+def spares(
+    demo_database: DemoDatabase, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Spares]:
+    pool = Spares(demo_database.snapshot, tmp_path_factory)
+    yield pool
+    pool.close()
 
 
 @pytest.fixture
-def portal(demo_database: DemoDatabase, tmp_path: Path, inbox: Inbox) -> Iterator[Portal]:
-    instance = tmp_path / "instance"
-    instance.mkdir()
-    shutil.copyfile(demo_database.snapshot, instance / "pakiet.sqlite3")
-    server = start_devserver(
-        instance,
-        PAKIET_MAIL_BACKEND="smtp",
-        PAKIET_MAIL_SERVER="127.0.0.1",
-        PAKIET_MAIL_PORT=str(inbox.port),
-        PAKIET_MAIL_USE_TLS="false",
-    )
+def fresh(spares: Spares) -> Iterator[Fresh]:
+    taken = spares.take()
     try:
-        yield server
+        yield taken
     finally:
-        server.stop()
+        spares.give_back(taken)
+
+
+@pytest.fixture
+def portal(fresh: Fresh) -> Portal:
+    """This test's portal (``scripts/devserver.py``); its output ends up in
+    ``<its instance folder>/devserver.log``."""
+    return fresh.portal
+
+
+@pytest.fixture
+def inbox(fresh: Fresh) -> Inbox:
+    """The SMTP server the portal sends this test's e-mail to."""
+    return fresh.inbox
 
 
 @pytest.fixture(autouse=True)
