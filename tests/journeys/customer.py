@@ -221,10 +221,10 @@ class Customer:
         page, t = self.page, self.t
         if period is not None:
             label = t("Monthly") if period == "month" else t("Yearly")
-            page.get_by_role("radio", name=label, exact=True).check()
+            self._pick(page.get_by_role("radio", name=label, exact=True))
         if package is not None:
             name = t("Activate %(package)s", package=t(package))
-            page.get_by_role("radio", name=name, exact=True).check()
+            self._pick(page.get_by_role("radio", name=name, exact=True))
         if agents is not None:
             page.get_by_role("spinbutton", name=t("Agents"), exact=True).fill(str(agents))
         if conversations is not None:
@@ -238,6 +238,14 @@ class Customer:
             )
         if provider is not None:
             page.get_by_role("radio", name=provider, exact=True).check()
+
+    def _pick(self, radio: Locator) -> None:
+        """Choose a radio button, and let the summary answer before going on (as a person
+        reads it): the answer may bring the conversations into the package's range."""
+        if radio.is_checked():
+            return
+        with self.page.expect_response(lambda r: path_of(r.url) == "/package/summary"):
+            radio.check()
 
     @property
     def summary(self) -> Locator:

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from pakiet_stripe.client import DEFAULT_RETRIES
 from tests.browser.conftest import Contexts
 from tests.journeys.conftest import Portal
-from tests.journeys.customer import FREE, VISA, T, customer
+from tests.journeys.customer import FREE, VISA, Soft, T, customer, exactly
 
 STRIPE_RETRIES = DEFAULT_RETRIES  # devserver leaves the plugin's default
 
@@ -17,10 +17,10 @@ STRIPE_RETRIES = DEFAULT_RETRIES  # devserver leaves the plugin's default
 PURCHASES = {
     # Standard, monthly: 2 agents × 89 zł + 1 pack of 100 conversations × 45 zł = 223 zł net
     "pl": dict(package="Standard", period="month", agents=2, conversations=200,
-               currency="PLN", net="223.00", vat="51.29", total="274.29"),
+               currency="PLN", agent_price="89.00", net="223.00", vat="51.29", total="274.29"),
     # Pro, yearly: 2 agents × 300 € + 1 pack × 100 € (a year) = 700 € net
     "en": dict(package="Pro", period="year", agents=2, conversations=600,
-               currency="EUR", net="700.00", vat="161.00", total="861.00"),
+               currency="EUR", agent_price="300.00", net="700.00", vat="161.00", total="861.00"),
 }  # fmt: skip
 
 
@@ -47,6 +47,14 @@ def test_a_free_customer_buys_a_package_and_it_activates_without_a_reload(
     )
     total = t.money(str(buy["total"]), cur)
     me.expect_total(total)
+    soft = Soft()
+    with soft.check(f"the {buy['package']} card's price per agent, in {cur} as chosen"):
+        card = me.page.locator("article.package-card").filter(
+            has=me.page.get_by_role("heading", name=t(str(buy["package"])), exact=True)
+        )
+        per = t("per agent per month") if buy["period"] == "month" else t("per agent per year")
+        price = card.locator("p:visible").filter(has_text=per)
+        expect(price).to_have_text(exactly(f"{t.money(str(buy['agent_price']), cur)} {per}"))
     summary = me.summary
     expect(summary).to_contain_text(
         t("First purchase: the package starts as soon as the payment is confirmed.")
@@ -111,3 +119,4 @@ def test_a_free_customer_buys_a_package_and_it_activates_without_a_reload(
     assert [(c["amount"], c["currency"]) for c in charges] == [
         (int(str(buy["total"]).replace(".", "")), cur.lower())
     ]
+    soft.done()
