@@ -27,7 +27,7 @@ from portal.demo import PASSWORD
 from portal.money import Money
 from tests.browser.conftest import login
 from tests.conftest import Inbox, decoded_subject
-from tests.journeys.conftest import Portal
+from tests.journeys.conftest import JOURNEY_TIMEOUT_MS, Portal
 
 FREE = "free@demo.example.com"  # Free, Polish
 STANDARD = "standard@demo.example.com"  # Standard, monthly, 3 agents, PLN, Visa 4242, Polish
@@ -40,6 +40,7 @@ EXPIRY = "12 / 34"
 # Webhooks come ~1 s late; the pending page polls every 2 s.
 ACTIVATION_MS = 15_000
 LANGUAGE_NAMES = {"pl": "Polski", "en": "English"}
+SOFT_TIMEOUT_MS = 5_000
 
 # The emulators' hosted pages (they speak the customer's language too).
 STRIPE_WORDS = {
@@ -202,6 +203,7 @@ class Customer:
         self.go("My package")
         self.package.get_by_role("button", name=re.compile(self._edit_names())).click()
         expect(self.heading()).to_have_text(self.t("Edit package"))
+        self.page.wait_for_load_state("load")  # the page's scripts run: it is live
 
     def _edit_names(self) -> str:
         names = [self.t("Edit"), self.t("Buy a package"), self.t("Reactivate")]
@@ -226,26 +228,46 @@ class Customer:
             name = t("Activate %(package)s", package=t(package))
             self._pick(page.get_by_role("radio", name=name, exact=True))
         if agents is not None:
-            page.get_by_role("spinbutton", name=t("Agents"), exact=True).fill(str(agents))
+            self._type(page.get_by_role("spinbutton", name=t("Agents"), exact=True), agents)
         if conversations is not None:
             field = page.get_by_role(
                 "spinbutton", name=t("Chatbot conversations per month"), exact=True
             )
-            field.fill(str(conversations))
+            self._type(field, conversations)
         if currency is not None:
-            page.get_by_role("combobox", name=re.compile(rf"^{t('Currency')}")).select_option(
-                currency
-            )
+            select = page.get_by_role("combobox", name=re.compile(rf"^{t('Currency')}"))
+            if select.input_value() != currency:
+                with self._summary_answers():
+                    select.select_option(currency)
         if provider is not None:
             page.get_by_role("radio", name=provider, exact=True).check()
+
+    def _summary_answers(self) -> Any:
+        return self.page.expect_response(lambda r: path_of(r.url) == "/package/summary")
 
     def _pick(self, radio: Locator) -> None:
         """Choose a radio button, and let the summary answer before going on (as a person
         reads it): the answer may bring the conversations into the package's range."""
         if radio.is_checked():
             return
-        with self.page.expect_response(lambda r: path_of(r.url) == "/package/summary"):
+        with self._summary_answers():
             radio.check()
+
+    def _type(self, field: Locator, number: int) -> None:
+        """Type a number (the summary follows it, and is let to answer)."""
+        if field.input_value() == str(number):
+            return
+        with self._summary_answers():
+            field.fill(str(number))
+
+    def settle(self) -> None:
+        """Until no summary is on its way (what a person reading the page waits for)."""
+        expect(self.page.locator(".htmx-request, .htmx-swapping, .htmx-settling")).to_have_count(0)
+
+    def pay(self) -> None:
+        """Press the summary's Pay (or Confirm) button once the summary has settled."""
+        self.settle()
+        self.pay_button.click()
 
     @property
     def summary(self) -> Locator:
@@ -378,10 +400,14 @@ class Soft:
 
     @contextmanager
     def check(self, what: str) -> Iterator[None]:
+        """The page is there already: a text is on it or not, without the long wait."""
+        expect.set_options(timeout=SOFT_TIMEOUT_MS)
         try:
             yield
         except AssertionError as exc:
             self.failures.append(f"{what}:\n{exc}")
+        finally:
+            expect.set_options(timeout=JOURNEY_TIMEOUT_MS)
 
     def done(self) -> None:
         assert not self.failures, "\n\n".join(self.failures)

@@ -39,8 +39,11 @@ def test_a_paid_customer_changes_the_package_and_the_saved_card_pays(
         changes = [
             t("Package: %(before)s → %(after)s", before=t("Standard"), after=t("Pro")),
             t("Agents: %(before)d → %(after)d", before=3, after=5) + " (+2)",
+            # Pro includes 500 a month: the 100 of Standard are brought into its range.
+            t("Chatbot conversations per month: %(before)d → %(after)d", before=100, after=500)
+            + " (+400)",
         ]
-        package, conversations = "Pro", 500  # Pro includes 500: fitted from 100
+        package, conversations = "Pro", 500
     listed = me.summary.locator("ul.changes li")
     expect(listed).to_have_count(len(changes))
     for item, text in zip(listed.all(), changes, strict=True):
@@ -52,7 +55,7 @@ def test_a_paid_customer_changes_the_package_and_the_saved_card_pays(
 
     visited: list[str] = []
     me.page.on("framenavigated", lambda frame: visited.append(frame.url))
-    me.pay_button.click()
+    me.pay()
     # Straight back to My package: the saved card was charged, no provider page between.
     expect(me.page).to_have_url(re.compile(r"/package$"))
     assert all(url.startswith(portal.url) for url in visited), visited

@@ -72,7 +72,7 @@ def test_the_summary_shows_the_credit_and_a_downgrade_leaves_account_credit(
             amount=t.money_minor(left, "PLN"),
         )
     )
-    me.pay_button.click()
+    me.pay()
     expect(me.page).to_have_url(re.compile(r"/package$"))
     expect(me.flash()).to_have_text(t("Your package has been changed. Nothing was charged."))
     expect(me.fact("Agents")).to_have_text(t.n("%(num)d agent", "%(num)d agents", 1))

@@ -25,7 +25,7 @@ def test_monthly_to_yearly_yourself_and_yearly_to_monthly_through_support(
         t("%(package)s package, %(period)s", package=t("Standard"), period=t("yearly"))
     )
     total = me.summary.get_by_test_id("total-due").inner_text()
-    me.pay_button.click()
+    me.pay()
     expect(me.page).to_have_url(re.compile(r"/package$"))
     expect(me.flash()).to_have_text(t("Thank you! Your payment was received."))
     me.expect_active("Standard")

@@ -31,7 +31,7 @@ def test_a_declined_card_says_why_and_a_retry_activates_the_package(
     me.choose(package="Standard", agents=1, currency="PLN", provider=me.card_label())
     total = t.money("109.47", "PLN")  # 89 zł + 23 % VAT
     me.expect_total(total)
-    me.pay_button.click()
+    me.pay()
     me.on_stripe()
     me.enter_card(DECLINED)
     expect(me.page.get_by_role("alert")).to_have_text(STRIPE_WORDS[lang]["declined"])

@@ -132,7 +132,7 @@ def test_auto_renewal_off_warns_suspends_and_paying_reactivates(
     expect(me.heading()).to_have_text(t("Edit package"))
     total = t.money("328.41", "PLN")  # 3 agents × 89 zł + 23 % VAT, nothing left to credit
     me.expect_total(total)
-    me.pay_button.click()
+    me.pay()
     expect(me.page).to_have_url(re.compile(r"/package$"))
     expect(me.flash()).to_have_text(t("Thank you! Your payment was received."))
     me.expect_active("Standard")

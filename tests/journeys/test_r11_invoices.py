@@ -49,7 +49,7 @@ def test_the_invoice_of_a_purchase_is_listed_downloaded_annotated_and_emailed(
     me.open_edit()
     me.choose(agents=4)
     total = me.summary.get_by_test_id("total-due").inner_text()
-    me.pay_button.click()
+    me.pay()
     expect(me.flash()).to_have_text(t("Thank you! Your payment was received."))
     me.go("Invoices")
     expect(rows).to_have_count(2)
