@@ -10,7 +10,7 @@ from portal.catalogue import Period
 from portal.periods import add_period
 from tests.browser.conftest import Contexts
 from tests.journeys.conftest import DemoDatabase, Portal
-from tests.journeys.customer import STANDARD, T, customer
+from tests.journeys.customer import PRO, STANDARD, T, customer, exactly
 
 
 def test_my_package_shows_the_package_and_its_terms(
@@ -35,3 +35,25 @@ def test_my_package_shows_the_package_and_its_terms(
     expect(me.fact("Auto-renewal")).to_contain_text(t("On"))
     expect(me.fact("Payment method")).to_contain_text("Visa •••• 4242")
     expect(me.fact("Account credit")).to_have_count(0)
+
+    # Pro: yearly, more conversations than included, in euro.
+    pro = customer(contexts, portal, t)
+    pro.log_in(PRO)
+    pro.go("My package")
+    start = demo_database.day - dt.timedelta(days=100)
+    expect(pro.package_heading()).to_contain_text(t("Pro"))
+    expect(pro.package_heading()).to_contain_text(t("Active"))
+    expect(pro.fact("Billing period")).to_have_text(t("Yearly"))
+    expect(pro.fact("Agents")).to_have_text(t.n("%(num)d agent", "%(num)d agents", 8))
+    expect(pro.fact("Chatbot conversations")).to_have_text(
+        exactly(
+            t.n("%(num)d conversation per month", "%(num)d conversations per month", 1500)
+            + " ("
+            + t.n("%(num)d included in the package", "%(num)d included in the package", 500)
+            + ")"
+        )
+    )
+    expect(pro.fact("Currency")).to_contain_text("EUR")
+    expect(pro.fact("Renews on")).to_have_text(t.day(add_period(start, Period.YEAR)))
+    expect(pro.fact("Auto-renewal")).to_contain_text(t("On"))
+    expect(pro.fact("Payment method")).to_contain_text("Visa •••• 4242")

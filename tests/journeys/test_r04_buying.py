@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from playwright.sync_api import expect
 
@@ -13,22 +14,38 @@ from tests.journeys.customer import FREE, VISA, Soft, T, customer, exactly
 
 STRIPE_RETRIES = DEFAULT_RETRIES  # devserver leaves the plugin's default
 
+
+@dataclass(frozen=True)
+class Purchase:
+    package: str
+    period: str
+    agents: int
+    conversations: int
+    currency: str
+    agent_price: str  # per agent and period, net
+    net: str
+    vat: str
+    total: str
+
+    @property
+    def total_minor(self) -> int:
+        return int(self.total.replace(".", ""))
+
+
 # What each language's customer buys (the Free demo account is billed in Poland: 23 % VAT).
 PURCHASES = {
     # Standard, monthly: 2 agents × 89 zł + 1 pack of 100 conversations × 45 zł = 223 zł net
-    "pl": dict(package="Standard", period="month", agents=2, conversations=200,
-               currency="PLN", agent_price="89.00", net="223.00", vat="51.29", total="274.29"),
+    "pl": Purchase("Standard", "month", 2, 200, "PLN", "89.00", "223.00", "51.29", "274.29"),
     # Pro, yearly: 2 agents × 300 € + 1 pack × 100 € (a year) = 700 € net
-    "en": dict(package="Pro", period="year", agents=2, conversations=600,
-               currency="EUR", agent_price="300.00", net="700.00", vat="161.00", total="861.00"),
-}  # fmt: skip
+    "en": Purchase("Pro", "year", 2, 600, "EUR", "300.00", "700.00", "161.00", "861.00"),
+}
 
 
 def test_a_free_customer_buys_a_package_and_it_activates_without_a_reload(
     contexts: Contexts, portal: Portal, lang: str
 ) -> None:
     t, buy = T(lang), PURCHASES[lang]
-    cur = str(buy["currency"])
+    cur = buy.currency
     me = customer(contexts, portal, t)
     me.log_in(FREE)
     me.go("My package")
@@ -38,40 +55,40 @@ def test_a_free_customer_buys_a_package_and_it_activates_without_a_reload(
 
     me.open_edit()  # "Buy a package" on Free
     me.choose(
-        period=str(buy["period"]),
-        package=str(buy["package"]),
-        agents=int(buy["agents"]),  # type: ignore[call-overload]
-        conversations=int(buy["conversations"]),  # type: ignore[call-overload]
+        period=buy.period,
+        package=buy.package,
+        agents=buy.agents,
+        conversations=buy.conversations,
         currency=cur,
         provider=me.card_label(),
     )
-    total = t.money(str(buy["total"]), cur)
+    total = t.money(buy.total, cur)
     me.expect_total(total)
     soft = Soft()
-    with soft.check(f"the {buy['package']} card's price per agent, in {cur} as chosen"):
+    with soft.check(f"the {buy.package} card's price per agent, in {cur} as chosen"):
         card = me.page.locator("article.package-card").filter(
-            has=me.page.get_by_role("heading", name=t(str(buy["package"])), exact=True)
+            has=me.page.get_by_role("heading", name=t(buy.package), exact=True)
         )
-        per = t("per agent per month") if buy["period"] == "month" else t("per agent per year")
+        per = t("per agent per month") if buy.period == "month" else t("per agent per year")
         price = card.locator("p:visible").filter(has_text=per)
-        expect(price).to_have_text(exactly(f"{t.money(str(buy['agent_price']), cur)} {per}"))
+        expect(price).to_have_text(exactly(f"{t.money(str(buy.agent_price), cur)} {per}"))
     summary = me.summary
     expect(summary).to_contain_text(
         t("First purchase: the package starts as soon as the payment is confirmed.")
     )
-    period_label = t("monthly") if buy["period"] == "month" else t("yearly")
+    period_label = t("monthly") if buy.period == "month" else t("yearly")
     expect(summary.get_by_role("rowheader").first).to_have_text(
-        t("%(package)s package, %(period)s", package=t(str(buy["package"])), period=period_label)
+        t("%(package)s package, %(period)s", package=t(buy.package), period=period_label)
     )
     expect(summary.get_by_role("row", name=re.compile(t("Net amount due")))).to_contain_text(
-        t.money(str(buy["net"]), cur)
+        t.money(buy.net, cur)
     )
     expect(
         summary.get_by_role(
             "row",
             name=re.compile(re.escape(t("VAT %(rate)s", rate="23%")).replace("23%", r"23\s?%")),
         )
-    ).to_contain_text(t.money(str(buy["vat"]), cur))
+    ).to_contain_text(t.money(buy.vat, cur))
 
     me.pay()
     me.on_stripe()
@@ -81,7 +98,7 @@ def test_a_free_customer_buys_a_package_and_it_activates_without_a_reload(
     portal.stripe_control("webhook_delay", seconds="3")
     portal.stripe_control("fail_next", status="500", times=str(1 + STRIPE_RETRIES))
     # Stripe's page asks for the same amount (written its own way).
-    digits = str(buy["total"]).replace(".", "," if lang == "pl" else ".")
+    digits = buy.total.replace(".", "," if lang == "pl" else ".")
     expect(me.page.locator("main")).to_contain_text(digits)
     me.enter_card(VISA)
 
@@ -95,28 +112,24 @@ def test_a_free_customer_buys_a_package_and_it_activates_without_a_reload(
     )
     me.page.evaluate("() => { window.journeySamePage = true; }")
 
-    me.expect_active(str(buy["package"]))
+    me.expect_active(buy.package)
     assert me.page.evaluate("() => window.journeySamePage === true"), "the page was reloaded"
     expect(me.package.get_by_role("status")).to_have_count(0)
-    expect(me.fact("Agents")).to_have_text(
-        t.n("%(num)d agent", "%(num)d agents", int(buy["agents"]))  # type: ignore[call-overload]
-    )
+    expect(me.fact("Agents")).to_have_text(t.n("%(num)d agent", "%(num)d agents", buy.agents))
     expect(me.fact("Chatbot conversations")).to_contain_text(
         t.n(
             "%(num)d conversation per month",
             "%(num)d conversations per month",
-            int(buy["conversations"]),  # type: ignore[call-overload]
+            buy.conversations,
         )
     )
     expect(me.fact("Currency")).to_contain_text(cur)
     expect(me.fact("Billing period")).to_have_text(
-        t("Monthly") if buy["period"] == "month" else t("Yearly")
+        t("Monthly") if buy.period == "month" else t("Yearly")
     )
     expect(me.fact("Auto-renewal")).to_contain_text(t("On"))
     expect(me.fact("Payment method")).to_contain_text("Visa •••• 4242")
     # One charge, of the amount shown.
     charges = portal.charges()
-    assert [(c["amount"], c["currency"]) for c in charges] == [
-        (int(str(buy["total"]).replace(".", "")), cur.lower())
-    ]
+    assert [(c["amount"], c["currency"]) for c in charges] == [(buy.total_minor, cur.lower())]
     soft.done()
