@@ -18,8 +18,9 @@
   the browser contexts and checks them when the test ends (no request leaving 127.0.0.1,
   no CSP violation, no script error, no broken sub-resource, no traceback in the portal).
 
-Every test here is marked ``journey`` (and ``browser``): the PostgreSQL pass of CI
-deselects them (``-m "not journey"``); they run on SQLite, as ``make run`` does.
+Every test here is marked ``journey`` and ``browser``: the PostgreSQL pass of CI deselects
+them (``-m "not journey"``), and so does a run that skips the browser tests (``-m "not
+browser"``, as under faketime); they run on SQLite, as ``make run`` does.
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ SERVER_ERROR = re.compile(r'"[A-Z]+ [^"]* HTTP/1\.1" 5\d\d ')
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(HERE):
+            # All are "browser" too, the demo data's tests included: they run the same
+            # subprocesses, which a run under faketime (``-m "not browser"``) must not start.
             item.add_marker(pytest.mark.journey)
-            if "contexts" in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.browser)
 
 
 def _environment(instance: Path, **settings: str) -> dict[str, str]:
