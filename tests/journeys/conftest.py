@@ -9,10 +9,14 @@
   ``scripts/devserver.py --port 0 --free-ports`` is started as a subprocess, with its
   emulators (Stripe, PayPal, VIES, NBP, ČNB: fresh, so they and the database agree), its
   webhooks over HTTP, its production headers and its background run; e-mail goes over SMTP
-  to an ``Inbox`` of this test. It is stopped after the test; its output is kept in the
-  test's ``tmp_path`` (``devserver.log``), and a traceback in it fails the test.
+  to an ``Inbox`` of this test. ``Spares`` starts the next test's one while a test runs,
+  and stops each after its test, in the background. Its output is kept as
+  ``journey<n>/instance/devserver.log`` in pytest's temporary folder, and a traceback in it
+  (or a webhook the portal refused, or a 5xx) fails the test.
 * ``portal.billing_run(now)`` is the background run as cron runs it, at any time:
-  ``flask --app wsgi billing run --now ...`` in a subprocess with the portal's settings.
+  ``flask --app wsgi billing run --now ...`` in a subprocess with the portal's settings;
+  ``portal.restart(clock=...)`` starts the portal again on the same database with its clock
+  at another day (libfaketime), for the pages of that day.
 * ``lang`` is ``pl`` and ``en`` for every test; the browser's locale follows it
   (``pl-PL``, ``en-GB``). The ``contexts`` factory of ``tests/browser/conftest.py`` opens
   the browser contexts and checks them when the test ends (no request leaving 127.0.0.1,
