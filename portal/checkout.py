@@ -250,6 +250,9 @@ def show(account: Account, form: Form, status: int | None = None, **extra: Any) 
         ctx["catalogue"] = current_app.extensions["pakiet.catalogue"]
         ctx["providers"] = list(registry().payment_providers.values())
         ctx["saved_method"] = payments.default_method(account.id)
+    elif request.form.get("prices_in", form.values["currency"]) != form.values["currency"]:
+        # The package cards show prices in another currency than chosen: swap them too.
+        ctx["catalogue"] = current_app.extensions["pakiet.catalogue"]
     if status is None:
         status = _status(form)
     return htmx_util.render("checkout/edit.html", "checkout/_summary.html", status, **ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -163,10 +164,14 @@ def refund_offer(account: Account) -> Payment | None:
 
 
 def _download(body: bytes, filename: str, mimetype: str) -> Response:
+    """The document, revalidated on every download: a note added since, or a rendering made
+    again, must reach the customer (a cached copy would hide it); an unchanged one costs a 304.
+    """
     response = Response(body, mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["Cache-Control"] = "private, max-age=3600"
-    return response
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.set_etag(hashlib.sha256(body).hexdigest()[:32])
+    return response.make_conditional(request)
 
 
 @bp.get("/<public_id>.pdf")

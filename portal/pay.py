@@ -21,6 +21,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from portal import orders, payments
 from portal.account import current_account
 from portal.contracts import (
+    PaymentEvent,
     PaymentEventKind,
     PaymentProvider,
     ProviderError,
@@ -231,12 +232,19 @@ def cancelled(payment_id: str) -> ResponseReturnValue:
             log.info("cancel of %s at %s failed: %s", payment.public_id, provider.name, exc)
     if event is not None and event.kind is PaymentEventKind.SUCCEEDED:
         payments.apply_event(payment.provider, event, now=utcnow())  # paid after all
+    elif event is not None and event.kind is PaymentEventKind.FAILED and _declined(event):
+        payments.apply_event(payment.provider, event, now=utcnow())  # left after a decline
     else:
         payments.cancel(payment.id)
     db.session.refresh(payment)
     if order is None:
         return redirect(url_for("account.package"), code=303)
     return _after(payment, order)
+
+
+def _declined(event: PaymentEvent) -> bool:
+    """A failure the customer met on the provider's page (not only the closing of it)."""
+    return event.failure_code not in (None, "expired", "cancelled", "canceled")
 
 
 @bp.post("/webhooks/<provider_name>")

@@ -22,9 +22,10 @@ Served as ``gunicorn 'bench_floor:from_environment()'`` with the portal's enviro
 
 from __future__ import annotations
 
+import hashlib
 import os
 
-from flask import Blueprint, Flask, Response, abort, render_template, session
+from flask import Blueprint, Flask, Response, abort, render_template, request, session
 from flask_babel import Babel
 from flask_login import LoginManager, current_user, login_required
 from jinja2 import DictLoader
@@ -136,8 +137,9 @@ def pdf(public_id: str) -> Response:
     response = Response(bytes(body), mimetype="application/pdf")
     filename = number.replace("/", "-") + ".pdf"
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["Cache-Control"] = "private, max-age=3600"
-    return response
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.set_etag(hashlib.sha256(response.get_data()).hexdigest()[:32])
+    return response.make_conditional(request)
 
 
 @bp.get("/page")

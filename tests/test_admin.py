@@ -258,7 +258,12 @@ def test_customer_actions_on_money_and_billing_data_are_audited(app, client, aut
     assert "auto_renew" in page and "standard@demo.example.com" in page
 
 
-def test_staff_resend_an_invoice_and_reply_to_support(app, client, auth, stripe_emulator, smtp):
+def test_staff_resend_an_invoice_and_reply_to_support(
+    app, client, auth, stripe_emulator, smtp, monkeypatch
+):
+    # One clock for the whole story: the staff pages act on 2 December 2026, as the queue
+    # is delivered (the wall clock would make this pass only until that day).
+    monkeypatch.setattr("portal.admin.utcnow", lambda: at(dt.date(2026, 12, 2)))
     account_id = subscribe(app, stripe_emulator, language="en")
     from tests.test_lifecycle import run
 
@@ -266,7 +271,6 @@ def test_staff_resend_an_invoice_and_reply_to_support(app, client, auth, stripe_
     [invoice] = rows(app, Invoice, Invoice.account_id == account_id)
     with app.app_context():
         from portal import accounts, support
-        from portal.models import utcnow
 
         accounts.create_admin(email="boss@pakiet.example.com", password="x" * 12, now=at(TODAY))
         customer = db.session.scalar(select(User).where(User.account_id == account_id))
@@ -276,7 +280,7 @@ def test_staff_resend_an_invoice_and_reply_to_support(app, client, auth, stripe_
             subject="Seats",
             body="How many?",
             staff_email="staff@pakiet.example.com",
-            now=utcnow(),
+            now=at(dt.date(2026, 12, 2)),
         )
         thread_id = thread.id
     assert auth.login("boss@pakiet.example.com", "x" * 12).status_code == 302

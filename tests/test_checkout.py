@@ -434,6 +434,24 @@ def test_switching_standard_and_pro_brings_conversations_into_range(
     assert "changed from" not in text(refused)
 
 
+def test_choosing_another_currency_swaps_the_package_cards_prices_too(client, auth, demo_accounts):
+    login(auth, "free")
+    page = text(client.get("/package/edit"))
+    assert re.search(r'id="prices-in" name="prices_in" value="PLN"', page)
+    response = summary(client, currency="EUR", prices_in="PLN")
+    swapped = text(response)
+    assert response.status_code == 200, swapped
+    assert re.search(r'id="prices-in" name="prices_in" value="EUR" hx-swap-oob="true"', swapped)
+    for code in ("standard", "pro"):
+        card = re.search(
+            rf'<div id="prices-{code}"[^>]*hx-swap-oob="true">(.*?)</div>', swapped, re.S
+        )
+        assert card and "€" in card.group(1) and "PLN" not in card.group(1), code
+    # The same currency as the cards show: the summary alone, as cheap as before.
+    same = text(summary(client, currency="EUR", prices_in="EUR"))
+    assert 'id="prices-standard"' not in same
+
+
 def test_back_after_placing_an_order_with_another_choice_places_a_new_order(
     app, client, auth, demo_accounts
 ):

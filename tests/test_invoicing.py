@@ -139,6 +139,24 @@ def test_a_note_is_printed_on_the_invoice_and_the_earlier_rendering_kept(app, st
     )
 
 
+def test_a_downloaded_pdf_is_revalidated_so_a_note_added_later_reaches_the_customer(
+    app, standard, transfer24
+):
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    path = f"/invoices/{invoice.public_id}.pdf"
+    first = standard.get(path)
+    assert first.headers["Cache-Control"] == "private, no-cache"
+    assert first.headers["ETag"]
+    unchanged = standard.get(path, headers={"If-None-Match": first.headers["ETag"]})
+    assert (unchanged.status_code, unchanged.data) == (304, b"")
+    note(standard, invoice, "PO 4711")
+    again = standard.get(path, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 200
+    assert again.headers["ETag"] != first.headers["ETag"]
+    assert "PO 4711" in pdf_text(again.data)
+
+
 def test_a_note_over_the_limit_is_refused(app, standard, transfer24):
     buy(standard, transfer24)
     [invoice] = invoices(app)

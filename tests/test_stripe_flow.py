@@ -158,9 +158,26 @@ def test_a_declined_card_says_why_and_nothing_is_activated(app, login, stripe_em
         payment = db.session.scalar(select(Payment))
         cancel = f"/payments/{payment.public_id}/cancel"
     page = text(client.get(client.get(cancel).headers["Location"]))
-    assert "Anulowano płatność" in page
+    # Leaving after a decline says why the card did not go through, not only that they left.
+    assert "Twój bank odrzucił kartę. Użyj innej karty lub PayPal." in page
+    assert "Anulowano płatność" not in page
     sub, methods, pays = account_rows(app, "free@demo.example.com")
     assert (sub.package, methods, pays[0].status) == ("free", [], PaymentStatus.FAILED)
+    assert pays[0].failure_code == "generic_decline"
+
+
+def test_leaving_the_hosted_page_without_trying_a_card_is_a_cancellation(
+    app, login, stripe_emulator
+):
+    client = login("free")
+    press_pay(client, agents="2")
+    with app.app_context():
+        payment = db.session.scalar(select(Payment))
+        cancel = f"/payments/{payment.public_id}/cancel"
+    page = text(client.get(client.get(cancel).headers["Location"]))
+    assert "Anulowano płatność" in page
+    sub, _methods, pays = account_rows(app, "free@demo.example.com")
+    assert (sub.package, pays[0].status) == ("free", PaymentStatus.FAILED)
 
 
 def test_a_later_change_charges_the_saved_card_off_session(app, login, stripe_emulator):

@@ -557,15 +557,23 @@ class StripeProvider(PaymentProvider):
     ) -> PaymentEvent | None:
         """A payment session as an event, or ``None`` while it can still go either way."""
         payment_id = _metadata(session) or session.client_reference_id
+        intent = session.payment_intent
+        declined = (
+            intent.last_payment_error
+            if isinstance(intent, stripe.PaymentIntent) and session.payment_status != "paid"
+            else None
+        )
         if session.status == "expired":
+            # A session left after a decline (expired by cancel()) reports the decline: the
+            # customer is told why the card did not go through, not only that they left.
             return PaymentEvent(
                 event_id=event_id or f"return:{session.id}:failed",
                 kind=PaymentEventKind.FAILED,
                 payment_id=payment_id,
                 provider_ref=session.id,
-                failure_code="expired",
+                failure_code=(declined.decline_code or declined.code) if declined else "expired",
+                failure_message=declined.message if declined else None,
             )
-        intent = session.payment_intent
         if session.payment_status == "paid":
             if not isinstance(intent, stripe.PaymentIntent):
                 raise ProviderError(f"{session.id} is paid without an intent", code="bad_response")
