@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from portal.config import ROOT, load_config
+from portal.infra.config import ROOT, load_config
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -22,10 +22,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     load_config(app, test_config)
     os.makedirs(app.instance_path, exist_ok=True)
 
-    from portal import auth, liveness, read_only, web
-    from portal.catalogue import load_catalogue
+    from portal import web
     from portal.cli import register_commands
-    from portal.extensions import (
+    from portal.infra import liveness
+    from portal.infra.extensions import (
         babel,
         csrf,
         db,
@@ -36,9 +36,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         migrate,
         sqlite_foreign_keys,
     )
-    from portal.i18n import select_locale
-    from portal.plugins import PluginError, init_plugins
-    from portal.tax import load_vat_rates
+    from portal.infra.i18n import select_locale
+    from portal.plugin_api.registry import PluginError, init_plugins
+    from portal.rules.catalogue import load_catalogue
+    from portal.rules.tax import load_vat_rates
+    from portal.web import auth, read_only
 
     liveness.configure(app)
     db.init_app(app)

@@ -7,9 +7,10 @@ import datetime as dt
 import click
 from flask import Flask, current_app
 
-from portal import demo, invoicing, lifecycle, vat
-from portal.models import utcnow
-from portal.plugins import registry
+from portal import demo
+from portal.infra.models import utcnow
+from portal.plugin_api.registry import registry
+from portal.rules import invoicing, lifecycle, vat
 
 
 def register_commands(app: Flask) -> None:

@@ -25,11 +25,8 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import select
 
-from portal import accounts, billing_info, invoicing, orders, payments, vat
-from portal.catalogue import Catalogue, PackageCode, Period
-from portal.contracts import PaymentEvent, PaymentEventKind, SavedMethod
-from portal.extensions import db
-from portal.models import (
+from portal.infra.extensions import db
+from portal.infra.models import (
     Account,
     Invoice,
     Payment,
@@ -40,8 +37,11 @@ from portal.models import (
     User,
     utcnow,
 )
-from portal.periods import add_period
-from portal.pricing import Current, Selection, quote
+from portal.plugin_api.contracts import PaymentEvent, PaymentEventKind, SavedMethod
+from portal.rules import accounts, billing_info, invoicing, orders, payments, vat
+from portal.rules.catalogue import Catalogue, PackageCode, Period
+from portal.rules.periods import add_period
+from portal.rules.pricing import Current, Selection, quote
 
 log = logging.getLogger(__name__)
 

@@ -277,9 +277,8 @@ def seed(app: Any, sizes: Sizes, cards: list[tuple[str, str]]) -> None:
     """The data set: see the module docs. Account 1 is the 120-invoice account."""
     from werkzeug.security import generate_password_hash
 
-    from portal import invoicing, lifecycle
-    from portal.extensions import db
-    from portal.models import (
+    from portal.infra.extensions import db
+    from portal.infra.models import (
         Account,
         BillingInfo,
         Invoice,
@@ -292,7 +291,8 @@ def seed(app: Any, sizes: Sizes, cards: list[tuple[str, str]]) -> None:
         User,
         utcnow,
     )
-    from portal.orders import new_order
+    from portal.rules import invoicing, lifecycle
+    from portal.rules.orders import new_order
 
     now = utcnow()
     password_hash = generate_password_hash(PASSWORD)
@@ -567,7 +567,7 @@ def seed(app: Any, sizes: Sizes, cards: list[tuple[str, str]]) -> None:
 
 def analyze(engine: sa.Engine) -> None:
     """Sequences past the explicit ids (PostgreSQL), fresh planner statistics."""
-    from portal.extensions import db
+    from portal.infra.extensions import db
 
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -592,8 +592,8 @@ def analyze(engine: sa.Engine) -> None:
 
 def add_unbilled_payments(app: Any, count: int) -> None:
     """``count`` settled payments without their invoice: work for ``invoices-issue``."""
-    from portal.extensions import db
-    from portal.models import Order, Payment, PaymentMethod, utcnow
+    from portal.infra.extensions import db
+    from portal.infra.models import Order, Payment, PaymentMethod, utcnow
 
     with app.app_context():
         template = db.session.scalar(sa.select(Order).order_by(Order.id).limit(1))
@@ -877,7 +877,7 @@ def reset_renewals(app: Any, marks: dict[str, int], period_end: dt.date, due: in
     """Undo a renewal round: its rows go, the first ``due`` subscriptions are due again on
     ``period_end`` (a new date, so the provider sees new idempotency keys); an earlier run
     has already scheduled the others' next look for later."""
-    from portal.extensions import db
+    from portal.infra.extensions import db
 
     with app.app_context(), db.engine.begin() as conn:
         for table in ("invoice_rendering", "invoice", "provider_event", "payment"):
@@ -918,7 +918,7 @@ def reset_renewals(app: Any, marks: dict[str, int], period_end: dt.date, due: in
 
 
 def table_marks(app: Any) -> dict[str, int]:
-    from portal.extensions import db
+    from portal.infra.extensions import db
 
     names = ("invoice_rendering", "invoice", "provider_event", "payment", "checkout_order")
     with app.app_context(), db.engine.connect() as conn:
@@ -933,7 +933,7 @@ def table_marks(app: Any) -> dict[str, int]:
 def bench_renewals(
     results: Results, sizes: Sizes, app: Any, env: dict[str, str], runners: list[int]
 ) -> None:
-    from portal.extensions import db
+    from portal.infra.extensions import db
 
     now = RUN_AT.isoformat()
     startup, _ = flask_command(env, "plugins")  # the app's start-up alone
@@ -1033,8 +1033,8 @@ def bench_charges(
 
 def run_backend(backend: str, sizes: Sizes, workdir: Path, parts: set[str]) -> Results:
     from pakiet_stripe.emulator import StripeEmulator
-    from portal.extensions import db
-    from portal.models import Invoice
+    from portal.infra.extensions import db
+    from portal.infra.models import Invoice
 
     results = Results(backend=backend)
     emulator = StripeEmulator(api_key=API_KEY, webhook_secret=WEBHOOK_SECRET).start()

@@ -19,8 +19,8 @@ import uuid
 from pathlib import Path
 
 from pakiet_stripe.client import StripeProvider
-from portal.contracts import PaymentEventKind, PaymentRequest, SavedMethod
-from portal.money import Money
+from portal.plugin_api.contracts import PaymentEventKind, PaymentRequest, SavedMethod
+from portal.rules.money import Money
 
 
 def main() -> int:

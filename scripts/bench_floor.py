@@ -31,10 +31,10 @@ from flask_login import LoginManager, current_user, login_required
 from jinja2 import DictLoader
 from sqlalchemy import bindparam, select, text
 
-from portal.config import ROOT
-from portal.extensions import db
-from portal.invoices import LATEST_PDF
-from portal.models import Invoice, InvoiceRendering, User
+from portal.infra.config import ROOT
+from portal.infra.extensions import db
+from portal.infra.models import Invoice, InvoiceRendering, User
+from portal.web.invoices import LATEST_PDF
 
 bp = Blueprint("floor", __name__)
 
@@ -52,7 +52,7 @@ def create_app(secret_key: str, database_url: str) -> Flask:
         SQLALCHEMY_DATABASE_URI=database_url,
         BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "translations"),
         # Every route only reads: no BEGIN and ROLLBACK around it, as the portal's read-only
-        # pages run on PostgreSQL (portal/read_only.py).
+        # pages run on PostgreSQL (portal/web/read_only.py).
         SQLALCHEMY_ENGINE_OPTIONS=(
             {"isolation_level": "AUTOCOMMIT"} if database_url.startswith("postgresql") else {}
         ),

@@ -50,7 +50,7 @@ log = logging.getLogger("devserver")
 
 def billing_every_minute(app: Any, stop: threading.Event, every: float = 60) -> None:
     """What cron does in production: ``flask --app wsgi billing run`` every minute."""
-    from portal import lifecycle
+    from portal.rules import lifecycle
 
     while not stop.wait(every):
         with app.app_context():
@@ -67,9 +67,9 @@ def seed_demo(app: Any, stripe: StripeEmulator) -> int:
     """Make the demo data true and give the Stripe emulator what it names; returns how many
     demo accounts were changed in the database (0 on a second start)."""
     from portal import demo
-    from portal.extensions import db
-    from portal.models import utcnow
-    from portal.money import Money
+    from portal.infra.extensions import db
+    from portal.infra.models import utcnow
+    from portal.rules.money import Money
 
     with app.app_context():
         changed = demo.complete(app.extensions["pakiet.catalogue"], now=utcnow())

@@ -128,7 +128,7 @@ class Layout:
 def arrange(app: Any, soak: Soak) -> Layout:
     """After :func:`bench.seed`: only the first ``subscriptions`` accounts stay due; the
     others (and the shoppers) get a period around today's date that RUN_AT does not end."""
-    from portal.extensions import db
+    from portal.infra.extensions import db
 
     with app.app_context(), db.engine.begin() as conn:
         ids = [int(i) for i in conn.scalars(sa.text("SELECT id FROM account ORDER BY id"))]
@@ -154,7 +154,7 @@ def arrange(app: Any, soak: Soak) -> Layout:
 
 def marks(app: Any) -> dict[str, int]:
     """The highest id of each table the run and the traffic write: what is new is above."""
-    from portal.extensions import db
+    from portal.infra.extensions import db
 
     tables = ("checkout_order", "payment", "invoice", "invoice_rendering", "notice")
     with app.app_context(), db.engine.connect() as conn:
@@ -175,7 +175,7 @@ def email_of(account_id: int) -> str:
 
 def log_in_all(app: Any, base: str, layout: Layout) -> list[dict[str, Any]]:
     """Log every reader and shopper in through the form: their cookies and CSRF tokens."""
-    from portal.extensions import db
+    from portal.infra.extensions import db
 
     wanted = [(i, "reader") for i in layout.readers] + [(i, "shopper") for i in layout.shoppers]
     ids = [i for i, _ in wanted]
@@ -472,7 +472,7 @@ def run_line(out: str) -> dict[str, int]:
 
 
 def renewed_so_far(app: Any, layout: Layout, mark: int) -> int:
-    from portal.extensions import db
+    from portal.infra.extensions import db
 
     with app.app_context(), db.engine.connect() as conn:
         count = conn.execute(
@@ -491,7 +491,7 @@ def renewed_so_far(app: Any, layout: Layout, mark: int) -> int:
 
 def verify(app: Any, emulator: Any, layout: Layout, mark: dict[str, int], outcome: Outcome) -> None:
     """Each due subscription renewed exactly once; each shopper's payment settled once."""
-    from portal.extensions import db
+    from portal.infra.extensions import db
 
     lo, hi = layout.due
     due = hi - lo + 1
@@ -877,7 +877,7 @@ def soak_run(soak: Soak, server: str, name: str, workdir: Path) -> Outcome:
             )
             outcome.check("renewed by the catch-up run", 0, catch_up["renewed"])
             verify(app, emulator, layout, mark, outcome)
-            from portal.extensions import db
+            from portal.infra.extensions import db
 
             with app.app_context():
                 db.engine.dispose()

@@ -28,8 +28,8 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
 from portal import create_app
-from portal.catalogue import Catalogue
-from portal.extensions import db
+from portal.infra.extensions import db
+from portal.rules.catalogue import Catalogue
 
 DATABASE_URL = os.environ.get("PAKIET_TEST_DATABASE_URL", "")
 REQUIRE_POSTGRES = os.environ.get("PAKIET_REQUIRE_POSTGRES") == "1"

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import replace
 from decimal import Decimal
 
-from portal.invoice_document import (
+from portal.documents.invoice import (
     DocumentKind,
     DocumentLine,
     InvoiceDocument,
@@ -18,7 +18,7 @@ from portal.invoice_document import (
     VatCategory,
     VatInPln,
 )
-from portal.money import Money
+from portal.rules.money import Money
 
 SELLER = Party(
     name="Pakiet sp. z o.o.",

@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from portal import demo
-from portal.extensions import db
-from portal.models import (
+from portal.infra.extensions import db
+from portal.infra.models import (
     Invoice,
     Order,
     Payment,

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from pakiet_stripe.emulator import StripeEmulator
 from portal import demo
-from portal.extensions import db
-from portal.models import AuditEntry, Invoice, Payment, Subscription, User
+from portal.infra.extensions import db
+from portal.infra.models import AuditEntry, Invoice, Payment, Subscription, User
 from tests.conftest import csrf_token, smtp_config
 from tests.test_lifecycle import at, rows, stripe_config, subscribe
 
@@ -32,7 +32,7 @@ def config_overrides(stripe_emulator, smtp):
 
 @pytest.fixture
 def demo_accounts(app, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
+    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
     with app.app_context():
         demo.load(catalogue, today=TODAY)
 
@@ -195,7 +195,7 @@ def test_a_partial_then_full_refund_with_credit_notes(app, client, auth, stripe_
 
     run(app, at(dt.date(2026, 12, 1)))  # a renewal: a payment of PLN 328.41 and its invoice
     with app.app_context():
-        from portal import accounts
+        from portal.rules import accounts
 
         accounts.create_admin(email="boss@pakiet.example.com", password="x" * 12, now=at(TODAY))
     assert auth.login("boss@pakiet.example.com", "x" * 12).status_code == 302
@@ -263,14 +263,14 @@ def test_staff_resend_an_invoice_and_reply_to_support(
 ):
     # One clock for the whole story: the staff pages act on 2 December 2026, as the queue
     # is delivered (the wall clock would make this pass only until that day).
-    monkeypatch.setattr("portal.admin.utcnow", lambda: at(dt.date(2026, 12, 2)))
+    monkeypatch.setattr("portal.staff.admin.utcnow", lambda: at(dt.date(2026, 12, 2)))
     account_id = subscribe(app, stripe_emulator, language="en")
     from tests.test_lifecycle import run
 
     run(app, at(dt.date(2026, 12, 1)))
     [invoice] = rows(app, Invoice, Invoice.account_id == account_id)
     with app.app_context():
-        from portal import accounts, support
+        from portal.rules import accounts, support
 
         accounts.create_admin(email="boss@pakiet.example.com", password="x" * 12, now=at(TODAY))
         customer = db.session.scalar(select(User).where(User.account_id == account_id))
@@ -301,7 +301,7 @@ def test_staff_resend_an_invoice_and_reply_to_support(
     assert "Up to 200." in text(client.get(thread_path))
     assert [e.action for e in audit(app)] == ["resend_invoice", "support_reply"]
     with app.app_context():
-        from portal import mail
+        from portal.infra import mail
 
         mail.deliver_pending(now=at(dt.date(2026, 12, 2)))
     assert any(m["Subject"] == "Re: Seats" for m in smtp.messages)

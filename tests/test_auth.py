@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from portal.extensions import db
-from portal.models import Account, BillingInfo, Subscription, User
+from portal.infra.extensions import db
+from portal.infra.models import Account, BillingInfo, Subscription, User
 from tests.conftest import PASSWORD, csrf_token
 
 

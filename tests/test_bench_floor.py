@@ -13,8 +13,8 @@ import sys
 import pytest
 from werkzeug.security import generate_password_hash
 
-from portal.config import ROOT
-from portal.extensions import db
+from portal.infra.config import ROOT
+from portal.infra.extensions import db
 from tests.conftest import PASSWORD, Auth
 from tests.test_sql_per_page import make_account
 

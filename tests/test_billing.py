@@ -14,9 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy import func, select
 
 from pakiet_vies.emulator import VALID, ViesEmulator
-from portal import demo, vat
-from portal.extensions import db
-from portal.models import Account, BillingChange, BillingInfo, Invoice, User, VatCheck
+from portal import demo
+from portal.infra.extensions import db
+from portal.infra.models import Account, BillingChange, BillingInfo, Invoice, User, VatCheck
+from portal.rules import vat
 from tests.conftest import csrf_token
 
 TODAY = dt.date(2026, 11, 26)
@@ -50,7 +51,7 @@ def config_overrides(request: pytest.FixtureRequest, vies: ViesEmulator) -> dict
 
 @pytest.fixture
 def demo_accounts(app, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
+    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
     with app.app_context():
         demo.load(catalogue, today=TODAY)
 
@@ -320,7 +321,7 @@ def test_a_number_vies_does_not_confirm_is_kept_with_the_usual_cause_explained(
 
 
 def test_vies_down_is_pending_not_invalid(app, client, auth, demo_accounts, monkeypatch):
-    monkeypatch.setattr("portal.billing.utcnow", lambda: NOW)
+    monkeypatch.setattr("portal.web.billing.utcnow", lambda: NOW)
     login(auth, "standard")
     assert save(client, vat_number=PL_DOWN).status_code == 303
     billing = billing_of(app, "standard")
@@ -528,7 +529,7 @@ def recheck(app, now: dt.datetime) -> str:
 
 
 def test_retry_turns_pending_into_valid(app, client, auth, demo_accounts, vies, monkeypatch):
-    monkeypatch.setattr("portal.billing.utcnow", lambda: NOW)
+    monkeypatch.setattr("portal.web.billing.utcnow", lambda: NOW)
     login(auth, "standard")
     save(client, vat_number=PL_DOWN)
     assert "0 checked" in recheck(app, NOW + dt.timedelta(minutes=4))  # not due yet
@@ -548,7 +549,7 @@ def test_the_billing_run_retries_pending_checks_too(
     app, client, auth, demo_accounts, vies, monkeypatch
 ):
     """The one background command (issue 7) folds the VAT re-check in."""
-    monkeypatch.setattr("portal.billing.utcnow", lambda: NOW)
+    monkeypatch.setattr("portal.web.billing.utcnow", lambda: NOW)
     login(auth, "standard")
     save(client, vat_number=PL_DOWN)
     vies.set_outcome(PL_DOWN, VALID, name="SZPRYCHA")
@@ -560,7 +561,7 @@ def test_the_billing_run_retries_pending_checks_too(
 
 
 def test_retries_back_off(app, client, auth, demo_accounts, monkeypatch):
-    monkeypatch.setattr("portal.billing.utcnow", lambda: NOW)
+    monkeypatch.setattr("portal.web.billing.utcnow", lambda: NOW)
     login(auth, "standard")
     save(client, vat_number=PL_DOWN)
     gaps = []
@@ -574,7 +575,7 @@ def test_retries_back_off(app, client, auth, demo_accounts, monkeypatch):
 
 @pytest.mark.parametrize("config_overrides", [{"VAT_RETRY_BACKOFF": [60, 600]}], indirect=True)
 def test_the_backoff_is_configurable(app, client, auth, demo_accounts, monkeypatch):
-    monkeypatch.setattr("portal.billing.utcnow", lambda: NOW)
+    monkeypatch.setattr("portal.web.billing.utcnow", lambda: NOW)
     login(auth, "standard")
     save(client, vat_number=PL_DOWN)
     assert billing_of(app, "standard").vat_next_check_at == NOW + dt.timedelta(minutes=1)
@@ -583,7 +584,7 @@ def test_the_backoff_is_configurable(app, client, auth, demo_accounts, monkeypat
 def test_valid_numbers_are_rechecked_periodically_and_keep_valid_while_vies_is_down(
     app, client, auth, demo_accounts, vies, monkeypatch
 ):
-    monkeypatch.setattr("portal.billing.utcnow", lambda: NOW)
+    monkeypatch.setattr("portal.web.billing.utcnow", lambda: NOW)
     login(auth, "standard")
     save(client, vat_number=PL_VALID)
     due = billing_of(app, "standard").vat_next_check_at
@@ -608,7 +609,7 @@ def test_the_recheck_period_is_configurable(app, client, auth, demo_accounts):
 
 
 def test_run_due_checks_respects_the_limit(app, client, auth, demo_accounts, monkeypatch):
-    monkeypatch.setattr("portal.billing.utcnow", lambda: NOW)
+    monkeypatch.setattr("portal.web.billing.utcnow", lambda: NOW)
     for who in ("standard", "pro"):
         login(auth, who)
         save(client, vat_number=PL_DOWN)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from portal import create_app
-from portal.catalogue import (
+from portal.infra.extensions import db
+from portal.rules.catalogue import (
     DEFAULT_PATH,
     Catalogue,
     CatalogueError,
@@ -17,8 +18,7 @@ from portal.catalogue import (
     Period,
     load_catalogue,
 )
-from portal.extensions import db
-from portal.money import Money
+from portal.rules.money import Money
 from tests.conftest import base_config
 
 SHIPPED = DEFAULT_PATH.read_text(encoding="utf-8")

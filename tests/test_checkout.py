@@ -9,11 +9,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
-from portal import demo, orders
-from portal.catalogue import PackageCode, Period
-from portal.extensions import db
-from portal.models import Order, OrderStatus, Subscription, User
-from portal.pricing import Selection
+from portal import demo
+from portal.infra.extensions import db
+from portal.infra.models import Order, OrderStatus, Subscription, User
+from portal.rules import orders
+from portal.rules.catalogue import PackageCode, Period
+from portal.rules.pricing import Selection
 from tests.conftest import csrf_token
 
 TODAY = dt.date(2026, 11, 26)
@@ -21,7 +22,7 @@ TODAY = dt.date(2026, 11, 26)
 
 @pytest.fixture
 def demo_accounts(app, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
+    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
     with app.app_context():
         demo.load(catalogue, today=TODAY)
 

@@ -22,9 +22,9 @@ from pakiet_cnb.emulator import DEMO_RATES as CNB_DEMO_RATES
 from pakiet_cnb.emulator import CnbEmulator, Row
 from pakiet_nbp.client import MAX_STEPS, NbpClient
 from pakiet_nbp.emulator import NbpEmulator, polish_holidays
-from portal import hookspecs
-from portal.contracts import ExchangeRate, PluginConfig, ProviderError
-from portal.plugins import make_plugin_config, registry
+from portal.plugin_api import hookspecs
+from portal.plugin_api.contracts import ExchangeRate, PluginConfig, ProviderError
+from portal.plugin_api.registry import make_plugin_config, registry
 
 # A Thursday; the day before is an ordinary Wednesday in Poland and in the Czech Republic.
 THURSDAY = dt.date(2026, 11, 26)

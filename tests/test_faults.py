@@ -20,15 +20,15 @@ from sqlalchemy import select
 
 from pakiet_paypal.emulator import PayPalEmulator
 from pakiet_stripe.emulator import StripeEmulator
-from portal import demo, lifecycle
-from portal.extensions import db
-from portal.models import Notice, Order, Payment, Subscription, User, utcnow
+from portal import demo
+from portal.infra.extensions import db
+from portal.infra.models import Notice, Order, Payment, Subscription, User, utcnow
+from portal.rules import lifecycle
 from tests.conftest import BUILTIN_PLUGINS, Inbox, csrf_token, decoded_subject, is_postgres
 from tests.test_payments import THIRD_PARTY, back_from_bank, bank_token, place_and_pay
 from tests.test_paypal_flow import press_pay as press_pay_paypal
 from tests.test_stripe_flow import press_pay as press_pay_stripe
 
-TODAY = dt.date(2026, 11, 26)
 STRIPE_KEY, STRIPE_SECRET = "sk_test_faults", "whsec_faults"
 FAULTS = [500, "timeout", "close", "garbage"]
 DOWN = "Operator płatności nie odpowiedział"  # "the payment provider did not answer"
@@ -89,10 +89,21 @@ def config_overrides(stripe_emulator, paypal, transfer24, smtp) -> dict[str, Any
 
 
 @pytest.fixture
-def login(app, client, auth, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
+def today(app, monkeypatch) -> dt.date:
+    """One clock for these stories: the pages and the background run act on the wall clock
+    (they read it), so the demo data and the checkout's day are read from it once too."""
+    from portal.web import checkout
+
     with app.app_context():
-        demo.load(catalogue, today=TODAY)
+        day = checkout.today()
+    monkeypatch.setattr("portal.web.checkout.today", lambda: day)
+    return day
+
+
+@pytest.fixture
+def login(app, client, auth, catalogue, today):
+    with app.app_context():
+        demo.load(catalogue, today=today)
 
     def as_(who: str):
         assert auth.login(f"{who}@demo.example.com", demo.PASSWORD).status_code == 302
@@ -211,7 +222,7 @@ def outbox(app) -> list[tuple[str, bool]]:
 
 
 def test_smtp_down_keeps_the_invoice_and_refund_e_mails_and_a_later_run_sends_them(
-    app, login, transfer24, smtp: Inbox
+    app, login, transfer24, smtp: Inbox, today
 ):
     client = login("standard")
     smtp.stop()
@@ -241,7 +252,7 @@ def test_smtp_down_keeps_the_invoice_and_refund_e_mails_and_a_later_run_sends_th
     assert report.notices_sent == 2
     assert outbox(app) == [("invoice", True), ("refund", True)]
     subjects = [decoded_subject(m) for m in smtp.messages]
-    assert subjects[0].startswith("Faktura FV/2026/") and len(subjects) == 2
+    assert subjects[0].startswith(f"Faktura FV/{today.year}/") and len(subjects) == 2
     pdfs = [
         part.get_filename()
         for message in smtp.messages

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
-from portal import demo, support
-from portal.extensions import db
-from portal.models import (
+from portal import demo
+from portal.infra.extensions import db
+from portal.infra.models import (
     Account,
     AuditEntry,
     BillingChange,
@@ -40,6 +40,7 @@ from portal.models import (
     SupportThread,
     User,
 )
+from portal.rules import support
 from tests.conftest import Auth, csrf_token
 from tests.test_payments import (
     back_from_bank,
@@ -589,7 +590,7 @@ def test_script_in_a_support_message_is_inert_in_html_and_e_mail(app, standard):
         assert body.count("&lt;script&gt;alert") >= 4, where  # subject and three messages
     # The e-mails (to staff twice, to the customer once) carry it as plain text.
     with app.app_context():
-        from portal import mail
+        from portal.infra import mail
 
         notices = db.session.scalars(
             select(Notice).where(Notice.template.in_(["support_staff", "support_reply"]))

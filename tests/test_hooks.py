@@ -21,8 +21,9 @@ import pluggy
 import pytest
 from flask import Flask
 
-from portal import create_app, hookspecs
-from portal.contracts import (
+from portal import create_app
+from portal.plugin_api import hookspecs
+from portal.plugin_api.contracts import (
     CurrencySpec,
     ExchangeRate,
     InvoiceFormat,
@@ -35,9 +36,9 @@ from portal.contracts import (
     VatCheck,
     VatValidator,
 )
-from portal.hookspecs import hookimpl
-from portal.money import Money
-from portal.plugins import PluginError, make_plugin_config, registry
+from portal.plugin_api.hookspecs import hookimpl
+from portal.plugin_api.registry import PluginError, make_plugin_config, registry
+from portal.rules.money import Money
 from tests.conftest import BUILTIN_PLUGINS, base_config
 
 TESTS = Path(__file__).resolve().parent
@@ -89,7 +90,7 @@ class Spec:
 
 
 def hook_specs() -> dict[str, Spec]:
-    """The hooks declared in portal.hookspecs, as pluggy reads them."""
+    """The hooks declared in portal.plugin_api.hookspecs, as pluggy reads them."""
     pm = pluggy.PluginManager("pakiet")
     pm.add_hookspecs(hookspecs)
     return {
@@ -134,7 +135,7 @@ def test_every_hook_is_documented_with_its_exact_signature() -> None:
     docs = documented_hooks()
     undocumented, stale = sorted(set(HOOKS) - set(docs)), sorted(set(docs) - set(HOOKS))
     assert not undocumented, f"hooks missing from docs/plugin_hooks.md: {undocumented}"
-    assert not stale, f"documented hooks that portal/hookspecs.py lacks: {stale}"
+    assert not stale, f"documented hooks that portal/plugin_api/hookspecs.py lacks: {stale}"
     for name, section in docs.items():
         assert section.signature_name == name
         assert section.args == specs[name].args, f"{name}: documented arguments differ"

@@ -13,8 +13,8 @@ import re
 import pytest
 
 from portal import create_app
-from portal.extensions import db
-from portal.plugins import PluginError, origin, registry
+from portal.infra.extensions import db
+from portal.plugin_api.registry import PluginError, origin, registry
 from tests.conftest import base_config, csrf_token
 from tests.test_payments import config_overrides, place_and_pay, standard, transfer24
 
@@ -116,7 +116,7 @@ def test_a_provider_declaring_anything_but_origins_stops_the_app(
 ):
     from pakiet_transfer24.provider import Transfer24Provider
 
-    from portal.hookspecs import hookimpl
+    from portal.plugin_api.hookspecs import hookimpl
 
     class Sloppy(Transfer24Provider):
         def __init__(self, config):

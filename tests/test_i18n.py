@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from portal.extensions import db
-from portal.models import User
+from portal.infra.extensions import db
+from portal.infra.models import User
 from tests.conftest import csrf_token
 
 

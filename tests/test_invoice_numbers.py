@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from portal import invoicing
-from portal.extensions import db
-from portal.models import InvoiceSequence
+from portal.infra.extensions import db
+from portal.infra.models import InvoiceSequence
+from portal.rules import invoicing
 from tests.conftest import at_once
 
 

@@ -11,10 +11,10 @@ import pytest
 from pypdf import PdfReader
 from pypdf.generic import ArrayObject, DictionaryObject, StreamObject
 
-from portal.facturx import to_cii_xml
-from portal.invoice_document import InvoiceDocument
-from portal.invoice_pdf import clean_text, render, render_pdf
-from portal.money import Money
+from portal.documents.facturx import to_cii_xml
+from portal.documents.invoice import InvoiceDocument
+from portal.documents.pdf import clean_text, render, render_pdf
+from portal.rules.money import Money
 from tests import invoice_samples as samples
 
 NOTE = "PO 4711 <script>alert('x')</script> — dostawa do działu IT"
@@ -179,11 +179,11 @@ def test_the_note_changes_nothing_fiscal() -> None:
     assert with_note.startswith(without.split("Uwagi")[0].strip())
 
 
-# -- fonts parsed once per process (portal.invoice_fonts) -----------------------------------
+# -- fonts parsed once per process (portal.documents.fonts) -----------------------------------
 
 
 def _full_font_pdf(doc: InvoiceDocument) -> bytes:
-    from portal.invoice_pdf import _layout
+    from portal.documents.pdf import _layout
 
     return bytes(_layout(doc, cached_fonts=False).output())
 

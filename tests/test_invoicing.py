@@ -9,9 +9,9 @@ from facturx import get_xml_from_pdf, xml_check_xsd
 from pypdf import PdfReader
 from sqlalchemy import delete, func, select, update
 
-from portal import invoicing
-from portal.extensions import db
-from portal.models import Invoice, InvoiceRendering, InvoiceSequence, Payment, utcnow
+from portal.infra.extensions import db
+from portal.infra.models import Invoice, InvoiceRendering, InvoiceSequence, Payment, utcnow
+from portal.rules import invoicing
 from tests.conftest import at_once, csrf_token
 from tests.test_payments import (  # the third party's transfer plugin drives the payments
     THIRD_PARTY,
@@ -305,7 +305,7 @@ def test_an_issuer_skips_a_payment_another_one_holds_without_rendering(app, stan
 
 def stop_before_rendering(app) -> Invoice:
     """The state an issuer leaves if it stops after taking the number, before the PDF."""
-    from portal.models import UNRENDERED, Notice
+    from portal.infra.models import UNRENDERED, Notice
 
     [invoice] = invoices(app)
     with app.app_context():

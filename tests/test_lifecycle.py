@@ -15,11 +15,8 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 
 from pakiet_stripe.emulator import StripeEmulator
-from portal import accounts, lifecycle, payments
-from portal.catalogue import PackageCode, Period
-from portal.contracts import PaymentEvent, PaymentEventKind, SavedMethod
-from portal.extensions import db
-from portal.models import (
+from portal.infra.extensions import db
+from portal.infra.models import (
     Invoice,
     Notice,
     Order,
@@ -30,7 +27,10 @@ from portal.models import (
     SubscriptionStatus,
     User,
 )
-from portal.periods import add_period
+from portal.plugin_api.contracts import PaymentEvent, PaymentEventKind, SavedMethod
+from portal.rules import accounts, lifecycle, payments
+from portal.rules.catalogue import PackageCode, Period
+from portal.rules.periods import add_period
 from tests.conftest import PASSWORD, Inbox, decoded_subject, smtp_config
 
 API_KEY = "sk_test_pakiet_lifecycle"
@@ -198,7 +198,7 @@ def test_renewals_come_first_then_their_invoices(app, stripe_emulator, smtp, mon
     issues the invoices (its second stage), and reports how long each stage took."""
     first = subscribe(app, stripe_emulator)
     second = subscribe(app, stripe_emulator, email="bartek@firma.example.com")
-    from portal import invoicing
+    from portal.rules import invoicing
 
     paid_when_issuing: list[int] = []
     issue_now = invoicing.issue_now
@@ -265,7 +265,7 @@ def test_an_invoice_that_fails_to_render_holds_up_nothing(app, stripe_emulator, 
     invoices and the e-mail go on, and the run's last pass renders the one left behind."""
     subscribe(app, stripe_emulator)
     subscribe(app, stripe_emulator, email="bartek@firma.example.com")
-    from portal import invoicing
+    from portal.rules import invoicing
 
     real = invoicing.app_renderer()
     calls: list[str] = []
@@ -606,7 +606,7 @@ def test_the_banner_shows_from_7_days_before_a_non_renewing_end(
     end = dt.date(2026, 12, 1)
 
     def on(day: dt.date, hour: int = 12) -> str:
-        monkeypatch.setattr("portal.models.utcnow", lambda: at(day, hour))
+        monkeypatch.setattr("portal.infra.models.utcnow", lambda: at(day, hour))
         return page(client)
 
     assert "lifecycle-banner" not in on(end - dt.timedelta(days=8))
@@ -638,7 +638,7 @@ def test_a_suspended_account_reactivates_by_paying_in_the_checkout(
     account_id = subscribe(app, stripe_emulator, auto_renew=False)
     run(app, at(dt.date(2026, 12, 1)))
     login(client)
-    monkeypatch.setattr("portal.checkout.today", lambda: dt.date(2026, 12, 3))
+    monkeypatch.setattr("portal.web.checkout.today", lambda: dt.date(2026, 12, 3))
     assert "Reaktywuj" in page(client)
     with app.app_context():  # auto-renewal cannot be switched on while suspended
         with pytest.raises(payments.PaymentRefused, match="auto_renew_suspended"):
@@ -704,7 +704,7 @@ def test_a_monthly_subscription_through_a_year(app, client, stripe_emulator, smt
         run(app, at(day, 3))
         for subject in smtp.subjects():
             seen.setdefault(subject, day)
-        monkeypatch.setattr("portal.models.utcnow", lambda d=day: at(d, 12))
+        monkeypatch.setattr("portal.infra.models.utcnow", lambda d=day: at(d, 12))
         if "lifecycle-banner-ending" in page(client):
             seen.setdefault("banner", day)
         day += dt.timedelta(days=1)

@@ -18,9 +18,8 @@ import pytest
 from sqlalchemy import func, select
 
 from pakiet_stripe.emulator import StripeEmulator
-from portal.catalogue import PackageCode
-from portal.extensions import db
-from portal.models import (
+from portal.infra.extensions import db
+from portal.infra.models import (
     Account,
     BillingInfo,
     Invoice,
@@ -30,6 +29,7 @@ from portal.models import (
     Subscription,
     User,
 )
+from portal.rules.catalogue import PackageCode
 from tests.conftest import DATABASE_URL
 from tests.test_lifecycle import GOOD_CARD, at, stripe_config, stripe_emulator
 
@@ -187,7 +187,7 @@ def test_a_change_made_while_a_runner_holds_the_subscription_waits_and_applies_a
 ):
     """The customer switches auto-renewal off while the run is charging the renewal: the
     switch waits for the run's transaction, then applies to the new period. One charge."""
-    from portal import lifecycle, payments
+    from portal.rules import lifecycle, payments
 
     seed(app, stripe_emulator, 1)
     with app.app_context():

@@ -1,4 +1,4 @@
-"""Pooled connections are checked before use (``portal/liveness.py``): on PostgreSQL without
+"""Pooled connections are checked before use (``portal/infra/liveness.py``): on PostgreSQL without
 the pre-ping's round trip, and a connection the database closed meanwhile (a restart) is
 replaced before a page uses it."""
 
@@ -9,7 +9,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from portal.extensions import db
+from portal.infra.extensions import db
 
 PAGES = ["/package", "/invoices", "/package/edit", "/billing"]
 

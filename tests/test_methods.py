@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from portal import demo
-from portal.extensions import db
-from portal.models import PaymentMethod, Subscription, User
+from portal.infra.extensions import db
+from portal.infra.models import PaymentMethod, Subscription, User
 from tests.conftest import csrf_token
 
 TODAY = dt.date(2026, 11, 26)

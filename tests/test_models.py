@@ -11,9 +11,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.exc import DataError, IntegrityError
 
-from portal import accounts
-from portal.extensions import db
-from portal.models import Account, Subscription, User, utcnow
+from portal.infra.extensions import db
+from portal.infra.models import Account, Subscription, User, utcnow
+from portal.rules import accounts
 
 
 def test_migrations_match_the_models(app):

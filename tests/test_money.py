@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portal.money import CurrencyMismatch, Money, minor_units, round_half_up
+from portal.rules.money import CurrencyMismatch, Money, minor_units, round_half_up
 
 FAST = settings(max_examples=60, deadline=None)
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from portal import demo
-from portal.extensions import db
-from portal.models import Order, Payment, User, utcnow
+from portal.infra.extensions import db
+from portal.infra.models import Order, Payment, User, utcnow
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ from urllib.parse import urlparse
 import pytest
 from sqlalchemy import func, select
 
-from portal import create_app, demo, payments
-from portal.contracts import PaymentEvent, PaymentEventKind, SavedMethod
-from portal.extensions import db
-from portal.models import (
+from portal import create_app, demo
+from portal.infra.extensions import db
+from portal.infra.models import (
     Account,
     Order,
     OrderStatus,
@@ -32,8 +31,10 @@ from portal.models import (
     User,
     utcnow,
 )
-from portal.money import Money
-from portal.plugins import registry
+from portal.plugin_api.contracts import PaymentEvent, PaymentEventKind, SavedMethod
+from portal.plugin_api.registry import registry
+from portal.rules import payments
+from portal.rules.money import Money
 from tests.conftest import at_once, base_config, csrf_token
 
 THIRD_PARTY = Path(__file__).parent / "thirdparty"
@@ -68,7 +69,7 @@ def config_overrides(transfer24):
 @pytest.fixture
 def standard(app, client, auth, catalogue, monkeypatch):
     """The demo Standard account (monthly, 3 agents, PLN), logged in."""
-    monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
+    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
     with app.app_context():
         demo.load(catalogue, today=TODAY)
     assert auth.login("standard@demo.example.com", demo.PASSWORD).status_code == 302

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from pakiet_paypal.emulator import PayPalEmulator
 from portal import demo
-from portal.extensions import db
-from portal.models import Payment, PaymentMethod, PaymentStatus, User
+from portal.infra.extensions import db
+from portal.infra.models import Payment, PaymentMethod, PaymentStatus, User
 from tests.conftest import csrf_token
 
 TODAY = dt.date(2026, 11, 26)
@@ -43,7 +43,7 @@ def config_overrides(paypal):
 
 @pytest.fixture
 def free(app, client, auth, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
+    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
     with app.app_context():
         demo.load(catalogue, today=TODAY)
     assert auth.login("free@demo.example.com", demo.PASSWORD).status_code == 302

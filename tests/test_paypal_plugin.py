@@ -21,7 +21,7 @@ import pytest
 import pakiet_paypal
 from pakiet_paypal.client import PayPalProvider
 from pakiet_paypal.emulator import PayPalEmulator, main
-from portal.contracts import (
+from portal.plugin_api.contracts import (
     PaymentEvent,
     PaymentEventKind,
     PaymentRequest,
@@ -30,7 +30,7 @@ from portal.contracts import (
     SavedMethod,
     WebhookRejected,
 )
-from portal.money import Money
+from portal.rules.money import Money
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret"

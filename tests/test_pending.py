@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from portal import lifecycle
-from portal.models import Order, OrderStatus, Payment, PaymentStatus, utcnow
+from portal.infra.models import Order, OrderStatus, Payment, PaymentStatus, utcnow
+from portal.rules import lifecycle
 from tests.test_payments import (
     bank_token,
     config_overrides,
@@ -43,7 +43,7 @@ def test_an_abandoned_checkout_stops_being_pending_at_its_expiry(
     # The customer never comes back from the bank. A minute after the order's expiry My
     # package no longer says "pending" nor polls, even before any background run.
     later = order.expires_at + dt.timedelta(minutes=1)
-    monkeypatch.setattr("portal.account.utcnow", lambda: later)
+    monkeypatch.setattr("portal.web.account.utcnow", lambda: later)
     page = my_package(standard)
     assert PENDING not in page and POLLS not in page
     assert "Strona płatności wygasła. Nic nie zostało pobrane" in page

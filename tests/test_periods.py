@@ -9,8 +9,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from portal.catalogue import Period
-from portal.periods import add_months, add_period
+from portal.rules.catalogue import Period
+from portal.rules.periods import add_months, add_period
 
 D = dt.date
 

@@ -20,10 +20,10 @@ from flask import Flask
 
 import pakiet_currencies
 from portal import create_app
-from portal.contracts import CurrencySpec, PluginConfig
-from portal.extensions import db
-from portal.hookspecs import hookimpl
-from portal.plugins import PluginError, PluginInfo, registry
+from portal.infra.extensions import db
+from portal.plugin_api.contracts import CurrencySpec, PluginConfig
+from portal.plugin_api.hookspecs import hookimpl
+from portal.plugin_api.registry import PluginError, PluginInfo, registry
 from tests.conftest import BUILTIN_PLUGINS, base_config
 
 MODULE = "fake_pakiet_plugin"
@@ -31,8 +31,8 @@ MODULE = "fake_pakiet_plugin"
 FORINT_PLUGIN = '''
 """A third party's plugin: the Hungarian forint, and a listener for payments."""
 
-from portal.contracts import CurrencySpec
-from portal.hookspecs import hookimpl
+from portal.plugin_api.contracts import CurrencySpec
+from portal.plugin_api.hookspecs import hookimpl
 
 
 @hookimpl

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portal.catalogue import PackageCode, Period, load_catalogue
-from portal.money import Money
-from portal.periods import add_period
-from portal.pricing import (
+from portal.rules.catalogue import PackageCode, Period, load_catalogue
+from portal.rules.money import Money
+from portal.rules.periods import add_period
+from portal.rules.pricing import (
     Change,
     ChangeField,
     ChangeRefused,

@@ -1,4 +1,4 @@
-"""Views marked ``@read_only`` (``portal/read_only.py``): on PostgreSQL they run in
+"""Views marked ``@read_only`` (``portal/web/read_only.py``): on PostgreSQL they run in
 autocommit, without the BEGIN and ROLLBACK round trips; on every database they may not
 write; the connection goes back to the pool as it came (a database restart between requests:
 ``tests/test_liveness.py``)."""
@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
-from portal.extensions import db
-from portal.models import Account, utcnow
-from portal.read_only import WriteInReadOnlyView, read_only
+from portal.infra.extensions import db
+from portal.infra.models import Account, utcnow
+from portal.web.read_only import WriteInReadOnlyView, read_only
 
 READ_ONLY_PAGES = ["/package", "/invoices"]
 

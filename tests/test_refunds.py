@@ -15,8 +15,8 @@ import pytest
 from facturx import xml_check_xsd
 from sqlalchemy import func, select, update
 
-from portal.extensions import db
-from portal.models import (
+from portal.infra.extensions import db
+from portal.infra.models import (
     Invoice,
     Order,
     OrderStatus,
@@ -24,7 +24,7 @@ from portal.models import (
     PaymentStatus,
     User,
 )
-from portal.plugins import registry
+from portal.plugin_api.registry import registry
 from tests.conftest import csrf_token
 from tests.test_invoicing import (
     buy,
@@ -60,7 +60,7 @@ def the_payment(app) -> Payment:
 
 
 def clock(monkeypatch, at: dt.datetime) -> None:
-    monkeypatch.setattr("portal.refund_views.now", lambda: at)
+    monkeypatch.setattr("portal.web.refunds.now", lambda: at)
 
 
 def settled_at(app, payment: Payment, when: dt.datetime) -> None:
@@ -264,7 +264,7 @@ def test_provider_down_changes_nothing_and_a_retry_works(
 
 def test_an_interrupted_refund_is_finished_by_the_next_request(app, standard, transfer24):
     """Refunded and applied, then the process died before the credit note: finish it."""
-    from portal import payments
+    from portal.rules import payments
 
     buy(standard, transfer24)
     payment = the_payment(app)

@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
-from portal.extensions import db
-from portal.models import (
+from portal.infra.extensions import db
+from portal.infra.models import (
     Account,
     BillingInfo,
     Invoice,
@@ -36,7 +36,7 @@ PDF = b"%PDF-1.7\n% a stored rendering\n%%EOF\n"
 
 @pytest.fixture
 def frozen_today(monkeypatch):
-    monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
+    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
 
 
 def make_account(name: str, invoices: int, password_hash: str, first_seq: int) -> None:

@@ -17,9 +17,17 @@ from sqlalchemy import select
 from pakiet_stripe.client import StripeProvider
 from pakiet_stripe.emulator import StripeEmulator
 from portal import demo
-from portal.extensions import db
-from portal.models import Invoice, Order, Payment, PaymentMethod, PaymentStatus, Subscription, User
-from portal.money import Money
+from portal.infra.extensions import db
+from portal.infra.models import (
+    Invoice,
+    Order,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Subscription,
+    User,
+)
+from portal.rules.money import Money
 from tests.conftest import csrf_token
 
 API_KEY = "sk_test_pakiet_flow"
@@ -51,7 +59,7 @@ def config_overrides(stripe_emulator):
 
 @pytest.fixture
 def login(app, client, auth, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
+    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
     with app.app_context():
         demo.load(catalogue, today=TODAY)
 
@@ -327,7 +335,7 @@ def test_a_provider_error_on_a_saved_card_charge_ends_the_attempt(app, login, st
 
 
 def test_an_abandoned_checkout_is_closed_at_stripe_after_its_expiry(app, login, stripe_emulator):
-    from portal import lifecycle
+    from portal.rules import lifecycle
 
     client = login("free")
     session_id = press_pay(client, agents="2").headers["Location"].rsplit("/", 1)[1]

@@ -30,8 +30,8 @@ import stripe
 import pakiet_stripe
 from pakiet_stripe.client import StripeProvider, with_session_placeholder
 from pakiet_stripe.emulator import StripeEmulator
-from portal import hookspecs
-from portal.contracts import (
+from portal.plugin_api import hookspecs
+from portal.plugin_api.contracts import (
     PaymentEvent,
     PaymentEventKind,
     PaymentRequest,
@@ -39,7 +39,7 @@ from portal.contracts import (
     SavedMethod,
     WebhookRejected,
 )
-from portal.money import Money
+from portal.rules.money import Money
 
 API_KEY = "sk_test_pakiet_4eC39HqLyjWDarjtT1zdp7dc"
 WEBHOOK_SECRET = "whsec_pakiet_test_secret"

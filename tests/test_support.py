@@ -7,9 +7,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from portal import demo, support
-from portal.extensions import db
-from portal.models import AuditEntry, Notice, SupportMessage, SupportThread, User, utcnow
+from portal import demo
+from portal.infra.extensions import db
+from portal.infra.models import AuditEntry, Notice, SupportMessage, SupportThread, User, utcnow
+from portal.rules import support
 from tests.conftest import csrf_token, decoded_subject, smtp_config
 
 TODAY = dt.date(2026, 11, 26)
@@ -22,7 +23,7 @@ def config_overrides(smtp):
 
 @pytest.fixture
 def demo_accounts(app, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.checkout.today", lambda: TODAY)
+    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
     with app.app_context():
         demo.load(catalogue, today=TODAY)
 
@@ -37,7 +38,7 @@ def text(response) -> str:
 
 def deliver(app) -> None:
     with app.app_context():
-        from portal import mail
+        from portal.infra import mail
 
         mail.deliver_pending(now=utcnow() + dt.timedelta(seconds=1))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from portal.tax import (
+from portal.rules.tax import (
     TaxDecision,
     TaxTreatment,
     VatRatesError,

@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from portal import vat
-from portal.contracts import VatCheck, VatStatus, VatValidator
+from portal.plugin_api.contracts import VatCheck, VatStatus, VatValidator
+from portal.rules import vat
 
 NOW = dt.datetime(2031, 3, 3, 12, 0, tzinfo=dt.UTC)
 EU = frozenset(

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from pakiet_vat_format import PREFIXES, VatFormat, normalise
-from portal.contracts import VatStatus
+from portal.plugin_api.contracts import VatStatus
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 
@@ -89,7 +89,7 @@ def test_numbers_outside_the_eu_get_no_opinion(country, number):
 
 
 def test_the_plugin_is_an_offline_validator_that_runs_first(app):
-    from portal.plugins import registry
+    from portal.plugin_api.registry import registry
 
     validators = registry(app).vat_validators
     names = [v.name for v in validators]

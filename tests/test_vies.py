@@ -14,11 +14,12 @@ from sqlalchemy import select
 from pakiet_vies import ViesValidator, requester_parts
 from pakiet_vies.client import ViesClient
 from pakiet_vies.emulator import ERROR_CODES, NUMBERS, VALID, ViesEmulator
-from portal import create_app, vat
-from portal.contracts import VatStatus
-from portal.extensions import db
-from portal.models import Account, VatCheck
-from portal.plugins import registry
+from portal import create_app
+from portal.infra.extensions import db
+from portal.infra.models import Account, VatCheck
+from portal.plugin_api.contracts import VatStatus
+from portal.plugin_api.registry import registry
+from portal.rules import vat
 from tests.conftest import base_config
 
 NOW = dt.datetime.now(dt.UTC)

@@ -17,7 +17,7 @@ Settings (``PLUGIN_CONFIG["cnb"]``):
     seconds one rate may take in total; default 5.
 
 ČNB unreachable, answering 5xx or garbage, or the fixing not declared yet: a retryable
-:class:`~portal.contracts.ProviderError`. A currency missing from the fixing: a
+:class:`~portal.plugin_api.contracts.ProviderError`. A currency missing from the fixing: a
 non-retryable one.
 """
 
@@ -29,8 +29,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pakiet_cnb.client import CURRENCIES, DEFAULT_BASE_URL, DEFAULT_TIMEOUT, CnbClient
-from portal.contracts import ExchangeRate, PluginConfig
-from portal.hookspecs import hookimpl
+from portal.plugin_api.contracts import ExchangeRate, PluginConfig
+from portal.plugin_api.hookspecs import hookimpl
 
 __version__ = "1.0.0"
 

@@ -39,7 +39,7 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from portal.contracts import ProviderError
+from portal.plugin_api.contracts import ProviderError
 
 DEFAULT_BASE_URL = "https://www.cnb.cz"
 DEFAULT_TIMEOUT = 5.0
@@ -132,7 +132,8 @@ class CnbClient:
     def rate_before(self, code: str, sale_date: dt.date) -> CnbRate:
         """The rate of ``code`` in the fixing of the last working day before ``sale_date``.
 
-        Raises :class:`~portal.contracts.ProviderError`: ``retryable`` when ČNB could not be
+        Raises :class:`~portal.plugin_api.contracts.ProviderError`:
+        ``retryable`` when ČNB could not be
         asked, gave no usable answer, or has not declared that day's fixing yet; not
         retryable when the fixing lacks ``code``.
         """

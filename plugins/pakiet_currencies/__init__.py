@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from portal.contracts import CurrencySpec, PluginConfig
-from portal.hookspecs import hookimpl
+from portal.plugin_api.contracts import CurrencySpec, PluginConfig
+from portal.plugin_api.hookspecs import hookimpl
 
 __version__ = "1.0.0"
 

@@ -16,7 +16,7 @@ Settings (``PLUGIN_CONFIG["nbp"]``):
     seconds one rate may take in total, however many days it steps back; default 5.
 
 NBP unreachable, answering 5xx or garbage, or the table not out yet: a retryable
-:class:`~portal.contracts.ProviderError`. No table in ten days: a non-retryable one.
+:class:`~portal.plugin_api.contracts.ProviderError`. No table in ten days: a non-retryable one.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pakiet_nbp.client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, TABLE_A, NbpClient
-from portal.contracts import ExchangeRate, PluginConfig
-from portal.hookspecs import hookimpl
+from portal.plugin_api.contracts import ExchangeRate, PluginConfig
+from portal.plugin_api.hookspecs import hookimpl
 
 __version__ = "1.0.0"
 

@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from portal.contracts import ProviderError
+from portal.plugin_api.contracts import ProviderError
 
 DEFAULT_BASE_URL = "https://api.nbp.pl"
 DEFAULT_TIMEOUT = 5.0
@@ -105,7 +105,8 @@ class NbpClient:
     def rate_before(self, code: str, sale_date: dt.date) -> NbpRate:
         """The mid rate of ``code`` in table A of the last working day before ``sale_date``.
 
-        Raises :class:`~portal.contracts.ProviderError`: ``retryable`` when NBP could not be
+        Raises :class:`~portal.plugin_api.contracts.ProviderError`:
+        ``retryable`` when NBP could not be
         asked, gave no usable answer, or has not published that day's table yet; not
         retryable when it published no table for ``code`` in :data:`MAX_STEPS` days.
         """

@@ -10,8 +10,8 @@ Settings (``PLUGIN_CONFIG["paypal"]``): ``client_id``, ``client_secret``, ``base
 from __future__ import annotations
 
 from pakiet_paypal.client import PayPalProvider
-from portal.contracts import PaymentProvider, PluginConfig
-from portal.hookspecs import hookimpl
+from portal.plugin_api.contracts import PaymentProvider, PluginConfig
+from portal.plugin_api.hookspecs import hookimpl
 
 __version__ = "1.0.0"
 __all__ = ["PayPalProvider", "register_payment_providers"]

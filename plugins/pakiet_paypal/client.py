@@ -1,11 +1,11 @@
-"""PayPal as a :class:`~portal.contracts.PaymentProvider`, through PayPal's official
+"""PayPal as a :class:`~portal.plugin_api.contracts.PaymentProvider`, through PayPal's official
 ``paypal-server-sdk`` (Orders v2, Payments v2, Vault v3).
 
 Requests are built from the SDK's models and sent by its controllers, which also fetch
 and cache the OAuth client-credentials token. Answers are read from the JSON PayPal
 sent, with PayPal's own field names: webhooks carry the same resources as raw JSON, so
 one set of parsers serves both. Amounts travel as decimal strings and are read back
-through :class:`~decimal.Decimal` into :class:`~portal.money.Money`, never through float.
+through :class:`~decimal.Decimal` into :class:`~portal.rules.money.Money`, never through float.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from paypalserversdk.models.vault_token_request import VaultTokenRequest
 from paypalserversdk.models.vault_token_request_type import VaultTokenRequestType
 from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
 
-from portal.contracts import (
+from portal.plugin_api.contracts import (
     PaymentEvent,
     PaymentEventKind,
     PaymentProvider,
@@ -75,7 +75,7 @@ from portal.contracts import (
     SavedMethod,
     WebhookRejected,
 )
-from portal.money import Money
+from portal.rules.money import Money
 
 LIVE_BASE_URL = "https://api-m.paypal.com"
 SANDBOX_BASE_URL = "https://api-m.sandbox.paypal.com"

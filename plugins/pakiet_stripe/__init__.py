@@ -10,8 +10,8 @@ Without an ``api_key`` the provider is not offered.
 from __future__ import annotations
 
 from pakiet_stripe.client import StripeProvider
-from portal.contracts import PaymentProvider, PluginConfig
-from portal.hookspecs import hookimpl
+from portal.plugin_api.contracts import PaymentProvider, PluginConfig
+from portal.plugin_api.hookspecs import hookimpl
 
 __version__ = "1.0.0"
 

@@ -17,7 +17,7 @@ import stripe
 from stripe.params import PaymentIntentCreateParams
 from stripe.params.checkout import SessionCreateParams
 
-from portal.contracts import (
+from portal.plugin_api.contracts import (
     PaymentEvent,
     PaymentEventKind,
     PaymentProvider,
@@ -27,7 +27,7 @@ from portal.contracts import (
     SavedMethod,
     WebhookRejected,
 )
-from portal.money import Money, minor_units
+from portal.rules.money import Money, minor_units
 
 log = logging.getLogger(__name__)
 

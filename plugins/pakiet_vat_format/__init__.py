@@ -13,8 +13,8 @@ import re
 from stdnum.eu import vat as eu_vat
 from stdnum.exceptions import InvalidChecksum, InvalidLength, ValidationError
 
-from portal.contracts import PluginConfig, VatCheck, VatStatus, VatValidator
-from portal.hookspecs import hookimpl
+from portal.plugin_api.contracts import PluginConfig, VatCheck, VatStatus, VatValidator
+from portal.plugin_api.hookspecs import hookimpl
 
 __version__ = "1.0.0"
 

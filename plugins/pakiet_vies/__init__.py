@@ -23,8 +23,8 @@ from pakiet_vies.client import (
     ViesAnswer,
     ViesClient,
 )
-from portal.contracts import PluginConfig, VatCheck, VatStatus, VatValidator
-from portal.hookspecs import hookimpl
+from portal.plugin_api.contracts import PluginConfig, VatCheck, VatStatus, VatValidator
+from portal.plugin_api.hookspecs import hookimpl
 
 __version__ = "1.0.0"
 

@@ -45,8 +45,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from pakiet_vies.emulator import ViesEmulator
 from portal import create_app, demo
-from portal.config import ROOT
-from portal.extensions import db
+from portal.infra.config import ROOT
+from portal.infra.extensions import db
 from tests.conftest import _truncate, base_config, is_postgres
 
 HERE = Path(__file__).resolve().parent
@@ -112,7 +112,7 @@ class LiveServer:
 
     def user(self, email: str) -> Any:
         """Read a user straight from the database (for asserting what was stored)."""
-        from portal import accounts
+        from portal.rules import accounts
 
         with self.app.app_context():
             user = accounts.find_user(email)

@@ -133,8 +133,8 @@ def test_live_check_of_a_mistyped_a_valid_and_a_vies_down_number(
     user = live_server.user(who)
     assert user is not None
     with live_server.app.app_context():
-        from portal.extensions import db
-        from portal.models import BillingInfo
+        from portal.infra.extensions import db
+        from portal.infra.models import BillingInfo
 
         billing = db.session.query(BillingInfo).filter_by(account_id=user.account_id).one()
         assert (billing.vat_number, billing.vat_status, billing.country) == (

@@ -16,8 +16,10 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from portal import accounts, checkout, demo
-from portal.extensions import db
+from portal import demo
+from portal.infra.extensions import db
+from portal.rules import accounts
+from portal.web import checkout
 from tests.browser.conftest import (
     Contexts,
     LiveServer,

@@ -12,9 +12,9 @@ from playwright.sync_api import Page, expect
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from portal import accounts
-from portal.extensions import db
-from portal.models import Invoice
+from portal.infra.extensions import db
+from portal.infra.models import Invoice
+from portal.rules import accounts
 from tests.browser.conftest import Contexts, LiveServer, login
 from tests.browser.test_payments import (  # the payment-enabled portal and its emulators
     FREE,

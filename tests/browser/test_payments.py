@@ -31,10 +31,11 @@ from pakiet_paypal.emulator import PayPalEmulator
 from pakiet_stripe.client import StripeProvider
 from pakiet_stripe.emulator import StripeEmulator
 from pakiet_vies.emulator import ViesEmulator
-from portal import accounts, checkout
-from portal.config import ROOT
-from portal.extensions import db
-from portal.models import Payment, PaymentMethod
+from portal.infra.config import ROOT
+from portal.infra.extensions import db
+from portal.infra.models import Payment, PaymentMethod
+from portal.rules import accounts
+from portal.web import checkout
 from tests.browser.conftest import (
     Contexts,
     LiveServer,

@@ -20,9 +20,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from pakiet_vies.emulator import ViesEmulator
-from portal import accounts
-from portal.extensions import db
-from portal.models import Order
+from portal.infra.extensions import db
+from portal.infra.models import Order
+from portal.rules import accounts
 from tests.browser.conftest import LiveServer, live_config, login, serve, translate
 from tests.conftest import BUILTIN_PLUGINS
 
@@ -128,7 +128,7 @@ def test_payment_pending_stops_at_the_orders_expiry_when_the_customer_never_retu
         db.session.remove()
     # The clock passes the order's expiry: the polling page updates itself and stops.
     later = expires_at + dt.timedelta(seconds=1)
-    monkeypatch.setattr("portal.account.utcnow", lambda: later)
+    monkeypatch.setattr("portal.web.account.utcnow", lambda: later)
     expect(card).not_to_contain_text(translate(language, "Payment pending"), timeout=6_000)
     expect(card).not_to_have_attribute("hx-trigger", re.compile("."))
     expect(card).to_contain_text(

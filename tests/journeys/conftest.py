@@ -51,7 +51,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
 
-from portal.config import ROOT
+from portal.infra.config import ROOT
 from tests.browser.conftest import DEFAULT_CONTEXT, Contexts
 from tests.conftest import Inbox
 

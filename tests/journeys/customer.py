@@ -22,9 +22,9 @@ from babel.dates import format_date
 from babel.support import Translations
 from playwright.sync_api import Locator, Page, expect
 
-from portal.config import ROOT
 from portal.demo import PASSWORD
-from portal.money import Money
+from portal.infra.config import ROOT
+from portal.rules.money import Money
 from tests.browser.conftest import login
 from tests.conftest import Inbox, decoded_subject
 from tests.journeys.conftest import JOURNEY_TIMEOUT_MS, Portal

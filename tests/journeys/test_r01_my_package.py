@@ -6,8 +6,8 @@ import datetime as dt
 
 from playwright.sync_api import expect
 
-from portal.catalogue import Period
-from portal.periods import add_period
+from portal.rules.catalogue import Period
+from portal.rules.periods import add_period
 from tests.browser.conftest import Contexts
 from tests.journeys.conftest import DemoDatabase, Portal
 from tests.journeys.customer import PRO, STANDARD, T, customer, exactly

@@ -8,8 +8,8 @@ import re
 
 from playwright.sync_api import expect
 
-from portal.catalogue import Period
-from portal.periods import add_period
+from portal.rules.catalogue import Period
+from portal.rules.periods import add_period
 from tests.browser.conftest import Contexts
 from tests.journeys.conftest import DemoDatabase, Portal, today
 from tests.journeys.customer import STANDARD, T, customer, half_up

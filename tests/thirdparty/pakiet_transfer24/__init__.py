@@ -2,14 +2,14 @@
 
 A third party's plugin, kept under tests/ as a real distribution
 (``pakiet_transfer24-0.3.0.dist-info`` beside it) to prove that the payment contract
-is enough for an outsider. It uses nothing of Pakiet but ``portal.contracts``,
-``portal.hookspecs`` and ``portal.money``.
+is enough for an outsider. It uses nothing of Pakiet but ``portal.plugin_api.contracts``,
+``portal.plugin_api.hookspecs`` and ``portal.rules.money``.
 """
 
 from __future__ import annotations
 
-from portal.contracts import PaymentProvider, PluginConfig
-from portal.hookspecs import hookimpl
+from portal.plugin_api.contracts import PaymentProvider, PluginConfig
+from portal.plugin_api.hookspecs import hookimpl
 
 from .provider import Transfer24Provider
 

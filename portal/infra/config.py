@@ -1,0 +1,93 @@
+"""Configuration: defaults here, then ``instance/pakiet.cfg``, then ``PAKIET_*`` variables.
+
+``PAKIET_DATABASE_URL`` sets the database; every other ``PAKIET_NAME`` sets ``NAME``
+(values are read as JSON when they parse, so ``PAKIET_PLUGINS_AUTOLOAD=false`` is a
+boolean; ``PAKIET_SELLER__NAME`` sets one key of a dictionary).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from portal.rules.catalogue import DEFAULT_PATH as CATALOGUE_PATH
+from portal.rules.tax import DEFAULT_PATH as VAT_RATES_PATH
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+DEFAULTS: dict[str, Any] = {
+    # Only good for a laptop: production sets PAKIET_SECRET_KEY.
+    "SECRET_KEY": "dev-only-secret-change-me",
+    "SQLALCHEMY_DATABASE_URI": "sqlite:///pakiet.sqlite3",
+    # Pooled connections are checked before use (portal/infra/liveness.py), on PostgreSQL without
+    # a round trip; set "pool_pre_ping" here to choose SQLAlchemy's SELECT 1 instead.
+    "SQLALCHEMY_ENGINE_OPTIONS": {},
+    "CATALOGUE_PATH": str(CATALOGUE_PATH),
+    "LANGUAGES": ["pl", "en"],
+    "BABEL_DEFAULT_LOCALE": "pl",
+    # R18: what a browser asking for none of LANGUAGES reads.
+    "FALLBACK_LANGUAGE": "en",
+    "BABEL_DEFAULT_TIMEZONE": "Europe/Warsaw",
+    "BABEL_TRANSLATION_DIRECTORIES": str(ROOT / "translations"),
+    "LANGUAGE_COOKIE": "pakiet_lang",
+    "PLUGINS_AUTOLOAD": True,
+    "PLUGINS": [],
+    "PLUGINS_ALLOW": None,
+    "PLUGINS_BLOCK": [],
+    "PLUGIN_CONFIG": {},
+    "TRACE_PLUGINS": False,
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_HEADERS_ENABLED": True,
+    # Werkzeug's password hashing method; tests set a fast one.
+    "PASSWORD_HASH_METHOD": "scrypt",
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": False,
+    "REMEMBER_COOKIE_HTTPONLY": True,
+    "REMEMBER_COOKIE_SAMESITE": "Lax",
+    "WTF_CSRF_TIME_LIMIT": None,
+    "SUPPORT_EMAIL": "support@pakiet.test",
+    # Where new support requests and customer replies are e-mailed, and in which language.
+    "SUPPORT_STAFF_EMAIL": None,  # None: SUPPORT_EMAIL
+    "STAFF_LANGUAGE": "en",
+    # E-mail: printed to the console unless an SMTP server is configured
+    # (MAIL_BACKEND = "smtp", MAIL_SERVER, MAIL_PORT, MAIL_USE_TLS, MAIL_USERNAME, ...).
+    "MAIL_BACKEND": "console",
+    "MAIL_DEFAULT_SENDER": "Pakiet <billing@pakiet.test>",
+    "VAT_RATES_PATH": str(VAT_RATES_PATH),
+    # Where customers reach the portal: the links in e-mails sent by the background run.
+    "PUBLIC_URL": "http://127.0.0.1:5000",
+    # Failed renewal charges are tried again this many days after the period end, then the
+    # account is suspended; renewal notices go this many days ahead, per billing period.
+    "RENEWAL_RETRY_DAYS": [1, 3, 5],
+    "RENEWAL_NOTICE_DAYS": {"month": 7, "year": 30},
+    # Service tokens of the chat product for GET /api/v1/accounts/<id>/entitlements.
+    "ENTITLEMENTS_TOKENS": [],
+    "SELLER": {
+        "name": "Pakiet Sp. z o.o.",
+        "street": "ul. Przykładowa 1",
+        "postcode": "00-001",
+        "city": "Warszawa",
+        "country": "PL",
+        "vat_id": "PL5260250274",
+        "invoice_series": "FV",
+    },
+}
+
+
+def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
+    app.config.from_mapping(DEFAULTS)
+    if test_config is None:
+        app.config.from_pyfile("pakiet.cfg", silent=True)
+        url = os.environ.get("PAKIET_DATABASE_URL")
+        app.config.from_prefixed_env(prefix="PAKIET")
+        if url:
+            app.config["SQLALCHEMY_DATABASE_URI"] = url
+        if os.environ.get("PAKIET_TRACE_PLUGINS") == "1":
+            app.config["TRACE_PLUGINS"] = True
+    else:
+        app.config.from_mapping(test_config)

@@ -1,0 +1,119 @@
+"""Language choice: the user's preference, else the switcher's cookie, else the browser."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, current_app, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import get_locale, get_translations
+from flask_login import current_user
+from jinja2 import pass_context
+from jinja2.runtime import Context
+from markupsafe import Markup
+
+from portal.infra.extensions import db
+
+bp = Blueprint("i18n", __name__)
+
+
+def supported(code: str | None) -> str | None:
+    return code if code in current_app.config["LANGUAGES"] else None
+
+
+def select_locale() -> str:
+    languages: list[str] = current_app.config["LANGUAGES"]
+    if current_user.is_authenticated and supported(current_user.language):
+        return str(current_user.language)
+    cookie = supported(request.cookies.get(current_app.config["LANGUAGE_COOKIE"]))
+    if cookie:
+        return cookie
+    if not request.accept_languages:  # no preference stated: the portal's own language
+        return str(current_app.config["BABEL_DEFAULT_LOCALE"])
+    # R18: a browser asking for neither Polish nor English (de, cs, fr...) reads English.
+    best = request.accept_languages.best_match(languages)
+    return best or str(current_app.config["FALLBACK_LANGUAGE"])
+
+
+def current_language() -> str:
+    return str(get_locale() or current_app.config["BABEL_DEFAULT_LOCALE"])
+
+
+def template_translations() -> dict[str, Any]:
+    """``gettext`` and ``ngettext`` for one rendering, bound to the request's catalogue once.
+
+    Flask-Babel's callables look the catalogue up through several context-local proxies
+    for every string; a page has dozens. Jinja resolves ``_()`` and ``ngettext()`` from the
+    template context first, so these (same semantics as Jinja's "newstyle" gettext: escaped
+    under autoescape, always %-formatted) take over wherever the context reaches; macros
+    imported without context fall back to Flask-Babel's, with the same result.
+    """
+    translations = get_translations()
+    return {
+        "gettext": _newstyle_gettext(translations.ugettext),
+        "ngettext": _newstyle_ngettext(translations.ungettext),
+    }
+
+
+def _newstyle_gettext(func: Callable[[str], str]) -> Callable[..., str]:
+    @pass_context
+    def gettext(__context: Context, __string: str, **variables: Any) -> str:
+        text = func(__string)
+        if __context.eval_ctx.autoescape:
+            text = Markup(text)
+        return text % variables
+
+    return gettext
+
+
+def _newstyle_ngettext(func: Callable[[str, str, int], str]) -> Callable[..., str]:
+    @pass_context
+    def ngettext(
+        __context: Context, __singular: str, __plural: str, __num: int, **variables: Any
+    ) -> str:
+        variables.setdefault("num", __num)
+        text = func(__singular, __plural, __num)
+        if __context.eval_ctx.autoescape:
+            text = Markup(text)
+        return text % variables
+
+    return ngettext
+
+
+def home_url() -> str:
+    """Where a signed-in person starts: staff on the admin dashboard, customers on My
+    package; a visitor on the log-in page."""
+    if not current_user.is_authenticated:
+        return url_for("auth.login")
+    if current_user.account_id is None:
+        return url_for("admin.index")
+    return url_for("account.package")
+
+
+def safe_next(target: str | None, fallback: str) -> str:
+    """Only same-site relative paths; anything else goes to ``fallback``."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return fallback
+
+
+@bp.post("/language")
+def set_language() -> ResponseReturnValue:
+    """The language switcher: remembered on the user, and in a cookie for visitors."""
+    code = supported(request.form.get("language"))
+    response = redirect(safe_next(request.form.get("next"), home_url()))
+    if code is None:  # an unknown code is ignored
+        return response
+    if current_user.is_authenticated:
+        current_user.language = code
+        db.session.commit()
+    response.set_cookie(
+        current_app.config["LANGUAGE_COOKIE"],
+        code,
+        max_age=365 * 24 * 3600,
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+    )
+    return response

@@ -1,0 +1,283 @@
+"""One pluggy plugin manager per app, and what the plugins registered.
+
+Load order: the hook specs; the entry points of group ``pakiet`` (built-ins are
+registered there like anyone's), filtered by ``PLUGINS_ALLOW``/``PLUGINS_BLOCK``; any
+module named in ``PLUGINS``; then ``check_pending()`` so a misspelt hook fails loudly.
+``PLUGINS_AUTOLOAD = False`` skips the entry points (tests use it so that whatever
+happens to be installed is not picked up).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import pluggy
+from babel.numbers import is_currency
+from flask import Flask, current_app
+
+from portal.plugin_api import hookspecs
+from portal.plugin_api.contracts import (
+    CurrencySpec,
+    InvoiceFormat,
+    PaymentProvider,
+    VatValidator,
+)
+from portal.rules.money import minor_units
+
+ENTRY_POINT_GROUP = "pakiet"
+log = logging.getLogger(__name__)
+# A host name, an IPv4 address or an IPv6 address: no wildcard, quote or space.
+_HOST = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|[0-9a-f:.]*:[0-9a-f:.]*")
+
+
+class PluginError(RuntimeError):
+    """A plugin could not be loaded or returned something core cannot accept."""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    version: str | None
+    distribution: str | None
+    hooks: tuple[str, ...]
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Registry:
+    """What the app's plugins provide, collected and checked once at start-up."""
+
+    pm: pluggy.PluginManager
+    plugin_config: Any
+    currencies: dict[str, CurrencySpec] = field(default_factory=dict)
+    payment_providers: dict[str, PaymentProvider] = field(default_factory=dict)
+    vat_validators: list[VatValidator] = field(default_factory=list)
+    invoice_formats: dict[str, InvoiceFormat] = field(default_factory=dict)
+    distributions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: every origin a provider sends customers to (``PaymentProvider.hosted_origins``)
+    hosted_origins: tuple[str, ...] = ()
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def plugins(self) -> list[PluginInfo]:
+        """The registered plugins. ``version`` is the plugin's own ``__version__`` when it
+        has one (built-ins share the ``pakiet`` distribution), else its distribution's."""
+        infos = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:  # a blocked name, not a plugin
+                continue
+            dist = self.distributions.get(name)
+            version = getattr(plugin, "__version__", None)
+            if not isinstance(version, str):
+                version = dist[1] if dist else None
+            hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or []))
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    version=version,
+                    distribution=dist[0] if dist else None,
+                    hooks=hooks,
+                )
+            )
+        return sorted(infos, key=lambda i: i.name)
+
+
+def _flatten(results: Iterable[Any], hook: str) -> list[Any]:
+    items: list[Any] = []
+    for result in results:
+        if not isinstance(result, list | tuple):
+            raise PluginError(f"a plugin's {hook} returned {result!r}; expected a list")
+        items.extend(result)
+    return items
+
+
+def _unique(items: Iterable[T], kind: str, key: str = "name") -> dict[str, T]:
+    seen: dict[str, T] = {}
+    for item in items:
+        name = getattr(item, key, None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{kind} {item!r} has no {key}")
+        if name in seen:
+            raise PluginError(f"two plugins register the {kind} {name!r}")
+        seen[name] = item
+    return seen
+
+
+def _checked(items: list[Any], cls: type[object], kind: str) -> list[Any]:
+    for item in items:
+        if not isinstance(item, cls):
+            raise PluginError(f"a plugin returned {item!r} as a {kind}; expected {cls.__name__}")
+    return items
+
+
+def origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of an absolute http(s) URL, lower case; ``None`` otherwise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not _HOST.fullmatch(host):
+        return None
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}[parts.scheme]
+    suffix = f":{port}" if port is not None and port != default else ""
+    return f"{parts.scheme}://{host}{suffix}"
+
+
+def _hosted_origins(providers: Iterable[PaymentProvider]) -> tuple[str, ...]:
+    """The providers' declared origins, each checked to be exactly an origin: they go into
+    the Content-Security-Policy, where a path, a wildcard or a quote would widen it."""
+    origins: set[str] = set()
+    for provider in providers:
+        declared = provider.hosted_origins
+        if not declared:
+            log.warning(
+                "payment provider %r declares no hosted_origins: customers cannot be sent to"
+                " its pages",
+                provider.name,
+            )
+        if isinstance(declared, str) or not isinstance(declared, Iterable):
+            raise PluginError(
+                f"payment provider {provider.name!r}: hosted_origins must be a set of origins,"
+                f" not {declared!r}"
+            )
+        for value in declared:
+            if not isinstance(value, str) or origin(value) != value:
+                raise PluginError(
+                    f"payment provider {provider.name!r}: {value!r} in hosted_origins is not an"
+                    " origin (scheme://host[:port] in lower case, no default port, no path, no"
+                    " wildcard)"
+                )
+            origins.add(value)
+    return tuple(sorted(origins))
+
+
+def _load_entry_points(
+    pm: pluggy.PluginManager,
+    registry: Registry,
+    allow: Iterable[str] | None,
+    block: Iterable[str],
+) -> None:
+    allowed = set(allow) if allow is not None else None
+    blocked = set(block)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+            continue
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
+        pm.register(plugin, name=ep.name)
+        if ep.dist is not None:
+            registry.distributions[ep.name] = (ep.dist.name, ep.dist.version)
+
+
+def _register_module(pm: pluggy.PluginManager, target: str | ModuleType | object) -> None:
+    plugin = importlib.import_module(target) if isinstance(target, str) else target
+    name = target if isinstance(target, str) else getattr(plugin, "__name__", None)
+    if pm.is_registered(plugin) or (name is not None and pm.get_plugin(name) is not None):
+        return
+    pm.register(plugin, name=name)
+
+
+def make_plugin_config(settings: Mapping[str, Mapping[str, Any]]) -> Any:
+    def plugin_config(name: str) -> Mapping[str, Any]:
+        return dict(settings.get(name, {}))
+
+    return plugin_config
+
+
+def init_plugins(app: Flask) -> Registry:
+    """Build the app's plugin manager and registry; store it in ``app.extensions``."""
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    registry = Registry(pm=pm, plugin_config=make_plugin_config(app.config["PLUGIN_CONFIG"]))
+    for name in app.config["PLUGINS_BLOCK"]:
+        pm.set_blocked(name)
+    try:
+        if app.config["PLUGINS_AUTOLOAD"]:
+            allow, block = app.config["PLUGINS_ALLOW"], app.config["PLUGINS_BLOCK"]
+            _load_entry_points(pm, registry, allow, block)
+        for target in app.config["PLUGINS"]:
+            _register_module(pm, target)
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        # An unknown hook name or an argument the spec lacks: a plugin bug, reported as one.
+        raise PluginError(str(exc)) from exc
+
+    if app.config["TRACE_PLUGINS"]:
+        pm.trace.root.setwriter(lambda line: print(line, end="", file=sys.stderr))
+        pm.enable_tracing()
+
+    config = registry.plugin_config
+    currencies = _checked(
+        _flatten(pm.hook.register_currencies(plugin_config=config), "register_currencies"),
+        CurrencySpec,
+        "currency",
+    )
+    for spec in currencies:
+        if not is_currency(spec.code):
+            raise PluginError(f"currency {spec.code!r} is not an ISO 4217 code")
+        if spec.minor_units != minor_units(spec.code):
+            raise PluginError(
+                f"currency {spec.code}: minor_units {spec.minor_units} disagrees with ISO 4217"
+                f" ({minor_units(spec.code)})"
+            )
+    registry.currencies = _unique(currencies, "currency", key="code")
+    registry.payment_providers = _unique(
+        _checked(
+            _flatten(
+                pm.hook.register_payment_providers(plugin_config=config),
+                "register_payment_providers",
+            ),
+            PaymentProvider,
+            "payment provider",
+        ),
+        "payment provider",
+    )
+    registry.hosted_origins = _hosted_origins(registry.payment_providers.values())
+    validators = _checked(
+        _flatten(pm.hook.register_vat_validators(plugin_config=config), "register_vat_validators"),
+        VatValidator,
+        "VAT validator",
+    )
+    registry.vat_validators = sorted(
+        _unique(validators, "VAT validator").values(), key=lambda v: v.order
+    )
+    registry.invoice_formats = _unique(
+        _checked(
+            _flatten(
+                pm.hook.register_invoice_formats(plugin_config=config), "register_invoice_formats"
+            ),
+            InvoiceFormat,
+            "invoice format",
+        ),
+        "invoice format",
+    )
+    app.extensions["pakiet"] = registry
+    return registry
+
+
+def registry(app: Flask | None = None) -> Registry:
+    """The current app's plugin registry."""
+    reg = (app or current_app).extensions["pakiet"]
+    assert isinstance(reg, Registry)
+    return reg

@@ -1,0 +1,125 @@
+"""Domain operations on accounts and users. No Flask request state in here."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from portal.infra.extensions import db
+from portal.infra.models import Account, BillingInfo, Role, Subscription, SubscriptionStatus, User
+from portal.rules.catalogue import Catalogue, PackageCode
+
+DEFAULT_HASH_METHOD = "scrypt"
+# Checked against a real hash when the e-mail is unknown, so both paths cost the same.
+_DUMMY_HASHES: dict[str, str] = {}
+
+
+def _hash_method() -> str:
+    """``PASSWORD_HASH_METHOD`` (Werkzeug's method string): scrypt unless configured; the
+    test suite sets a fast one."""
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        return str(current_app.config.get("PASSWORD_HASH_METHOD") or DEFAULT_HASH_METHOD)
+    return DEFAULT_HASH_METHOD
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method=_hash_method())
+
+
+def _dummy_hash() -> str:
+    method = _hash_method()
+    if method not in _DUMMY_HASHES:
+        _DUMMY_HASHES[method] = generate_password_hash("not-a-real-password", method=method)
+    return _DUMMY_HASHES[method]
+
+
+class EmailTaken(ValueError):
+    """An account with this e-mail address already exists."""
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def find_user(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == normalise_email(email)))
+
+
+def email_taken(email: str) -> bool:
+    stmt = select(func.count()).select_from(User).where(User.email == normalise_email(email))
+    return bool(db.session.scalar(stmt))
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The user for these credentials, or ``None`` (same work either way)."""
+    user = find_user(email)
+    if user is None:
+        check_password_hash(_dummy_hash(), password)
+        return None
+    return user if check_password_hash(user.password_hash, password) else None
+
+
+def register_account(
+    *,
+    catalogue: Catalogue,
+    company: str,
+    email: str,
+    password: str,
+    language: str | None,
+    now: dt.datetime,
+    role: Role = Role.CUSTOMER,
+) -> User:
+    """Create a company account on the Free package with its first user."""
+    email = normalise_email(email)
+    if email_taken(email):
+        raise EmailTaken(email)
+    free = catalogue.package(PackageCode.FREE)
+    account = Account(name=company.strip(), created_at=now)
+    user = User(
+        account=account,
+        email=email,
+        password_hash=hash_password(password),
+        role=role.value,
+        language=language,
+        created_at=now,
+    )
+    account.billing_info = BillingInfo(
+        company_name=account.name, invoice_email=email, updated_at=now
+    )
+    account.subscription = Subscription(
+        package=PackageCode.FREE.value,
+        agents=free.max_agents,
+        conversations=free.included_conversations,
+        status=SubscriptionStatus.ACTIVE.value,
+    )
+    db.session.add_all([account, user])
+    _commit_unique(email)
+    return user
+
+
+def create_admin(*, email: str, password: str, now: dt.datetime) -> User:
+    email = normalise_email(email)
+    if email_taken(email):
+        raise EmailTaken(email)
+    user = User(
+        email=email,
+        password_hash=hash_password(password),
+        role=Role.ADMIN.value,
+        created_at=now,
+    )
+    db.session.add(user)
+    _commit_unique(email)
+    return user
+
+
+def _commit_unique(email: str) -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:  # a concurrent sign-up took the address first
+        db.session.rollback()
+        raise EmailTaken(email) from None

@@ -1,0 +1,739 @@
+"""The subscription lifecycle: the background run (rules R10, R16).
+
+``flask --app wsgi billing run`` calls :func:`run`, which does what is due and nothing twice:
+
+- renews paid subscriptions whose period ends with auto-renewal on: an order for the next
+  period (with any change staff scheduled, and account credit), an off-session charge of the
+  saved method through its plugin;
+- suspends those whose auto-renewal is off when the period ends;
+- sends the notices: 7 days and 1 day before a non-renewing end, before a renewal (the
+  amount and date), after each failed charge;
+- retries failed renewals after 1, 3 and 5 days (``RENEWAL_RETRY_DAYS``), then suspends;
+- then, as a second stage, closes the checkouts abandoned past their order's expiry (the
+  provider's page is closed and the attempt ends "expired": "payment pending" never sticks),
+  issues the invoices that are due (those of this run's renewals and any postponed ones: each
+  payment is claimed with ``FOR UPDATE SKIP LOCKED``, so runners share the work), retries
+  pending VAT-number checks and sends queued e-mail.
+
+Renewals do not wait for their invoices: rendering a PDF costs more than the renewal
+itself, so a runner charges every due subscription first, and a customer whose card is
+charged at 02:00 has the next period at once and the invoice a few minutes later.
+
+Many runners may run at once. Each subscription is claimed with ``SELECT … FOR UPDATE SKIP
+LOCKED`` (PostgreSQL; SQLite has a single writer) and handled in one transaction that holds
+the lock across the provider call. A runner killed midway loses only that transaction: the
+next run repeats the attempt with the same order, payment ids and idempotency key, so the
+provider answers with the charge it already made instead of charging again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.orm import joinedload, undefer
+from sqlalchemy.orm.attributes import flag_modified
+
+from portal.infra import mail
+from portal.infra.extensions import db
+from portal.infra.models import (
+    Account,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
+from portal.plugin_api.contracts import (
+    PaymentEvent,
+    PaymentEventKind,
+    PaymentProvider,
+    PaymentRequest,
+    ProviderError,
+    SubscriptionChanged,
+)
+from portal.rules import payments
+from portal.rules.catalogue import Catalogue, PackageCode, Period
+from portal.rules.orders import Pricing, current_terms, new_order, tax_decision
+from portal.rules.pricing import Quote, Selection, renewal
+from portal.rules.tax import TaxDecision
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRY_DAYS = (1, 3, 5)
+DEFAULT_RENEWAL_NOTICE_DAYS = {"month": 7, "year": 30}
+ENDING_NOTICE_DAYS = (7, 1)  # R10
+BANNER_DAYS = 7  # R10: the banner shows from 7 days before a non-renewing end
+MIN_RETRY_SPACING = dt.timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class Settings:
+    timezone: str = "Europe/Warsaw"
+    retry_days: tuple[int, ...] = DEFAULT_RETRY_DAYS
+    renewal_notice_days: Mapping[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_RENEWAL_NOTICE_DAYS)
+    )
+    # A provider that is down is asked again after this; the attempt does not count.
+    provider_down_delay: dt.timedelta = dt.timedelta(minutes=10)
+    public_url: str = "http://127.0.0.1:5000"
+    secret: str = ""
+
+    def day(self, now: dt.datetime) -> dt.date:
+        """The calendar day of ``now`` where periods are counted (the portal's zone)."""
+        return now.astimezone(ZoneInfo(self.timezone)).date()
+
+    def day_start(self, day: dt.date) -> dt.datetime:
+        """Midnight of ``day`` in the portal's zone, as a UTC instant."""
+        local = dt.datetime.combine(day, dt.time(), tzinfo=ZoneInfo(self.timezone))
+        return local.astimezone(dt.UTC)
+
+
+def settings_for(app: Any) -> Settings:
+    """``RENEWAL_RETRY_DAYS``, ``RENEWAL_NOTICE_DAYS``, ``PUBLIC_URL``, the portal's zone."""
+    config = app.config
+    return Settings(
+        timezone=config["BABEL_DEFAULT_TIMEZONE"],
+        retry_days=tuple(int(d) for d in config.get("RENEWAL_RETRY_DAYS", DEFAULT_RETRY_DAYS)),
+        renewal_notice_days={
+            str(k): int(v)
+            for k, v in config.get("RENEWAL_NOTICE_DAYS", DEFAULT_RENEWAL_NOTICE_DAYS).items()
+        },
+        public_url=str(config.get("PUBLIC_URL", "http://127.0.0.1:5000")).rstrip("/"),
+        secret=str(config["SECRET_KEY"]),
+    )
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What the run needs from the application: prices, providers, settings."""
+
+    pricing: Pricing
+    providers: Callable[[str], PaymentProvider | None]
+    settings: Settings
+
+
+@dataclass
+class Report:
+    checked: int = 0
+    renewed: int = 0
+    failed: int = 0
+    suspended: int = 0
+    postponed: int = 0  # the provider was down: tried again later, nothing counted
+    errors: int = 0
+    notices_queued: int = 0
+    notices_sent: int = 0
+    notices_failed: int = 0
+    invoices_issued: int = 0
+    expired: int = 0  # abandoned checkouts closed past their order's expiry
+    vat_checked: int = 0
+    # Wall-clock seconds of the two stages (renewals and the rest; invoices and e-mail).
+    renewal_seconds: float = 0.0
+    invoice_seconds: float = 0.0
+
+    def add(self, other: Report) -> None:
+        """Count what one committed subscription counted."""
+        for name, value in vars(other).items():
+            if isinstance(value, int):
+                setattr(self, name, getattr(self, name) + value)
+
+    def line(self) -> str:
+        return (
+            f"billing run: {self.checked} checked, {self.renewed} renewed, {self.failed} failed "
+            f"charges, {self.suspended} suspended, {self.postponed} postponed, "
+            f"{self.errors} errors; notices {self.notices_queued} queued, {self.notices_sent} "
+            f"sent, {self.notices_failed} not sent; {self.expired} expired checkouts closed; "
+            f"{self.invoices_issued} invoices issued; "
+            f"{self.vat_checked} VAT numbers checked; subscriptions in "
+            f"{self.renewal_seconds:.1f} s, invoices and e-mail in {self.invoice_seconds:.1f} s"
+        )
+
+
+# -- claiming -------------------------------------------------------------------------------
+
+
+# The claim, built once per process (building it cost a fifth of the statement's own time
+# in the runner): the next subscription with work due after ``after_id``, locked; rows another
+# runner holds are skipped. Its account, with its billing data, default payment method and
+# language, comes in the same statement (only the subscription is locked): the work below
+# reads them.
+CLAIM = (
+    select(Subscription)
+    .options(
+        joinedload(Subscription.account).options(
+            joinedload(Account.billing_info),
+            joinedload(Account.default_method),
+            undefer(Account.language),
+        )
+    )
+    .where(
+        Subscription.package != PackageCode.FREE.value,
+        Subscription.status != SubscriptionStatus.SUSPENDED.value,
+        or_(
+            Subscription.next_check_at.is_(None),
+            Subscription.next_check_at <= bindparam("now", type_=Subscription.next_check_at.type),
+        ),
+        Subscription.id > bindparam("after_id"),
+    )
+    .order_by(Subscription.id)
+    .limit(1)
+    .with_for_update(skip_locked=True, of=Subscription)
+    .execution_options(populate_existing=True)
+)
+
+# A renewal attempt's order and payment, when a runner stopped after storing them (the
+# payment joined by the same key): usually none. Built once, as the claim.
+LEFT_OVER = (
+    select(Order, Payment)
+    .outerjoin(
+        Payment,
+        (Payment.order_id == Order.id) & (Payment.idempotency_key == bindparam("key")),
+    )
+    .where(Order.account_id == bindparam("account_id"), Order.idempotency_key == bindparam("key"))
+)
+
+
+def _claim(now: dt.datetime, after_id: int) -> Subscription | None:
+    """The next subscription with work due (see ``CLAIM``), locked, or ``None``."""
+    sub = db.session.scalar(CLAIM, {"now": now, "after_id": after_id})
+    return sub if isinstance(sub, Subscription) else None
+
+
+def _set_next_check(sub_id: int, at: dt.datetime | None) -> None:
+    """A plain UPDATE: the run's timetable is not a change a customer's order depends on."""
+    db.session.flush()
+    db.session.execute(
+        update(Subscription)
+        .where(Subscription.id == sub_id)
+        .values(next_check_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def next_check(sub: Subscription, now: dt.datetime, settings: Settings) -> dt.datetime | None:
+    """When something can next be due for ``sub``: a notice day, the period end, a retry."""
+    if not sub.is_paid or sub.status == SubscriptionStatus.SUSPENDED:
+        return None
+    if sub.status == SubscriptionStatus.PAST_DUE:
+        return sub.retry_at or now + settings.provider_down_delay
+    assert sub.period_end is not None
+    end = sub.period_end
+    if sub.auto_renew:
+        marks = [end - dt.timedelta(days=settings.renewal_notice_days.get(sub.period, 7)), end]
+    else:
+        marks = [end - dt.timedelta(days=d) for d in ENDING_NOTICE_DAYS] + [end]
+    future = [settings.day_start(day) for day in marks if settings.day_start(day) > now]
+    return min(future) if future else now + settings.provider_down_delay
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def run(*, now: dt.datetime, deps: Deps, limit: int | None = None) -> Report:
+    """Do everything that is due at ``now`` (see the module docs). Idempotent."""
+    report = Report()
+    started = time.perf_counter()
+    last_id = 0
+    while limit is None or report.checked < limit:
+        sub = _claim(now, last_id)
+        if sub is None:
+            db.session.rollback()
+            break
+        last_id = sub.id
+        report.checked += 1
+        # What this subscription counts, kept apart until its transaction is committed.
+        counted = Report()
+        try:
+            after_commit = _process(sub, now, deps, counted)
+        except ProviderError as exc:
+            db.session.rollback()
+            # Not the customer's failure (the provider is down, or our keys are wrong):
+            # nothing is counted against them; the attempt is repeated later.
+            level = logging.WARNING if exc.retryable else logging.ERROR
+            log.log(level, "renewal of subscription %s postponed: %s", last_id, exc)
+            report.postponed += 1
+            _set_next_check(last_id, now + deps.settings.provider_down_delay)
+            db.session.commit()
+            continue
+        except Exception:
+            db.session.rollback()
+            log.exception("subscription %s: the run failed; it is tried again later", last_id)
+            report.errors += 1
+            _set_next_check(last_id, now + deps.settings.provider_down_delay)
+            db.session.commit()
+            continue
+        report.add(counted)
+        for call in after_commit:
+            if isinstance(call, payments.InvoiceDue):
+                continue  # issued by the invoice stage below, with every other one due
+            try:
+                call()
+            except Exception:  # the change is committed; the hook is not called again
+                db.session.rollback()
+                log.exception("subscription %s: a follow-up failed", last_id)
+    report.renewal_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    _follow_ups(now, deps, report)
+    report.invoice_seconds = time.perf_counter() - started
+    return report
+
+
+def _follow_ups(now: dt.datetime, deps: Deps, report: Report) -> None:
+    """What other parts left for the background: invoices, VAT checks, e-mail."""
+    from flask import current_app
+
+    from portal.rules import invoicing, vat
+
+    try:
+        report.expired = payments.close_expired(now=now, providers=deps.providers)
+    except Exception:
+        db.session.rollback()
+        log.exception("closing expired checkouts failed; it is tried again later")
+        report.errors += 1
+    for payment_id in invoicing.pending_payments():
+        try:
+            if invoicing.issue_now(payment_id, now=now) is not None:
+                report.invoices_issued += 1
+        except Exception:  # one invoice that fails must not hold up the others, or e-mail
+            db.session.rollback()
+            log.exception("the invoice of payment %s failed; it is tried again later", payment_id)
+            report.errors += 1
+    try:
+        invoicing.render_missing(now=now)  # those an issuer stopped before rendering
+    except Exception:
+        db.session.rollback()
+        log.exception("rendering invoices left without documents failed")
+        report.errors += 1
+    vat_report = vat.run_due_checks(now=now, limit=500, settings=vat.settings_for(current_app))
+    report.vat_checked = vat_report.checked
+    report.notices_sent, report.notices_failed = mail.deliver_pending(now=now)
+
+
+def _process(
+    sub: Subscription, now: dt.datetime, deps: Deps, report: Report
+) -> list[Callable[[], object]]:
+    """Handle one locked subscription; commits; returns the calls to make after it."""
+    settings = deps.settings
+    today = settings.day(now)
+    account = sub.account  # loaded by _claim
+    assert account is not None and sub.period_end is not None
+    after: list[Callable[[], object]] = []
+    if sub.status == SubscriptionStatus.PAST_DUE and not sub.auto_renew:
+        after += _suspend(sub, now, "not_renewed", deps, report)
+    elif sub.period_end <= today and sub.status == SubscriptionStatus.ACTIVE:
+        if sub.auto_renew:
+            after += _renew(sub, account, now, deps, report)
+        else:
+            after += _suspend(sub, now, "not_renewed", deps, report)
+    elif sub.status == SubscriptionStatus.PAST_DUE:
+        if sub.retry_at is not None and sub.retry_at <= now:
+            after += _renew(sub, account, now, deps, report)
+    else:
+        _queue_upcoming(sub, account, today, now, deps, report)
+    at = next_check(sub, now, settings)
+    if db.session.is_modified(sub):
+        # The subscription changes anyway (a renewal, a suspension), its version with it:
+        # the time of its next look goes in the same UPDATE (flagged, so that a value
+        # equal to the old one still counts as set and is not reset by models._reschedule).
+        sub.next_check_at = at
+        flag_modified(sub, "next_check_at")
+    else:
+        _set_next_check(sub.id, at)
+    db.session.commit()
+    return after
+
+
+# -- notices before the period end ----------------------------------------------------------
+
+
+def _queue(
+    report: Report, account_id: int, name: str, key: str, now: dt.datetime, **ctx: Any
+) -> None:
+    if mail.queue(account_id, name, key=key, now=now, **ctx):
+        report.notices_queued += 1
+
+
+def _queue_upcoming(
+    sub: Subscription,
+    account: Account,
+    today: dt.date,
+    now: dt.datetime,
+    deps: Deps,
+    report: Report,
+) -> None:
+    assert sub.period_end is not None
+    days_left = (sub.period_end - today).days
+    links = _links(deps.settings)
+    if not sub.auto_renew:
+        # The nearest notice only: switched off the day before, one gets the 1-day notice.
+        due = [d for d in sorted(ENDING_NOTICE_DAYS) if days_left <= d]
+        if due:
+            _queue(
+                report,
+                account.id,
+                "suspension_upcoming",
+                f"ending:{sub.id}:{sub.period_end.isoformat()}:{due[0]}",
+                now,
+                end=sub.period_end,
+                days=max(days_left, 0),
+                **links,
+            )
+        return
+    if days_left <= deps.settings.renewal_notice_days.get(sub.period, 7):
+        quote, _decision = _renewal_quote(sub, account, deps)
+        method = payments.default_method(account.id)
+        _queue(
+            report,
+            account.id,
+            "renewal_upcoming",
+            f"renewal:{sub.id}:{sub.period_end.isoformat()}",
+            now,
+            end=sub.period_end,
+            amount=quote.total_due,
+            next_end=quote.period_end,
+            method=_describe(method),
+            **links,
+        )
+
+
+def _links(settings: Settings) -> dict[str, str]:
+    base = settings.public_url
+    return {
+        "auto_renew_url": f"{base}/payment-methods#auto-renew",
+        "methods_url": f"{base}/payment-methods",
+        "checkout_url": f"{base}/package/edit",
+        "package_url": f"{base}/package",
+    }
+
+
+def _describe(method: Any) -> str:
+    if method is None:
+        return ""
+    if method.last4:
+        return f"{method.brand.title()} •••• {method.last4}"
+    return f"PayPal {method.email or ''}".strip()
+
+
+# -- renewing -------------------------------------------------------------------------------
+
+
+def _renewal_quote(sub: Subscription, account: Account, deps: Deps) -> tuple[Quote, TaxDecision]:
+    assert sub.currency is not None and sub.period_end is not None
+    selection = Selection(
+        package=PackageCode(sub.package),
+        period=Period(sub.next_period or sub.period),
+        agents=sub.agents,
+        conversations=sub.conversations,
+        currency=sub.next_currency or sub.currency,
+    )
+    decision = tax_decision(deps.pricing, account.billing_info, sub.period_end)
+    quote = renewal(deps.pricing.catalogue, current_terms(sub), selection, decision.rate)
+    return quote, decision
+
+
+def _ids(secret: str, sub: Subscription, attempt: int) -> tuple[str, str]:
+    """(public id, idempotency key) of one renewal attempt: the same on every run, so a
+    runner killed after the charge and run again asks the provider with the same key."""
+    assert sub.period_end is not None
+    key = f"renewal-{sub.id}-{sub.period_end.isoformat()}-{attempt}"
+    public = hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()[:32]
+    return public, key
+
+
+def _renew(
+    sub: Subscription, account: Account, now: dt.datetime, deps: Deps, report: Report
+) -> list[Callable[[], object]]:
+    """One renewal attempt for the period that ends at ``sub.period_end``."""
+    assert sub.period_end is not None
+    attempt = sub.renewal_attempts
+    _close_earlier_attempts(sub, attempt)
+    quote, decision = _renewal_quote(sub, account, deps)
+    public_id, key = _ids(deps.settings.secret, sub, attempt)
+    # The attempt's order and payment exist when a runner stopped after storing them (say,
+    # an older version that committed them before the charge): both are looked up by the
+    # attempt's key in one statement, as usually there are none.
+    left = db.session.execute(LEFT_OVER, {"account_id": account.id, "key": key}).first()
+    order, payment = (left[0], left[1]) if left is not None else (None, None)
+    if order is None:
+        order = new_order(
+            account_id=account.id,
+            public_id=public_id,
+            idempotency_key=key,
+            subscription_version=sub.version,
+            result=quote,
+            decision=decision,
+            now=now,
+            lifetime=dt.timedelta(days=30),
+        )
+        db.session.add(order)
+        db.session.flush()
+    if order.total_minor == 0:  # account credit covers the period: nothing to charge
+        after = _renewed(sub, order, now)
+        report.renewed += 1
+        return after
+    method = account.default_method  # loaded by _claim
+    provider = deps.providers(method.provider) if method is not None else None
+    if method is None or provider is None or not provider.saves_methods:
+        return _failed_attempt(sub, account, order, None, now, deps, report, code="no_method")
+    fresh = payment is None
+    if payment is not None:
+        # A payment left over is locked and read afresh, as a webhook may have settled it
+        # since, and so is its order (a webhook changes an order only under its payment's
+        # lock): the event handlers below take both as held (payments.Held).
+        db.session.refresh(payment, with_for_update=True)
+        db.session.refresh(order)
+    else:
+        payment = Payment(
+            public_id=public_id,
+            account_id=account.id,
+            order_id=order.id,
+            method_id=method.id,
+            provider=provider.name,
+            idempotency_key=key,
+            status=PaymentStatus.PENDING.value,
+            amount_minor=order.total_minor,
+            currency=order.currency,
+            created_at=now,
+        )
+        db.session.add(payment)
+        db.session.flush()
+    base = deps.settings.public_url
+    request = PaymentRequest(
+        payment_id=payment.public_id,
+        idempotency_key=key,
+        amount=payment.amount,
+        description=_description(sub, quote),
+        customer_email=account.billing_info.invoice_email,
+        language=mail.account_language(account),
+        return_url=f"{base}/payments/{payment.public_id}/return",
+        cancel_url=f"{base}/payments/{payment.public_id}/cancel",
+        save_method=False,
+        customer_ref=method.customer_ref,
+    )
+    # The subscription stays locked across the call: another runner skips it meanwhile.
+    event = provider.charge_saved(request, payments.saved(method))
+    # The handlers work on these same objects, which this transaction holds locked.
+    outcome, after = payments.apply_in_transaction(
+        provider.name, event, now=now, held=payments.Held(payment, order, sub, fresh=fresh)
+    )
+    log.info("renewal %s of subscription %s: %s (%s)", key, sub.id, outcome, payment.status)
+    if payment.status == PaymentStatus.PAID and order.status == OrderStatus.PAID:
+        # _succeeded activated the next period; clear the schedule that applied to it.
+        sub.next_period = sub.next_currency = None
+        report.renewed += 1
+        return after
+    failure = _failure_code(event, payment)
+    return after + _failed_attempt(sub, account, order, payment, now, deps, report, code=failure)
+
+
+def _failure_code(event: PaymentEvent, payment: Payment) -> str:
+    if event.kind == PaymentEventKind.REQUIRES_ACTION:
+        return "authentication_required"
+    return payment.failure_code or "failed"
+
+
+def _description(sub: Subscription, quote: Quote) -> str:
+    return (
+        f"Pakiet {sub.package.title()} {quote.period_start.isoformat()}–"
+        f"{quote.period_end.isoformat()}"
+    )
+
+
+def _close_earlier_attempts(sub: Subscription, attempt: int) -> None:
+    """Payments of earlier attempts still waiting (3-D Secure never completed) are failed;
+    if the customer completes one later, the state machine still accepts that money and
+    refunds it as stale, since its order no longer holds."""
+    assert sub.period_end is not None
+    if attempt == 0:
+        return  # the period's first attempt: there is no earlier one
+    prefix = f"renewal-{sub.id}-{sub.period_end.isoformat()}-"
+    for payment in db.session.scalars(
+        select(Payment)
+        .where(
+            Payment.account_id == sub.account_id,
+            Payment.idempotency_key.like(prefix + "%"),
+            Payment.idempotency_key != prefix + str(attempt),
+            Payment.status == PaymentStatus.PENDING,
+        )
+        .with_for_update()
+    ):
+        payments.payment_transition(payment, PaymentStatus.FAILED)
+        payment.failure_code = "authentication_not_completed"
+        payment.action_url = None
+
+
+def _renewed(sub: Subscription, order: Order, now: dt.datetime) -> list[Callable[[], object]]:
+    """A renewal with nothing to charge (credit covers it): the next period at once."""
+    payments.order_transition(order, OrderStatus.PAID)
+    before = payments.state(sub)
+    payments.activate(sub, order, now)
+    sub.next_period = sub.next_currency = None
+    return [_changed_hook(sub, before, now, "renewal")]
+
+
+def _failed_attempt(
+    sub: Subscription,
+    account: Account,
+    order: Order,
+    payment: Payment | None,
+    now: dt.datetime,
+    deps: Deps,
+    report: Report,
+    *,
+    code: str,
+) -> list[Callable[[], object]]:
+    """Count the failure; schedule the next try (e-mail and banner) or suspend."""
+    assert sub.period_end is not None
+    report.failed += 1
+    if order.status == OrderStatus.PENDING and (
+        payment is None or payment.status == PaymentStatus.FAILED
+    ):
+        payments.order_transition(order, OrderStatus.FAILED)
+    sub.renewal_attempts += 1
+    failures = sub.renewal_attempts
+    retry_days = deps.settings.retry_days
+    if failures > len(retry_days):
+        return _suspend(sub, now, "payment_failed", deps, report)
+    before = payments.state(sub)
+    sub.status = SubscriptionStatus.PAST_DUE.value
+    retry_day = sub.period_end + dt.timedelta(days=retry_days[failures - 1])
+    # On schedule; a run that catches up after an outage still spaces its tries.
+    sub.retry_at = max(deps.settings.day_start(retry_day), now + MIN_RETRY_SPACING)
+    if order.status == OrderStatus.PENDING:
+        # The charge waits for the customer's 3-D Secure: keep its order valid for the
+        # version this change gives the subscription, so completing it renews the period.
+        db.session.flush()
+        order.subscription_version = sub.version
+    _queue(
+        report,
+        account.id,
+        "renewal_failed",
+        f"failed:{sub.id}:{sub.period_end.isoformat()}:{failures}",
+        now,
+        end=sub.period_end,
+        amount=order.total,
+        reason=code,
+        retry_on=deps.settings.day(sub.retry_at),
+        last_try=failures == len(retry_days),
+        method=_describe(payments.default_method(account.id)),
+        **_links(deps.settings),
+    )
+    return (
+        [_changed_hook(sub, before, now, "renewal_failed")] if before.status != sub.status else []
+    )
+
+
+def _suspend(
+    sub: Subscription, now: dt.datetime, reason: str, deps: Deps, report: Report
+) -> list[Callable[[], object]]:
+    """R10: the period ended unpaid. The package stays on record for reactivation."""
+    assert sub.period_end is not None
+    before = payments.state(sub)
+    sub.status = SubscriptionStatus.SUSPENDED.value
+    sub.suspended_at = now
+    sub.suspended_reason = reason
+    sub.auto_renew = False
+    sub.retry_at = None
+    report.suspended += 1
+    for order in db.session.scalars(
+        select(Order).where(
+            Order.account_id == sub.account_id,
+            Order.status == OrderStatus.PENDING,
+            Order.idempotency_key.like(f"renewal-{sub.id}-%"),
+        )
+    ):
+        payments.order_transition(order, OrderStatus.SUPERSEDED)
+    _queue(
+        report,
+        sub.account_id,
+        "suspended",
+        f"suspended:{sub.id}:{sub.period_end.isoformat()}",
+        now,
+        end=sub.period_end,
+        reason=reason,
+        **_links(deps.settings),
+    )
+    return [_changed_hook(sub, before, now, "suspension")]
+
+
+def _changed_hook(
+    sub: Subscription, before: Any, now: dt.datetime, reason: str
+) -> Callable[[], object]:
+    event = SubscriptionChanged(
+        account_id=sub.account_id,
+        subscription_id=sub.id,
+        before=before,
+        after=payments.state(sub),
+        reason=reason,
+        changed_at=now,
+    )
+
+    def call() -> object:
+        from portal.plugin_api.registry import registry
+
+        return registry().hook.subscription_changed(event=event)
+
+    return call
+
+
+# -- what the portal shows ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Banner:
+    kind: str  # "ending", "past_due", "suspended"
+    day: dt.date | None
+    days: int = 0
+    reason: str | None = None
+
+
+def banner(sub: Subscription | None, now: dt.datetime, settings: Settings) -> Banner | None:
+    """The lifecycle banner for the portal's pages (R10), or None."""
+    if sub is None or not sub.is_paid:
+        return None
+    if sub.status == SubscriptionStatus.SUSPENDED:
+        since = settings.day(sub.suspended_at) if sub.suspended_at else sub.period_end
+        return Banner("suspended", since, reason=sub.suspended_reason)
+    if sub.status == SubscriptionStatus.PAST_DUE:
+        retry = settings.day(sub.retry_at) if sub.retry_at else None
+        return Banner("past_due", retry)
+    assert sub.period_end is not None
+    days_left = (sub.period_end - settings.day(now)).days
+    if not sub.auto_renew and 0 <= days_left <= BANNER_DAYS:
+        return Banner("ending", sub.period_end, days=days_left)
+    return None
+
+
+# -- composition: what the app uses -----------------------------------------------------------
+
+
+def deps_for(app: Any) -> Deps:
+    from portal.plugin_api.registry import registry
+
+    catalogue: Catalogue = app.extensions["pakiet.catalogue"]
+    pricing = Pricing(
+        catalogue=catalogue,
+        vat_rates=app.extensions["pakiet.vat_rates"],
+        seller_country=app.config["SELLER"]["country"],
+    )
+    return Deps(
+        pricing=pricing,
+        providers=registry().payment_providers.get,
+        settings=settings_for(app),
+    )
+
+
+def run_now(now: dt.datetime | None = None, limit: int | None = None) -> Report:
+    from flask import current_app
+
+    return run(now=now or utcnow(), deps=deps_for(current_app), limit=limit)

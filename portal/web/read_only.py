@@ -1,0 +1,78 @@
+"""Views that only read run outside a database transaction on PostgreSQL.
+
+In a READ COMMITTED transaction (PostgreSQL's default, and ours) each statement sees what
+was committed when it started, as it does in autocommit: a view that only reads gains
+nothing from the transaction and pays two round trips for it, BEGIN and ROLLBACK. Such a
+view is marked ``@read_only``; on PostgreSQL its request runs in autocommit, from its
+first statement: a request that runs none (an anonymous visitor sent to log in) takes no
+connection. On every database the session refuses to write in it.
+SQLite sends no BEGIN before a read, so it has nothing to save.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, request
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from portal.infra.extensions import db
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+FLAG = "pakiet_read_only"
+AUTOCOMMIT = "pakiet_read_only_autocommit"  # the first statement takes an autocommit connection
+
+
+class WriteInReadOnlyView(RuntimeError):
+    """A view marked ``@read_only`` tried to change the database."""
+
+
+def read_only(view: View) -> View:
+    """Mark a view that never writes (below ``login_required``, which keeps the mark)."""
+    setattr(view, FLAG, True)
+    return view
+
+
+def init_app(app: Flask) -> None:
+    with app.app_context():
+        autocommit = db.engine.dialect.name == "postgresql"
+
+    def marked() -> bool:
+        return getattr(app.view_functions.get(request.endpoint or ""), FLAG, False)
+
+    @app.before_request
+    def start_read_only() -> None:
+        # A session already in a transaction (an enclosing app context, as in some tests)
+        # is left as it is.
+        if not marked() or db.session().in_transaction():
+            return
+        db.session.info[FLAG] = True
+        if autocommit:
+            db.session.info[AUTOCOMMIT] = True
+
+    @app.teardown_request
+    def end_read_only(_exc: BaseException | None) -> None:
+        if marked() and db.session.info.pop(FLAG, False):
+            db.session.info.pop(AUTOCOMMIT, None)
+            db.session.rollback()  # nothing was written; the connection goes back as it came
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(FLAG):
+        raise WriteInReadOnlyView("a view marked read_only tried to write")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_writes(state: ORMExecuteState) -> None:
+    info = state.session.info
+    if not info.get(FLAG):
+        return
+    if not state.is_select:
+        raise WriteInReadOnlyView("a view marked read_only tried to write")
+    if info.pop(AUTOCOMMIT, False) and not state.session.in_transaction():
+        # The statement runs on the connection taken here (the session asks for one next).
+        state.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
