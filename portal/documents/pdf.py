@@ -38,7 +38,7 @@ from fpdf.output import PDFICCProfile
 from lxml import etree
 from PIL import ImageCms
 
-from portal.documents import fonts as invoice_fonts
+from portal.documents import fonts
 from portal.documents.facturx import exemption_reason, strip_controls, to_cii_xml
 from portal.documents.invoice import DocumentKind, InvoiceDocument, Party, VatCategory
 from portal.rules import periods
@@ -223,8 +223,8 @@ class _InvoicePDF(FPDF):
         super().__init__(orientation="P", unit="mm", format="A4")
         regular, bold = _font_files()
         if cached_fonts:  # parsed once per process, cheap to embed (portal.documents.fonts)
-            invoice_fonts.document_font(self, regular, FONT_FAMILY, "")
-            invoice_fonts.document_font(self, bold, FONT_FAMILY, "B")
+            fonts.document_font(self, regular, FONT_FAMILY, "")
+            fonts.document_font(self, bold, FONT_FAMILY, "B")
         else:
             self.add_font(FONT_FAMILY, "", str(regular))
             self.add_font(FONT_FAMILY, "B", str(bold))
@@ -274,9 +274,9 @@ def render_pdf(doc: InvoiceDocument) -> bytes:
     needs a glyph beyond them is laid out again with the full fonts (same text, widths
     and positions: see :mod:`portal.documents.fonts`)."""
     pdf = _layout(doc, cached_fonts=True)
-    if invoice_fonts.missing_characters(pdf):
+    if fonts.missing_characters(pdf):
         return bytes(_layout(doc, cached_fonts=False).output())
-    return bytes(pdf.output(output_producer_class=invoice_fonts.Producer))
+    return bytes(pdf.output(output_producer_class=fonts.Producer))
 
 
 def _layout(doc: InvoiceDocument, *, cached_fonts: bool) -> _InvoicePDF:

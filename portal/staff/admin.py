@@ -42,7 +42,7 @@ from portal.infra.models import (
 from portal.rules import invoicing, support
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.money import Money
-from portal.staff import actions as staff
+from portal.staff import actions
 
 REFUSALS = {
     "not_found": lazy_gettext("It no longer exists."),
@@ -77,7 +77,7 @@ REFUSALS = {
 }
 
 
-def _message(refused: staff.StaffRefused) -> str:
+def _message(refused: actions.StaffRefused) -> str:
     return (
         str(REFUSALS[refused.code]) % refused.params
         if refused.params
@@ -473,7 +473,7 @@ class Actions(StaffOnly, BaseView):
         if request.method == "POST":
             try:
                 self._subscription_action(sub, action)
-            except staff.StaffRefused as refused:
+            except actions.StaffRefused as refused:
                 error = _message(refused)
                 db.session.expire_all()
                 sub = db.session.get(Subscription, sub_id)
@@ -495,10 +495,10 @@ class Actions(StaffOnly, BaseView):
         note = _note(500)
         now = utcnow()
         if action == "monthly":
-            staff.schedule_monthly(sub_id=sub.id, version=version, actor=current_user, now=now)
+            actions.schedule_monthly(sub_id=sub.id, version=version, actor=current_user, now=now)
         elif action == "free":
             catalogue = current_app.extensions["pakiet.catalogue"]
-            staff.return_to_free(
+            actions.return_to_free(
                 sub_id=sub.id,
                 version=version,
                 free_agents=catalogue.package(PackageCode.FREE).max_agents,
@@ -507,7 +507,7 @@ class Actions(StaffOnly, BaseView):
                 now=now,
             )
         elif action == "extend":
-            staff.extend_period(
+            actions.extend_period(
                 sub_id=sub.id,
                 version=version,
                 days=_int(request.form.get("days")),
@@ -517,7 +517,7 @@ class Actions(StaffOnly, BaseView):
                 today=invoicing.local_today(now),
             )
         else:
-            staff.schedule_currency(
+            actions.schedule_currency(
                 sub_id=sub.id,
                 version=version,
                 currency=(request.form.get("currency") or "").strip().upper()[:3],
@@ -538,7 +538,7 @@ class Actions(StaffOnly, BaseView):
                 now = utcnow()
                 from portal.plugin_api.registry import registry
 
-                result = staff.refund(
+                result = actions.refund(
                     payment_id=payment.id,
                     refunded_seen=_int(request.form.get("refunded_seen")),
                     amount=amount,
@@ -550,7 +550,7 @@ class Actions(StaffOnly, BaseView):
                     now=now,
                     today=invoicing.local_today(now),
                 )
-            except staff.StaffRefused as refused:
+            except actions.StaffRefused as refused:
                 error = _message(refused)
                 db.session.expire_all()
                 payment = db.session.get(Payment, payment_id)
@@ -576,7 +576,7 @@ class Actions(StaffOnly, BaseView):
         if invoice is None:
             abort(404)
         if request.method == "POST":
-            staff.resend_invoice(invoice_id=invoice.id, actor=current_user, now=utcnow())
+            actions.resend_invoice(invoice_id=invoice.id, actor=current_user, now=utcnow())
             return self._done(
                 gettext("Invoice %(number)s sent again.", number=invoice.number),
                 invoice.account_id,
@@ -640,7 +640,7 @@ def _int(text: str | None) -> int:
     try:
         return int((text or "").strip())
     except ValueError:
-        raise staff.StaffRefused("changed") from None
+        raise actions.StaffRefused("changed") from None
 
 
 def _amount(text: str | None, currency: str) -> Money:
@@ -648,7 +648,7 @@ def _amount(text: str | None, currency: str) -> Money:
     try:
         return Money.of(Decimal(cleaned), currency)
     except (InvalidOperation, ValueError):
-        raise staff.StaffRefused("bad_amount") from None
+        raise actions.StaffRefused("bad_amount") from None
 
 
 def init_admin(app: Flask) -> Admin:

@@ -171,9 +171,9 @@ def register(app: Flask) -> None:
         invoices,
         methods,
         pay,
+        refunds,
+        support,
     )
-    from portal.web import refunds as refund_views
-    from portal.web import support as support_views
 
     app.register_blueprint(assets.bp)
     app.register_blueprint(i18n.bp)
@@ -184,9 +184,9 @@ def register(app: Flask) -> None:
     app.register_blueprint(pay.bp)
     app.register_blueprint(methods.bp)
     app.register_blueprint(invoices.bp)
-    app.register_blueprint(refund_views.bp)
+    app.register_blueprint(refunds.bp)
     app.register_blueprint(entitlements.bp)
-    app.register_blueprint(support_views.bp)
+    app.register_blueprint(support.bp)
     from portal.staff.admin import init_admin
 
     init_admin(app)

@@ -20,7 +20,7 @@ from portal.rules import invoicing
 from portal.rules.refunds import offer
 from portal.staff import audit
 from portal.web import format_day, format_minor, htmx_util
-from portal.web import refunds as refund_views
+from portal.web import refunds as refund_pages
 from portal.web.account import current_account
 from portal.web.read_only import read_only
 
@@ -162,7 +162,7 @@ def row_context() -> dict[str, Any]:
 
 def refund_offer(account: Account) -> Payment | None:
     """The one payment a refund may be asked for (R14), looked up once per page."""
-    return offer(account, refund_views.now())
+    return offer(account, refund_pages.now())
 
 
 def _download(body: bytes, filename: str, mimetype: str) -> Response:
