@@ -35,6 +35,7 @@ lint: install
 	$(BIN)/ruff check portal plugins tests scripts
 	$(BIN)/ruff format --check portal plugins tests scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 install: $(STAMPS)/python $(STAMPS)/npm $(MO)
 

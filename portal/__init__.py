@@ -22,7 +22,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     load_config(app, test_config)
     os.makedirs(app.instance_path, exist_ok=True)
 
-    from portal import web
     from portal.cli import register_commands
     from portal.infra import liveness
     from portal.infra.extensions import (
@@ -40,7 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from portal.plugin_api.registry import PluginError, init_plugins
     from portal.rules.catalogue import load_catalogue
     from portal.rules.tax import load_vat_rates
-    from portal.web import auth, read_only
+    from portal.web import auth, read_only, site
 
     liveness.configure(app)
     db.init_app(app)
@@ -64,6 +63,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["pakiet.catalogue"] = catalogue
     app.extensions["pakiet.vat_rates"] = load_vat_rates(app.config["VAT_RATES_PATH"])
 
-    web.register(app)
+    site.register(app)
+    from portal.staff.admin import init_admin
+
+    init_admin(app)  # the staff area, after the customer's pages
     register_commands(app)
     return app

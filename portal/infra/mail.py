@@ -68,8 +68,7 @@ DOCUMENT_FIELDS = ("invoice", "credit_note")
 
 
 def _documents(context: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, bytes, str]]]:
-    from portal.infra.models import Invoice
-    from portal.rules.invoicing import latest_pdf
+    from portal.infra.models import Invoice, latest_pdf
 
     context = dict(context)
     attachments: list[tuple[str, bytes, str]] = []

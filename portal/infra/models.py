@@ -630,3 +630,14 @@ class AuditEntry(db.Model):  # type: ignore[name-defined]
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     note: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+def latest_pdf(invoice_id: int) -> bytes | None:
+    """The PDF of an invoice's latest rendering (a note printed on it makes a new one)."""
+    pdf = db.session.scalar(
+        select(InvoiceRendering.pdf)
+        .where(InvoiceRendering.invoice_id == invoice_id)
+        .order_by(InvoiceRendering.id.desc())
+        .limit(1)
+    )
+    return bytes(pdf) if pdf is not None else None

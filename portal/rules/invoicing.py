@@ -45,6 +45,7 @@ from portal.infra.models import (
     OrderStatus,
     Payment,
     PaymentStatus,
+    latest_pdf,
 )
 from portal.plugin_api.contracts import InvoiceIssued, ProviderError
 from portal.rules import periods
@@ -531,16 +532,6 @@ def render_missing(*, now: dt.datetime) -> int:
             done += 1
             mail.deliver_pending(now=now, key=f"invoice-{invoice_id}")
     return done
-
-
-def latest_pdf(invoice_id: int) -> bytes | None:
-    pdf = db.session.scalar(
-        select(InvoiceRendering.pdf)
-        .where(InvoiceRendering.invoice_id == invoice_id)
-        .order_by(InvoiceRendering.id.desc())
-        .limit(1)
-    )
-    return bytes(pdf) if pdf is not None else None
 
 
 def set_note(*, invoice: Invoice, note: str | None, render: Renderer, now: dt.datetime) -> Invoice:

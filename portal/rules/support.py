@@ -13,7 +13,7 @@ import secrets
 
 from sqlalchemy import select
 
-from portal.infra import mail
+from portal.infra import audit, mail
 from portal.infra.extensions import db
 from portal.infra.models import (
     Account,
@@ -22,7 +22,6 @@ from portal.infra.models import (
     SupportThread,
     User,
 )
-from portal.staff import audit
 
 SUBJECT_LIMIT = 200
 BODY_LIMIT = 5000

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from flask_babel import force_locale, gettext
 from sqlalchemy import select
 
+from portal.infra import audit
 from portal.infra.extensions import db
 from portal.infra.models import (
     Invoice,
@@ -35,7 +36,6 @@ from portal.rules import invoicing, payments
 from portal.rules.catalogue import Catalogue, Period
 from portal.rules.money import Money
 from portal.rules.refunds import back_to_free as _free
-from portal.staff import audit
 
 MAX_EXTENSION_DAYS = 366
 

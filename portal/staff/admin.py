@@ -37,6 +37,7 @@ from portal.infra.models import (
     SupportThread,
     User,
     VatCheck,
+    latest_pdf,
     utcnow,
 )
 from portal.rules import invoicing, support
@@ -588,7 +589,7 @@ class Actions(StaffOnly, BaseView):
         invoice = db.session.get(Invoice, invoice_id)
         if invoice is not None:
             invoicing.ensure_rendered(invoice, now=utcnow())
-        body = invoicing.latest_pdf(invoice_id) if invoice is not None else None
+        body = latest_pdf(invoice_id) if invoice is not None else None
         if invoice is None or body is None:
             abort(404)
         response = Response(body, mimetype="application/pdf")

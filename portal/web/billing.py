@@ -13,12 +13,12 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, Field, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
+from portal.infra import audit
 from portal.infra.extensions import limiter
 from portal.infra.i18n import current_language
 from portal.infra.models import utcnow
 from portal.rules import billing_info, countries, invoicing, vat
 from portal.rules.tax import TaxDecision, decide
-from portal.staff import audit
 from portal.web import htmx_util
 from portal.web.account import current_account
 from portal.web.checkout import pricing, today

@@ -21,6 +21,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext, lazy_gettext
 from flask_login import current_user, login_required
 
+from portal.infra import audit
 from portal.infra.extensions import htmx
 from portal.infra.models import Account, utcnow
 from portal.plugin_api.registry import registry
@@ -29,9 +30,9 @@ from portal.rules.catalogue import Catalogue, PackageCode, Period
 from portal.rules.orders import Pricing
 from portal.rules.pricing import ChangeRefused, Quote, RefusalReason, Selection, fit_conversations
 from portal.rules.tax import TaxDecision
-from portal.staff import audit
-from portal.web import hands_off_to_providers, htmx_util, pay
+from portal.web import htmx_util, pay
 from portal.web.account import current_account
+from portal.web.helpers import hands_off_to_providers
 from portal.web.read_only import read_only
 
 bp = Blueprint("checkout", __name__, url_prefix="/package")

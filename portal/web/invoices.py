@@ -13,15 +13,16 @@ from flask_login import current_user, login_required
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import bindparam, select
 
+from portal.infra import audit
 from portal.infra.extensions import db, htmx
 from portal.infra.i18n import current_language
 from portal.infra.models import Account, Invoice, InvoiceRendering, Payment, utcnow
 from portal.rules import invoicing
 from portal.rules.refunds import offer
-from portal.staff import audit
-from portal.web import format_day, format_minor, htmx_util
+from portal.web import htmx_util
 from portal.web import refunds as refund_pages
 from portal.web.account import current_account
+from portal.web.helpers import format_day, format_minor
 from portal.web.read_only import read_only
 
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")

@@ -11,6 +11,7 @@ from flask_babel import gettext, lazy_gettext
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
+from portal.infra import audit
 from portal.infra.extensions import db
 from portal.infra.i18n import current_language
 from portal.infra.models import Account, PaymentMethod, utcnow
@@ -19,10 +20,10 @@ from portal.rules import orders, payments
 from portal.rules.catalogue import Period
 from portal.rules.money import Money
 from portal.rules.pricing import ChangeRefused, Selection
-from portal.staff import audit
-from portal.web import hands_off_to_providers, htmx_util
+from portal.web import htmx_util
 from portal.web.account import current_account
 from portal.web.checkout import pricing
+from portal.web.helpers import hands_off_to_providers
 from portal.web.pay import UNAVAILABLE, providers, send_to
 
 bp = Blueprint("methods", __name__, url_prefix="/payment-methods")

@@ -11,11 +11,11 @@ from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext
 from flask_login import current_user, login_required
 
+from portal.infra import audit
 from portal.infra.i18n import current_language
 from portal.infra.models import Account, Payment, utcnow
 from portal.plugin_api.contracts import ProviderError
 from portal.rules import refunds
-from portal.staff import audit
 from portal.web.account import current_account
 
 bp = Blueprint("refunds", __name__, url_prefix="/refunds")

@@ -1,0 +1,171 @@
+"""What every page shares: names of statuses, formatting filters, errors, the security policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from babel.dates import format_date as babel_format_date
+from babel.numbers import format_percent
+from flask import render_template
+from flask.typing import ResponseReturnValue
+from flask_babel import format_date, lazy_gettext
+from jinja2 import pass_context
+from jinja2.runtime import Context
+
+from portal.infra.i18n import current_language
+from portal.infra.models import OrderStatus, SubscriptionStatus, SupportStatus
+from portal.rules import periods
+from portal.rules.catalogue import PackageCode, Period
+from portal.rules.money import Money
+
+V = TypeVar("V", bound=Callable[..., Any])
+
+PACKAGE_NAMES = {
+    PackageCode.FREE: lazy_gettext("Free"),
+    PackageCode.STANDARD: lazy_gettext("Standard"),
+    PackageCode.PRO: lazy_gettext("Pro"),
+}
+PERIOD_NAMES = {Period.MONTH: lazy_gettext("Monthly"), Period.YEAR: lazy_gettext("Yearly")}
+STATUS_NAMES = {
+    SubscriptionStatus.ACTIVE: lazy_gettext("Active"),
+    SubscriptionStatus.PAST_DUE: lazy_gettext("Payment failed"),
+    SubscriptionStatus.SUSPENDED: lazy_gettext("Suspended"),
+}
+
+SUPPORT_STATUS_NAMES = {
+    SupportStatus.OPEN: lazy_gettext("Waiting for our answer"),
+    SupportStatus.ANSWERED: lazy_gettext("Answered"),
+    SupportStatus.CLOSED: lazy_gettext("Closed"),
+}
+
+ORDER_STATUS_NAMES = {
+    OrderStatus.PENDING: lazy_gettext("Awaiting payment"),
+    OrderStatus.PAID: lazy_gettext("Paid"),
+    OrderStatus.FAILED: lazy_gettext("Payment failed"),
+    OrderStatus.REFUNDED: lazy_gettext("Refunded"),
+    OrderStatus.SUPERSEDED: lazy_gettext("Replaced by a new price"),
+}
+
+ERROR_MESSAGES = {
+    400: lazy_gettext("The request could not be understood. Please check what you sent."),
+    403: lazy_gettext("You do not have access to this page."),
+    404: lazy_gettext("We could not find this page."),
+    405: lazy_gettext("This address does not accept that kind of request."),
+    429: lazy_gettext("Too many attempts. Please wait a minute and try again."),
+    500: lazy_gettext("Something went wrong on our side. Nothing was charged; please try again."),
+}
+
+
+def content_security_policy(form_origins: Iterable[str] = ()) -> str:
+    """The pages' policy: everything from the portal itself. ``form_origins`` are the
+    payment providers' hosted pages, allowed as ``form-action`` targets on the pages whose
+    forms lead there (browsers apply ``form-action`` to the redirect that follows a POST)."""
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            " ".join(["form-action 'self'", *form_origins]),
+            "base-uri 'self'",
+            "object-src 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
+HANDS_OFF = "_pakiet_hands_off_to_providers"
+
+
+def hands_off_to_providers(view: V) -> V:
+    """Mark a view whose page holds a form that may end at a payment provider's page
+    (Pay, add a method): its policy allows the providers' origins as form targets."""
+    setattr(view, HANDS_OFF, True)
+    return view
+
+
+def format_money(value: Money | None, language: str | None = None) -> str:
+    return value.format(language or current_language()) if value is not None else "—"
+
+
+def format_minor(minor: int, currency: str, language: str | None = None) -> str:
+    return format_money(Money(int(minor), currency), language)
+
+
+def format_rate(rate: Decimal | str, language: str | None = None) -> str:
+    return format_percent(Decimal(rate), "#,##0.##%", locale=language or current_language())
+
+
+def format_day(value: dt.date | str | None, language: str | None = None) -> str:
+    if isinstance(value, str):
+        value = dt.date.fromisoformat(value)
+    if value is None:
+        return "—"
+    if type(value) is dt.date and language:  # a calendar day: no time zone to apply
+        return _long_date(value, language)
+    return str(format_date(value, "long"))
+
+
+@lru_cache(maxsize=4096)
+def _long_date(value: dt.date, language: str) -> str:
+    """Babel's date formatting is pure and slow; lists repeat the same days."""
+    return babel_format_date(value, "long", locale=language)
+
+
+# The template filters take the language from the rendering's context (set once per
+# rendering by ``template_globals``) instead of asking Flask-Babel for every value.
+
+
+@pass_context
+def _money_filter(context: Context, value: Money | None) -> str:
+    return format_money(value, context.get("current_language"))
+
+
+@pass_context
+def _minor_filter(context: Context, minor: int, currency: str) -> str:
+    return format_minor(minor, currency, context.get("current_language"))
+
+
+@pass_context
+def _rate_filter(context: Context, rate: Decimal | str) -> str:
+    return format_rate(rate, context.get("current_language"))
+
+
+def _last_day_filter(end: dt.date | str, start: dt.date | str) -> dt.date:
+    """``end`` (exclusive, as stored) as the period's last day: ``end | last_day(start)``."""
+    return periods.last_day(_as_date(start), _as_date(end))
+
+
+def _as_date(value: dt.date | str) -> dt.date:
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value
+
+
+@pass_context
+def _day_filter(context: Context, value: dt.date | str | None) -> str:
+    return format_day(value, context.get("current_language"))
+
+
+def render_error(code: int, message: str | None = None) -> ResponseReturnValue:
+    text = message or str(ERROR_MESSAGES.get(code, ERROR_MESSAGES[400]))
+    return render_template("error.html", code=code, message=text), code
+
+
+def lifecycle_banner() -> Any:
+    """The R10 banner (a ``lifecycle.Banner``) for the customer's pages, or None."""
+    from flask import current_app
+    from flask_login import current_user
+
+    from portal.infra.models import Subscription, utcnow
+    from portal.rules import lifecycle
+
+    if not current_user.is_authenticated or current_user.account is None:
+        return None
+    sub = current_user.account.subscription  # loaded with the user (auth.load_user)
+    settings = lifecycle.settings_for(current_app)
+    return lifecycle.banner(sub if isinstance(sub, Subscription) else None, utcnow(), settings)

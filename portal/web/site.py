@@ -1,0 +1,118 @@
+"""The web layer put together: blueprints, template filters and globals, error pages and the
+security headers of every response (called once by :func:`portal.create_app`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, request
+from flask.typing import ResponseReturnValue
+from flask_babel import format_datetime, gettext
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from portal.infra.i18n import current_language, template_translations
+from portal.web.helpers import (
+    CONTENT_SECURITY_POLICY,
+    HANDS_OFF,
+    ORDER_STATUS_NAMES,
+    PACKAGE_NAMES,
+    PERIOD_NAMES,
+    STATUS_NAMES,
+    SUPPORT_STATUS_NAMES,
+    _day_filter,
+    _last_day_filter,
+    _minor_filter,
+    _money_filter,
+    _rate_filter,
+    content_security_policy,
+    lifecycle_banner,
+    render_error,
+)
+
+
+def register(app: Flask) -> None:
+    from portal.infra import i18n
+    from portal.rules import countries
+    from portal.web import (
+        account,
+        assets,
+        auth,
+        billing,
+        checkout,
+        entitlements,
+        invoices,
+        methods,
+        pay,
+        refunds,
+        support,
+    )
+
+    app.register_blueprint(assets.bp)
+    app.register_blueprint(i18n.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(checkout.bp)
+    app.register_blueprint(billing.bp)
+    app.register_blueprint(pay.bp)
+    app.register_blueprint(methods.bp)
+    app.register_blueprint(invoices.bp)
+    app.register_blueprint(refunds.bp)
+    app.register_blueprint(entitlements.bp)
+    app.register_blueprint(support.bp)
+
+    app.jinja_env.filters["money"] = _money_filter
+    app.jinja_env.filters["day"] = _day_filter
+    app.jinja_env.filters["last_day"] = _last_day_filter
+    app.jinja_env.filters["minor"] = _minor_filter
+    app.jinja_env.filters["rate"] = _rate_filter
+    app.jinja_env.filters["datetime"] = format_datetime
+    app.jinja_env.filters["country_name"] = lambda code: countries.name(code, current_language())
+    app.jinja_env.globals["describe_method"] = pay.describe
+    app.jinja_env.globals["payment_failure"] = pay.failure_message
+    app.jinja_env.globals["lifecycle_banner"] = lifecycle_banner
+
+    @app.context_processor
+    def template_globals() -> dict[str, Any]:
+        return {
+            **template_translations(),
+            "current_language": current_language(),
+            "languages": {"pl": "Polski", "en": "English"},
+            "package_names": PACKAGE_NAMES,
+            "period_names": PERIOD_NAMES,
+            "status_names": STATUS_NAMES,
+            "order_status_names": ORDER_STATUS_NAMES,
+            "support_status_names": SUPPORT_STATUS_NAMES,
+        }
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> ResponseReturnValue:
+        return render_error(
+            400, gettext("This form has expired. Please reload the page and try again.")
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
+        code = exc.code or 500
+        if code < 400:
+            return exc
+        return render_error(code)
+
+    @app.errorhandler(500)
+    def server_error(exc: Exception) -> ResponseReturnValue:
+        return render_error(500)
+
+    from portal.plugin_api.registry import registry
+
+    handing_off = content_security_policy(registry(app).hosted_origins)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        view = app.view_functions.get(request.endpoint or "")
+        policy = handing_off if getattr(view, HANDS_OFF, False) else CONTENT_SECURITY_POLICY
+        response.headers.setdefault("Content-Security-Policy", policy)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
