@@ -38,7 +38,6 @@ from fpdf.output import PDFICCProfile
 from lxml import etree
 from PIL import ImageCms
 
-from portal.documents import fonts
 from portal.documents.facturx import exemption_reason, strip_controls, to_cii_xml
 from portal.documents.invoice import DocumentKind, InvoiceDocument, Party, VatCategory
 from portal.rules import periods
@@ -219,15 +218,15 @@ def _party_lines(doc: InvoiceDocument, party: Party) -> list[str]:
 
 
 class _InvoicePDF(FPDF):
-    def __init__(self, *, cached_fonts: bool = True) -> None:
+    def __init__(self) -> None:
         super().__init__(orientation="P", unit="mm", format="A4")
+        # fpdf2's public font API: it embeds each style subset to the glyphs the document
+        # uses (fontTools). A document is rendered once and stored, so the ~70 ms this costs
+        # over the hand-made subsetting of earlier versions buys an fpdf2 that can be
+        # upgraded (docs/performance.md).
         regular, bold = _font_files()
-        if cached_fonts:  # parsed once per process, cheap to embed (portal.documents.fonts)
-            fonts.document_font(self, regular, FONT_FAMILY, "")
-            fonts.document_font(self, bold, FONT_FAMILY, "B")
-        else:
-            self.add_font(FONT_FAMILY, "", str(regular))
-            self.add_font(FONT_FAMILY, "B", str(bold))
+        self.add_font(FONT_FAMILY, "", str(regular))
+        self.add_font(FONT_FAMILY, "B", str(bold))
         self.set_margins(15, 15, 15)
         self.set_auto_page_break(auto=True, margin=15)
 
@@ -268,20 +267,13 @@ def _table(
 
 
 def render_pdf(doc: InvoiceDocument) -> bytes:
-    """The invoice as a plain PDF (no XML yet): see :func:`render` for the Factur-X file.
-
-    Laid out with the fonts cut down to the portal's usual characters; a document that
-    needs a glyph beyond them is laid out again with the full fonts (same text, widths
-    and positions: see :mod:`portal.documents.fonts`)."""
-    pdf = _layout(doc, cached_fonts=True)
-    if fonts.missing_characters(pdf):
-        return bytes(_layout(doc, cached_fonts=False).output())
-    return bytes(pdf.output(output_producer_class=fonts.Producer))
+    """The invoice as a plain PDF (no XML yet): see :func:`render` for the Factur-X file."""
+    return bytes(_layout(doc).output())
 
 
-def _layout(doc: InvoiceDocument, *, cached_fonts: bool) -> _InvoicePDF:
+def _layout(doc: InvoiceDocument) -> _InvoicePDF:
     labels = _labels(doc)
-    pdf = _InvoicePDF(cached_fonts=cached_fonts)
+    pdf = _InvoicePDF()
     # A fixed creation date (the issue date) keeps two renderings byte-comparable.
     pdf.set_creation_date(dt.datetime.combine(doc.issue_date, dt.time(), dt.UTC))
     pdf.set_lang(_locale(doc))
