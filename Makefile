@@ -26,8 +26,7 @@ run: install demo-db
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The journeys alone (tests/journeys; also part of `make test`): see README "Journeys in a
-# real browser".
+# The journeys alone (tests/journeys; also part of `make test`): see docs/testing.md.
 journeys: install
 	$(BIN)/python -m pytest tests/journeys $(PYTEST_ARGS)
 
@@ -63,7 +62,7 @@ translations-extract: install
 	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching --width 100
 
 # Throughput and latency of the portal against a bare Flask app, on PostgreSQL (database
-# pakiet_bench at 127.0.0.1:5432, created and dropped) and SQLite: see README "Performance".
+# pakiet_bench at 127.0.0.1:5432, created and dropped) and SQLite: see docs/performance.md.
 bench: install
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 

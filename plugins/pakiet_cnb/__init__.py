@@ -24,13 +24,13 @@ non-retryable one.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 from pakiet_cnb.client import CURRENCIES, DEFAULT_BASE_URL, DEFAULT_TIMEOUT, CnbClient
 from portal.plugin_api.contracts import ExchangeRate, PluginConfig
 from portal.plugin_api.hookspecs import hookimpl
+from portal.plugin_api.http import Clients, enabled_setting, service_settings
 
 __version__ = "1.0.0"
 
@@ -39,42 +39,26 @@ QUOTE = "CZK"
 
 # One client per (base_url, timeout), kept for the process: its cache of published fixings
 # outlives a single hook call.
-_clients: dict[tuple[str, float], CnbClient] = {}
-_clients_lock = threading.Lock()
+_clients = Clients(CnbClient)
 
 
 def settings(config: Mapping[str, Any]) -> tuple[bool, str, float]:
     """``(enabled, base_url, timeout)`` from the plugin's settings, checked."""
-    enabled = config.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ValueError(f"cnb.enabled must be true or false, got {enabled!r}")
-    base_url = config.get("base_url", DEFAULT_BASE_URL)
-    if not isinstance(base_url, str):
-        raise ValueError(f"cnb.base_url must be a URL, got {base_url!r}")
-    raw = config.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise ValueError(f"cnb.timeout must be a number of seconds, got {raw!r}")
-    try:
-        timeout = float(raw)
-    except ValueError:
-        raise ValueError(f"cnb.timeout must be a number of seconds, got {raw!r}") from None
+    enabled = enabled_setting("cnb", config)
+    base_url, timeout = service_settings(
+        "cnb", config, default_base_url=DEFAULT_BASE_URL, default_timeout=DEFAULT_TIMEOUT
+    )
     return enabled, base_url, timeout
 
 
 def client(base_url: str = DEFAULT_BASE_URL, timeout: float = DEFAULT_TIMEOUT) -> CnbClient:
     """The process's client for ``base_url`` (created on first use)."""
-    key = (base_url.rstrip("/"), timeout)
-    with _clients_lock:
-        found = _clients.get(key)
-        if found is None:
-            found = _clients[key] = CnbClient(base_url, timeout)
-        return found
+    return _clients.get(base_url, timeout)
 
 
 def forget_clients() -> None:
     """Drop every client and so its cache (tests whose emulators reuse a port)."""
-    with _clients_lock:
-        _clients.clear()
+    _clients.clear()
 
 
 def rate_before(cnb: CnbClient, base: str, on_date: dt.date) -> ExchangeRate:

@@ -29,17 +29,16 @@ Published fixings never change: each one is cached in-process per day asked for.
 from __future__ import annotations
 
 import datetime as dt
-import http.client
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from portal.plugin_api.contracts import ProviderError
+from portal.plugin_api.http import checked_base_url, fetch, service_error, status_error
 
 DEFAULT_BASE_URL = "https://www.cnb.cz"
 DEFAULT_TIMEOUT = 5.0
@@ -59,6 +58,7 @@ CURRENCIES = frozenset(
     "RON SEK SGD THB TRY USD XDR ZAR".split()
 )
 
+_HEADERS = {"Accept": "text/plain", "User-Agent": "Pakiet-exchange-rates/1.0"}
 _MONTHS = {
     name: number
     for number, name in enumerate(
@@ -102,7 +102,7 @@ class CnbRate:
 
 
 def _error(message: str, code: str, *, retryable: bool = True) -> ProviderError:
-    return ProviderError(f"ČNB: {message}", code=code, retryable=retryable)
+    return service_error("ČNB", message, code, retryable=retryable)
 
 
 class CnbClient:
@@ -116,12 +116,7 @@ class CnbClient:
         *,
         today: Callable[[], dt.date] = prague_today,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"ČNB base URL must be http(s)://host/...: {base_url!r}")
-        if not 0 < timeout <= 60:
-            raise ValueError(f"ČNB timeout must be between 0 and 60 seconds: {timeout!r}")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_base_url("ČNB", base_url, timeout)
         self.timeout = timeout
         self.today = today
         self._cache: dict[dt.date, Fixing] = {}  # day asked for -> the fixing in force
@@ -167,18 +162,16 @@ class CnbClient:
         today = self.today()
         if day > today:
             raise _error(f"the fixing of {day.isoformat()} is not declared yet", "not_published")
-        status, raw = self._get(
-            f"{DAILY_PATH}?date={day:%d.%m.%Y}", time.monotonic() + self.timeout
+        status, raw = fetch(
+            "ČNB",
+            self.base_url,
+            f"{DAILY_PATH}?date={day:%d.%m.%Y}",
+            deadline=time.monotonic() + self.timeout,
+            headers=_HEADERS,
+            max_bytes=MAX_REPLY_BYTES,
         )
-        if status >= 500 or status == 429:
-            raise _error(f"HTTP {status} for {day.isoformat()}", f"http_{status}")
         if status != 200:
-            excerpt = raw[:120].decode("utf-8", "replace").strip()
-            raise _error(
-                f"HTTP {status} for {day.isoformat()}: {excerpt!r}",
-                f"http_{status}",
-                retryable=False,
-            )
+            raise status_error("ČNB", status, raw, day.isoformat())
         fixing = parse_daily(raw)
         if fixing.date > day:
             raise _error(
@@ -206,49 +199,6 @@ class CnbClient:
     def clear_cache(self) -> None:
         with self._lock:
             self._cache.clear()
-
-    # -- HTTP ------------------------------------------------------------------------------
-
-    def _get(self, path: str, deadline: float) -> tuple[int, bytes]:
-        """One GET, every socket operation limited to what is left of ``deadline``."""
-
-        def remaining() -> float:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _error("no answer within the timeout", "timeout")
-            return left
-
-        parts = urlsplit(self.base_url + path)
-        connection_class = (
-            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        )
-        connection = connection_class(parts.hostname or "", parts.port, timeout=remaining())
-        headers = {"Accept": "text/plain", "User-Agent": "Pakiet-exchange-rates/1.0"}
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        try:
-            connection.request("GET", target, headers=headers)
-            if connection.sock is not None:
-                connection.sock.settimeout(remaining())
-            response = connection.getresponse()
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                if connection.sock is not None:
-                    connection.sock.settimeout(remaining())
-                chunk = response.read1(8192)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > MAX_REPLY_BYTES:
-                    raise _error("the reply is too long", "garbage")
-                chunks.append(chunk)
-            return response.status, b"".join(chunks)
-        except TimeoutError:
-            raise _error("no answer within the timeout", "timeout") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise _error(f"cannot reach {self.base_url}: {exc}", "network") from None
-        finally:
-            connection.close()
 
 
 def per_unit(rate: Decimal, amount: int) -> Decimal:

@@ -21,7 +21,6 @@ day; so is "no table" for a day that is over in Warsaw.
 from __future__ import annotations
 
 import datetime as dt
-import http.client
 import json
 import re
 import threading
@@ -30,10 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from portal.plugin_api.contracts import ProviderError
+from portal.plugin_api.http import checked_base_url, fetch, service_error, status_error
 
 DEFAULT_BASE_URL = "https://api.nbp.pl"
 DEFAULT_TIMEOUT = 5.0
@@ -51,6 +50,7 @@ TABLE_A = frozenset(
     "PHP RON SEK SGD THB TRY UAH USD XDR ZAR".split()
 )
 
+_HEADERS = {"Accept": "application/json", "User-Agent": "Pakiet-exchange-rates/1.0"}
 _TABLE_NO = re.compile(r"^\d{1,3}/A/NBP/\d{4}$")
 try:
     _WARSAW: dt.tzinfo = ZoneInfo("Europe/Warsaw")
@@ -74,7 +74,7 @@ class NbpRate:
 
 
 def _error(message: str, code: str, *, retryable: bool = True) -> ProviderError:
-    return ProviderError(f"NBP: {message}", code=code, retryable=retryable)
+    return service_error("NBP", message, code, retryable=retryable)
 
 
 class NbpClient:
@@ -88,12 +88,7 @@ class NbpClient:
         *,
         today: Callable[[], dt.date] = warsaw_today,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"NBP base URL must be http(s)://host/...: {base_url!r}")
-        if not 0 < timeout <= 60:
-            raise ValueError(f"NBP timeout must be between 0 and 60 seconds: {timeout!r}")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_base_url("NBP", base_url, timeout)
         self.timeout = timeout
         self.today = today
         # (code, day) -> the day's rate, or None: NBP published no table that day.
@@ -142,7 +137,14 @@ class NbpClient:
         if deadline is None:
             deadline = time.monotonic() + self.timeout
         path = f"/api/exchangerates/rates/a/{code.lower()}/{day.isoformat()}/?format=json"
-        status, raw = self._get(path, deadline)
+        status, raw = fetch(
+            "NBP",
+            self.base_url,
+            path,
+            deadline=deadline,
+            headers=_HEADERS,
+            max_bytes=MAX_REPLY_BYTES,
+        )
         if status == 404 and b"Brak danych" in raw:
             if day >= today:
                 # Today's table comes out around noon: no table *yet* is not "no table".
@@ -152,16 +154,10 @@ class NbpClient:
             rate = None
         elif status == 200:
             rate = _parse(raw, code, day)
-        elif status >= 500 or status == 429:
-            raise _error(f"HTTP {status} for {code} on {day.isoformat()}", f"http_{status}")
         else:
-            # Our request is wrong (400, a 404 that is not NBP's "no data"): no retry helps.
-            excerpt = raw[:120].decode("utf-8", "replace").strip()
-            raise _error(
-                f"HTTP {status} for {code} on {day.isoformat()}: {excerpt!r}",
-                f"http_{status}",
-                retryable=False,
-            )
+            # 5xx and 429 are retryable; our request is wrong for any other status (400, a
+            # 404 that is not NBP's "no data"): no retry helps.
+            raise status_error("NBP", status, raw, f"{code} on {day.isoformat()}")
         with self._lock:
             if len(self._cache) >= MAX_CACHE:
                 self._cache.clear()
@@ -171,50 +167,6 @@ class NbpClient:
     def clear_cache(self) -> None:
         with self._lock:
             self._cache.clear()
-
-    # -- HTTP ------------------------------------------------------------------------------
-
-    def _get(self, path: str, deadline: float) -> tuple[int, bytes]:
-        """One GET, every socket operation limited to what is left of ``deadline`` (a
-        server that trickles its reply cannot stretch it)."""
-
-        def remaining() -> float:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _error("no answer within the timeout", "timeout")
-            return left
-
-        parts = urlsplit(self.base_url + path)
-        connection_class = (
-            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        )
-        connection = connection_class(parts.hostname or "", parts.port, timeout=remaining())
-        headers = {"Accept": "application/json", "User-Agent": "Pakiet-exchange-rates/1.0"}
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        try:
-            connection.request("GET", target, headers=headers)
-            if connection.sock is not None:
-                connection.sock.settimeout(remaining())
-            response = connection.getresponse()
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                if connection.sock is not None:
-                    connection.sock.settimeout(remaining())
-                chunk = response.read1(8192)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > MAX_REPLY_BYTES:
-                    raise _error("the reply is too long", "garbage")
-                chunks.append(chunk)
-            return response.status, b"".join(chunks)
-        except TimeoutError:
-            raise _error("no answer within the timeout", "timeout") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise _error(f"cannot reach {self.base_url}: {exc}", "network") from None
-        finally:
-            connection.close()
 
 
 def _parse(raw: bytes, code: str, day: dt.date) -> NbpRate:

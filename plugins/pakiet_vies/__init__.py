@@ -25,6 +25,7 @@ from pakiet_vies.client import (
 )
 from portal.plugin_api.contracts import PluginConfig, VatCheck, VatStatus, VatValidator
 from portal.plugin_api.hookspecs import hookimpl
+from portal.plugin_api.http import service_settings
 
 __version__ = "1.0.0"
 
@@ -91,17 +92,9 @@ def _checked_at(answer: ViesAnswer, now: dt.datetime) -> dt.datetime:
 
 def settings(config: Mapping[str, Any]) -> tuple[str, float]:
     """``(base_url, timeout)`` from the plugin's settings, checked."""
-    base_url = config.get("base_url", DEFAULT_BASE_URL)
-    if not isinstance(base_url, str):
-        raise ValueError(f"vies.base_url must be a URL, got {base_url!r}")
-    raw = config.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise ValueError(f"vies.timeout must be a number of seconds, got {raw!r}")
-    try:
-        timeout = float(raw)
-    except ValueError:
-        raise ValueError(f"vies.timeout must be a number of seconds, got {raw!r}") from None
-    return base_url, timeout
+    return service_settings(
+        "vies", config, default_base_url=DEFAULT_BASE_URL, default_timeout=DEFAULT_TIMEOUT
+    )
 
 
 @hookimpl

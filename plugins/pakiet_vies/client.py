@@ -21,14 +21,16 @@ never make a number "invalid".
 from __future__ import annotations
 
 import datetime as dt
-import http.client
 import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
+
+from portal.plugin_api.contracts import ProviderError
+from portal.plugin_api.http import checked_base_url, fetch
 
 DEFAULT_BASE_URL = "https://ec.europa.eu/taxation_customs/vies/rest-api"
 DEFAULT_TIMEOUT = 5.0
@@ -84,12 +86,7 @@ class ViesClient:
     seconds in total (connecting, sending, waiting and reading together)."""
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, timeout: float = DEFAULT_TIMEOUT):
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"VIES base URL must be http(s)://host/...: {base_url!r}")
-        if not 0 < timeout <= 60:
-            raise ValueError(f"VIES timeout must be between 0 and 60 seconds: {timeout!r}")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_base_url("VIES", base_url, timeout)
         self.timeout = timeout
 
     # -- checks --------------------------------------------------------------------------
@@ -188,48 +185,25 @@ class ViesClient:
     def _exchange(
         self, method: str, path: str, payload: bytes | None, deadline: float
     ) -> tuple[int, bytes]:
-        """One request, every socket operation limited to what is left of ``deadline``
-        (a server that trickles its reply byte by byte cannot stretch it)."""
-
-        def remaining() -> float:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ViesUnavailable("timeout")
-            return left
-
-        parts = urlsplit(self.base_url + path)
-        connection_class = (
-            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        )
-        connection = connection_class(parts.hostname or "", parts.port, timeout=remaining())
+        """One request, bounded by ``deadline`` (see :func:`portal.plugin_api.http.fetch`);
+        what goes wrong on the way is :class:`ViesUnavailable`, ``timeout``, ``network``
+        or ``garbage`` (a reply too long to be VIES's)."""
         headers = {"Accept": "application/json", "User-Agent": "Pakiet-VAT-check/1.0"}
         if payload is not None:
             headers["Content-Type"] = "application/json"
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
         try:
-            connection.request(method, target, body=payload, headers=headers)
-            if connection.sock is not None:
-                connection.sock.settimeout(remaining())
-            response = connection.getresponse()
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                if connection.sock is not None:
-                    connection.sock.settimeout(remaining())
-                chunk = response.read1(8192)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > MAX_REPLY_BYTES:
-                    raise ViesUnavailable("garbage")
-                chunks.append(chunk)
-            return response.status, b"".join(chunks)
-        except TimeoutError:
-            raise ViesUnavailable("timeout") from None
-        except (OSError, http.client.HTTPException):
-            raise ViesUnavailable("network") from None
-        finally:
-            connection.close()
+            return fetch(
+                "VIES",
+                self.base_url,
+                path,
+                deadline=deadline,
+                headers=headers,
+                method=method,
+                body=payload,
+                max_bytes=MAX_REPLY_BYTES,
+            )
+        except ProviderError as exc:
+            raise ViesUnavailable(exc.code or "network") from None
 
 
 def _error_code(data: Mapping[str, Any]) -> str | None:

@@ -13,21 +13,27 @@ In Python::
         vies.set_outcome("PL6351396937", VALID)  # MS_UNAVAILABLE until now
 
 From a shell: ``python -m pakiet_vies.emulator --port 12113 [--latency 0.2]``.
+
+The server, the request log, the latency, the faults (``fail_next``) and the command line
+are the plugin authors' kit, :mod:`portal.testing.emulator`.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import itertools
 import json
 import re
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from portal.testing.emulator import (
+    Emulator,
+    EmulatorHandler,
+    EmulatorState,
+    run_from_command_line,
+)
 
 VALID = "VALID"
 INVALID = "INVALID"
@@ -98,140 +104,27 @@ _MS_PATH = re.compile(r"^/ms/([A-Za-z]{2})/vat/([^/]+)$")
 
 
 @dataclass
-class Seen:
-    """One request the emulator answered (tests assert what the client sent)."""
-
-    method: str
-    path: str
-    body: Any = None
-
-
-@dataclass
-class _State:
+class _State(EmulatorState):
     numbers: dict[str, Entry]
-    latency: float
     unavailable: set[str] = field(default_factory=set)
-    requests: list[Seen] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    stopping: threading.Event = field(default_factory=threading.Event)
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
 
-class ViesEmulator:
-    """The emulator as a server on ``127.0.0.1`` (``port=0`` picks a free port).
-
-    :param latency: seconds to wait before every answer.
-    :param numbers: the registry; default a copy of :data:`NUMBERS`.
-    """
-
-    def __init__(
-        self, latency: float = 0.0, port: int = 0, numbers: dict[str, Entry] | None = None
-    ) -> None:
-        self._state = _State(numbers=dict(numbers or NUMBERS), latency=latency)
-        self._port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- control -------------------------------------------------------------------------
-
-    def start(self) -> ViesEmulator:
-        state = self._state
-
-        class Handler(_Handler):
-            pass
-
-        Handler.state = state
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},  # so that stop() returns at once
-            name="vies-emulator",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._state.stopping.set()  # wakes handlers that are sleeping or trickling
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> ViesEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the emulator is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    @property
-    def requests(self) -> list[Seen]:
-        with self._state.lock:
-            return list(self._state.requests)
-
-    @property
-    def latency(self) -> float:
-        return self._state.latency
-
-    @latency.setter
-    def latency(self, seconds: float) -> None:
-        self._state.latency = seconds
-
-    def set_outcome(
-        self, number: str, outcome: str, name: str = "---", address: str = "---"
-    ) -> None:
-        """Make the registry answer ``outcome`` for ``number`` (with its prefix) from now
-        on: ``VALID``, ``INVALID``, an error code, ``GARBAGE`` or ``TRICKLE``."""
-        with self._state.lock:
-            self._state.numbers[number.upper()] = Entry(outcome, name, address)
-
-    def set_available(self, country: str, available: bool) -> None:
-        """Take a member state's registry down (every number answers MS_UNAVAILABLE)."""
-        with self._state.lock:
-            if available:
-                self._state.unavailable.discard(country.upper())
-            else:
-                self._state.unavailable.add(country.upper())
-
-    def clear_requests(self) -> None:
-        with self._state.lock:
-            self._state.requests.clear()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    state: _State
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests read :attr:`ViesEmulator.requests` instead."""
+class _Handler(EmulatorHandler[_State]):
+    garbage_page = b"<html><body>Service temporarily unavailable</body></html>"
 
     # -- routes --------------------------------------------------------------------------
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
-        self._record(None)
-        if self._wait(self.state.latency):
+        if self.begin():
             return
         if path == "/check-status":
             self._check_status()
             return
         match = _MS_PATH.match(path)
         if match is None:
-            self._send(404, {"actionSucceed": False, "errorWrappers": [{"error": "NOT_FOUND"}]})
+            self.send_json(404, {"actionSucceed": False, "errorWrappers": [{"error": "NOT_FOUND"}]})
             return
         country, number = match.group(1).upper(), unquote(match.group(2)).upper()
         self._ms_vat(country, number)
@@ -244,11 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):
             body = None
-        self._record(body)
-        if self._wait(self.state.latency):
+        if self.begin(body):
             return
         if path != "/check-vat-number":
-            self._send(404, {"actionSucceed": False, "errorWrappers": [{"error": "NOT_FOUND"}]})
+            self.send_json(404, {"actionSucceed": False, "errorWrappers": [{"error": "NOT_FOUND"}]})
             return
         if not isinstance(body, dict) or not all(
             isinstance(body.get(key), str) and body.get(key) for key in ("countryCode", "vatNumber")
@@ -266,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
             {"countryCode": code, "availability": "Unavailable" if code in down else "Available"}
             for code in MEMBER_STATES
         ]
-        self._send(200, {"vow": {"available": True}, "countries": countries})
+        self.send_json(200, {"vow": {"available": True}, "countries": countries})
 
     def _lookup(self, country: str, number: str) -> Entry:
         with self.state.lock:
@@ -276,7 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _ms_vat(self, country: str, number: str) -> None:
         if country not in MEMBER_STATES or not number.isalnum():
-            self._send(200, self._ms_body(False, "INVALID_INPUT", country, number))
+            self.send_json(200, self._ms_body(False, "INVALID_INPUT", country, number))
             return
         entry = self._lookup(country, number)
         if self._misbehave(entry):
@@ -286,10 +178,10 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._ms_body(valid, entry.outcome, country, number)
             if valid:
                 body.update(name=entry.name, address=entry.address)
-            self._send(200, body)
+            self.send_json(200, body)
             return
         # VIES's GET reports errors with HTTP 200, "isValid": false and the code.
-        self._send(200, self._ms_body(False, entry.outcome, country, number))
+        self.send_json(200, self._ms_body(False, entry.outcome, country, number))
 
     def _check_vat_number(self, body: dict[str, Any]) -> None:
         country, number = str(body["countryCode"]).upper(), str(body["vatNumber"]).upper()
@@ -311,7 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(POST_ERROR_STATUS.get(entry.outcome, 500), entry.outcome)
             return
         valid = entry.outcome == VALID
-        self._send(
+        self.send_json(
             200,
             {
                 "countryCode": country,
@@ -366,51 +258,54 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _misbehave(self, entry: Entry) -> bool:
         if entry.outcome == GARBAGE:
-            self._send_raw(200, b"<html><body>Service temporarily unavailable</body></html>")
+            self.send_body(200, self.garbage_page, self.garbage_type)
             return True
         if entry.outcome == TRICKLE:
             body = json.dumps({"valid": True, "requestIdentifier": "SLOW"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            for byte in body:
-                if self._wait(0.5):
-                    return True
-                try:
-                    self.wfile.write(bytes([byte]))
-                    self.wfile.flush()
-                except OSError:  # the client gave up, as it should
-                    return True
+            self.send_trickle(200, body, "application/json")
             return True
         return False
 
-    # -- plumbing ------------------------------------------------------------------------
-
-    def _wait(self, seconds: float) -> bool:
-        """Sleep; ``True`` when the emulator is stopping (then answer nothing)."""
-        return seconds > 0 and self.state.stopping.wait(seconds)
-
-    def _record(self, body: Any) -> None:
-        with self.state.lock:
-            self.state.requests.append(Seen(self.command, self.path, body))
-
     def _error(self, status: int, code: str) -> None:
         envelope = {"actionSucceed": False, "errorWrappers": [{"error": code, "message": None}]}
-        self._send(status, envelope)
+        self.send_json(status, envelope)
 
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        self._send_raw(status, json.dumps(body, ensure_ascii=False).encode(), "application/json")
 
-    def _send_raw(self, status: int, body: bytes, content_type: str = "text/html") -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:  # the client timed out and closed the connection
-            pass
+class ViesEmulator(Emulator[_State]):
+    """The emulator as a server on ``127.0.0.1`` (``port=0`` picks a free port); see
+    :class:`~portal.testing.emulator.Emulator` for ``start()``, ``stop()``, ``base_url``,
+    ``requests``, ``latency`` and ``fail_next()``.
+
+    :param latency: seconds to wait before every answer.
+    :param numbers: the registry; default a copy of :data:`NUMBERS`.
+    """
+
+    name = "vies"
+    title = "VIES"
+    handler = _Handler
+
+    def __init__(
+        self, latency: float = 0.0, port: int = 0, numbers: dict[str, Entry] | None = None
+    ) -> None:
+        super().__init__(_State(numbers=dict(numbers or NUMBERS), latency=latency), port)
+
+    # -- test controls ---------------------------------------------------------------------
+
+    def set_outcome(
+        self, number: str, outcome: str, name: str = "---", address: str = "---"
+    ) -> None:
+        """Make the registry answer ``outcome`` for ``number`` (with its prefix) from now
+        on: ``VALID``, ``INVALID``, an error code, ``GARBAGE`` or ``TRICKLE``."""
+        with self.state.lock:
+            self.state.numbers[number.upper()] = Entry(outcome, name, address)
+
+    def set_available(self, country: str, available: bool) -> None:
+        """Take a member state's registry down (every number answers MS_UNAVAILABLE)."""
+        with self.state.lock:
+            if available:
+                self.state.unavailable.discard(country.upper())
+            else:
+                self.state.unavailable.add(country.upper())
 
 
 def _now() -> str:
@@ -418,18 +313,7 @@ def _now() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="VIES REST API emulator")
-    parser.add_argument("--port", type=int, default=12113)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
-    args = parser.parse_args(argv)
-    emulator = ViesEmulator(latency=args.latency, port=args.port).start()
-    print(f"VIES emulator at {emulator.base_url}", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()
+    run_from_command_line(ViesEmulator, "VIES REST API emulator", port=12113, argv=argv)
 
 
 if __name__ == "__main__":

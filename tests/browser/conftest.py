@@ -252,7 +252,10 @@ def _watch(context: BrowserContext, log: PageLog) -> None:
             log.broken.append(f"{response.status} {response.url}")
 
     def on_request_failed(request: Any) -> None:
-        if request.resource_type in SUBRESOURCES:
+        # net::ERR_ABORTED is the browser dropping a load because the page was left (a
+        # click that navigates while scripts still load), not a resource that is broken:
+        # the server's answer to it, if any, is checked by on_response.
+        if request.resource_type in SUBRESOURCES and "ERR_ABORTED" not in (request.failure or ""):
             log.broken.append(f"failed ({request.failure}) {request.url}")
 
     context.on("request", on_request)

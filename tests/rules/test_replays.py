@@ -39,10 +39,10 @@ from portal.plugin_api.registry import registry
 from portal.rules import invoicing
 from portal.rules.money import Money
 from tests.conftest import BUILTIN_PLUGINS
-from tests.test_payments import THIRD_PARTY, back_from_bank, bank_token, place_and_pay
-from tests.test_paypal_flow import order_id
-from tests.test_paypal_flow import press_pay as press_pay_paypal
-from tests.test_stripe_flow import press_pay as press_pay_stripe
+from tests.plugins.test_paypal_flow import order_id
+from tests.plugins.test_paypal_flow import press_pay as press_pay_paypal
+from tests.plugins.test_stripe_flow import press_pay as press_pay_stripe
+from tests.rules.test_payments import THIRD_PARTY, back_from_bank, bank_token, place_and_pay
 
 REPLAYS = 50
 STRIPE_KEY, STRIPE_SECRET = "sk_test_replays", "whsec_replays"

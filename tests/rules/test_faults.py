@@ -2,9 +2,9 @@
 sending malformed JSON; SMTP down; PostgreSQL sessions cut during the background run.
 
 Each fault ends in a clear message and no state change, and a later try succeeds.
-(VIES down → pending is ``tests/test_billing.py::test_vies_down_is_pending_not_invalid``
-and ``tests/test_vies.py``; a renewal against a provider that is down is
-``tests/test_lifecycle.py::test_a_provider_that_is_down_postpones_the_renewal_...``.)
+(VIES down → pending is ``tests/web/test_billing.py::test_vies_down_is_pending_not_invalid``
+and ``tests/plugins/test_vies.py``; a renewal against a provider that is down is
+``tests/rules/test_lifecycle.py::test_a_provider_that_is_down_postpones_the_renewal_...``.)
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from portal.infra.extensions import db
 from portal.infra.models import Notice, Order, Payment, Subscription, User, utcnow
 from portal.rules import lifecycle
 from tests.conftest import BUILTIN_PLUGINS, Inbox, csrf_token, decoded_subject, is_postgres
-from tests.test_payments import THIRD_PARTY, back_from_bank, bank_token, place_and_pay
-from tests.test_paypal_flow import press_pay as press_pay_paypal
-from tests.test_stripe_flow import press_pay as press_pay_stripe
+from tests.plugins.test_paypal_flow import press_pay as press_pay_paypal
+from tests.plugins.test_stripe_flow import press_pay as press_pay_stripe
+from tests.rules.test_payments import THIRD_PARTY, back_from_bank, bank_token, place_and_pay
 
 STRIPE_KEY, STRIPE_SECRET = "sk_test_faults", "whsec_faults"
 FAULTS = [500, "timeout", "close", "garbage"]
@@ -278,7 +278,7 @@ def test_postgres_sessions_cut_during_the_run_then_the_next_run_completes(
     while it holds a subscription's lock (inside the card charge). That subscription's
     work is lost; the next run renews it, and every subscription is renewed and charged
     once."""
-    from tests.test_lifecycle import at, subscribe, succeeded_intents
+    from tests.rules.test_lifecycle import at, subscribe, succeeded_intents
 
     assert is_postgres()
     account_ids = [

@@ -18,7 +18,7 @@ from tests.conftest import DATABASE_URL
 
 pytestmark = pytest.mark.postgres
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SUBSCRIPTIONS = 100
 
 

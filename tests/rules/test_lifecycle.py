@@ -643,7 +643,7 @@ def test_a_suspended_account_reactivates_by_paying_in_the_checkout(
     with app.app_context():  # auto-renewal cannot be switched on while suspended
         with pytest.raises(payments.PaymentRefused, match="auto_renew_suspended"):
             payments.set_auto_renew(account_id=account_id, on=True)
-    from tests.test_stripe_flow import press_pay
+    from tests.plugins.test_stripe_flow import press_pay
 
     response = press_pay(client)  # the same package again; the saved card is charged
     assert response.status_code == 303
@@ -854,7 +854,7 @@ def test_a_renewal_the_bank_wants_confirmed_renews_once_the_customer_confirms(
     login(client)
     outcome = stripe_emulator.authenticate(payment.provider_ref)
     assert outcome.status == "succeeded"
-    from tests.test_stripe_flow import follow
+    from tests.plugins.test_stripe_flow import follow
 
     follow(client, outcome.redirect_url)
 

@@ -1,7 +1,7 @@
 """Views marked ``@read_only`` (``portal/web/read_only.py``): on PostgreSQL they run in
 autocommit, without the BEGIN and ROLLBACK round trips; on every database they may not
 write; the connection goes back to the pool as it came (a database restart between requests:
-``tests/test_liveness.py``)."""
+``tests/infra/test_liveness.py``)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from werkzeug.security import generate_password_hash
 from portal.infra.config import ROOT
 from portal.infra.extensions import db
 from tests.conftest import PASSWORD, Auth
-from tests.test_sql_per_page import make_account
+from tests.web.test_sql_per_page import make_account
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import bench_floor  # noqa: E402

@@ -14,7 +14,7 @@ from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import AuditEntry, Invoice, Payment, Subscription, User
 from tests.conftest import csrf_token, smtp_config
-from tests.test_lifecycle import at, rows, stripe_config, subscribe
+from tests.rules.test_lifecycle import at, rows, stripe_config, subscribe
 
 TODAY = dt.date(2026, 11, 26)
 
@@ -191,7 +191,7 @@ def test_return_to_free_extend_and_currency(app, client, auth, demo_accounts):
 
 def test_a_partial_then_full_refund_with_credit_notes(app, client, auth, stripe_emulator, smtp):
     account_id = subscribe(app, stripe_emulator)
-    from tests.test_lifecycle import run
+    from tests.rules.test_lifecycle import run
 
     run(app, at(dt.date(2026, 12, 1)))  # a renewal: a payment of PLN 328.41 and its invoice
     with app.app_context():
@@ -265,7 +265,7 @@ def test_staff_resend_an_invoice_and_reply_to_support(
     # is delivered (the wall clock would make this pass only until that day).
     monkeypatch.setattr("portal.staff.admin.utcnow", lambda: at(dt.date(2026, 12, 2)))
     account_id = subscribe(app, stripe_emulator, language="en")
-    from tests.test_lifecycle import run
+    from tests.rules.test_lifecycle import run
 
     run(app, at(dt.date(2026, 12, 1)))
     [invoice] = rows(app, Invoice, Invoice.account_id == account_id)

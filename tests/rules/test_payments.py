@@ -37,7 +37,7 @@ from portal.rules import payments
 from portal.rules.money import Money
 from tests.conftest import at_once, base_config, csrf_token
 
-THIRD_PARTY = Path(__file__).parent / "thirdparty"
+THIRD_PARTY = Path(__file__).resolve().parents[1] / "thirdparty"
 TODAY = dt.date(2026, 11, 26)
 
 

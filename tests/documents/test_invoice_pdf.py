@@ -190,7 +190,7 @@ def test_letters_beyond_polish_and_czech_are_printed() -> None:
 
 
 def test_the_fonts_are_embedded_through_fpdf2s_public_api_only() -> None:
-    source = (Path(__file__).resolve().parent.parent / "portal/documents/pdf.py").read_text()
+    source = (Path(__file__).resolve().parents[2] / "portal/documents/pdf.py").read_text()
     for inside in ("TTFFont", "SubsetMap", "OutputProducer", "PDFFontStream", "_tt_font_widths"):
         assert inside not in source, inside
 

@@ -26,14 +26,14 @@ from portal.infra.models import (
 )
 from portal.plugin_api.registry import registry
 from tests.conftest import csrf_token
-from tests.test_invoicing import (
+from tests.rules.test_invoicing import (
     buy,
     config_overrides,
     invoices,
     pdf_text,
     text,
 )
-from tests.test_payments import (
+from tests.rules.test_payments import (
     back_from_bank,
     bank_token,
     only,

@@ -42,7 +42,7 @@ from portal.infra.models import (
 )
 from portal.rules import support
 from tests.conftest import Auth, csrf_token
-from tests.test_payments import (
+from tests.rules.test_payments import (
     back_from_bank,
     bank_token,
     config_overrides,

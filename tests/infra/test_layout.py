@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grimp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ROOMS = ("web", "rules", "documents", "staff", "plugin_api", "infra")
 #: What a rule or a document may take from Flask: the app's configuration, not a request.
 REQUEST_NAMES = {"request", "session", "g", "url_for", "redirect", "render_template", "abort"}

@@ -31,12 +31,12 @@ from portal.infra.models import (
 )
 from portal.rules.catalogue import PackageCode
 from tests.conftest import DATABASE_URL
-from tests.test_lifecycle import GOOD_CARD, at, stripe_config, stripe_emulator
+from tests.rules.test_lifecycle import GOOD_CARD, at, stripe_config, stripe_emulator
 
 pytestmark = pytest.mark.postgres
 __all__ = ["stripe_emulator"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PERIOD_END = dt.date(2026, 12, 1)
 RUN_AT = at(PERIOD_END, 2)
 

@@ -29,7 +29,7 @@ from portal.infra.models import (
     User,
 )
 from tests.conftest import PASSWORD, Auth, csrf_token
-from tests.test_payments import (
+from tests.rules.test_payments import (
     back_from_bank,
     bank_token,
     config_overrides,

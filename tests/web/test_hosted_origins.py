@@ -16,7 +16,7 @@ from portal import create_app
 from portal.infra.extensions import db
 from portal.plugin_api.registry import PluginError, origin, registry
 from tests.conftest import base_config, csrf_token
-from tests.test_payments import config_overrides, place_and_pay, standard, transfer24
+from tests.rules.test_payments import config_overrides, place_and_pay, standard, transfer24
 
 STRIPE = {"api_key": "sk_test_x", "webhook_secret": "whsec_x", "api_base": "http://127.0.0.1:9"}
 PAYPAL = {"client_id": "id", "client_secret": "secret", "base_url": "http://127.0.0.1:8"}

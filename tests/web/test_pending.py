@@ -12,7 +12,7 @@ import datetime as dt
 
 from portal.infra.models import Order, OrderStatus, Payment, PaymentStatus, utcnow
 from portal.rules import lifecycle
-from tests.test_payments import (
+from tests.rules.test_payments import (
     bank_token,
     config_overrides,
     only,
@@ -75,7 +75,7 @@ def test_before_its_expiry_the_checkout_is_left_alone(app, standard, transfer24)
 
 
 def test_a_declined_payment_is_not_pending_and_says_why(app, standard, transfer24):
-    from tests.test_payments import back_from_bank
+    from tests.rules.test_payments import back_from_bank
 
     token = bank_token(place_and_pay(standard, agents="5"))
     back_from_bank(standard, transfer24, token, action="decline")
@@ -86,7 +86,7 @@ def test_a_declined_payment_is_not_pending_and_says_why(app, standard, transfer2
 
 
 def test_the_attempt_shown_is_the_latest_one(app, standard, transfer24):
-    from tests.test_payments import back_from_bank
+    from tests.rules.test_payments import back_from_bank
 
     token = bank_token(place_and_pay(standard, agents="5"))
     back_from_bank(standard, transfer24, token, action="pay")

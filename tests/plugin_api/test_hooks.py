@@ -41,8 +41,8 @@ from portal.plugin_api.registry import PluginError, make_plugin_config, registry
 from portal.rules.money import Money
 from tests.conftest import BUILTIN_PLUGINS, base_config
 
-TESTS = Path(__file__).resolve().parent
-DOCS = TESTS.parent / "docs" / "plugin_hooks.md"
+TESTS = Path(__file__).resolve().parents[1]
+DOCS = TESTS.parent / "docs" / "plugins.md"
 NOW = dt.datetime(2026, 5, 4, 10, 30, tzinfo=dt.UTC)
 
 PLUGIN_CONFIG = {
@@ -107,7 +107,7 @@ PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.M | re.S)
 
 @dataclass(frozen=True)
 class Section:
-    """One hook's section of the reference in docs/plugin_hooks.md."""
+    """One hook's section of the reference in docs/plugins.md."""
 
     signature_name: str
     args: tuple[str, ...]
@@ -134,7 +134,7 @@ def test_every_hook_is_documented_with_its_exact_signature() -> None:
     specs = hook_specs()
     docs = documented_hooks()
     undocumented, stale = sorted(set(HOOKS) - set(docs)), sorted(set(docs) - set(HOOKS))
-    assert not undocumented, f"hooks missing from docs/plugin_hooks.md: {undocumented}"
+    assert not undocumented, f"hooks missing from docs/plugins.md: {undocumented}"
     assert not stale, f"documented hooks that portal/plugin_api/hookspecs.py lacks: {stale}"
     for name, section in docs.items():
         assert section.signature_name == name
@@ -198,7 +198,7 @@ def stubbed(cls: type[Any]) -> Any:
 def load_example(source: str, name: str) -> tuple[pluggy.PluginManager, ModuleType]:
     """Run a code example from the docs as a plugin module, registered and checked."""
     module = ModuleType(name)
-    exec(compile(source, f"docs/plugin_hooks.md ({name})", "exec"), module.__dict__)
+    exec(compile(source, f"docs/plugins.md ({name})", "exec"), module.__dict__)
     pm = pluggy.PluginManager("pakiet")
     pm.add_hookspecs(hookspecs)
     pm.register(module)

@@ -13,7 +13,7 @@ from portal.infra.extensions import db
 from portal.infra.models import Invoice, InvoiceRendering, InvoiceSequence, Payment, utcnow
 from portal.rules import invoicing
 from tests.conftest import at_once, csrf_token
-from tests.test_payments import (  # the third party's transfer plugin drives the payments
+from tests.rules.test_payments import (  # the third party's transfer plugin drives the payments
     THIRD_PARTY,
     back_from_bank,
     bank_token,
