@@ -7,6 +7,7 @@ import logging
 from flask import (
     Blueprint,
     abort,
+    current_app,
     flash,
     redirect,
     request,
@@ -255,6 +256,9 @@ def webhook(provider_name: str) -> ResponseReturnValue:
     provider = providers().get(provider_name)
     if provider is None:
         abort(404)
+    # A provider's event may be larger than any form: this route alone reads up to
+    # WEBHOOK_MAX_CONTENT_LENGTH (413 beyond).
+    request.max_content_length = current_app.config["WEBHOOK_MAX_CONTENT_LENGTH"]
     body = request.get_data(cache=False)
     try:
         event = provider.parse_webhook(body=body, headers=dict(request.headers))
@@ -264,7 +268,10 @@ def webhook(provider_name: str) -> ResponseReturnValue:
     except ProviderError as exc:
         log.warning("%s webhook could not be verified now: %s", provider_name, exc)
         return {"error": "try again later"}, 503
-    except ValueError:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # Signed, but not the object the plugin expects ([], "x", {} ...): the sender's
+        # mistake, not ours, and nothing was changed.
+        log.warning("malformed %s webhook: %r", provider_name, exc)
         return {"error": "malformed payload"}, 400
     if event is None:
         return {"received": True, "outcome": "ignored"}
