@@ -154,6 +154,20 @@ def _day_filter(context: Context, value: dt.date | str | None) -> str:
     return format_day(value, context.get("current_language"))
 
 
+def echoed(value: str | None, limit: int) -> str:
+    """A refused value as the form shows it again: what fits the field and a little more,
+    never a whole 100 kB paste (the refusal says what is allowed)."""
+    return (value or "")[: limit + 100]
+
+
+def cap_echoed_fields(form: Any, limit: int = 300) -> None:
+    """Cut the values of a WTForms form's refused text fields before they are shown again."""
+    for field in form:
+        if field.errors and isinstance(field.data, str) and len(field.data) > limit:
+            field.data = echoed(field.data, limit)
+            field.raw_data = [field.data]
+
+
 def render_error(code: int, message: str | None = None) -> ResponseReturnValue:
     text = message or str(ERROR_MESSAGES.get(code, ERROR_MESSAGES[400]))
     return render_template("error.html", code=code, message=text), code

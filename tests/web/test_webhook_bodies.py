@@ -103,3 +103,12 @@ def test_a_signed_transfer24_webhook_of_the_wrong_shape_is_400(app, client, tran
     response = client.post("/webhooks/transfer24", data=body, headers=headers)
     assert response.status_code == 400, response.get_data(as_text=True)
     assert recorded(app) == 0
+
+
+def test_a_webhook_may_be_larger_than_a_form_but_not_unbounded(app, client, transfer24):
+    medium = b'{"padding": "' + b"x" * 600_000 + b'"}'  # beyond MAX_CONTENT_LENGTH of forms
+    response = client.post("/webhooks/transfer24", data=medium, content_type="application/json")
+    assert response.status_code == 400  # read, and refused as unsigned: not too large
+    huge = b'{"padding": "' + b"x" * 1_200_000 + b'"}'
+    response = client.post("/webhooks/transfer24", data=huge, content_type="application/json")
+    assert response.status_code == 413
