@@ -31,9 +31,8 @@ from portal.rules.orders import Pricing
 from portal.rules.pricing import ChangeRefused, Quote, RefusalReason, Selection, fit_conversations
 from portal.rules.tax import TaxDecision
 from portal.web import htmx_util, pay
-from portal.web.helpers import echoed
 from portal.web.account import current_account
-from portal.web.helpers import hands_off_to_providers
+from portal.web.helpers import echoed, hands_off_to_providers
 from portal.web.read_only import read_only
 
 bp = Blueprint("checkout", __name__, url_prefix="/package")

@@ -199,7 +199,9 @@ def database_lost(app) -> Iterator[Any]:
 
 
 @pytest.mark.parametrize("config_overrides", [{"PROPAGATE_EXCEPTIONS": False}])
-@pytest.mark.parametrize(("language", "words"), [("pl", "Coś poszło nie tak"), ("en", "went wrong")])
+@pytest.mark.parametrize(
+    ("language", "words"), [("pl", "Coś poszło nie tak"), ("en", "went wrong")]
+)
 def test_the_database_lost_mid_request_still_gives_the_translated_error_page(
     app, client, auth, demo_accounts, database_lost, language, words, config_overrides
 ):
@@ -232,9 +234,7 @@ def test_the_database_lost_inside_a_view_still_gives_the_error_page(
 # -- 10. cache headers -----------------------------------------------------------------------
 
 
-def test_signed_in_pages_are_not_stored_and_assets_stay_cacheable(
-    app, client, auth, demo_accounts
-):
+def test_signed_in_pages_are_not_stored_and_assets_stay_cacheable(app, client, auth, demo_accounts):
     login(auth, "standard")
     for path in ("/package", "/invoices", "/billing", "/package/edit", "/support"):
         response = client.get(path)
