@@ -205,13 +205,13 @@ def returned(payment_id: str) -> ResponseReturnValue:
     if provider is None or payment.provider_ref is None or order is None:
         abort(404)
     if payment.status == PaymentStatus.PENDING:
+        ref, public_id = payment.provider_ref, payment.public_id
+        db.session.commit()  # nothing read or written stays open while the provider answers
         try:
-            event = provider.complete_return(
-                provider_ref=payment.provider_ref, params=dict(request.args)
-            )
+            event = provider.complete_return(provider_ref=ref, params=dict(request.args))
         except ProviderError as exc:
             # Not settled yet, or the provider is slow: the webhook will finish it (R9).
-            log.info("return of %s not settled: %s", payment.public_id, exc)
+            log.info("return of %s not settled: %s", public_id, exc)
         else:
             payments.apply_event(payment.provider, event, now=utcnow())
         db.session.refresh(payment)
@@ -227,10 +227,12 @@ def cancelled(payment_id: str) -> ResponseReturnValue:
     order = db.session.get(Order, payment.order_id) if payment.order_id else None
     event = None
     if provider is not None and payment.provider_ref and payment.status == PaymentStatus.PENDING:
+        ref, public_id = payment.provider_ref, payment.public_id
+        db.session.commit()  # nothing read or written stays open while the provider answers
         try:
-            event = provider.cancel(provider_ref=payment.provider_ref)
+            event = provider.cancel(provider_ref=ref)
         except ProviderError as exc:
-            log.info("cancel of %s at %s failed: %s", payment.public_id, provider.name, exc)
+            log.info("cancel of %s at %s failed: %s", public_id, provider.name, exc)
     if event is not None and event.kind is PaymentEventKind.SUCCEEDED:
         payments.apply_event(payment.provider, event, now=utcnow())  # paid after all
     elif event is not None and event.kind is PaymentEventKind.FAILED and _declined(event):
