@@ -800,6 +800,7 @@ def soak_run(soak: Soak, server: str, name: str, workdir: Path) -> Outcome:
             # of the billing form (VIES protection) would refuse all but a few of them.
             env["PAKIET_LOGIN_RATE_LIMIT"] = "100000 per minute"
             env["PAKIET_VAT_CHECK_RATE_LIMIT"] = "100000 per minute"
+            env["PAKIET_NOTE_RATE_LIMIT"] = "100000 per minute"
             bench.flask_command(env, "db", "upgrade")
             started = time.perf_counter()
             total = soak.accounts + soak.shoppers

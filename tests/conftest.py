@@ -60,6 +60,7 @@ def base_config(url: str, **extra: Any) -> dict[str, Any]:
         "PLUGINS": list(BUILTIN_PLUGINS),
         "PLUGIN_CONFIG": plugin_config,
         "LOGIN_RATE_LIMIT": "1000 per minute",
+        "NOTE_RATE_LIMIT": "1000 per minute",
         # Hashing costs a tenth of a second per password with scrypt: the suite signs up and
         # logs in thousands of times. Production hashing is tested in test_auth.py.
         "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",

@@ -366,6 +366,9 @@ class PayPalProvider(PaymentProvider):
             raise WebhookRejected("PayPal webhook body is not JSON") from exc
         if not isinstance(event, dict):
             raise WebhookRejected("PayPal webhook body is not a JSON object")
+        if not isinstance(event.get("resource"), dict) or not isinstance(event.get("id"), str):
+            # Not an event at all: refused before asking PayPal to verify it.
+            raise WebhookRejected("PayPal webhook without id or resource")
         self._verify(text, lowered)
         return self._event(event)
 

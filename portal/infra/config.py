@@ -40,6 +40,11 @@ DEFAULTS: dict[str, Any] = {
     "PLUGIN_CONFIG": {},
     "TRACE_PLUGINS": False,
     "LOGIN_RATE_LIMIT": "10 per minute",
+    # Saving an invoice note renders a PDF: a person needs a few a minute, a script more.
+    "NOTE_RATE_LIMIT": "20 per minute",
+    # Request bodies: forms are small; a provider's webhook may be larger (that route only).
+    "MAX_CONTENT_LENGTH": 256 * 1024,
+    "WEBHOOK_MAX_CONTENT_LENGTH": 1024 * 1024,
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_HEADERS_ENABLED": True,
     # Werkzeug's password hashing method; tests set a fast one.

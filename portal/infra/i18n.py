@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -12,20 +13,38 @@ from flask_login import current_user
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup
+from sqlalchemy.exc import SQLAlchemyError
 
 from portal.infra.extensions import db
 
 bp = Blueprint("i18n", __name__)
+log = logging.getLogger(__name__)
 
 
 def supported(code: str | None) -> str | None:
     return code if code in current_app.config["LANGUAGES"] else None
 
 
+def user_language() -> str | None:
+    """The signed-in user's language, or None; None too when the database cannot say (the
+    language of an error page must not depend on the database that failed)."""
+    try:
+        if current_user.is_authenticated and supported(current_user.language):
+            return str(current_user.language)
+    except SQLAlchemyError as exc:
+        log.warning("the user's language is unknown, the database failed: %s", exc)
+        try:
+            db.session.rollback()
+        except SQLAlchemyError:
+            pass
+    return None
+
+
 def select_locale() -> str:
     languages: list[str] = current_app.config["LANGUAGES"]
-    if current_user.is_authenticated and supported(current_user.language):
-        return str(current_user.language)
+    chosen = user_language()
+    if chosen:
+        return chosen
     cookie = supported(request.cookies.get(current_app.config["LANGUAGE_COOKIE"]))
     if cookie:
         return cookie

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from typing import Any
 
 from flask import current_app, render_template
@@ -34,7 +35,15 @@ def render(name: str, language: str, **context: Any) -> tuple[str, str]:
     with force_locale(language):
         text = render_template(f"email/{name}.txt", language=language, **context)
     subject, _, body = text.strip().partition("\n")
-    return subject.strip(), body.strip() + "\n"
+    return one_line(subject), body.strip() + "\n"
+
+
+HEADER_BREAKS = re.compile("[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]+")
+
+
+def one_line(subject: str) -> str:
+    """A header value on one line, whatever a template or a customer's text put in it."""
+    return HEADER_BREAKS.sub(" ", subject).strip()
 
 
 def send_to_account(

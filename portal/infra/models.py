@@ -531,7 +531,8 @@ class Invoice(db.Model):  # type: ignore[name-defined]
 
 
 class InvoiceRendering(db.Model):  # type: ignore[name-defined]
-    """A stored PDF of an invoice. A new note adds a rendering; earlier ones are kept."""
+    """A stored PDF of an invoice: the issued one and, once a note is set, the latest with
+    its note (a new note replaces that one; the issued one is kept)."""
 
     __tablename__ = "invoice_rendering"
 

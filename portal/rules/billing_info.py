@@ -77,22 +77,29 @@ def save(
     """
     number = vat.parse_number(data.vat_number, data.country, settings.member_states)
     billing = find(account_id)
+    verdict = None
+    if (
+        number is not None
+        and number.in_eu
+        and (
+            billing is None
+            or number.full != billing.vat_number
+            or billing.vat_status != VatStatus.VALID
+        )
+    ):
+        # Nothing is written before the answer: vat.check ends the transaction before it
+        # asks VIES, and the rest is written below in a new one.
+        verdict = vat.check(account_id, number, settings, now)
+        if verdict.malformed:
+            db.session.rollback()
+            raise MalformedVatNumber(vat.verdict_view(number, data.country, verdict))
+        billing = find(account_id)  # as it is now, after the wait
     if billing is None:
         billing = BillingInfo(account_id=account_id, updated_at=now)
         db.session.add(billing)
     before = snapshot(billing)
     after = {**asdict(data), "vat_number": number.full if number else None}
     changed = before != after
-    verdict = None
-    if (
-        number is not None
-        and number.in_eu
-        and (number.full != billing.vat_number or billing.vat_status != VatStatus.VALID)
-    ):
-        verdict = vat.check(account_id, number, settings, now)
-        if verdict.malformed:
-            db.session.rollback()
-            raise MalformedVatNumber(vat.verdict_view(number, data.country, verdict))
 
     change = None
     if changed:

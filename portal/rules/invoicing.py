@@ -535,7 +535,11 @@ def render_missing(*, now: dt.datetime) -> int:
 
 
 def set_note(*, invoice: Invoice, note: str | None, render: Renderer, now: dt.datetime) -> Invoice:
-    """Print a note on the invoice: a new rendering; the fiscal content stays as issued."""
+    """Print a note on the invoice; the fiscal content stays as issued.
+
+    Two renderings at most are kept: the issued document (the first) and the latest one
+    with a note, which a new note replaces; storage does not grow with every save.
+    """
     cleaned = clean_note(note)
     ensure_rendered(invoice, now=now)  # the first rendering, and its e-mail, come first
     if cleaned == invoice.note:
@@ -543,7 +547,22 @@ def set_note(*, invoice: Invoice, note: str | None, render: Renderer, now: dt.da
     pdf, xml = render(from_content(invoice.content, cleaned))
     invoice.note = cleaned
     invoice.xml = xml  # the same fiscal content, now with the note among its notes
-    db.session.add(InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=cleaned, rendered_at=now))
+    renderings = list(
+        db.session.scalars(
+            select(InvoiceRendering)
+            .where(InvoiceRendering.invoice_id == invoice.id)
+            .order_by(InvoiceRendering.id)
+        )
+    )
+    if len(renderings) > 1:  # the issued document stays; the annotated one is replaced
+        latest = renderings[-1]
+        latest.pdf, latest.note, latest.rendered_at = pdf, cleaned, now
+        for older in renderings[1:-1]:  # left by earlier versions, which kept every one
+            db.session.delete(older)
+    else:
+        db.session.add(
+            InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=cleaned, rendered_at=now)
+        )
     db.session.commit()
     return invoice
 

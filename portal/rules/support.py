@@ -9,6 +9,7 @@ through the notice outbox, so an SMTP outage loses none.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 
 from sqlalchemy import select
@@ -54,6 +55,16 @@ def clean(text: str | None, limit: int) -> str:
     return cleaned
 
 
+# Line breaks of every kind: a subject is one line (it heads the staff e-mail).
+LINE_BREAKS = re.compile("[ ]*[\r\n\t\v\f\x1c\x1d\x1e\x85\u2028\u2029]+[ ]*")
+
+
+def clean_subject(text: str | None) -> str:
+    """A subject on one line: each run of line breaks becomes one space, so a subject
+    cannot add lines (or headers) to the e-mail that carries it."""
+    return clean(LINE_BREAKS.sub(" ", text or ""), SUBJECT_LIMIT)
+
+
 def threads(account_id: int) -> list[SupportThread]:
     return list(
         db.session.scalars(
@@ -83,7 +94,7 @@ def open_thread(
         public_id=secrets.token_hex(16),
         account_id=account.id,
         user_id=user.id,
-        subject=clean(subject, SUBJECT_LIMIT),
+        subject=clean_subject(subject),
         status=SupportStatus.OPEN.value,
         created_at=now,
         updated_at=now,

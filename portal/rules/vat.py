@@ -302,10 +302,19 @@ def check(account_id: int, number: VatNumber, settings: VatSettings, now: dt.dat
     if recent is not None:
         answer = _as_contract(recent)
         return Verdict(answer.status, answer)
+    end_transaction()
     verdict = evaluate(number, settings, now)
     if not verdict.malformed:
         record(account_id, number, verdict.answers)
     return verdict
+
+
+def end_transaction() -> None:
+    """End the session's transaction before an outside service is asked: nothing (no row,
+    no snapshot, no SQLite lock) is held while it answers; what follows writes the answer
+    in a new, short transaction. The callers have written nothing yet (it would be
+    committed here)."""
+    db.session.commit()
 
 
 def _failed_attempts(account_id: int, number: VatNumber) -> int:
@@ -496,6 +505,10 @@ class RecheckReport:
     pending: int = 0
 
 
+# How long the background re-check holds a number it is asking about.
+CLAIM = dt.timedelta(minutes=10)
+
+
 def run_due_checks(*, now: dt.datetime, limit: int, settings: VatSettings) -> RecheckReport:
     """Check the numbers whose next check is due: pending ones on their backoff, valid
     ones periodically. Safe on many nodes at once: each row is claimed with
@@ -528,10 +541,21 @@ def run_due_checks(*, now: dt.datetime, limit: int, settings: VatSettings) -> Re
             clear(billing)
             db.session.commit()
             continue
+        # Claimed for a while (another node skips it), then nothing is held while the
+        # registry answers; a node that dies here leaves it due again after the claim.
+        billing_id, account_id, saved_number = billing.id, billing.account_id, billing.vat_number
+        billing.vat_next_check_at = now + CLAIM
+        db.session.commit()
         # Unlike the form, the background check keeps even an offline rejection: the
         # number is already saved, and its status must say it is not usable.
         verdict = evaluate(number, settings, now)
-        record(billing.account_id, number, verdict.answers)
+        billing = db.session.scalar(
+            select(BillingInfo).where(BillingInfo.id == billing_id).with_for_update()
+        )
+        if not isinstance(billing, BillingInfo) or billing.vat_number != saved_number:
+            db.session.commit()  # saved anew meanwhile: that save checked the new number
+            continue
+        record(account_id, number, verdict.answers)
         apply(billing, number, verdict, settings, now)
         db.session.commit()
         if billing.vat_status == VatStatus.VALID:

@@ -511,7 +511,7 @@ class Actions(StaffOnly, BaseView):
             actions.extend_period(
                 sub_id=sub.id,
                 version=version,
-                days=_int(request.form.get("days")),
+                days=_int(request.form.get("days"), stored=False),
                 actor=current_user,
                 note=note,
                 now=now,
@@ -637,11 +637,16 @@ def _note(limit: int) -> str | None:
     return cleaned[:limit].strip() or None
 
 
-def _int(text: str | None) -> int:
+def _int(text: str | None, *, stored: bool = True) -> int:
+    """A number from a form. A ``stored`` one (a version, an amount seen) is compared with
+    a database integer: beyond its range it cannot match (and PostgreSQL would refuse it)."""
     try:
-        return int((text or "").strip())
+        value = int((text or "").strip())
     except ValueError:
         raise actions.StaffRefused("changed") from None
+    if stored and not -(2**31) <= value < 2**31:
+        raise actions.StaffRefused("changed")
+    return value
 
 
 def _amount(text: str | None, currency: str) -> Money:

@@ -22,6 +22,7 @@ from portal.rules.tax import TaxDecision, decide
 from portal.web import htmx_util
 from portal.web.account import current_account
 from portal.web.checkout import pricing, today
+from portal.web.helpers import cap_echoed_fields
 
 bp = Blueprint("billing", __name__, url_prefix="/billing")
 
@@ -163,6 +164,7 @@ def save() -> ResponseReturnValue:
     if request.form.get("action") == "check":
         return _check(form)
     if not form.validate():
+        cap_echoed_fields(form)
         return render(form, vat.billing_view(account.billing_info, settings().member_states), 400)
     data = billing_info.BillingData(
         company_name=form.company_name.data or "",
@@ -228,6 +230,7 @@ def _check(form: BillingForm) -> Response:
     """
     account = current_account()
     form.validate()
+    cap_echoed_fields(form)
     raw = request.form.get("vat_number", "")[:80]
     country = request.form.get("country", "")
     if not countries.is_country(country):

@@ -32,12 +32,13 @@ from portal.rules.pricing import ChangeRefused, Quote, RefusalReason, Selection,
 from portal.rules.tax import TaxDecision
 from portal.web import htmx_util, pay
 from portal.web.account import current_account
-from portal.web.helpers import hands_off_to_providers
+from portal.web.helpers import echoed, hands_off_to_providers
 from portal.web.read_only import read_only
 
 bp = Blueprint("checkout", __name__, url_prefix="/package")
 
 PACKAGE_CODES = frozenset(code.value for code in PackageCode)
+ECHO_LIMIT = 20  # the longest value a field of this form takes
 WHOLE_NUMBER = re.compile(r"^\s*\d{1,6}\s*$")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
@@ -125,7 +126,8 @@ def parse(data: Mapping[str, str], account: Account, catalogue: Catalogue) -> Fo
     """Read the form; every problem becomes a translated message, nothing is stored."""
     base = defaults(account, catalogue)
     values = {key: str(data.get(key, base[key])) for key in base}
-    form = Form(values=values)
+    # Parsed in full, shown again cut: a refused 100 kB value is not sent back.
+    form = Form(values={key: echoed(value, ECHO_LIMIT) for key, value in values.items()})
 
     try:
         package = PackageCode(values["package"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from functools import lru_cache
@@ -10,7 +11,7 @@ from typing import Any, TypeVar
 
 from babel.dates import format_date as babel_format_date
 from babel.numbers import format_percent
-from flask import render_template
+from flask import Response, render_template
 from flask.typing import ResponseReturnValue
 from flask_babel import format_date, lazy_gettext
 from jinja2 import pass_context
@@ -23,6 +24,7 @@ from portal.rules.catalogue import PackageCode, Period
 from portal.rules.money import Money
 
 V = TypeVar("V", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
 
 PACKAGE_NAMES = {
     PackageCode.FREE: lazy_gettext("Free"),
@@ -55,6 +57,7 @@ ERROR_MESSAGES = {
     403: lazy_gettext("You do not have access to this page."),
     404: lazy_gettext("We could not find this page."),
     405: lazy_gettext("This address does not accept that kind of request."),
+    413: lazy_gettext("What you sent is too large. Please send less and try again."),
     429: lazy_gettext("Too many attempts. Please wait a minute and try again."),
     500: lazy_gettext("Something went wrong on our side. Nothing was charged; please try again."),
 }
@@ -151,9 +154,54 @@ def _day_filter(context: Context, value: dt.date | str | None) -> str:
     return format_day(value, context.get("current_language"))
 
 
+def echoed(value: str | None, limit: int) -> str:
+    """A refused value as the form shows it again: what fits the field and a little more,
+    never a whole 100 kB paste (the refusal says what is allowed)."""
+    return (value or "")[: limit + 100]
+
+
+def cap_echoed_fields(form: Any, limit: int = 300) -> None:
+    """Cut the values of a WTForms form's refused text fields before they are shown again."""
+    for field in form:
+        if field.errors and isinstance(field.data, str) and len(field.data) > limit:
+            field.data = echoed(field.data, limit)
+            field.raw_data = [field.data]
+
+
 def render_error(code: int, message: str | None = None) -> ResponseReturnValue:
     text = message or str(ERROR_MESSAGES.get(code, ERROR_MESSAGES[400]))
     return render_template("error.html", code=code, message=text), code
+
+
+def render_error_safely(code: int, message: str | None = None) -> ResponseReturnValue:
+    """The error page even when the database is what failed: the session is rolled back
+    first; if the page still cannot be rendered (the signed-in user, the banner or the
+    language need the database), it is rendered as for a visitor, in the language of the
+    cookie or the browser. Errors never cascade into an empty 500."""
+    from flask import current_app, g
+
+    from portal.infra.extensions import db
+
+    _rollback(db)
+    try:
+        return render_error(code, message)
+    except Exception:  # the page needs what failed: render it without the database
+        log.exception("the error page %s failed; rendering it for a visitor", code)
+    _rollback(db)
+    g._login_user = current_app.login_manager.anonymous_user()  # type: ignore[attr-defined]
+    try:
+        return render_error(code, message)
+    except Exception:
+        log.exception("the error page %s failed again", code)
+        text = message or str(ERROR_MESSAGES.get(code, ERROR_MESSAGES[400]))
+        return Response(f"{code} {text}\n", status=code, mimetype="text/plain")
+
+
+def _rollback(db: Any) -> None:
+    try:
+        db.session.rollback()
+    except Exception:
+        log.exception("rolling back after an error failed")
 
 
 def lifecycle_banner() -> Any:

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from flask import Blueprint, Response, abort, redirect, request, url_for
+from flask import Blueprint, Response, abort, current_app, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 from flask_login import current_user, login_required
@@ -14,7 +14,7 @@ from flask_wtf.csrf import generate_csrf
 from sqlalchemy import bindparam, select
 
 from portal.infra import audit
-from portal.infra.extensions import db, htmx
+from portal.infra.extensions import db, htmx, limiter
 from portal.infra.i18n import current_language
 from portal.infra.models import Account, Invoice, InvoiceRendering, Payment, utcnow
 from portal.rules import invoicing
@@ -22,7 +22,7 @@ from portal.rules.refunds import offer
 from portal.web import htmx_util
 from portal.web import refunds as refund_pages
 from portal.web.account import current_account
-from portal.web.helpers import format_day, format_minor
+from portal.web.helpers import echoed, format_day, format_minor
 from portal.web.read_only import read_only
 
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
@@ -224,8 +224,18 @@ def row(public_id: str) -> ResponseReturnValue:
     return _note_response(invoice, 200, editing=False)
 
 
+def _note_limit() -> str:
+    return str(current_app.config["NOTE_RATE_LIMIT"])
+
+
+def _note_key() -> str:
+    """Each signed-in user has their own allowance (several may share an address)."""
+    return f"note-user-{current_user.get_id()}"
+
+
 @bp.post("/<public_id>/note")
 @login_required
+@limiter.limit(_note_limit, key_func=_note_key)
 def note(public_id: str) -> ResponseReturnValue:
     """Add or change the note: the invoice is re-rendered with it; the row is swapped. A
     refused note comes back in its form, as typed, with the reason."""
@@ -241,7 +251,12 @@ def note(public_id: str) -> ResponseReturnValue:
     except invoicing.InvoiceRefused:
         error = gettext("A note can have at most %(num)d characters.", num=invoicing.NOTE_LIMIT)
         return _note_response(
-            invoice, 422, editing=True, note_text=text, note_error=error, carry_over=carry_over
+            invoice,
+            422,
+            editing=True,
+            note_text=echoed(text, invoicing.NOTE_LIMIT),
+            note_error=error,
+            carry_over=carry_over,
         )
     if invoice.note != before:
         audit.record_customer(

@@ -7,6 +7,7 @@ import logging
 from flask import (
     Blueprint,
     abort,
+    current_app,
     flash,
     redirect,
     request,
@@ -204,13 +205,13 @@ def returned(payment_id: str) -> ResponseReturnValue:
     if provider is None or payment.provider_ref is None or order is None:
         abort(404)
     if payment.status == PaymentStatus.PENDING:
+        ref, public_id = payment.provider_ref, payment.public_id
+        db.session.commit()  # nothing read or written stays open while the provider answers
         try:
-            event = provider.complete_return(
-                provider_ref=payment.provider_ref, params=dict(request.args)
-            )
+            event = provider.complete_return(provider_ref=ref, params=dict(request.args))
         except ProviderError as exc:
             # Not settled yet, or the provider is slow: the webhook will finish it (R9).
-            log.info("return of %s not settled: %s", payment.public_id, exc)
+            log.info("return of %s not settled: %s", public_id, exc)
         else:
             payments.apply_event(payment.provider, event, now=utcnow())
         db.session.refresh(payment)
@@ -226,10 +227,12 @@ def cancelled(payment_id: str) -> ResponseReturnValue:
     order = db.session.get(Order, payment.order_id) if payment.order_id else None
     event = None
     if provider is not None and payment.provider_ref and payment.status == PaymentStatus.PENDING:
+        ref, public_id = payment.provider_ref, payment.public_id
+        db.session.commit()  # nothing read or written stays open while the provider answers
         try:
-            event = provider.cancel(provider_ref=payment.provider_ref)
+            event = provider.cancel(provider_ref=ref)
         except ProviderError as exc:
-            log.info("cancel of %s at %s failed: %s", payment.public_id, provider.name, exc)
+            log.info("cancel of %s at %s failed: %s", public_id, provider.name, exc)
     if event is not None and event.kind is PaymentEventKind.SUCCEEDED:
         payments.apply_event(payment.provider, event, now=utcnow())  # paid after all
     elif event is not None and event.kind is PaymentEventKind.FAILED and _declined(event):
@@ -255,6 +258,9 @@ def webhook(provider_name: str) -> ResponseReturnValue:
     provider = providers().get(provider_name)
     if provider is None:
         abort(404)
+    # A provider's event may be larger than any form: this route alone reads up to
+    # WEBHOOK_MAX_CONTENT_LENGTH (413 beyond).
+    request.max_content_length = current_app.config["WEBHOOK_MAX_CONTENT_LENGTH"]
     body = request.get_data(cache=False)
     try:
         event = provider.parse_webhook(body=body, headers=dict(request.headers))
@@ -264,7 +270,10 @@ def webhook(provider_name: str) -> ResponseReturnValue:
     except ProviderError as exc:
         log.warning("%s webhook could not be verified now: %s", provider_name, exc)
         return {"error": "try again later"}, 503
-    except ValueError:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # Signed, but not the object the plugin expects ([], "x", {} ...): the sender's
+        # mistake, not ours, and nothing was changed.
+        log.warning("malformed %s webhook: %r", provider_name, exc)
         return {"error": "malformed payload"}, 400
     if event is None:
         return {"received": True, "outcome": "ignored"}

@@ -3,13 +3,16 @@ security headers of every response (called once by :func:`portal.create_app`).""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, abort, request, session
 from flask.typing import ResponseReturnValue
 from flask_babel import format_datetime, gettext
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from portal.infra.i18n import current_language, template_translations
 from portal.web.helpers import (
@@ -28,10 +31,55 @@ from portal.web.helpers import (
     content_security_policy,
     lifecycle_banner,
     render_error,
+    render_error_safely,
 )
+
+# The largest id a table's integer key holds (PostgreSQL's integer): a larger one in a URL
+# names nothing, so it does not match the route (404) instead of overflowing the query.
+MAX_ID = 2**31 - 1
+
+# A Host header: DNS labels (underscores tolerated, as some internal names have them), an
+# IPv4 address or a bracketed IPv6 one, and an optional port.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+VALID_HOST = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?$")
+BAD_HOST = "pakiet.bad_host"
+
+
+class BoundedIntConverter(IntegerConverter):
+    """``<int:...>`` never beyond :data:`MAX_ID`."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
+
+
+class HostCheck:
+    """WSGI middleware: a malformed Host header (``a..b``) cannot even be routed (Werkzeug
+    fails to encode it); it is replaced by a placeholder and the request answered 400."""
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        host = environ.get("HTTP_HOST")
+        if host is not None and not VALID_HOST.match(host):
+            environ["HTTP_HOST"] = "invalid.host"
+            environ[BAD_HOST] = True
+        result: Iterable[bytes] = self.wsgi_app(environ, start_response)
+        return result
 
 
 def register(app: Flask) -> None:
+    # Before any route is added: every <int:...> of the portal and the staff area.
+    app.url_map.converters["int"] = BoundedIntConverter
+    app.wsgi_app = HostCheck(app.wsgi_app)  # type: ignore[method-assign]
+
+    def refuse_bad_host() -> None:
+        if request.environ.get(BAD_HOST):
+            abort(400)
+
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_bad_host)
+
     from portal.infra import i18n
     from portal.rules import countries
     from portal.web import (
@@ -96,11 +144,11 @@ def register(app: Flask) -> None:
         code = exc.code or 500
         if code < 400:
             return exc
-        return render_error(code)
+        return render_error_safely(code)
 
     @app.errorhandler(500)
     def server_error(exc: Exception) -> ResponseReturnValue:
-        return render_error(500)
+        return render_error_safely(500)
 
     from portal.plugin_api.registry import registry
 
@@ -115,4 +163,8 @@ def register(app: Flask) -> None:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if request.is_secure:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        # A signed-in person's pages are theirs alone: no cache (browser, proxy) keeps them.
+        # Read from the session, not the database, so that it holds on error pages too.
+        if response.mimetype == "text/html" and session.get("_user_id") is not None:
+            response.headers["Cache-Control"] = "no-store"
         return response

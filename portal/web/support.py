@@ -15,6 +15,7 @@ from portal.infra.models import Account, utcnow
 from portal.rules import support
 from portal.web import htmx_util
 from portal.web.account import current_account
+from portal.web.helpers import echoed
 
 bp = Blueprint("support", __name__, url_prefix="/support")
 
@@ -71,7 +72,11 @@ def open_request() -> ResponseReturnValue:
         )
     except support.SupportRefused as refused:
         status = 403 if refused.code == "free_package" else 422
-        return _list(account, status, form=form, error=str(REFUSALS[refused.code]))
+        shown = {
+            "subject": echoed(form["subject"], support.SUBJECT_LIMIT),
+            "body": echoed(form["body"], support.BODY_LIMIT),
+        }
+        return _list(account, status, form=shown, error=str(REFUSALS[refused.code]))
     if not htmx:
         return redirect(url_for("support.thread", public_id=thread.public_id), 303)
     return _list(account, sent=gettext("Thank you. We will answer here and by e-mail."))
@@ -116,7 +121,8 @@ def reply(public_id: str) -> ResponseReturnValue:
         )
     except support.SupportRefused as refused:
         status = 403 if refused.code == "free_package" else 422
-        return _show(account, found, status, body=body, error=str(REFUSALS[refused.code]))
+        shown = echoed(body, support.BODY_LIMIT)
+        return _show(account, found, status, body=shown, error=str(REFUSALS[refused.code]))
     if not htmx:
         return redirect(url_for("support.thread", public_id=found.public_id), 303)
     return _show(account, found)

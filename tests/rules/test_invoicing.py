@@ -442,3 +442,45 @@ def test_the_note_form_opens_in_the_row_and_a_refused_note_keeps_what_was_typed(
     cancelled = text(standard.get(f"/invoices/{invoice.public_id}/row", headers=hx))
     assert cancelled.startswith("<tr ") and "<textarea" not in cancelled
     assert "PO 4711" in cancelled and "Edytuj notatkę" in cancelled
+
+
+def test_sixty_note_saves_keep_the_issued_pdf_and_the_latest_only(app, standard, transfer24, smtp):
+    """Security issue, point 9: storage does not grow with every save of a note."""
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    for n in range(60):
+        assert note(standard, invoice, f"PO {n}").status_code == 200
+    with app.app_context():
+        renderings = db.session.scalars(
+            select(InvoiceRendering.note).order_by(InvoiceRendering.id)
+        ).all()
+    assert renderings == [None, "PO 59"]
+    printed = pdf_text(standard.get(f"/invoices/{invoice.public_id}.pdf").data)
+    assert "PO 59" in printed and "PO 58" not in printed
+    [issued] = [m for m in smtp.messages if m["Subject"] == f"Faktura {invoice.number}"]
+    assert issued  # the invoice e-mail went once, with the issued document
+
+
+def test_note_saves_are_rate_limited_with_a_translated_429(app, standard, transfer24):
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    app.config["NOTE_RATE_LIMIT"] = "3 per minute"
+    statuses = [note(standard, invoice, f"PO {n}").status_code for n in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    refused = standard.post(
+        f"/invoices/{invoice.public_id}/note",
+        data={"csrf_token": csrf_token(standard, "/invoices"), "note": "PO 9"},
+    )
+    assert refused.status_code == 429 and "Zbyt wiele prób" in text(refused)
+    [after] = invoices(app)
+    assert after.note == "PO 2"
+
+
+def test_a_refused_note_is_not_echoed_in_full(app, standard, transfer24):
+    """Security issue, point 7: a 100 kB note is refused without being sent back."""
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    response = note(standard, invoice, "N" * 100_000)
+    assert response.status_code == 422
+    assert "N" * (invoicing.NOTE_LIMIT + 101) not in text(response)
+    assert "N" * 100 in text(response)

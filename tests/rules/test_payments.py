@@ -567,3 +567,26 @@ def test_the_order_page_says_why_an_amex_was_refused(app, standard, transfer24):
     # R8: the refusal names American Express, on our side, in the customer's language.
     assert "Karty American Express nie są akceptowane" in page
     assert page.count("Przyjmujemy tylko karty Visa i Mastercard (oraz PayPal)") == 1
+
+
+def test_the_return_and_the_cancel_ask_the_provider_outside_any_transaction(
+    app, standard, transfer24, monkeypatch
+):
+    """Security issue, point 8: nothing of the database is held while the provider answers."""
+    from pakiet_transfer24.provider import Transfer24Provider
+
+    seen: list[tuple[str, bool]] = []
+    for name in ("complete_return", "cancel"):
+        original = getattr(Transfer24Provider, name)
+
+        def watching(self, *args, _name=name, _original=original, **kwargs):
+            seen.append((_name, db.session().in_transaction()))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Transfer24Provider, name, watching)
+    back_from_bank(standard, transfer24, bank_token(place_and_pay(standard, agents="5")))
+    token = bank_token(place_and_pay(standard, agents="6"))
+    target = urlparse(transfer24.decide(token, "cancel"))
+    standard.get(target.path + ("?" + target.query if target.query else ""))
+    assert ("complete_return", False) in seen and ("cancel", False) in seen, seen
+    assert all(not open_ for _name, open_ in seen), seen

@@ -333,7 +333,7 @@ def accepted(subject: str | None, body: str) -> bool:
     """What the support rules say about this input (subject None: a reply)."""
     try:
         if subject is not None:
-            support.clean(subject, support.SUBJECT_LIMIT)
+            support.clean_subject(subject)
         support.clean(body, support.BODY_LIMIT)
     except support.SupportRefused:
         return False
@@ -355,7 +355,7 @@ def test_support_requests_never_fail_and_never_write_on_refusal(app, standard):
             assert response.status_code == (200 if htmx else 303), data
             assert len(after[0]) == len(before[0]) + 1 and len(after[1]) == len(before[1]) + 1
             subject = after[0][-1][1]
-            assert subject == support.clean(data.get("subject"), support.SUBJECT_LIMIT)
+            assert subject == support.clean_subject(data.get("subject"))
         else:
             assert response.status_code == 422, (data, response.status_code)
             assert after == before, data

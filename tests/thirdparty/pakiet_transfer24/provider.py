@@ -123,7 +123,16 @@ class Transfer24Provider(PaymentProvider):
         given = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER.lower()), "")
         if not given or not hmac.compare_digest(given, sign(self.secret, body)):
             raise WebhookRejected("bad Transfer24 signature")
-        data = json.loads(body)
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise WebhookRejected("a Transfer24 notification is JSON") from exc
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("status"), str)
+            or not isinstance(data.get("event_id"), str | int)
+        ):
+            raise WebhookRejected("a Transfer24 notification has an event_id and a status")
         if data.get("status") not in {"paid", "failed", "refunded"}:
             return None
         return self._event(data, str(data["event_id"]))
