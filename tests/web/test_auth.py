@@ -64,8 +64,8 @@ def test_signup_rejects_bad_input_and_writes_nothing(
 
 
 def test_signup_with_taken_email_is_refused_without_saying_so(app, client, auth):
-    """Issue (security) 6: the page answers a taken address as it answers a new one would
-    not tell; the owner learns it by e-mail. Fails on the old code (a field error)."""
+    """Security issue, point 6: no "already exists" on the page; the owner of the address
+    learns it by e-mail. Fails on the old code (a field error)."""
     auth.signup("taken@example.com")
     auth.logout()
     response = auth.signup("TAKEN@example.com", company="Other")

@@ -194,6 +194,20 @@ def test_password_reset_by_email_works_once(app, client, auth, smtp):
     assert auth.login("a@example.com", NEW_PASSWORD).status_code == 302
 
 
+def test_signing_up_with_a_registered_address_sends_the_owner_an_email(client, auth, smtp):
+    """Fails on the old code (a field error on the page, no e-mail)."""
+    auth.signup("a@example.com")
+    auth.logout()
+    smtp.messages.clear()
+    response = auth.signup("A@example.com", company="Someone else")
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
+    [message] = smtp.messages
+    assert message["To"] == "a@example.com"
+    assert decoded_subject(message) == "Masz już konto w Pakiecie"
+    assert _reset(client, _link(message)).status_code == 302
+    assert auth.login("a@example.com", NEW_PASSWORD).status_code == 302
+
+
 def test_an_expired_reset_link_is_refused(app, client, auth, smtp, monkeypatch):
     issued = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
     monkeypatch.setattr("portal.web.auth.utcnow", lambda: issued)
