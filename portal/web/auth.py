@@ -231,9 +231,9 @@ def signup() -> ResponseReturnValue:
                     "account_exists",
                     _language_of(owner),
                     link=_reset_link(owner),
-                    login_link=url_for("auth.login", _external=True),
+                    login_link=_public(url_for("auth.login")),
                 )
-            flash(CHECK_EMAIL, "success")
+            flash(str(CHECK_EMAIL), "success")
             return redirect(url_for("auth.login"))
         else:
             _start_session(user)
@@ -331,8 +331,14 @@ def _send(to: str, name: str, language: str, **context: Any) -> None:
         log.warning("%s e-mail not sent: %s", name, exc)
 
 
+def _public(path: str) -> str:
+    """A link for an e-mail on PUBLIC_URL, never on the request's Host header (which a
+    client chooses: a reset link on the attacker's host would hand over the token)."""
+    return str(current_app.config["PUBLIC_URL"]).rstrip("/") + path
+
+
 def _reset_link(user: User) -> str:
-    return url_for("auth.reset_password", token=reset_token(user, utcnow()), _external=True)
+    return _public(url_for("auth.reset_password", token=reset_token(user, utcnow())))
 
 
 def _password_limit() -> str:
