@@ -8,7 +8,8 @@ STAMPS := .stamps
 PO := $(wildcard translations/*/LC_MESSAGES/messages.po)
 MO := $(PO:.po=.mo)
 export PAKIET_INSTANCE_PATH ?= $(CURDIR)/instance
-FLASK := $(BIN)/flask --app wsgi
+# make run and demo-db are development: the shipped SECRET_KEY is accepted (docs/operations.md).
+FLASK := PAKIET_DEVELOPMENT=1 $(BIN)/flask --app wsgi
 
 .PHONY: run test journeys install lint translations-extract demo-db clean bench soak
 
@@ -21,7 +22,7 @@ run: install demo-db
 	@echo "  pro@demo.example.com       Pro, yearly, EUR, Visa 4242 saved"
 	@echo "  admin@demo.example.com     staff: http://127.0.0.1:5000/admin/"
 	@echo ""
-	$(BIN)/python scripts/devserver.py --host 127.0.0.1 --port 5000
+	PAKIET_DEVELOPMENT=1 $(BIN)/python scripts/devserver.py --host 127.0.0.1 --port 5000
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from portal.infra.config import ROOT, load_config
+from portal.infra.config import ROOT, check_production, load_config
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -20,6 +20,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         static_folder=None,
     )
     load_config(app, test_config)
+    check_production(app)
+    hops = int(app.config["PROXY_HOPS"])
+    if hops > 0:  # behind reverse proxies: trust that many X-Forwarded-* entries, no more
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
     os.makedirs(app.instance_path, exist_ok=True)
 
     from portal.cli import register_commands

@@ -34,6 +34,7 @@ from sqlalchemy import bindparam, select, text
 from portal.infra.config import ROOT
 from portal.infra.extensions import db
 from portal.infra.models import Invoice, InvoiceRendering, User
+from portal.web.auth import session_identifier
 from portal.web.invoices import LATEST_PDF
 
 bp = Blueprint("floor", __name__)
@@ -61,7 +62,8 @@ def create_app(secret_key: str, database_url: str) -> Flask:
     db.init_app(app)
     Babel(app, locale_selector=lambda: "pl")
     login = LoginManager(app)
-    login.session_protection = "strong"  # as the portal's
+    login.session_protection = "strong"  # as the portal's, with its identifier
+    login._session_identifier_generator = session_identifier
     login.user_loader(load_user)
     app.register_blueprint(bp)
     return app
@@ -72,8 +74,13 @@ def from_environment() -> Flask:
     return create_app(os.environ["PAKIET_SECRET_KEY"], os.environ["PAKIET_DATABASE_URL"])
 
 
-def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
+def load_user(session_id: str) -> User | None:
+    """As the portal's: the session carries the user's id and session version."""
+    user_id, _, version = session_id.partition(":")
+    if not user_id.isdigit() or not version.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    return user if user is not None and user.session_version == int(version) else None
 
 
 @bp.get("/")

@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> None:
         "cnb": {"base_url": cnb.base_url},
     }
     os.environ.setdefault("PAKIET_PLUGIN_CONFIG", json.dumps(plugin_config))
+    # A laptop: the shipped SECRET_KEY and per-process rate limits are fine (and the billing
+    # runner it starts inherits this).
+    os.environ.setdefault("PAKIET_DEVELOPMENT", "1")
     os.environ.setdefault("PAKIET_PUBLIC_URL", portal)
 
     from portal import create_app

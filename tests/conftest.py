@@ -54,6 +54,8 @@ def base_config(url: str, **extra: Any) -> dict[str, Any]:
     plugin_config.update(extra.pop("PLUGIN_CONFIG", {}))
     config: dict[str, Any] = {
         "TESTING": True,
+        # Development mode: the short test key is accepted, limits count in memory.
+        "DEVELOPMENT": True,
         "SECRET_KEY": "test-secret",
         "SQLALCHEMY_DATABASE_URI": url,
         "PLUGINS_AUTOLOAD": False,

@@ -18,9 +18,21 @@ from portal.rules.tax import DEFAULT_PATH as VAT_RATES_PATH
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
+#: The shipped key: only accepted in development mode (see :func:`check_production`).
+DEV_SECRET_KEY = "dev-only-secret-change-me"
+MIN_SECRET_KEY_BYTES = 32
+#: Where rate-limit counters live when several workers share them (docs/operations.md).
+SHARED_LIMITS_HINT = "redis://127.0.0.1:6379"
+
 DEFAULTS: dict[str, Any] = {
-    # Only good for a laptop: production sets PAKIET_SECRET_KEY.
-    "SECRET_KEY": "dev-only-secret-change-me",
+    # Development mode (``make run``, scripts/devserver.py, the tests): the shipped secret key
+    # and per-process rate limits are accepted. Production leaves it False.
+    "DEVELOPMENT": False,
+    # Only good for a laptop: production sets PAKIET_SECRET_KEY (create_app refuses this one).
+    "SECRET_KEY": DEV_SECRET_KEY,
+    # Behind a reverse proxy: how many proxies set X-Forwarded-For/-Proto/-Host in front of
+    # the portal. 0: those headers are ignored (the client address is the socket's).
+    "PROXY_HOPS": 0,
     "SQLALCHEMY_DATABASE_URI": "sqlite:///pakiet.sqlite3",
     # Pooled connections are checked before use (portal/infra/liveness.py), on PostgreSQL without
     # a round trip; set "pool_pre_ping" here to choose SQLAlchemy's SELECT 1 instead.
@@ -45,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
     # Request bodies: forms are small; a provider's webhook may be larger (that route only).
     "MAX_CONTENT_LENGTH": 256 * 1024,
     "WEBHOOK_MAX_CONTENT_LENGTH": 1024 * 1024,
+    # memory:// counts per process: with several workers set a shared one (redis://...);
+    # production start-up warns about memory://.
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_HEADERS_ENABLED": True,
     # Werkzeug's password hashing method; tests set a fast one.
@@ -82,6 +96,37 @@ DEFAULTS: dict[str, Any] = {
         "invoice_series": "FV",
     },
 }
+
+
+class InsecureConfig(RuntimeError):
+    """The configuration is not fit for production: create_app refuses to start."""
+
+
+def check_production(app: Flask) -> None:
+    """Refuse a known or short SECRET_KEY unless in development mode; warn about
+    per-process rate limits (memory://) in production."""
+    if app.config.get("DEVELOPMENT"):
+        return
+    key = app.config.get("SECRET_KEY") or ""
+    size = len(key.encode() if isinstance(key, str) else bytes(key))
+    if key == DEV_SECRET_KEY or size < MIN_SECRET_KEY_BYTES:
+        why = "is the shipped development value" if key == DEV_SECRET_KEY else "is too short"
+        raise InsecureConfig(
+            f"SECRET_KEY {why}: production needs a secret of at least "
+            f"{MIN_SECRET_KEY_BYTES} bytes. Set one, e.g.\n"
+            "  export PAKIET_SECRET_KEY="
+            "$(python -c 'import secrets; print(secrets.token_hex(32))')\n"
+            "(or SECRET_KEY in instance/pakiet.cfg), or set PAKIET_DEVELOPMENT=1 on a laptop."
+        )
+    storage = str(app.config.get("RATELIMIT_STORAGE_URI") or "memory://")
+    if storage.startswith("memory://"):
+        app.logger.warning(
+            "RATELIMIT_STORAGE_URI is %s: rate limits (log-in, sign-up, password reset) are "
+            "counted per worker process, so N workers allow N times the limit. Set "
+            "PAKIET_RATELIMIT_STORAGE_URI=%s (Redis) to share them.",
+            storage,
+            SHARED_LIMITS_HINT,
+        )
 
 
 def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, current_app, redirect, request, url_for
 from flask.typing import ResponseReturnValue
@@ -111,10 +112,24 @@ def home_url() -> str:
 
 
 def safe_next(target: str | None, fallback: str) -> str:
-    """Only same-site relative paths; anything else goes to ``fallback``."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return fallback
+    """Only a path on this site; anything else goes to ``fallback``.
+
+    Browsers drop tabs and newlines inside a URL and read ``\\`` as ``/``, so
+    ``/<TAB>/evil.example`` and ``/\\evil.example`` are other sites: a target with a control
+    character or a backslash is refused, as is one that is not a plain ``/path`` (a scheme,
+    a host, ``//host``). Control characters in a ``Location`` header would also be a 500.
+    """
+    if not target:
+        return fallback
+    for text in (target, unquote(target)):  # once decoded too: never trust a second decoding
+        if not text.startswith("/") or text.startswith("//") or "\\" in text:
+            return fallback
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+            return fallback
+        parts = urlsplit(text)
+        if parts.scheme or parts.netloc:
+            return fallback
+    return target
 
 
 @bp.post("/language")

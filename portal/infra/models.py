@@ -126,8 +126,15 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     role: Mapped[str] = mapped_column(String(16), default=Role.CUSTOMER.value)
     language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Sessions carry the version they were opened with (see get_id); bumping it (log-out,
+    # a new password, staff revoking) makes every other session's cookie worthless.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     account: Mapped[Account | None] = relationship(back_populates="users")
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the session: the id and the session version."""
+        return f"{self.id}:{self.session_version}"
 
 
 # An account's language is its first user's that has one (loaded when first read, or with

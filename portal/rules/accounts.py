@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -62,6 +62,24 @@ def authenticate(email: str, password: str) -> User | None:
         check_password_hash(_dummy_hash(), password)
         return None
     return user if check_password_hash(user.password_hash, password) else None
+
+
+def revoke_sessions(*, user_id: int | None = None, account_id: int | None = None) -> int:
+    """End every session of the user, or of every user of the account, by bumping their
+    session version (in the caller's transaction): the number of users."""
+    stmt = update(User).values(session_version=User.session_version + 1)
+    if user_id is not None:
+        stmt = stmt.where(User.id == user_id)
+    elif account_id is not None:
+        stmt = stmt.where(User.account_id == account_id)
+    else:
+        raise ValueError("revoke whose sessions?")
+    result = db.session.execute(stmt.execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def check_password(user: User, password: str) -> bool:
+    return check_password_hash(user.password_hash, password)
 
 
 def register_account(

@@ -308,6 +308,28 @@ def refund(
     return StaffRefund(payment=payment, credit_note=credit_note)
 
 
+def revoke_sessions(*, account_id: int, actor: User, now: dt.datetime) -> int:
+    """Log every user of the account out, on every device (a stolen or shared cookie stops
+    working at its next request): the number of users."""
+    from portal.infra.models import Account
+    from portal.rules import accounts
+
+    if db.session.get(Account, account_id) is None:
+        raise StaffRefused("not_found")
+    users = accounts.revoke_sessions(account_id=account_id)
+    audit.record(
+        actor=actor,
+        action="revoke_sessions",
+        account_id=account_id,
+        object_type="account",
+        object_id=account_id,
+        after={"users": users},
+        now=now,
+    )
+    db.session.commit()
+    return users
+
+
 def resend_invoice(*, invoice_id: int, actor: User, now: dt.datetime) -> Invoice:
     """E-mail the invoice again (through the outbox). A double submit within the same
     minute sends it once."""

@@ -571,6 +571,16 @@ class Actions(StaffOnly, BaseView):
             amount=request.form.get("amount", str(remaining.amount)),
         ), (422 if error else 200)
 
+    @expose("/account/<int:account_id>/sessions", methods=("GET", "POST"))
+    def sessions(self, account_id: int) -> Any:
+        account = db.session.get(Account, account_id)
+        if account is None:
+            abort(404)
+        if request.method == "POST":
+            actions.revoke_sessions(account_id=account.id, actor=current_user, now=utcnow())
+            return self._done(gettext("Everyone on this account has been logged out."), account.id)
+        return self.render("staff/confirm_sessions.html", account=account)
+
     @expose("/invoice/<int:invoice_id>/resend", methods=("GET", "POST"))
     def resend(self, invoice_id: int) -> Any:
         invoice = db.session.get(Invoice, invoice_id)

@@ -1,23 +1,56 @@
-"""Sign up, log in, log out."""
+"""Sign up, log in, log out; forgotten and changed passwords.
+
+Sessions can be revoked: the session keeps the user's ``session_version`` with the id
+(:meth:`User.get_id`) and the user loader refuses one that no longer matches. Logging out
+bumps the version (so every session of the user ends, on every device), as do a new
+password (every session but the one that set it) and staff revoking the account's sessions.
+
+Password-reset links are signed (itsdangerous, SECRET_KEY) and carry the user's id, the time
+they were issued and a fingerprint of the current password hash: they expire after
+``PASSWORD_RESET_MAX_AGE`` seconds and stop working once the password has changed, so each
+link works once. No table is needed.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, url_for
+import datetime as dt
+import hashlib
+import hmac
+import logging
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext, lazy_gettext
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
+from portal.infra import mail
 from portal.infra.extensions import db, limiter
 from portal.infra.i18n import current_language, home_url, safe_next
 from portal.infra.models import Account, User, utcnow
 from portal.rules import accounts
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
+
+#: How long a password-reset link works.
+RESET_MAX_AGE = dt.timedelta(hours=1)
 
 MIN_PASSWORD = 10
 COMMON_PASSWORDS = frozenset(
@@ -39,7 +72,11 @@ USER_WITH_ACCOUNT = (
 
 def strong_password(form: FlaskForm, field: PasswordField) -> None:
     value = field.data or ""
-    email = (form.email.data or "").strip().lower()
+    email_field = getattr(form, "email", None)
+    email = (email_field.data if email_field is not None else None) or getattr(
+        form, "user_email", ""
+    )
+    email = (email or "").strip().lower()
     if (
         len(value) < MIN_PASSWORD
         or value.lower() in COMMON_PASSWORDS
@@ -89,30 +126,87 @@ class LoginForm(FlaskForm):
     password = PasswordField(lazy_gettext("Password"), validators=[DataRequired(message=REQUIRED)])
 
 
+class ForgotForm(FlaskForm):
+    email = EmailField(
+        lazy_gettext("E-mail"),
+        validators=[
+            DataRequired(message=REQUIRED),
+            Length(max=254, message=lazy_gettext("At most %(max)d characters.")),
+            Email(
+                message=lazy_gettext("Enter a valid e-mail address."), check_deliverability=False
+            ),
+        ],
+    )
+
+
+class NewPasswordForm(FlaskForm):
+    user_email = ""  # the password may not be the address (strong_password)
+    password = PasswordField(
+        lazy_gettext("New password"), validators=[DataRequired(message=REQUIRED), strong_password]
+    )
+    confirm = PasswordField(
+        lazy_gettext("Repeat the new password"),
+        validators=[
+            DataRequired(message=REQUIRED),
+            EqualTo("password", message=lazy_gettext("The passwords do not match.")),
+        ],
+    )
+
+
+class ChangePasswordForm(NewPasswordForm):
+    current = PasswordField(
+        lazy_gettext("Current password"), validators=[DataRequired(message=REQUIRED)]
+    )
+
+
 def init_login(app: Flask, manager: LoginManager) -> None:
     manager.init_app(app)
     manager.login_view = "auth.login"
     manager.login_message = lazy_gettext("Please log in to see this page.")
     manager.session_protection = "strong"
+    # Flask-Login's own identifier trusts X-Forwarded-For from anyone; this one takes the
+    # client address Werkzeug gives, which is the proxy's view only with PROXY_HOPS > 0.
+    manager._session_identifier_generator = session_identifier
 
     @manager.user_loader
-    def load_user(user_id: str) -> User | None:
+    def load_user(session_id: str) -> User | None:
         # Every customer page needs the account, its package and billing data: one query.
-        if not user_id.isdigit():
+        user_id, _, version = session_id.partition(":")
+        if not user_id.isdigit() or not version.isdigit():
             return None
         user = db.session.scalar(USER_WITH_ACCOUNT, {"user_id": int(user_id)})
-        return user if isinstance(user, User) else None
+        if not isinstance(user, User) or user.session_version != int(version):
+            return None  # a revoked session (log-out, new password, staff)
+        return user
+
+
+def session_identifier() -> str:
+    """The browser a session belongs to ("strong" session protection): the client's
+    address (as the socket or, behind PROXY_HOPS proxies, ProxyFix sees it) and agent."""
+    base = f"{request.remote_addr}|{request.headers.get('User-Agent')}"
+    return hashlib.sha512(base.encode("utf-8", errors="replace")).hexdigest()
 
 
 def _start_session(user: User) -> None:
     # A fresh session at log-in: nothing from before survives (no fixation).
-    from flask import session
-
     session.clear()
     login_user(user)
 
 
+CHECK_EMAIL = lazy_gettext(
+    "We have sent you an e-mail. If this address already has an account, the e-mail tells "
+    "you how to log in."
+)
+
+
+def _signup_limit() -> str:
+    return str(
+        current_app.config.get("SIGNUP_RATE_LIMIT") or current_app.config["LOGIN_RATE_LIMIT"]
+    )
+
+
 @bp.route("/signup", methods=["GET", "POST"])
+@limiter.limit(_signup_limit, methods=["POST"])
 def signup() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(home_url())
@@ -128,7 +222,19 @@ def signup() -> ResponseReturnValue:
                 now=utcnow(),
             )
         except accounts.EmailTaken:
-            form.email.errors = [gettext("An account with this e-mail address already exists.")]
+            # Not a field error: the page may not tell whether an address is registered.
+            # The owner of the address learns it by e-mail, with a reset link.
+            owner = accounts.find_user(form.email.data or "")
+            if owner is not None:
+                _send(
+                    owner.email,
+                    "account_exists",
+                    _language_of(owner),
+                    link=_reset_link(owner),
+                    login_link=_public(url_for("auth.login")),
+                )
+            flash(str(CHECK_EMAIL), "success")
+            return redirect(url_for("auth.login"))
         else:
             _start_session(user)
             flash(gettext("Welcome to Pakiet! Your account is on the Free package."), "success")
@@ -161,6 +267,151 @@ def login() -> ResponseReturnValue:
 @bp.post("/logout")
 @login_required
 def logout() -> ResponseReturnValue:
+    # The cookie is worthless from now on, copies of it included: this ends the user's
+    # sessions on other devices too.
+    accounts.revoke_sessions(user_id=current_user.id)
+    db.session.commit()
     logout_user()
+    session.clear()
     flash(gettext("You have been logged out."), "success")
     return redirect(url_for("auth.login"))
+
+
+# -- passwords ---------------------------------------------------------------------------------
+
+
+def _reset_serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="pakiet-password-reset")
+
+
+def _fingerprint(user: User) -> str:
+    """Changes whenever the password does: a link stops working once it has been used."""
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, user.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def reset_token(user: User, now: dt.datetime) -> str:
+    return str(
+        _reset_serializer().dumps(
+            {"u": user.id, "p": _fingerprint(user), "t": int(now.timestamp())}
+        )
+    )
+
+
+def user_for_token(token: str, now: dt.datetime) -> User | None:
+    """The user a reset link is for, or ``None`` when it is forged, expired or used."""
+    try:
+        data: Any = _reset_serializer().loads(token)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict):
+        return None
+    user_id, fingerprint, issued = data.get("u"), data.get("p"), data.get("t")
+    if not isinstance(user_id, int) or not isinstance(issued, int):
+        return None
+    age = now - dt.datetime.fromtimestamp(issued, dt.UTC)
+    if age < dt.timedelta(0) or age > RESET_MAX_AGE:
+        return None
+    user = db.session.get(User, user_id)
+    if user is None or not hmac.compare_digest(str(fingerprint), _fingerprint(user)):
+        return None
+    return user
+
+
+def _language_of(user: User) -> str:
+    return str(user.language or current_language())
+
+
+def _send(to: str, name: str, language: str, **context: Any) -> None:
+    """At once, like the support e-mails; a mail server that is down is logged, and the
+    page answers the same (the customer can ask again)."""
+    try:
+        mail.send_to_address(to, name, language, **context)
+    except OSError as exc:
+        log.warning("%s e-mail not sent: %s", name, exc)
+
+
+def _public(path: str) -> str:
+    """A link for an e-mail on PUBLIC_URL, never on the request's Host header (which a
+    client chooses: a reset link on the attacker's host would hand over the token)."""
+    return str(current_app.config["PUBLIC_URL"]).rstrip("/") + path
+
+
+def _reset_link(user: User) -> str:
+    return _public(url_for("auth.reset_password", token=reset_token(user, utcnow())))
+
+
+def _password_limit() -> str:
+    return str(
+        current_app.config.get("PASSWORD_RATE_LIMIT") or current_app.config["LOGIN_RATE_LIMIT"]
+    )
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@limiter.limit(_password_limit, methods=["POST"])
+def forgot_password() -> ResponseReturnValue:
+    form = ForgotForm()
+    if form.validate_on_submit():
+        user = accounts.find_user(form.email.data or "")
+        if user is not None:
+            _send(user.email, "password_reset", _language_of(user), link=_reset_link(user))
+        # The same answer whether the address is known or not.
+        flash(
+            gettext(
+                "If an account uses this address, we have sent it a link to set a new "
+                "password. The link works for one hour."
+            ),
+            "success",
+        )
+        return redirect(url_for("auth.login"))
+    status = 400 if form.is_submitted() else 200
+    return render_template("auth/forgot.html", form=form), status
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+@limiter.limit(_password_limit, methods=["POST"])
+def reset_password(token: str) -> ResponseReturnValue:
+    user = user_for_token(token, utcnow())
+    if user is None:
+        return render_template("auth/reset_invalid.html"), 400
+    form = NewPasswordForm()
+    form.user_email = user.email
+    if form.validate_on_submit():
+        user.password_hash = accounts.hash_password(form.password.data or "")
+        user.session_version += 1  # every session of the user ends
+        db.session.commit()
+        if current_user.is_authenticated:
+            logout_user()
+        session.clear()
+        flash(gettext("Your password has been changed. Log in with the new one."), "success")
+        return redirect(url_for("auth.login"))
+    status = 400 if form.is_submitted() else 200
+    return render_template("auth/reset.html", form=form), status
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@login_required
+@limiter.limit(_password_limit, methods=["POST"])
+def change_password() -> ResponseReturnValue:
+    form = ChangePasswordForm()
+    form.user_email = current_user.email
+    if form.validate_on_submit():
+        user = db.session.get(User, current_user.id)
+        assert user is not None
+        if not accounts.check_password(user, form.current.data or ""):
+            form.current.errors = [gettext("The current password is not correct.")]
+        else:
+            user.password_hash = accounts.hash_password(form.password.data or "")
+            user.session_version += 1  # other sessions end; this one goes on below
+            db.session.commit()
+            session["_user_id"] = user.get_id()
+            flash(
+                gettext(
+                    "Your password has been changed. Other devices signed in to your account "
+                    "have been logged out."
+                ),
+                "success",
+            )
+            return redirect(url_for("auth.change_password"))
+    status = 400 if form.is_submitted() else 200
+    return render_template("auth/change_password.html", form=form), status

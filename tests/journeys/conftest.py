@@ -87,6 +87,7 @@ def _environment(instance: Path, **settings: str) -> dict[str, str]:
     some), plus ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAKIET_")}
     env["PAKIET_INSTANCE_PATH"] = str(instance)
+    env["PAKIET_DEVELOPMENT"] = "1"  # as make run: the shipped SECRET_KEY is accepted
     env["PYTHONUNBUFFERED"] = "1"
     env.update(settings)
     return env

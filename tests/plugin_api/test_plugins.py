@@ -300,6 +300,7 @@ def test_pakiet_trace_plugins_environment_variable_turns_tracing_on(
     monkeypatch.setenv("PAKIET_PLUGINS_AUTOLOAD", "false")
     monkeypatch.setenv("PAKIET_PLUGINS", json.dumps(BUILTIN_PLUGINS))
     monkeypatch.setenv("PAKIET_TRACE_PLUGINS", "1")
+    monkeypatch.setenv("PAKIET_DEVELOPMENT", "1")
     app = create_app()
     with app.app_context():
         db.engine.dispose()

@@ -87,7 +87,8 @@ def runner(emulator: StripeEmulator, tmp_path: Path) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "PAKIET_DATABASE_URL": DATABASE_URL,
-        "PAKIET_SECRET_KEY": "test-secret",  # every node shares it, as in production
+        # every node shares it, as in production (a real one: 32 bytes or more)
+        "PAKIET_SECRET_KEY": "test-secret-shared-by-every-runner-node",
         "PAKIET_INSTANCE_PATH": str(tmp_path),
         "PAKIET_MAIL_BACKEND": "dummy",
         "PAKIET_PLUGIN_CONFIG": json.dumps({"stripe": stripe_config(emulator)}),
