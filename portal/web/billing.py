@@ -202,9 +202,9 @@ def save() -> ResponseReturnValue:
     if cancelled:
         flash(
             ngettext(
-                "Your open order was cancelled because the new billing information changes "
+                "%(num)d open order was cancelled because the new billing information changes "
                 "its VAT. Place it again to pay the right amount.",
-                "Your %(num)d open orders were cancelled because the new billing information "
+                "%(num)d open orders were cancelled because the new billing information "
                 "changes their VAT. Place them again to pay the right amount.",
                 len(cancelled),
             ),

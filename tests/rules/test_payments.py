@@ -628,7 +628,7 @@ def invoices(app) -> list:
 def test_changing_the_country_cancels_the_open_order_and_says_why(app, standard, transfer24):
     order, _payment, token = us_order(app, standard)
     page = text(standard.get(save_billing(standard, "PL", **WARSAW).headers["Location"]))
-    assert "Twoje otwarte zamówienie zostało anulowane, bo nowe dane do faktury" in page
+    assert "1 otwarte zamówienie zostało anulowane, bo nowe dane do faktury" in page
     [order] = only(app, Order)
     [payment] = only(app, Payment)
     assert order.status == OrderStatus.SUPERSEDED
@@ -660,7 +660,7 @@ def test_the_order_page_in_english_says_why(app, standard, transfer24):
         "/language", data={"csrf_token": csrf_token(standard, "/package"), "language": "en"}
     )
     page = text(standard.get(save_billing(standard, "PL", **WARSAW).headers["Location"]))
-    assert "Your open order was cancelled because the new billing information changes" in page
+    assert "1 open order was cancelled because the new billing information changes" in page
     page = text(standard.get(f"/package/orders/{order.public_id}"))
     assert "This order was cancelled: your billing information changed after it was" in page
     assert "Place the order again" in page
