@@ -778,6 +778,8 @@ def confirm_free_change(*, account: Account, order: Order, now: dt.datetime) -> 
     order = _lock_order(order.id)
     if order.status != OrderStatus.PENDING or order.total_minor != 0:
         raise PaymentRefused("order_closed")
+    if now >= order.expires_at:
+        raise PaymentRefused(ORDER_EXPIRED)
     sub = db.session.scalar(
         select(Subscription)
         .where(Subscription.account_id == account.id)
