@@ -14,6 +14,7 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -72,6 +73,38 @@ def current_terms(sub: Subscription) -> Current:
         period_end=sub.period_end,
         period_net=sub.period_net,
         credit=sub.credit,
+    )
+
+
+def current_pricing() -> Pricing:
+    """The running app's catalogue, VAT rates and seller country."""
+    from flask import current_app
+
+    return Pricing(
+        catalogue=current_app.extensions["pakiet.catalogue"],
+        vat_rates=current_app.extensions["pakiet.vat_rates"],
+        seller_country=current_app.config["SELLER"]["country"],
+    )
+
+
+def is_renewal(order: Order) -> bool:
+    """A renewal's order (the background run's; its tax is decided when it is charged)."""
+    return order.idempotency_key.startswith("renewal-")
+
+
+def tax_holds(pricing: Pricing, billing: BillingInfo | None, order: Order) -> bool:
+    """Whether the buyer data in force now decide the VAT the order was placed with.
+
+    Tax is decided from the buyer data when the payment starts (DESIGN.md section 2): an
+    order placed as a US buyer (no VAT) is not paid as it was once the billing country is
+    Poland, nor a reverse-charge order once the VAT number is gone. The decision is taken
+    on the order's quote date, so only the buyer's data (country, VAT number and its
+    validity) can change it, not a rate that changed since."""
+    record = order.quote
+    on = dt.date.fromisoformat(str(record["quoted_on"]))
+    decision = tax_decision(pricing, billing, on)
+    return decision.treatment.value == order.tax_treatment and decision.rate == Decimal(
+        str(record["vat_rate"])
     )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from portal.infra.extensions import db
 from portal.infra.models import (
     Account,
+    BillingInfo,
     Order,
     OrderStatus,
     Payment,
@@ -45,10 +46,16 @@ from portal.plugin_api.contracts import (
     SubscriptionChanged,
     SubscriptionState,
 )
+from portal.rules import orders
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.money import Money
 
 log = logging.getLogger(__name__)
+
+#: Why an order is not paid as it was: its VAT no longer follows from the buyer's data.
+TAX_CHANGED = "tax_changed"
+#: Why an order cannot be paid any more: it is past its expiry.
+ORDER_EXPIRED = "order_expired"
 
 #: R8: cards we take (and PayPal). Anything else is refused, and refunded if captured.
 ACCEPTED_BRANDS = frozenset({"visa", "mastercard", "paypal"})
@@ -223,6 +230,13 @@ def start(
     order = _lock_order(order.id)
     if order.status != OrderStatus.PENDING:
         raise PaymentRefused("order_closed")
+    if now >= order.expires_at:
+        raise PaymentRefused(ORDER_EXPIRED)
+    if not tax_still_holds(order):
+        # Placed from other buyer data: cancelled, with any session it opened (DESIGN.md 2).
+        db.session.commit()
+        close_stale_orders(account_id=order.account_id, now=now, providers=_registered_provider)
+        raise PaymentRefused(TAX_CHANGED)
     if order.currency not in provider.currencies:
         raise PaymentRefused("currency_unsupported")
     key = _attempt_key(order)
@@ -567,10 +581,26 @@ def _settle(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
             .execution_options(populate_existing=True)
         )
     assert isinstance(sub, Subscription)
-    if order.status != OrderStatus.PENDING or sub.version != order.subscription_version:
-        # Paid for a quote that no longer holds (another change got there first).
-        payment.failure_code = "quote_stale"
-        ctx.refund(payment, "quote_stale")
+    # A checkout order's VAT was decided from the buyer data of its placing; paid after that
+    # data changed the tax (a hosted page opened before, a webhook after the capture), it is
+    # not applied: the invoice would pair the new buyer with the old VAT. A renewal's tax is
+    # decided by the run that charges it (held), so it is not asked again.
+    tax_changed = (
+        held is None
+        and not orders.is_renewal(order)
+        and order.status in (OrderStatus.PENDING, OrderStatus.SUPERSEDED)
+        and not tax_still_holds(order)
+    )
+    if (
+        tax_changed
+        or order.status != OrderStatus.PENDING
+        or sub.version != order.subscription_version
+    ):
+        # Paid for a quote that no longer holds (another change got there first): the money
+        # goes back in full.
+        code = TAX_CHANGED if tax_changed else "quote_stale"
+        payment.failure_code = code
+        ctx.refund(payment, code)
         if order.status == OrderStatus.PENDING:
             order_transition(order, OrderStatus.SUPERSEDED)
         return Outcome.STALE
@@ -748,6 +778,8 @@ def confirm_free_change(*, account: Account, order: Order, now: dt.datetime) -> 
     order = _lock_order(order.id)
     if order.status != OrderStatus.PENDING or order.total_minor != 0:
         raise PaymentRefused("order_closed")
+    if now >= order.expires_at:
+        raise PaymentRefused(ORDER_EXPIRED)
     sub = db.session.scalar(
         select(Subscription)
         .where(Subscription.account_id == account.id)
@@ -852,6 +884,136 @@ def _fail_attempt(payment_id: int, code: str) -> None:
         payment_transition(payment, PaymentStatus.FAILED)
         payment.failure_code = code
         payment.action_url = None
+    db.session.commit()
+
+
+# -- orders placed from other buyer data, and expired ones ---------------------------------
+
+
+def tax_still_holds(order: Order) -> bool:
+    """Whether the account's billing data in force now decide the order's VAT."""
+    billing = db.session.scalar(
+        select(BillingInfo).where(BillingInfo.account_id == order.account_id)
+    )
+    return orders.tax_holds(
+        orders.current_pricing(), billing if isinstance(billing, BillingInfo) else None, order
+    )
+
+
+def unpayable_reason(order: Order, now: dt.datetime) -> str | None:
+    """Why a pending checkout order cannot be paid as it is (``None`` when it can): past
+    its expiry (``order_expired``), or placed from buyer data that decided another VAT
+    (``tax_changed``)."""
+    if order.status != OrderStatus.PENDING or orders.is_renewal(order):
+        return None
+    if now >= order.expires_at:
+        return ORDER_EXPIRED
+    if not tax_still_holds(order):
+        return TAX_CHANGED
+    return None
+
+
+def _registered_provider(name: str) -> PaymentProvider | None:
+    from portal.plugin_api.registry import registry
+
+    return registry().payment_providers.get(name)
+
+
+def close_stale_orders(
+    *,
+    account_id: int,
+    now: dt.datetime,
+    providers: Callable[[str], PaymentProvider | None] = _registered_provider,
+) -> list[str]:
+    """Cancel the account's open checkout orders whose VAT the buyer data in force no longer
+    decide (a billing country, VAT number or its validity changed since they were placed),
+    and close the provider sessions they opened, so the hosted page can no longer take
+    money for them. Returns the public ids of the orders cancelled.
+
+    The order is superseded first, then each pending attempt is closed at its provider
+    (``cancel``): one the provider reports paid meanwhile is applied, and applying refunds
+    it in full (``tax_changed``); the others end failed with ``tax_changed``. A provider
+    that cannot answer now leaves its attempt failed here: should the hosted page take the
+    money after all, the provider's report finds the order superseded and refunds it."""
+    candidates = db.session.scalars(
+        select(Order)
+        .where(
+            Order.account_id == account_id,
+            Order.idempotency_key.not_like("renewal-%"),
+            (Order.status == OrderStatus.PENDING.value)
+            | (
+                (Order.status == OrderStatus.SUPERSEDED.value)
+                & Order.id.in_(
+                    select(Payment.order_id).where(
+                        Payment.account_id == account_id,
+                        Payment.status == PaymentStatus.PENDING.value,
+                    )
+                )
+            ),
+        )
+        .order_by(Order.id)
+    ).all()
+    stale = [order.id for order in candidates if not tax_still_holds(order)]
+    db.session.rollback()
+    cancelled: list[str] = []
+    for order_id in stale:
+        order = _lock_order(order_id)
+        if order.status == OrderStatus.PENDING:
+            order_transition(order, OrderStatus.SUPERSEDED)
+            cancelled.append(order.public_id)
+        elif order.status != OrderStatus.SUPERSEDED:
+            db.session.rollback()  # paid or failed meanwhile
+            continue
+        db.session.commit()
+        attempts = db.session.scalars(
+            select(Payment.id).where(
+                Payment.order_id == order_id, Payment.status == PaymentStatus.PENDING.value
+            )
+        ).all()
+        for payment_id in attempts:
+            close_attempt(payment_id, code=TAX_CHANGED, now=now, providers=providers)
+    return cancelled
+
+
+def close_attempt(
+    payment_id: int,
+    *,
+    code: str,
+    now: dt.datetime,
+    providers: Callable[[str], PaymentProvider | None] = _registered_provider,
+) -> None:
+    """Close a pending attempt at its provider so it can no longer take money, and end it
+    failed with ``code``; an attempt the provider reports paid meanwhile is applied instead
+    (real money: applying refunds it when its order no longer holds). Commits."""
+    payment = db.session.get(Payment, payment_id, populate_existing=True)
+    if not isinstance(payment, Payment) or payment.status != PaymentStatus.PENDING:
+        return
+    provider = providers(payment.provider)
+    event = None
+    if provider is not None and payment.provider_ref:
+        try:
+            event = provider.cancel(provider_ref=payment.provider_ref)
+        except ProviderError as exc:
+            log.info("closing %s at %s failed: %s", payment.public_id, provider.name, exc)
+    db.session.rollback()
+    if event is not None and event.kind is PaymentEventKind.SUCCEEDED:
+        apply_event(payment.provider, event, now=now)
+        return
+    _fail_attempt(payment_id, code)
+
+
+def refuse_expired(payment_id: int, *, now: dt.datetime) -> None:
+    """The customer came back from the provider for an order past its expiry: the attempt
+    is closed at the provider (not completed: nothing is captured) and ends ``expired``,
+    the order with it; one the provider reports paid meanwhile is applied (as
+    :func:`close_expired` does)."""
+    close_attempt(payment_id, code="expired", now=now)
+    payment = db.session.get(Payment, payment_id, populate_existing=True)
+    if not isinstance(payment, Payment) or payment.status != PaymentStatus.FAILED:
+        return
+    order = _lock_order(payment.order_id) if payment.order_id else None
+    if order is not None and order.status == OrderStatus.PENDING:
+        order_transition(order, OrderStatus.FAILED)
     db.session.commit()
 
 

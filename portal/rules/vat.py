@@ -509,6 +509,19 @@ class RecheckReport:
 CLAIM = dt.timedelta(minutes=10)
 
 
+def _tax_may_have_changed(account_id: int, now: dt.datetime) -> None:
+    """A number's validity decides reverse charge: open orders placed with the old verdict
+    are cancelled and their provider pages closed (a provider that cannot answer now is
+    no loss: paying such an order is refused, and its money refunded, when it comes)."""
+    from portal.rules import payments
+
+    try:
+        payments.close_stale_orders(account_id=account_id, now=now)
+    except Exception:
+        db.session.rollback()
+        log.exception("closing the open orders of account %s failed", account_id)
+
+
 def run_due_checks(*, now: dt.datetime, limit: int, settings: VatSettings) -> RecheckReport:
     """Check the numbers whose next check is due: pending ones on their backoff, valid
     ones periodically. Safe on many nodes at once: each row is claimed with
@@ -532,6 +545,7 @@ def run_due_checks(*, now: dt.datetime, limit: int, settings: VatSettings) -> Re
             break
         seen.append(billing.id)
         report.checked += 1
+        account_id, was = billing.account_id, billing.vat_status
         try:
             number = parse_number(billing.vat_number, billing.country or "", settings.member_states)
         except VatNumberError:
@@ -540,6 +554,7 @@ def run_due_checks(*, now: dt.datetime, limit: int, settings: VatSettings) -> Re
             # The rules or the data changed under the number: nothing left to check.
             clear(billing)
             db.session.commit()
+            _tax_may_have_changed(account_id, now)
             continue
         # Claimed for a while (another node skips it), then nothing is held while the
         # registry answers; a node that dies here leaves it due again after the claim.
@@ -558,6 +573,8 @@ def run_due_checks(*, now: dt.datetime, limit: int, settings: VatSettings) -> Re
         record(account_id, number, verdict.answers)
         apply(billing, number, verdict, settings, now)
         db.session.commit()
+        if (billing.vat_status == VatStatus.VALID) != (was == VatStatus.VALID):
+            _tax_may_have_changed(account_id, now)
         if billing.vat_status == VatStatus.VALID:
             report.valid += 1
         elif billing.vat_status == VatStatus.INVALID:

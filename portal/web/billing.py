@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_babel import gettext, lazy_gettext
+from flask_babel import gettext, lazy_gettext, ngettext
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, Field, SelectField, StringField
@@ -17,7 +17,7 @@ from portal.infra import audit
 from portal.infra.extensions import limiter
 from portal.infra.i18n import current_language
 from portal.infra.models import utcnow
-from portal.rules import billing_info, countries, invoicing, vat
+from portal.rules import billing_info, countries, invoicing, payments, vat
 from portal.rules.tax import TaxDecision, decide
 from portal.web import htmx_util
 from portal.web.account import current_account
@@ -197,6 +197,20 @@ def save() -> ResponseReturnValue:
             object_id=saved.change.id,
             before=saved.change.before,
             after=saved.change.after,
+        )
+    # Tax is decided from the buyer data in force when the payment starts: open orders
+    # placed from the old data are cancelled, and the provider pages they opened closed.
+    cancelled = payments.close_stale_orders(account_id=account.id, now=utcnow())
+    if cancelled:
+        flash(
+            ngettext(
+                "%(num)d open order was cancelled because the new billing information changes "
+                "its VAT. Place it again to pay the right amount.",
+                "%(num)d open orders were cancelled because the new billing information "
+                "changes their VAT. Place them again to pay the right amount.",
+                len(cancelled),
+            ),
+            "error",
         )
     if not saved.changed:
         flash(gettext("Nothing changed: your billing information is as it was."), "success")

@@ -22,8 +22,8 @@ from flask_babel import gettext, lazy_gettext
 from flask_login import current_user, login_required
 
 from portal.infra import audit
-from portal.infra.extensions import htmx
-from portal.infra.models import Account, utcnow
+from portal.infra.extensions import db, htmx
+from portal.infra.models import Account, OrderStatus, utcnow
 from portal.plugin_api.registry import registry
 from portal.rules import orders, payments
 from portal.rules.catalogue import Catalogue, PackageCode, Period
@@ -346,6 +346,13 @@ def order(public_id: str) -> ResponseReturnValue:
     placed = orders.find_order(account.id, public_id)
     if placed is None:
         abort(404)
+    if payments.unpayable_reason(placed, utcnow()) == payments.TAX_CHANGED:
+        # Placed from other billing data: cancelled, with the provider pages it opened.
+        payments.close_stale_orders(account_id=account.id, now=utcnow())
+        db.session.refresh(placed)
+    tax_changed = placed.status == OrderStatus.SUPERSEDED and not orders.tax_holds(
+        pricing(), account.billing_info, placed
+    )
     try:
         new_quote = orders.revalidate(
             pricing=pricing(), account=account, order=placed, today=today(), now=utcnow()
@@ -371,6 +378,7 @@ def order(public_id: str) -> ResponseReturnValue:
         record=placed.quote,
         new_quote=new_quote,
         refusal=refusal,
+        tax_changed=tax_changed,
         edit_url=edit_url,
         providers=list(registry().payment_providers.values()),
     )

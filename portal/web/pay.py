@@ -77,6 +77,10 @@ FAILURES = {
         "Your package changed before the payment arrived, so it was refunded in full. "
         "Please check the new price."
     ),
+    payments.TAX_CHANGED: lazy_gettext(
+        "Your billing information changed the VAT on this order after it was placed, so the "
+        "payment was refunded in full. Please place the order again."
+    ),
 }
 GENERIC_FAILURE = lazy_gettext("The payment did not go through. Nothing was charged; try again.")
 REFUSALS = {
@@ -85,6 +89,14 @@ REFUSALS = {
         "This payment method does not accept your currency. Please choose another one."
     ),
     "quote_stale": lazy_gettext("Your package changed meanwhile. Please check the new price."),
+    payments.ORDER_EXPIRED: lazy_gettext(
+        "This order has expired and can no longer be paid. Nothing was charged; "
+        "please place the order again."
+    ),
+    payments.TAX_CHANGED: lazy_gettext(
+        "Your billing information changed the VAT on this order after it was placed, so "
+        "the order was cancelled. Nothing was charged; please place the order again."
+    ),
 }
 
 
@@ -204,6 +216,20 @@ def returned(payment_id: str) -> ResponseReturnValue:
     order = db.session.get(Order, payment.order_id) if payment.order_id else None
     if provider is None or payment.provider_ref is None or order is None:
         abort(404)
+    refused = payments.unpayable_reason(order, utcnow())
+    if payment.status == PaymentStatus.PENDING and refused is not None:
+        # Not completed (for some providers completing is the capture): closed instead.
+        if refused == payments.ORDER_EXPIRED:
+            payments.refuse_expired(payment.id, now=utcnow())
+        else:
+            payments.close_stale_orders(account_id=order.account_id, now=utcnow())
+        db.session.refresh(payment)
+        db.session.refresh(order)
+        if payment.status == PaymentStatus.REFUNDED:
+            return redirect(_order_page(order), code=303)  # the order page says why
+        if payment.status != PaymentStatus.PAID:
+            flash(str(REFUSALS[refused]), "error")
+            return redirect(_order_page(order), code=303)
     if payment.status == PaymentStatus.PENDING:
         ref, public_id = payment.provider_ref, payment.public_id
         db.session.commit()  # nothing read or written stays open while the provider answers
@@ -289,6 +315,8 @@ def render_order_failure(order: Order) -> str | None:
     if not isinstance(last, Payment):
         return None
     refused = last.status == PaymentStatus.REFUNDED and last.failure_code  # refused brand, stale
+    if last.status == PaymentStatus.FAILED and last.failure_code == payments.TAX_CHANGED:
+        return None  # closed unpaid: the order page says why it was cancelled
     if last.status == PaymentStatus.FAILED or refused:
         return failure_message(last.failure_code)
     return None

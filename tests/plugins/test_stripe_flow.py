@@ -348,3 +348,94 @@ def test_an_abandoned_checkout_is_closed_at_stripe_after_its_expiry(app, login, 
     _sub, _methods, pays = account_rows(app, "free@demo.example.com")
     assert [(p.status, p.failure_code) for p in pays] == [("failed", "expired")]
     assert stripe_emulator.pay(session_id, card="4242424242424242").status == "closed"
+
+
+# -- tax decided at payment time (DESIGN.md section 2) --------------------------------------
+
+
+def _us_buyer(app, email: str) -> None:
+    from portal.infra.models import BillingInfo
+
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == email))
+        billing = db.session.scalar(
+            select(BillingInfo).where(BillingInfo.account_id == user.account_id)
+        )
+        billing.country, billing.street, billing.postcode, billing.city = (
+            "US",
+            "350 Fifth Avenue",
+            "10118",
+            "New York",
+        )
+        billing.vat_number = billing.vat_status = None
+        db.session.commit()
+
+
+def _to_warsaw(client):
+    data = {
+        "csrf_token": csrf_token(client, "/billing"),
+        "company_name": "Kwiaciarnia Bratek",
+        "street": "ul. Marszałkowska 10",
+        "postcode": "00-590",
+        "city": "Warszawa",
+        "country": "PL",
+        "vat_number": "",
+        "invoice_email": "free@demo.example.com",
+    }
+    response = client.post("/billing", data=data)
+    assert response.status_code == 303, text(response)
+
+
+def test_a_billing_change_that_changes_the_tax_closes_the_open_checkout_session(
+    app, login, stripe_emulator
+):
+    client = login("free")
+    _us_buyer(app, "free@demo.example.com")
+    session_id = press_pay(client, agents="2").headers["Location"].rsplit("/", 1)[1]
+    with app.app_context():
+        order = db.session.scalar(select(Order))
+    assert (order.tax_treatment, order.vat_minor) == ("outside_eu", 0)
+    _to_warsaw(client)
+    [session] = [s for s in stripe_emulator.objects("checkout.session") if s["id"] == session_id]
+    assert session["status"] == "expired"  # the hosted page can no longer take the 0 % price
+    assert stripe_emulator.pay(session_id, card="4242424242424242").status == "closed"
+    sub, _methods, pays = account_rows(app, "free@demo.example.com")
+    assert [(p.status, p.failure_code) for p in pays] == [("failed", "tax_changed")]
+    assert sub.package == "free"
+    page = text(client.get(f"/package/orders/{order.public_id}"))
+    assert "To zamówienie zostało anulowane: po jego złożeniu zmieniły się dane" in page
+    with app.app_context():
+        assert db.session.scalar(select(Invoice)) is None
+
+
+def test_a_stale_session_paid_before_the_change_is_refunded_not_invoiced(
+    app, login, stripe_emulator
+):
+    """Captured at Stripe as a US buyer; the country is Poland by the time Stripe reports
+    it: the webhook refunds it in full and no invoice pairs a Warsaw buyer with 0 % VAT."""
+    client = login("free")
+    _us_buyer(app, "free@demo.example.com")
+    session_id = press_pay(client, agents="2").headers["Location"].rsplit("/", 1)[1]
+    outcome = stripe_emulator.pay(session_id, card="4242424242424242")
+    assert outcome.status == "succeeded"
+    with app.app_context():  # the buyer data changed meanwhile (another tab, a VIES re-check)
+        from portal.infra.models import BillingInfo
+
+        billing = db.session.scalar(select(BillingInfo).where(BillingInfo.country == "US"))
+        billing.country, billing.city = "PL", "Warszawa"
+        db.session.commit()
+    event = next(e for e in stripe_emulator.events if e["type"] == "checkout.session.completed")
+    body = json.dumps(event).encode()
+    headers = {"Stripe-Signature": stripe_emulator.sign(body), "Content-Type": "application/json"}
+    response = client.post("/webhooks/stripe", data=body, headers=headers)
+    assert response.get_json()["outcome"] == "stale"
+    sub, _methods, pays = account_rows(app, "free@demo.example.com")
+    assert [(p.status, p.failure_code) for p in pays] == [("refunded", "tax_changed")]
+    assert [r["amount"] for r in stripe_emulator.objects("refund")] == [pays[0].amount_minor]
+    assert sub.package == "free"
+    # The customer's return lands on the order, which says the money went back and why.
+    back = follow(client, outcome.redirect_url)
+    page = text(client.get(back.headers["Location"]))
+    assert "więc płatność została zwrócona w całości" in page
+    with app.app_context():
+        assert db.session.scalar(select(Invoice)) is None

@@ -590,3 +590,201 @@ def test_the_return_and_the_cancel_ask_the_provider_outside_any_transaction(
     standard.get(target.path + ("?" + target.query if target.query else ""))
     assert ("complete_return", False) in seen and ("cancel", False) in seen, seen
     assert all(not open_ for _name, open_ in seen), seen
+
+
+# -- tax decided at payment time (DESIGN.md section 2) --------------------------------------
+
+WARSAW = {"street": "ul. Marszałkowska 10", "postcode": "00-590", "city": "Warszawa"}
+NEW_YORK = {"street": "350 Fifth Avenue", "postcode": "10118", "city": "New York"}
+CANCELLED_PL = "To zamówienie zostało anulowane: po jego złożeniu zmieniły się dane do faktury"
+REFUNDED_PL = "więc płatność została zwrócona w całości"
+
+
+def save_billing(client, country: str, vat_number: str = "", **address: str):
+    """Save billing information through the page, as the customer does."""
+    data = {
+        "csrf_token": csrf_token(client, "/billing"),
+        "company_name": "Sklep Rowerowy Szprycha",
+        "country": country,
+        "vat_number": vat_number,
+        "invoice_email": "faktury@szprycha.example.com",
+        **address,
+    }
+    response = client.post("/billing", data=data)
+    assert response.status_code == 303, text(response)
+    return response
+
+
+def set_billing(app, country: str, vat_number: str | None = None, **address: str) -> None:
+    """Buyer data changed outside the billing page (a VIES re-check, staff, another node)."""
+    from portal.infra.models import BillingInfo, VatStatus
+
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == "standard@demo.example.com"))
+        billing = db.session.scalar(
+            select(BillingInfo).where(BillingInfo.account_id == user.account_id)
+        )
+        billing.country = country
+        billing.vat_number = vat_number
+        billing.vat_status = VatStatus.VALID.value if vat_number else None
+        for name, value in address.items():
+            setattr(billing, name, value)
+        db.session.commit()
+
+
+def us_order(app, standard) -> tuple[Order, Payment, str]:
+    """A US buyer's order (no VAT) whose bank page is open: the order, its payment, token."""
+    save_billing(standard, "US", **NEW_YORK)
+    token = bank_token(place_and_pay(standard, agents="5"))
+    [order] = only(app, Order)
+    [payment] = only(app, Payment)
+    assert (order.tax_treatment, order.vat_minor) == ("outside_eu", 0)
+    return order, payment, token
+
+
+def invoices(app) -> list:
+    from portal.infra.models import Invoice
+
+    return only(app, Invoice)
+
+
+def test_changing_the_country_cancels_the_open_order_and_says_why(app, standard, transfer24):
+    order, _payment, token = us_order(app, standard)
+    page = text(standard.get(save_billing(standard, "PL", **WARSAW).headers["Location"]))
+    assert "1 otwarte zamówienie zostało anulowane, bo nowe dane do faktury" in page
+    [order] = only(app, Order)
+    [payment] = only(app, Payment)
+    assert order.status == OrderStatus.SUPERSEDED
+    assert (payment.status, payment.failure_code) == (PaymentStatus.FAILED, "tax_changed")
+    # The order page says why, in Polish, and links to the edit page with the same choice.
+    page = text(standard.get(f"/package/orders/{order.public_id}"))
+    assert CANCELLED_PL in page and "Złóż zamówienie ponownie" in page
+    assert "/package/edit?package=standard&amp;period=month&amp;agents=5" in page
+    assert "Zapłać" not in page
+    # Paying it anyway is refused; the bank's money, should it still come, goes back.
+    pay = standard.post(
+        f"/package/orders/{order.public_id}/pay",
+        data={"csrf_token": csrf_token(standard, "/package/edit"), "provider": "transfer24"},
+    )
+    assert pay.headers["Location"] == f"/package/orders/{order.public_id}"
+    assert len(only(app, Payment)) == 1  # no new attempt
+    back_from_bank(standard, transfer24, token)
+    assert webhook(standard, transfer24, token).get_json()["outcome"] == "stale"
+    [payment] = only(app, Payment)
+    assert (payment.status, payment.failure_code) == (PaymentStatus.REFUNDED, "tax_changed")
+    assert transfer24.transactions[token]["refunded"] == payment.amount_minor
+    assert invoices(app) == []
+    assert subscription(app).agents == 3
+
+
+def test_the_order_page_in_english_says_why(app, standard, transfer24):
+    order, _payment, _token = us_order(app, standard)
+    standard.post(
+        "/language", data={"csrf_token": csrf_token(standard, "/package"), "language": "en"}
+    )
+    page = text(standard.get(save_billing(standard, "PL", **WARSAW).headers["Location"]))
+    assert "1 open order was cancelled because the new billing information changes" in page
+    page = text(standard.get(f"/package/orders/{order.public_id}"))
+    assert "This order was cancelled: your billing information changed after it was" in page
+    assert "Place the order again" in page
+
+
+def test_pay_is_refused_when_the_buyer_data_changed_the_tax(app, standard, transfer24):
+    order, _payment, _token = us_order(app, standard)
+    set_billing(app, "PL", **WARSAW)  # not through the billing page: Pay itself must see it
+    pay = standard.post(
+        f"/package/orders/{order.public_id}/pay",
+        data={"csrf_token": csrf_token(standard, "/package/edit"), "provider": "transfer24"},
+    )
+    assert pay.headers["Location"] == f"/package/orders/{order.public_id}"
+    page = text(standard.get(pay.headers["Location"]))
+    assert "Po złożeniu zamówienia zmieniły się dane do faktury" in page and CANCELLED_PL in page
+    [order] = only(app, Order)
+    [payment] = only(app, Payment)  # no new attempt; the open one is closed
+    assert order.status == OrderStatus.SUPERSEDED
+    assert (payment.status, payment.failure_code) == (PaymentStatus.FAILED, "tax_changed")
+
+
+def test_the_return_of_a_stale_session_is_not_completed_and_its_money_goes_back(
+    app, standard, transfer24
+):
+    order, _payment, token = us_order(app, standard)
+    set_billing(app, "PL", **WARSAW)
+    back = back_from_bank(standard, transfer24, token)  # paid at the bank meanwhile
+    assert back.headers["Location"] == f"/package/orders/{order.public_id}"
+    assert only(app, Order)[0].status == OrderStatus.SUPERSEDED
+    # The bank's notification of the payment: refunded in full, no invoice, no activation.
+    assert webhook(standard, transfer24, token).get_json()["outcome"] == "stale"
+    [payment] = only(app, Payment)
+    assert (payment.status, payment.failure_code) == (PaymentStatus.REFUNDED, "tax_changed")
+    assert transfer24.transactions[token]["refunded"] == payment.amount_minor
+    assert invoices(app) == [] and subscription(app).agents == 3
+    page = text(standard.get(f"/package/orders/{order.public_id}"))
+    assert REFUNDED_PL in page and CANCELLED_PL in page
+
+
+def test_a_webhook_for_a_stale_order_is_refunded_not_invoiced(app, standard, transfer24):
+    """The bank page taken and paid before the change, reported only after it."""
+    _order, _payment, token = us_order(app, standard)
+    transfer24.decide(token, "pay")
+    set_billing(app, "PL", **WARSAW)
+    assert webhook(standard, transfer24, token).get_json()["outcome"] == "stale"
+    [payment] = only(app, Payment)
+    assert (payment.status, payment.failure_code) == (PaymentStatus.REFUNDED, "tax_changed")
+    assert only(app, Order)[0].status == OrderStatus.SUPERSEDED
+    assert invoices(app) == [] and subscription(app).agents == 3
+
+
+def test_removing_the_vat_number_cancels_a_reverse_charge_order(app, standard, transfer24):
+    berlin = {"street": "Unter den Linden 1", "postcode": "10117", "city": "Berlin"}
+    set_billing(app, "DE", "DE812415868", **berlin)
+    token = bank_token(place_and_pay(standard, agents="5"))
+    [order] = only(app, Order)
+    assert (order.tax_treatment, order.vat_minor) == ("reverse_charge", 0)
+    save_billing(standard, "DE", "", **berlin)
+    [order] = only(app, Order)
+    assert order.status == OrderStatus.SUPERSEDED
+    back_from_bank(standard, transfer24, token)
+    assert webhook(standard, transfer24, token).get_json()["outcome"] == "stale"
+    assert only(app, Payment)[0].status == PaymentStatus.REFUNDED
+    assert invoices(app) == []
+
+
+def test_an_unchanged_tax_keeps_the_order_payable(app, standard, transfer24):
+    """Another address in the same country decides the same VAT: the order stands."""
+    order, _payment, token = us_order(app, standard)
+    save_billing(standard, "US", street="1 Infinite Loop", postcode="95014", city="Cupertino")
+    assert only(app, Order)[0].status == OrderStatus.PENDING
+    back = back_from_bank(standard, transfer24, token)
+    assert back.headers["Location"] == "/package"
+    assert only(app, Order)[0].status == OrderStatus.PAID
+    [invoice] = invoices(app)
+    assert invoice.content["buyer"]["country"] == "US"
+    assert order.vat_minor == 0
+
+
+def test_an_expired_order_cannot_be_paid_nor_completed_at_the_return(
+    app, standard, transfer24, monkeypatch
+):
+    token = bank_token(place_and_pay(standard, agents="5"))
+    [order] = only(app, Order)
+    later = order.expires_at + dt.timedelta(minutes=1)
+    monkeypatch.setattr("portal.web.pay.utcnow", lambda: later)
+    pay = standard.post(
+        f"/package/orders/{order.public_id}/pay",
+        data={"csrf_token": csrf_token(standard, "/package/edit"), "provider": "transfer24"},
+    )
+    assert pay.headers["Location"] == f"/package/orders/{order.public_id}"
+    page = text(standard.get(pay.headers["Location"]))
+    assert "To zamówienie wygasło i nie można go już opłacić." in page
+    assert len(only(app, Payment)) == 1
+    # The customer comes back from the bank page after the expiry: not completed.
+    back = back_from_bank(standard, transfer24, token)
+    assert back.headers["Location"] == f"/package/orders/{order.public_id}"
+    [payment] = only(app, Payment)
+    assert (payment.status, payment.failure_code) == (PaymentStatus.FAILED, "expired")
+    assert only(app, Order)[0].status == OrderStatus.FAILED
+    # The bank took the money meanwhile: its report refunds it, nothing is activated.
+    assert webhook(standard, transfer24, token).get_json()["outcome"] == "stale"
+    assert only(app, Payment)[0].status == PaymentStatus.REFUNDED
+    assert invoices(app) == [] and subscription(app).agents == 3

@@ -712,3 +712,48 @@ def test_a_number_another_node_is_checking_is_skipped_not_checked_twice(app, vie
         statuses = dict(db.session.execute(select(BillingInfo.id, BillingInfo.vat_status)).all())
         assert statuses == {busy: "pending", free: "valid"}
         assert [r.body["vatNumber"] for r in vies.requests] == ["5260250274"]
+
+
+def test_a_number_the_recheck_no_longer_confirms_cancels_a_reverse_charge_order(
+    app, client, auth, demo_accounts, vies
+):
+    """Tax is decided from the buyer data in force when the payment starts (DESIGN.md 2):
+    an order placed with a confirmed number (reverse charge, 0 %) is cancelled once the
+    periodic re-check finds the number no longer registered, so it is not paid at 0 %."""
+    import re as re_
+
+    from pakiet_vies.emulator import INVALID
+    from portal.infra.models import Order
+
+    login(auth, "pro")
+    munich = {"street": "Leopoldstraße 12", "postcode": "80802", "city": "München"}
+    save(client, company_name="Alpine Tours GmbH", country="DE", vat_number=DE_VALID, **munich)
+    assert billing_of(app, "pro").vat_status == "valid"
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == "pro@demo.example.com"))
+        sub = user.account.subscription
+        choice = {
+            "package": sub.package,
+            "period": sub.period,
+            "agents": str(sub.agents + 1),
+            "conversations": str(sub.conversations),
+            "currency": sub.currency,
+        }
+    data = {"csrf_token": csrf_token(client, "/package/edit"), **choice}
+    summary = text(client.post("/package/summary", data=data, headers={"HX-Request": "true"}))
+    digest = re_.search(r'name="quote_digest" value="([0-9a-f]*)"', summary).group(1)
+    key = re_.search(r'name="idempotency_key" value="([^"]+)"', text(client.get("/package/edit")))
+    data.update(action="pay", quote_digest=digest, idempotency_key=key.group(1), provider="")
+    client.post("/package/edit", data=data)  # placed; no payment method chosen yet
+    with app.app_context():
+        order = db.session.scalar(select(Order))
+        db.session.expunge_all()
+    assert (order.status, order.tax_treatment) == ("pending", "reverse_charge")
+    vies.set_outcome(DE_VALID, INVALID)
+    due = billing_of(app, "pro").vat_next_check_at
+    assert "1 invalid" in recheck(app, due)
+    with app.app_context():
+        assert db.session.get(Order, order.id).status == "superseded"
+    page = text(client.get(f"/package/orders/{order.public_id}"))
+    assert "This order was cancelled: your billing information changed after it was" in page
+    assert "Place the order again" in page
