@@ -421,7 +421,7 @@ def dashboard_figures() -> dict[str, Any]:
 class Dashboard(StaffOnly, AdminIndexView):
     @expose("/")
     def index(self) -> Any:
-        return self.render("staff/dashboard.html", **dashboard_figures())
+        return self.render("admin/dashboard.html", **dashboard_figures())
 
 
 # -- actions --------------------------------------------------------------------------------------
@@ -454,7 +454,7 @@ class Actions(StaffOnly, BaseView):
         ).all()
         threads = support.threads(account_id)
         return self.render(
-            "staff/account.html",
+            "admin/account.html",
             account=account,
             sub=account.subscription,
             payments=payments,
@@ -483,7 +483,7 @@ class Actions(StaffOnly, BaseView):
             else:
                 return self._done(str(DONE[action]), sub.account_id)
         return self.render(
-            "staff/confirm_subscription.html",
+            "admin/confirm_subscription.html",
             sub=sub,
             action=action,
             error=error,
@@ -564,7 +564,7 @@ class Actions(StaffOnly, BaseView):
                 return self._done(message, payment.account_id)
         remaining = Money(payment.amount_minor - payment.refunded_minor, payment.currency)
         return self.render(
-            "staff/confirm_refund.html",
+            "admin/confirm_refund.html",
             payment=payment,
             remaining=remaining,
             error=error,
@@ -579,7 +579,7 @@ class Actions(StaffOnly, BaseView):
         if request.method == "POST":
             actions.revoke_sessions(account_id=account.id, actor=current_user, now=utcnow())
             return self._done(gettext("Everyone on this account has been logged out."), account.id)
-        return self.render("staff/confirm_sessions.html", account=account)
+        return self.render("admin/confirm_sessions.html", account=account)
 
     @expose("/invoice/<int:invoice_id>/resend", methods=("GET", "POST"))
     def resend(self, invoice_id: int) -> Any:
@@ -592,7 +592,7 @@ class Actions(StaffOnly, BaseView):
                 gettext("Invoice %(number)s sent again.", number=invoice.number),
                 invoice.account_id,
             )
-        return self.render("staff/confirm_resend.html", invoice=invoice)
+        return self.render("admin/confirm_resend.html", invoice=invoice)
 
     @expose("/invoice/<int:invoice_id>.pdf")
     def invoice_pdf(self, invoice_id: int) -> Any:
@@ -627,7 +627,7 @@ class Actions(StaffOnly, BaseView):
                 flash(gettext("Your reply was sent to the customer."), "success")
                 return redirect(url_for(".thread", thread_id=thread.id))
         return self.render(
-            "staff/thread.html", thread=thread, error=error, body=request.form.get("body", "")
+            "admin/thread.html", thread=thread, error=error, body=request.form.get("body", "")
         ), (422 if error else 200)
 
 
