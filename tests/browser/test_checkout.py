@@ -492,3 +492,25 @@ def test_typing_and_pressing_pay_at_once_never_blames_a_price_change(
     expect_amounts(page, words, amount)
     pay_button(page).click()
     expect_order_page(page, words, amount)
+
+
+@LANGUAGES
+def test_a_summary_arriving_while_pay_is_pressed_does_not_swallow_the_click(
+    page: Page, live_server: LiveServer, words: Words
+) -> None:
+    """The press of Pay and the release fall on the same button even when a summary comes
+    back in between (a person's click lasts ~100 ms; the old page lost it: 'Pay did nothing')."""
+    goto_edit_page(page, words, agents=5)
+    amount = server_total(live_server, STANDARD, words, agents=5)
+    expect_amounts(page, words, amount)
+    pay_button(page).scroll_into_view_if_needed()
+    box = pay_button(page).bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    # A summary answer arrives while the button is held down.
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/package/summary"):
+        page.evaluate("htmx.trigger(document.getElementById('checkout'), 'refresh')")
+    page.wait_for_timeout(100)  # htmx swaps right after the answer
+    page.mouse.up()
+    expect_order_page(page, words, amount)
