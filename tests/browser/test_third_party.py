@@ -90,6 +90,9 @@ def choose_and_pay(page: Page, language: str) -> None:
     page.get_by_role("radio", name=label, exact=True).check()
     pay = page.locator("#summary button[name=action][value=pay]")
     expect(pay).to_have_text(re.compile(_("Pay %(amount)s").replace("%(amount)s", r"\S+")))
+    # As a person reads the summary before paying: no summary still on its way.
+    expect(page.locator(".htmx-request, .htmx-swapping, .htmx-settling")).to_have_count(0)
+    expect(pay).to_be_enabled()
     pay.click()
 
 
