@@ -7,6 +7,7 @@ migrations: once per session, then copied (SQLite) or truncated (PostgreSQL) per
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.header
 import email.message
@@ -325,3 +326,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     for emulator in RATE_EMULATORS.values():
         emulator.stop()
     RATE_EMULATORS.clear()
+
+
+@pytest.fixture
+def today(app, monkeypatch) -> dt.date:
+    """One clock for a story told through the pages: they and the background run read the wall
+    clock, so the demo data and the checkout's day are read from it once too."""
+    from portal.web import checkout
+
+    with app.app_context():
+        day = checkout.today()
+    monkeypatch.setattr("portal.web.checkout.today", lambda: day)
+    return day

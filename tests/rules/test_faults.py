@@ -89,18 +89,6 @@ def config_overrides(stripe_emulator, paypal, transfer24, smtp) -> dict[str, Any
 
 
 @pytest.fixture
-def today(app, monkeypatch) -> dt.date:
-    """One clock for these stories: the pages and the background run act on the wall clock
-    (they read it), so the demo data and the checkout's day are read from it once too."""
-    from portal.web import checkout
-
-    with app.app_context():
-        day = checkout.today()
-    monkeypatch.setattr("portal.web.checkout.today", lambda: day)
-    return day
-
-
-@pytest.fixture
 def login(app, client, auth, catalogue, today):
     with app.app_context():
         demo.load(catalogue, today=today)
