@@ -185,6 +185,7 @@ def load(catalogue: Catalogue, *, today: dt.date) -> int:
             language=login.language,
             now=now,
             role=Role.CUSTOMER,
+            confirmed=True,
         )
         if login.email.startswith("standard@"):
             _paid(

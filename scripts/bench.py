@@ -315,6 +315,7 @@ def seed(app: Any, sizes: Sizes, cards: list[tuple[str, str]]) -> None:
             password_hash=password_hash,
             language="pl",
             created_at=now,
+            email_confirmed_at=now,
         )
         db.session.add_all([account, user])
         db.session.flush()
@@ -397,6 +398,7 @@ def seed(app: Any, sizes: Sizes, cards: list[tuple[str, str]]) -> None:
                     "role": "customer",
                     "language": "pl" if i % 3 else "en",
                     "created_at": now,
+                    "email_confirmed_at": now,
                 }
                 for i in ids
             ],

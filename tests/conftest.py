@@ -188,9 +188,19 @@ class Auth:
     def __init__(self, client: FlaskClient) -> None:
         self.client = client
 
-    def signup(self, email: str, company: str = "Acme Sp. z o.o.", password: str = PASSWORD) -> Any:
+    def signup(
+        self,
+        email: str,
+        company: str = "Acme Sp. z o.o.",
+        password: str = PASSWORD,
+        *,
+        confirm: bool = True,
+    ) -> Any:
+        """Sign up through the form; with ``confirm``, then follow the confirmation link
+        (made as the e-mail's is: tests/web/test_signup.py reads the real e-mail) and press
+        its button, which logs the new user in. Answers the last response."""
         token = csrf_token(self.client, "/signup")
-        return self.client.post(
+        response = self.client.post(
             "/signup",
             data={
                 "csrf_token": token,
@@ -200,6 +210,17 @@ class Auth:
                 "confirm": password,
             },
         )
+        if not confirm or response.status_code != 302:
+            return response
+        from portal.rules import accounts
+        from portal.web import auth as views
+
+        with self.client.application.test_request_context():
+            user = accounts.find_user(email)
+            if user is None or user.email_confirmed_at is not None:
+                return response
+            path = f"/signup/confirm/{views.confirm_token(user, views.utcnow())}"
+        return self.client.post(path, data={"csrf_token": csrf_token(self.client, path)})
 
     def login(self, email: str, password: str = PASSWORD) -> Any:
         token = csrf_token(self.client, "/login")

@@ -129,6 +129,9 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     # Sessions carry the version they were opened with (see get_id); bumping it (log-out,
     # a new password, staff revoking) makes every other session's cookie worthless.
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # When the owner of the address proved it (the link of the sign-up e-mail); a user who
+    # has not cannot log in. Staff and the users of the demo are created confirmed.
+    email_confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     account: Mapped[Account | None] = relationship(back_populates="users")
 

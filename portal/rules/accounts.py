@@ -91,8 +91,10 @@ def register_account(
     language: str | None,
     now: dt.datetime,
     role: Role = Role.CUSTOMER,
+    confirmed: bool = False,
 ) -> User:
-    """Create a company account on the Free package with its first user."""
+    """Create a company account on the Free package with its first user. A sign-up's user
+    is not ``confirmed`` until the link of the e-mail is followed (confirm_email)."""
     email = normalise_email(email)
     if email_taken(email):
         raise EmailTaken(email)
@@ -105,6 +107,7 @@ def register_account(
         role=role.value,
         language=language,
         created_at=now,
+        email_confirmed_at=now if confirmed else None,
     )
     account.billing_info = BillingInfo(
         company_name=account.name, invoice_email=email, updated_at=now
@@ -129,10 +132,20 @@ def create_admin(*, email: str, password: str, now: dt.datetime) -> User:
         password_hash=hash_password(password),
         role=Role.ADMIN.value,
         created_at=now,
+        email_confirmed_at=now,
     )
     db.session.add(user)
     _commit_unique(email)
     return user
+
+
+def confirm_email(user: User, now: dt.datetime) -> bool:
+    """Mark the address as proved (in the caller's transaction); ``False`` when it already
+    was (a link used twice)."""
+    if user.email_confirmed_at is not None:
+        return False
+    user.email_confirmed_at = now
+    return True
 
 
 def _commit_unique(email: str) -> None:

@@ -363,6 +363,31 @@ def clean_note(text: str | None) -> str | None:
     return cleaned or None
 
 
+def _rate_asked_first(payment_id: int, seller: Mapping[str, str], rates: RateSource) -> RateSource:
+    """The rate source, asked before the payment's row is claimed: a rate source is an
+    outside service, and no transaction stays open across its call (security issue,
+    point 8). The invoice then takes the rate from this answer; a question it did not
+    foresee is asked as before."""
+    order = db.session.scalar(
+        select(Order).join(Payment, Payment.order_id == Order.id).where(Payment.id == payment_id)
+    )
+    question = None
+    if isinstance(order, Order) and seller["country"] == "PL" and order.currency != "PLN":
+        question = (order.currency, "PLN", dt.date.fromisoformat(order.quote["period_start"]))
+    db.session.rollback()  # nothing was written: the read ends before the call
+    answers: dict[tuple[str, str, dt.date], Any] = {}
+    if question is not None:
+        answers[question] = rates(*question)
+
+    def rate(base: str, quote: str, on_date: dt.date) -> Any:
+        key = (base, quote, on_date)
+        if key not in answers:
+            answers[key] = rates(base, quote, on_date)
+        return answers[key]
+
+    return rate
+
+
 def issue_for_payment(
     *,
     payment_id: int,
@@ -375,6 +400,7 @@ def issue_for_payment(
 ) -> Invoice | None:
     """Issue the invoice of a settled payment, once. ``None`` when it already exists or
     another issuer holds the payment (it is issuing this invoice now)."""
+    rates = _rate_asked_first(payment_id, seller, rates)
     # The payment's row is the claim: many runners walk the same list of due invoices, and
     # each renders only those it holds (the unique payment_id would refuse a second one,
     # but only after its PDF was rendered in vain).

@@ -258,11 +258,16 @@ def start(
         save_method=True,
         customer_ref=method.customer_ref if method else _customer_ref(account.id, provider.name),
     )
+    # No transaction stays open while the provider is asked (security issue, point 8): the
+    # attempt is committed first; a concurrent Pay finds it and asks with the same
+    # idempotency key, so the provider charges or opens one session for both.
+    payment_id = payment.id
     if method is not None:
         payment.method_id = method.id
+        card = saved(method)
         db.session.commit()
         try:
-            event = provider.charge_saved(request, saved(method))
+            event = provider.charge_saved(request, card)
         except ProviderError as exc:
             # The provider did not answer: this attempt ends failed, so nothing stays
             # "pending" and Pay starts a new attempt. Should the charge have gone through
@@ -276,8 +281,21 @@ def start(
         apply_event(provider.name, event, now=now)
         db.session.refresh(payment)
         return payment
-    redirect = provider.start_payment(request)
-    payment.provider_ref = redirect.provider_ref
+    db.session.commit()
+    try:
+        redirect = provider.start_payment(request)
+    except ProviderError:
+        _fail_attempt(payment_id, "provider_unavailable")  # Pay starts a new attempt
+        raise
+    payment = db.session.scalar(
+        select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert isinstance(payment, Payment)
+    if payment.provider_ref is None:
+        payment.provider_ref = redirect.provider_ref
     db.session.commit()
     return redirect
 

@@ -153,6 +153,10 @@ class NewPasswordForm(FlaskForm):
     )
 
 
+class ResendForm(ForgotForm):
+    """The address a new confirmation link goes to."""
+
+
 class ChangePasswordForm(NewPasswordForm):
     current = PasswordField(
         lazy_gettext("Current password"), validators=[DataRequired(message=REQUIRED)]
@@ -193,10 +197,7 @@ def _start_session(user: User) -> None:
     login_user(user)
 
 
-CHECK_EMAIL = lazy_gettext(
-    "We have sent you an e-mail. If this address already has an account, the e-mail tells "
-    "you how to log in."
-)
+CONFIRM_MAX_AGE = dt.timedelta(hours=24)
 
 
 def _signup_limit() -> str:
@@ -205,13 +206,27 @@ def _signup_limit() -> str:
     )
 
 
+def _signup_address_limit() -> str:
+    """Per address as well as per client: one address cannot be flooded with e-mails
+    from many clients."""
+    return _signup_limit()
+
+
+def _submitted_address() -> str:
+    return accounts.normalise_email(str(request.form.get("email", "")))[:254] or "-"
+
+
 @bp.route("/signup", methods=["GET", "POST"])
 @limiter.limit(_signup_limit, methods=["POST"])
+@limiter.limit(_signup_address_limit, methods=["POST"], key_func=_submitted_address)
 def signup() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(home_url())
     form = SignupForm()
     if form.validate_on_submit():
+        # The answer is the same whether the address is registered or not (a page that
+        # told would let anyone test addresses): both get an e-mail, only the owner of the
+        # address learns which.
         try:
             user = accounts.register_account(
                 catalogue=current_app.extensions["pakiet.catalogue"],
@@ -222,8 +237,6 @@ def signup() -> ResponseReturnValue:
                 now=utcnow(),
             )
         except accounts.EmailTaken:
-            # Not a field error: the page may not tell whether an address is registered.
-            # The owner of the address learns it by e-mail, with a reset link.
             owner = accounts.find_user(form.email.data or "")
             if owner is not None:
                 _send(
@@ -233,14 +246,91 @@ def signup() -> ResponseReturnValue:
                     link=_reset_link(owner),
                     login_link=_public(url_for("auth.login")),
                 )
-            flash(str(CHECK_EMAIL), "success")
-            return redirect(url_for("auth.login"))
         else:
-            _start_session(user)
-            flash(gettext("Welcome to Pakiet! Your account is on the Free package."), "success")
-            return redirect(url_for("account.package"))
+            _send_confirmation(user)
+        return redirect(url_for("auth.signup_sent"))
     status = 400 if form.is_submitted() else 200
     return render_template("auth/signup.html", form=form), status
+
+
+@bp.get("/signup/sent")
+def signup_sent() -> ResponseReturnValue:
+    return render_template("auth/signup_sent.html", form=ResendForm())
+
+
+def _confirm_serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="pakiet-email-confirm")
+
+
+def confirm_token(user: User, now: dt.datetime) -> str:
+    """The link of the sign-up e-mail: signed, for 24 hours, tied to the password (a new
+    password ends it) and single-use (a confirmed address is not confirmed again)."""
+    return str(
+        _confirm_serializer().dumps(
+            {"u": user.id, "p": _fingerprint(user), "t": int(now.timestamp())}
+        )
+    )
+
+
+def user_to_confirm(token: str, now: dt.datetime) -> User | None:
+    try:
+        data: Any = _confirm_serializer().loads(token)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict):
+        return None
+    user_id, fingerprint, issued = data.get("u"), data.get("p"), data.get("t")
+    if not isinstance(user_id, int) or not isinstance(issued, int):
+        return None
+    age = now - dt.datetime.fromtimestamp(issued, dt.UTC)
+    if age < dt.timedelta(0) or age > CONFIRM_MAX_AGE:
+        return None
+    user = db.session.get(User, user_id)
+    if user is None or user.email_confirmed_at is not None:
+        return None
+    if not hmac.compare_digest(str(fingerprint), _fingerprint(user)):
+        return None
+    return user
+
+
+def confirm_link(user: User) -> str:
+    return _public(url_for("auth.confirm_email", token=confirm_token(user, utcnow())))
+
+
+def _send_confirmation(user: User) -> None:
+    _send(user.email, "confirm_email", _language_of(user), link=confirm_link(user))
+
+
+@bp.route("/signup/confirm/<token>", methods=["GET", "POST"])
+@limiter.limit(_signup_limit, methods=["POST"])
+def confirm_email(token: str) -> ResponseReturnValue:
+    # The link opens a page with a button: a mail scanner that follows every link (GET)
+    # does not confirm the address for its owner.
+    user = user_to_confirm(token, utcnow())
+    if user is None:
+        return render_template("auth/confirm_invalid.html", form=ResendForm()), 400
+    form = FlaskForm()
+    if form.validate_on_submit():
+        accounts.confirm_email(user, utcnow())
+        db.session.commit()
+        _start_session(user)
+        flash(gettext("Welcome to Pakiet! Your account is on the Free package."), "success")
+        return redirect(url_for("account.package"))
+    return render_template("auth/confirm.html", form=form, email=user.email)
+
+
+@bp.post("/signup/resend")
+@limiter.limit(_signup_limit)
+@limiter.limit(_signup_address_limit, key_func=_submitted_address)
+def resend_confirmation() -> ResponseReturnValue:
+    form = ResendForm()
+    if not form.validate_on_submit():
+        return render_template("auth/signup_sent.html", form=form), 400
+    user = accounts.find_user(form.email.data or "")
+    if user is not None and user.email_confirmed_at is None:
+        _send_confirmation(user)
+    # The same answer for every address.
+    return redirect(url_for("auth.signup_sent"))
 
 
 def _login_limit() -> str:
@@ -254,14 +344,24 @@ def login() -> ResponseReturnValue:
         return redirect(home_url())
     form = LoginForm()
     error = None
+    unconfirmed = False
     if form.validate_on_submit():
         user = accounts.authenticate(form.email.data or "", form.password.data or "")
-        if user is not None:
+        if user is not None and user.email_confirmed_at is None:
+            # Only someone who knows the password learns that the address is registered.
+            unconfirmed = True
+            error = gettext(
+                "Confirm your e-mail address first: open the link we sent you when you "
+                "signed up. It works for 24 hours."
+            )
+        elif user is not None:
             _start_session(user)
             return redirect(safe_next(request.args.get("next"), home_url()))
-        error = gettext("Incorrect e-mail or password.")
+        else:
+            error = gettext("Incorrect e-mail or password.")
     status = 400 if form.is_submitted() else 200
-    return render_template("auth/login.html", form=form, error=error), status
+    resend = ResendForm(formdata=None, email=form.email.data) if unconfirmed else None
+    return render_template("auth/login.html", form=form, error=error, resend=resend), status
 
 
 @bp.post("/logout")

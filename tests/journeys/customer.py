@@ -139,8 +139,11 @@ class Customer:
             switcher.get_by_role("button", name=LANGUAGE_NAMES[self.lang], exact=True).click()
         expect(self.page.locator("html")).to_have_attribute("lang", self.lang)
 
-    def sign_up(self, company: str, email: str, password: str = "a long enough password 7") -> None:
-        """Create an account through the sign-up form (lands on My package)."""
+    def sign_up(
+        self, company: str, email: str, inbox: Inbox, password: str = "a long enough password 7"
+    ) -> None:
+        """Create an account through the sign-up form, then open the link of the e-mail
+        and confirm, as a new customer does (lands on My package)."""
         self.email = email
         self.page.goto("/signup")
         self.speak()
@@ -151,6 +154,16 @@ class Customer:
         form.get_by_label(t("Password"), exact=True).fill(password)
         form.get_by_label(t("Repeat the password"), exact=True).fill(password)
         form.get_by_role("button", name=t("Sign up"), exact=True).click()
+        expect(self.page.get_by_role("heading", level=1)).to_have_text(t("Check your inbox"))
+        message = wait_for_mail(inbox, lambda m: m["To"] == email)
+        assert subject(message) == t("Confirm your e-mail address for Pakiet")
+        link = re.search(r"https?://\S+/signup/confirm/\S+", text_of(message))
+        assert link is not None, text_of(message)
+        self.page.goto(link.group(0))
+        expect(self.page.get_by_role("heading", level=1)).to_have_text(
+            t("Confirm your e-mail address")
+        )
+        self.page.get_by_role("button", name=t("Confirm and log in"), exact=True).click()
         expect(self.page.get_by_role("heading", level=1)).to_have_text(t("My package"))
 
     # -- finding one's way -------------------------------------------------------------

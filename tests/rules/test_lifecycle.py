@@ -95,6 +95,7 @@ def subscribe(
             password=PASSWORD,
             language=language,
             now=at(start),
+            confirmed=True,
         )
         assert user.account is not None
         account_id = user.account.id

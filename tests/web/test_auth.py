@@ -69,8 +69,8 @@ def test_signup_with_taken_email_is_refused_without_saying_so(app, client, auth)
     auth.signup("taken@example.com")
     auth.logout()
     response = auth.signup("TAKEN@example.com", company="Other")
-    assert response.status_code == 302 and response.headers["Location"] == "/login"
-    page = client.get("/login").get_data(as_text=True)
+    assert response.status_code == 302 and response.headers["Location"] == "/signup/sent"
+    page = client.get("/signup/sent").get_data(as_text=True)
     assert "Wysłaliśmy Ci e-mail" in page
     assert "już istnieje" not in page
     assert count(app, Account) == 1

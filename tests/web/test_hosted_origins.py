@@ -15,7 +15,7 @@ import pytest
 from portal import create_app
 from portal.infra.extensions import db
 from portal.plugin_api.registry import PluginError, origin, registry
-from tests.conftest import base_config, csrf_token
+from tests.conftest import Auth, base_config
 from tests.rules.test_payments import config_overrides, place_and_pay, standard, transfer24
 
 STRIPE = {"api_key": "sk_test_x", "webhook_secret": "whsec_x", "api_base": "http://127.0.0.1:9"}
@@ -76,17 +76,7 @@ def test_pages_that_lead_to_a_provider_allow_its_origins_and_no_other(providers_
     assert registry(app).hosted_origins == ("http://127.0.0.1:8", "http://127.0.0.1:9")
     client = app.test_client()
     assert directives(client.get("/login"))["form-action"] == "'self'"
-    token = csrf_token(client, "/signup")
-    client.post(
-        "/signup",
-        data={
-            "csrf_token": token,
-            "company": "Acme",
-            "email": "a@example.com",
-            "password": "correct horse battery",
-            "confirm": "correct horse battery",
-        },
-    )
+    Auth(client).signup("a@example.com", password="correct horse battery")
     for path in ("/package/edit", "/payment-methods"):
         policy = directives(client.get(path))
         assert policy["form-action"] == "'self' http://127.0.0.1:8 http://127.0.0.1:9", path

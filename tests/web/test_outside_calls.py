@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select, update
 
 from pakiet_vies.emulator import ViesEmulator
 from portal import demo
@@ -103,3 +104,115 @@ def test_the_background_re_check_asks_vies_outside_any_transaction(
         assert billing is not None and billing.vat_status == "pending"
         assert billing.vat_next_check_at is not None and billing.vat_next_check_at > later
     assert watched and all(not open_ for _number, open_ in watched), watched
+
+
+# -- payment providers and rate sources --------------------------------------------------------
+
+
+class TestProvidersAndRates:
+    """Fail on the old code: the provider was asked with the order's row locked, and the
+    rate source with the payment's row claimed."""
+
+    @pytest.fixture
+    def config_overrides(self, transfer24, smtp, monkeypatch):
+        from tests.rules.test_invoicing import config_overrides as invoicing_config
+
+        return invoicing_config.__wrapped__(transfer24, smtp, monkeypatch)
+
+    @pytest.fixture
+    def transfer24(self, monkeypatch):
+        from tests.rules.test_payments import transfer24 as emulator
+
+        yield from emulator.__wrapped__(monkeypatch)
+
+    @pytest.fixture
+    def standard(self, app, client, auth, catalogue, monkeypatch):
+        from tests.rules.test_payments import standard as logged_in
+
+        return logged_in.__wrapped__(app, client, auth, catalogue, monkeypatch)
+
+    def _watch(self, app, monkeypatch, name: str) -> list[bool]:
+        from portal.plugin_api.registry import registry
+
+        seen: list[bool] = []
+        with app.app_context():
+            provider = registry(app).payment_providers["transfer24"]
+        original = getattr(provider, name)
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            seen.append(db.session().in_transaction())
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(provider, name, watched)
+        return seen
+
+    def test_pay_asks_the_provider_outside_any_transaction(self, app, standard, monkeypatch):
+        from tests.rules.test_payments import place_and_pay
+
+        seen = self._watch(app, monkeypatch, "start_payment")
+        response = place_and_pay(standard, agents="5")
+        assert response.status_code in (302, 303), response.get_data(as_text=True)[-3000:]
+        assert seen == [False]
+
+    def test_a_provider_that_fails_to_start_leaves_a_failed_attempt(
+        self, app, standard, monkeypatch
+    ):
+        from portal.infra.models import Payment
+        from portal.plugin_api.contracts import ProviderError
+        from tests.rules.test_payments import place_and_pay
+
+        def down(*args: Any, **kwargs: Any) -> Any:
+            assert not db.session().in_transaction()
+            raise ProviderError("bank down", retryable=True)
+
+        from portal.plugin_api.registry import registry
+
+        with app.app_context():
+            provider = registry(app).payment_providers["transfer24"]
+        monkeypatch.setattr(provider, "start_payment", down)
+        response = place_and_pay(standard, agents="5")
+        assert response.status_code < 500
+        with app.app_context():
+            payments = db.session.scalars(select(Payment)).all()
+            pending = [p for p in payments if p.status == "pending" and p.provider == "transfer24"]
+            assert pending == []  # the attempt ended failed: the next Pay starts a new one
+        monkeypatch.undo()
+
+    def test_the_invoice_asks_the_rate_source_outside_any_transaction(
+        self, app, standard, transfer24, monkeypatch
+    ):
+        from portal.infra.models import Order, Payment, utcnow
+        from portal.rules import invoicing
+        from tests.rules.test_invoicing import buy, without_invoice
+
+        buy(standard, transfer24)
+        payment_id = without_invoice(app)
+        with app.app_context():
+            # The same sale in euro: a Polish seller states its VAT in PLN, at a rate.
+            payment = db.session.get(Payment, payment_id)
+            db.session.execute(
+                update(Order).where(Order.id == payment.order_id).values(currency="EUR")
+            )
+            db.session.execute(
+                update(Payment).where(Payment.id == payment_id).values(currency="EUR")
+            )
+            db.session.commit()
+            seen: list[tuple[str, bool]] = []
+            real = invoicing.app_rates()
+
+            def rates(base: str, quote: str, on_date: dt.date) -> Any:
+                seen.append((base, db.session().in_transaction()))
+                return real(base, quote, on_date)
+
+            invoice = invoicing.issue_for_payment(
+                payment_id=payment_id,
+                seller=app.config["SELLER"],
+                language="pl",
+                render=invoicing.app_renderer(),
+                rates=rates,
+                now=utcnow(),
+                today=utcnow().date(),
+            )
+            assert invoice is not None and invoice.currency == "EUR"
+            assert seen == [("EUR", False)]
+            db.session.remove()

@@ -60,7 +60,16 @@ def make_account(name: str, invoices: int, password_hash: str, first_seq: int) -
         period_net_minor=17800,
     )
     db.session.add_all(
-        [account, User(account=account, email=email, password_hash=password_hash, language="pl")]
+        [
+            account,
+            User(
+                account=account,
+                email=email,
+                password_hash=password_hash,
+                language="pl",
+                email_confirmed_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+            ),
+        ]
     )
     db.session.flush()
     method = PaymentMethod(
