@@ -287,15 +287,15 @@ def start(
     except ProviderError:
         _fail_attempt(payment_id, "provider_unavailable")  # Pay starts a new attempt
         raise
-    payment = db.session.scalar(
+    started = db.session.scalar(
         select(Payment)
         .where(Payment.id == payment_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    assert isinstance(payment, Payment)
-    if payment.provider_ref is None:
-        payment.provider_ref = redirect.provider_ref
+    assert isinstance(started, Payment)
+    if started.provider_ref is None:
+        started.provider_ref = redirect.provider_ref
     db.session.commit()
     return redirect
 
