@@ -211,16 +211,15 @@ def confirm(
     if provider is None or payment.charge_ref is None:
         db.session.rollback()
         raise RefundRefused("not_refundable")
-    try:  # the row stays locked: a second request at once waits here, then is refused
-        event = provider.refund(
-            charge_ref=payment.charge_ref,
-            amount=payment.amount,
-            idempotency_key=idempotency_key(payment),
-        )
-    except ProviderError:
-        db.session.rollback()
-        raise
-    outcome = payments.apply_event(payment.provider, event, now=now)
+    charge_ref, amount, key = payment.charge_ref, payment.amount, idempotency_key(payment)
+    provider_name = payment.provider
+    # Nothing was written: the lock ends before the provider is asked, so no transaction
+    # waits on it (security issue, point 8). A second request at once asks with the same
+    # idempotency key and gets the same refund; the event is applied once, and _complete
+    # finishes once, under the payment's lock.
+    db.session.rollback()
+    event = provider.refund(charge_ref=charge_ref, amount=amount, idempotency_key=key)
+    outcome = payments.apply_event(provider_name, event, now=now)
     log.info("refund of payment %s: %s", payment_public_id, outcome)
     return _complete(payment.id, account_id, seller, render, free_agents, now, today)
 

@@ -216,3 +216,17 @@ class TestProvidersAndRates:
             assert invoice is not None and invoice.currency == "EUR"
             assert seen == [("EUR", False)]
             db.session.remove()
+
+    def test_a_refund_asks_the_provider_outside_any_transaction(
+        self, app, standard, transfer24, monkeypatch
+    ):
+        from tests.rules.test_invoicing import buy
+        from tests.rules.test_refunds import ask, the_payment
+
+        buy(standard, transfer24)
+        payment = the_payment(app)
+        seen = self._watch(app, monkeypatch, "refund")
+        response = ask(standard, payment)
+        assert response.status_code == 200
+        assert seen == [False]
+        assert transfer24.transactions[payment.charge_ref]["refunded"] == payment.amount_minor
