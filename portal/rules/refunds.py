@@ -38,7 +38,7 @@ from portal.infra.models import (
     PaymentStatus,
     Subscription,
 )
-from portal.plugin_api.contracts import PaymentProvider, ProviderError, SubscriptionChanged
+from portal.plugin_api.contracts import PaymentProvider, SubscriptionChanged
 from portal.rules import invoicing, payments
 from portal.rules.catalogue import PackageCode
 
