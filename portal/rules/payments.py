@@ -1006,16 +1006,17 @@ def close_attempt(
     payment = db.session.get(Payment, payment_id, populate_existing=True)
     if not isinstance(payment, Payment) or payment.status != PaymentStatus.PENDING:
         return
-    provider = providers(payment.provider)
+    provider_name, ref, public_id = payment.provider, payment.provider_ref, payment.public_id
+    db.session.rollback()  # the read ends before the provider is asked (nothing was written)
+    provider = providers(provider_name)
     event = None
-    if provider is not None and payment.provider_ref:
+    if provider is not None and ref:
         try:
-            event = provider.cancel(provider_ref=payment.provider_ref)
+            event = provider.cancel(provider_ref=ref)
         except ProviderError as exc:
-            log.info("closing %s at %s failed: %s", payment.public_id, provider.name, exc)
-    db.session.rollback()
+            log.info("closing %s at %s failed: %s", public_id, provider.name, exc)
     if event is not None and event.kind is PaymentEventKind.SUCCEEDED:
-        apply_event(payment.provider, event, now=now)
+        apply_event(provider_name, event, now=now)
         return
     _fail_attempt(payment_id, code)
 
@@ -1128,17 +1129,31 @@ def close_expired(
         if not isinstance(order, Order) or not isinstance(payment, Payment):
             db.session.rollback()  # settled meanwhile, or another runner has it
             continue
-        provider = providers(payment.provider)
+        provider_name, ref, public_id = payment.provider, payment.provider_ref, payment.public_id
+        # The locks end before the provider is asked (security issue, point 8); closing a
+        # page twice (two runners) is harmless, and the attempt is ended once, below.
+        db.session.rollback()
+        provider = providers(provider_name)
         event = None
-        if provider is not None and payment.provider_ref:
+        if provider is not None and ref:
             try:
-                event = provider.cancel(provider_ref=payment.provider_ref)
+                event = provider.cancel(provider_ref=ref)
             except ProviderError as exc:
-                db.session.rollback()
-                log.info("closing %s at %s failed: %s", payment.public_id, provider.name, exc)
+                log.info("closing %s at %s failed: %s", public_id, provider.name, exc)
                 continue
         if event is not None and event.kind is PaymentEventKind.SUCCEEDED:
-            apply_event(payment.provider, event, now=now)  # paid at the last moment
+            apply_event(provider_name, event, now=now)  # paid at the last moment
+            continue
+        order = _lock_order(order_id)
+        payment = db.session.scalar(
+            select(Payment)
+            .where(Payment.id == payment_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        assert isinstance(payment, Payment)
+        if order.status != OrderStatus.PENDING or payment.status != PaymentStatus.PENDING:
+            db.session.rollback()  # settled or closed meanwhile
             continue
         payment_transition(payment, PaymentStatus.FAILED)
         payment.failure_code = "expired"

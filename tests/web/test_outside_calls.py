@@ -230,3 +230,24 @@ class TestProvidersAndRates:
         assert response.status_code == 200
         assert seen == [False]
         assert transfer24.transactions[payment.charge_ref]["refunded"] == payment.amount_minor
+
+    def test_the_run_closes_an_expired_checkout_outside_any_transaction(
+        self, app, standard, monkeypatch
+    ):
+        """Fails on the old code: the attempt's rows were locked across the provider's call."""
+        from portal.infra.models import Order, Payment
+        from portal.plugin_api.registry import registry
+        from portal.rules import payments
+        from tests.rules.test_payments import place_and_pay
+
+        assert place_and_pay(standard, agents="5").status_code in (302, 303)
+        seen = self._watch(app, monkeypatch, "cancel")
+        with app.app_context():
+            order = db.session.scalar(select(Order).where(Order.status == "pending"))
+            later = order.expires_at + dt.timedelta(minutes=1)
+            providers = registry(app).payment_providers.get
+            assert payments.close_expired(now=later, providers=providers) == 1
+            payment = db.session.scalar(select(Payment).where(Payment.order_id == order.id))
+            assert (payment.status, payment.failure_code) == ("failed", "expired")
+            assert db.session.get(Order, order.id).status == "failed"
+        assert seen == [False]
