@@ -268,13 +268,32 @@ def refund(
         raise StaffRefused("no_provider")
     before = {"refunded_minor": payment.refunded_minor, "status": payment.status}
     key = f"staff-refund-{payment.public_id}-{payment.refunded_minor}-{amount.minor}"
-    try:  # the row stays locked: a double submit waits here, then sees the new amount
-        event = provider.refund(charge_ref=payment.charge_ref, amount=amount, idempotency_key=key)
+    charge_ref, provider_name = payment.charge_ref, payment.provider
+    invoice_id = invoice.id if invoice is not None else None
+    # Nothing was written: the lock ends before the provider is asked (security issue,
+    # point 8). A double submit asks with the same key and gets the same refund; the one
+    # that comes second finds the amount changed below and applies nothing.
+    db.session.rollback()
+    try:
+        event = provider.refund(charge_ref=charge_ref, amount=amount, idempotency_key=key)
     except ProviderError as exc:
-        db.session.rollback()
         raise StaffRefused("provider_error", message=str(exc)) from exc
+    payment = db.session.scalar(
+        select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert isinstance(payment, Payment)
+    if payment.refunded_minor != refunded_seen:
+        db.session.rollback()  # the other submit applied this refund
+        raise StaffRefused("changed")
+    invoice = db.session.get(Invoice, invoice_id) if invoice_id is not None else None
     # The provider reports the total refunded so far; the one operation applies it here.
-    payments.apply_in_transaction(payment.provider, event, now=now)
+    try:
+        payments.apply_in_transaction(provider_name, event, now=now)
+    except payments.DuplicateEvent:  # (rolled back) the other submit applied it first
+        raise StaffRefused("changed") from None
     audit.record(
         actor=actor,
         action="refund",

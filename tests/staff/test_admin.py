@@ -305,3 +305,53 @@ def test_staff_resend_an_invoice_and_reply_to_support(
 
         mail.deliver_pending(now=at(dt.date(2026, 12, 2)))
     assert any(m["Subject"] == "Re: Seats" for m in smtp.messages)
+
+
+def test_a_staff_refund_asks_the_provider_outside_any_transaction(
+    app, client, auth, stripe_emulator, smtp, monkeypatch
+):
+    """Security issue, point 8 (fails on the old code: the payment stayed locked across the
+    provider's call); a double submit at once refunds once."""
+    from portal.infra.extensions import db
+    from portal.plugin_api.registry import registry
+    from tests.conftest import at_once
+    from tests.rules.test_lifecycle import run
+
+    account_id = subscribe(app, stripe_emulator)
+    run(app, at(dt.date(2026, 12, 1)))
+    with app.app_context():
+        from portal.rules import accounts
+
+        accounts.create_admin(email="boss@pakiet.example.com", password="x" * 12, now=at(TODAY))
+        provider = registry(app).payment_providers["stripe"]
+    assert auth.login("boss@pakiet.example.com", "x" * 12).status_code == 302
+    [payment] = rows(app, Payment, Payment.account_id == account_id)
+    path = f"/admin/actions/payment/{payment.id}/refund"
+    tokens = [csrf_token(client, path) for _ in range(2)]
+    seen: list[bool] = []
+    original = provider.refund
+
+    def watched(*args, **kwargs):
+        seen.append(db.session().in_transaction())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(provider, "refund", watched)
+    cookie = client.get_cookie("session").value
+    statuses: list[int] = []
+
+    def press() -> None:
+        other = app.test_client()
+        other.set_cookie("session", cookie)
+        token = tokens[len(statuses) % 2]
+        response = other.post(
+            path, data={"csrf_token": token, "amount": "100.00", "refunded_seen": "0"}
+        )
+        statuses.append(response.status_code)
+
+    at_once(2, press)
+    assert seen and not any(seen)
+    assert sorted(statuses) in ([302, 302], [302, 422])
+    [payment] = rows(app, Payment, Payment.account_id == account_id)
+    assert payment.refunded_minor == 10000
+    assert [r["amount"] for r in stripe_emulator.objects("refund")] == [10000]
+    assert [n.total_minor for n in rows(app, Invoice, Invoice.kind == "credit_note")] == [10000]
