@@ -86,6 +86,9 @@ class Settings:
     )
     # A provider that is down is asked again after this; the attempt does not count.
     provider_down_delay: dt.timedelta = dt.timedelta(minutes=10)
+    # How long other runners leave a subscription alone while its renewal is being charged
+    # (far beyond a provider's timeout); a runner killed meanwhile is taken over after it.
+    renewal_lease: dt.timedelta = dt.timedelta(minutes=5)
     public_url: str = "http://127.0.0.1:5000"
     secret: str = ""
 
@@ -485,7 +488,6 @@ def _renew(
     provider = deps.providers(method.provider) if method is not None else None
     if method is None or provider is None or not provider.saves_methods:
         return _failed_attempt(sub, account, order, None, now, deps, report, code="no_method")
-    fresh = payment is None
     if payment is not None:
         # A payment left over is locked and read afresh, as a webhook may have settled it
         # since, and so is its order (a webhook changes an order only under its payment's
@@ -520,12 +522,32 @@ def _renew(
         save_method=False,
         customer_ref=method.customer_ref,
     )
-    # The subscription stays locked across the call: another runner skips it meanwhile.
-    event = provider.charge_saved(request, payments.saved(method))
-    # The handlers work on these same objects, which this transaction holds locked.
-    outcome, after = payments.apply_in_transaction(
-        provider.name, event, now=now, held=payments.Held(payment, order, sub, fresh=fresh)
-    )
+    card = payments.saved(method)
+    # No transaction stays open across the provider's call (security issue, point 8): the
+    # attempt's order and payment are committed first, and the subscription is leased to
+    # this runner (its next look moved past the charge's longest wait, a plain UPDATE that
+    # changes no version), so other runners pass it by. A runner killed during the call
+    # leaves the lease to expire: the next run finds the attempt by its key and asks the
+    # provider again with the same idempotency key (one charge).
+    claimed = _Claimed(sub.id, sub.version, _sold(sub), order.id, payment.id)
+    _set_next_check(sub.id, now + deps.settings.renewal_lease)
+    db.session.commit()
+    event = provider.charge_saved(request, card)
+    sub, order, payment = _relock(claimed)
+    choice = sub.auto_renew  # the customer may have switched it during the call
+    try:
+        # The handlers work on these objects, which this transaction now holds locked.
+        outcome, after = payments.apply_in_transaction(
+            provider.name, event, now=now, held=payments.Held(payment, order, sub)
+        )
+    except payments.DuplicateEvent:  # (rolled back) its webhook came first and applied it
+        sub, order, payment = _relock(claimed)
+        if payment.status == PaymentStatus.PENDING:  # on record, yet applied to nothing
+            db.session.rollback()
+            raise RuntimeError(f"renewal {key}: its charge is on record but not applied") from None
+        outcome, after = payments.Outcome.DUPLICATE, []
+    if payment.status == PaymentStatus.PAID and order.status == OrderStatus.PAID:
+        sub.auto_renew = choice  # a renewal keeps the customer's latest choice
     log.info("renewal %s of subscription %s: %s (%s)", key, sub.id, outcome, payment.status)
     if payment.status == PaymentStatus.PAID and order.status == OrderStatus.PAID:
         # _succeeded activated the next period; clear the schedule that applied to it.
@@ -534,6 +556,54 @@ def _renew(
         return after
     failure = _failure_code(event, payment)
     return after + _failed_attempt(sub, account, order, payment, now, deps, report, code=failure)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """What a renewal attempt charged for, kept across the provider's call."""
+
+    sub_id: int
+    version: int
+    sold: tuple[object, ...]
+    order_id: int
+    payment_id: int
+
+
+def _sold(sub: Subscription) -> tuple[object, ...]:
+    """What a renewal sells: a change to anything else (auto-renewal switched during the
+    charge, say) leaves the renewal's order valid."""
+    return (
+        sub.package,
+        sub.period,
+        sub.agents,
+        sub.conversations,
+        sub.currency,
+        sub.period_end,
+        sub.status,
+        sub.renewal_attempts,
+    )
+
+
+def _relock(claimed: _Claimed) -> tuple[Subscription, Order, Payment]:
+    """The attempt's rows locked again after the provider's call (the subscription first,
+    as the claim took it), read afresh."""
+    sub = db.session.scalar(
+        select(Subscription)
+        .where(Subscription.id == claimed.sub_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    payment = db.session.scalar(
+        select(Payment)
+        .where(Payment.id == claimed.payment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    order = db.session.get(Order, claimed.order_id, populate_existing=True)
+    assert isinstance(sub, Subscription) and isinstance(payment, Payment) and order is not None
+    if sub.version != claimed.version and _sold(sub) == claimed.sold:
+        order.subscription_version = sub.version  # changed, but not what the order sells
+    return sub, order, payment
 
 
 def _failure_code(event: PaymentEvent, payment: Payment) -> str:
