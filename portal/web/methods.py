@@ -131,10 +131,13 @@ def new_method() -> ResponseReturnValue:
     if provider is None or not provider.saves_methods:
         abort(400)
     existing = payments.default_method(account.id, provider.name)
+    customer_email = account.billing_info.invoice_email
+    customer_ref = existing.customer_ref if existing else None
+    db.session.rollback()  # nothing was written: no transaction waits on the provider
     try:
         target = provider.start_setup(
-            customer_email=account.billing_info.invoice_email,
-            customer_ref=existing.customer_ref if existing else None,
+            customer_email=customer_email,
+            customer_ref=customer_ref,
             return_url=url_for("methods.setup_return", provider_name=provider.name, _external=True),
             cancel_url=url_for("methods.page", _external=True),
             language=current_language(),
@@ -155,12 +158,14 @@ def setup_return(provider_name: str) -> ResponseReturnValue:
     provider = providers().get(provider_name)
     if provider is None or not pending or pending.get("provider") != provider_name:
         abort(404)
+    account_id = account.id
+    db.session.rollback()  # nothing was written: no transaction waits on the provider
     try:
         method = provider.complete_setup(
             provider_ref=str(pending["ref"]), params=dict(request.args)
         )
         saved = payments.add_method(
-            account_id=account.id, provider=provider.name, method=method, now=utcnow()
+            account_id=account_id, provider=provider.name, method=method, now=utcnow()
         )
         audit.record_customer(
             current_user,
