@@ -1,8 +1,8 @@
 """Saved payment methods (R8, R10): the default one renewals charge, removal, expiry.
 
-A method another request is charging is locked (``SELECT … FOR UPDATE``): removing it then
-answers :class:`MethodBusy` at once (``NOWAIT`` on PostgreSQL) instead of waiting or
-removing a method under a charge.
+A renewal holds the account's subscription locked while it charges (lifecycle); removal locks
+the method and then the subscription with ``FOR UPDATE NOWAIT`` on PostgreSQL, so removing a
+method under a charge answers :class:`MethodBusy` at once instead of waiting or racing it.
 """
 
 from __future__ import annotations
@@ -79,12 +79,17 @@ def _lock(account_id: int, method_id: int) -> PaymentMethod:
 
 
 def _subscription(account_id: int) -> Subscription:
-    sub = db.session.scalar(
-        select(Subscription)
-        .where(Subscription.account_id == account_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    """The subscription, locked without waiting: a renewal holds it while it charges."""
+    try:
+        sub = db.session.scalar(
+            select(Subscription)
+            .where(Subscription.account_id == account_id)
+            .with_for_update(nowait=True)
+            .execution_options(populate_existing=True)
+        )
+    except OperationalError as exc:
+        db.session.rollback()
+        raise MethodBusy from exc
     assert isinstance(sub, Subscription)
     return sub
 
@@ -116,8 +121,8 @@ def remove(
     (the customer confirmed it); without it nothing changes (``last_method_auto_renew``).
     The newest remaining method becomes the default when the default one goes.
     """
-    sub = _subscription(account_id)
     method = _lock(account_id, method_id)
+    sub = _subscription(account_id)
     others = [m for m in active(account_id) if m.id != method.id]
     switched_off = False
     if not others and sub.is_paid and sub.auto_renew:

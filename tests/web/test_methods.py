@@ -283,3 +283,20 @@ def test_removing_a_method_being_charged_answers_409_and_changes_nothing(app, st
     assert response.status_code == 409
     assert "jest właśnie obciążana" in text(response)
     assert live_methods(app) == {"4242": True, "5454": False}
+
+
+@pytest.mark.postgres
+def test_removing_a_method_while_a_renewal_holds_the_subscription_answers_409(app, standard):
+    save_visa(app)
+    with app.app_context():
+        visa = db.session.scalar(select(PaymentMethod.id).where(PaymentMethod.last4 == "4242"))
+        with db.engine.connect() as renewal:  # the renewal runner holds the subscription
+            renewal.execute(
+                sa.text("SELECT id FROM subscription WHERE account_id = :a FOR UPDATE"),
+                {"a": account_id(app)},
+            )
+            response = remove(standard, visa, confirm=True)
+            renewal.rollback()
+    assert response.status_code == 409
+    assert live_methods(app) == {"4242": True}
+    assert auto_renew(app) is True
