@@ -291,3 +291,14 @@ def remove(method_id: int) -> ResponseReturnValue:
     if switched_off:
         flash(gettext("Auto-renewal is off."), "success")
     return redirect(url_for("methods.page"), code=303)
+
+
+@bp.get("/auto-renew/off")
+@login_required
+def confirm_auto_renew_off() -> ResponseReturnValue:
+    """Switching auto-renewal off from My package: the exact date and what is kept, first."""
+    account = current_account()
+    sub = account.subscription
+    if not sub.is_paid or not sub.auto_renew or sub.period_end is None:
+        return redirect(url_for("account.package"), code=303)
+    return render_template("methods/auto_renew_off.html", sub=sub)

@@ -300,3 +300,20 @@ def test_removing_a_method_while_a_renewal_holds_the_subscription_answers_409(ap
     assert response.status_code == 409
     assert live_methods(app) == {"4242": True}
     assert auto_renew(app) is True
+
+
+def test_auto_renewal_is_switched_off_from_my_package_after_a_confirmation(app, standard):
+    save_visa(app)
+    package = text(standard.get("/package"))
+    assert 'href="/payment-methods/auto-renew/off"' in package
+    confirmation = standard.get("/payment-methods/auto-renew/off")
+    assert confirmation.status_code == 200
+    page = text(confirmation)
+    assert "Twoje konto zostanie zawieszone 16 grudnia 2026." in page
+    assert "Twoje ustawienia zostaną zachowane" in page
+    assert auto_renew(app) is True  # asking changes nothing
+    token = csrf_token(standard, "/payment-methods/auto-renew/off")
+    standard.post("/payment-methods/auto-renew", data={"csrf_token": token, "auto_renew": "off"})
+    assert auto_renew(app) is False
+    assert "/payment-methods/auto-renew/off" not in text(standard.get("/package"))
+    assert standard.get("/payment-methods/auto-renew/off").status_code == 303
