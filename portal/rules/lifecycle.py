@@ -62,7 +62,7 @@ from portal.plugin_api.contracts import (
     ProviderError,
     SubscriptionChanged,
 )
-from portal.rules import payments
+from portal.rules import payment_methods, payments
 from portal.rules.catalogue import Catalogue, PackageCode, Period
 from portal.rules.orders import Pricing, current_terms, new_order, tax_decision
 from portal.rules.pricing import Quote, Selection, renewal
@@ -405,6 +405,7 @@ def _queue_upcoming(
             amount=quote.total_due,
             next_end=quote.period_end,
             method=_describe(method),
+            method_expires=payment_methods.expires_before(method, sub.period_end),
             **links,
         )
 

@@ -11,7 +11,7 @@ from flask_login import current_user, login_required
 from portal.infra.i18n import home_url
 from portal.infra.models import Account, Subscription, utcnow
 from portal.plugin_api.registry import registry
-from portal.rules import payments
+from portal.rules import payment_methods, payments
 from portal.web import htmx_util
 from portal.web.read_only import read_only
 
@@ -33,13 +33,17 @@ def _package_context(account: Account) -> dict[str, Any]:
     sub: Subscription = account.subscription
     catalogue = current_app.extensions["pakiet.catalogue"]
     currency = registry().currencies.get(sub.currency) if sub.currency else None
+    method = payments.default_method(account.id)
     return {
         "account": account,
         "sub": sub,
         "package": catalogue.package(sub.package),
         "currency": currency,
         "attempt": payments.latest_attempt(account.id, utcnow()),
-        "method": payments.default_method(account.id),
+        "method": method,
+        "method_expires": sub.is_paid
+        and sub.auto_renew
+        and payment_methods.expires_before(method, sub.period_end),
     }
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext, lazy_gettext
 from flask_login import current_user, login_required
@@ -16,7 +25,7 @@ from portal.infra.extensions import db
 from portal.infra.i18n import current_language
 from portal.infra.models import Account, PaymentMethod, utcnow
 from portal.plugin_api.contracts import ProviderError
-from portal.rules import orders, payments
+from portal.rules import orders, payment_methods, payments
 from portal.rules.catalogue import Period
 from portal.rules.money import Money
 from portal.rules.pricing import ChangeRefused, Selection
@@ -24,7 +33,7 @@ from portal.web import htmx_util
 from portal.web.account import current_account
 from portal.web.checkout import pricing
 from portal.web.helpers import hands_off_to_providers
-from portal.web.pay import UNAVAILABLE, providers, send_to
+from portal.web.pay import UNAVAILABLE, describe, providers, send_to
 
 bp = Blueprint("methods", __name__, url_prefix="/payment-methods")
 
@@ -42,7 +51,13 @@ REFUSALS = {
         "(and PayPal). Please add another card."
     ),
     "method_of_another_account": lazy_gettext("This payment method cannot be used here."),
+    "unknown_method": lazy_gettext("This payment method is no longer saved."),
+    "last_method_auto_renew": lazy_gettext(
+        "This is your last payment method and auto-renewal is on: confirm that auto-renewal "
+        "is switched off with it."
+    ),
 }
+BUSY = lazy_gettext("This payment method is being charged right now. Please try again in a minute.")
 SETUP_KEY = "pakiet_setup"
 
 
@@ -71,9 +86,15 @@ def _context(account: Account) -> dict[str, Any]:
         .where(PaymentMethod.account_id == account.id, PaymentMethod.removed_at.is_(None))
         .order_by(PaymentMethod.is_default.desc(), PaymentMethod.id.desc())
     ).all()
+    sub = account.subscription
     return {
         "account": account,
-        "sub": account.subscription,
+        "sub": sub,
+        "expires_before_renewal": {
+            m.id
+            for m in methods
+            if sub.is_paid and payment_methods.expires_before(m, sub.period_end)
+        },
         "methods": methods,
         "default_method": next((m for m in methods if m.is_default), None),
         "renewal_total": renewal_total(account),
@@ -181,3 +202,108 @@ def setup_return(provider_name: str) -> ResponseReturnValue:
     else:
         flash(gettext("Your new payment method is saved and will be used from now on."), "success")
     return redirect(url_for("methods.page"), code=303)
+
+
+def _own_method(account: Account, method_id: int) -> PaymentMethod:
+    method = db.session.scalar(
+        select(PaymentMethod).where(
+            PaymentMethod.id == method_id,
+            PaymentMethod.account_id == account.id,
+            PaymentMethod.removed_at.is_(None),
+        )
+    )
+    if not isinstance(method, PaymentMethod):
+        abort(404)
+    return method
+
+
+@bp.post("/<int:method_id>/default")
+@login_required
+def make_default(method_id: int) -> ResponseReturnValue:
+    """Renewals charge this method from now on."""
+    account = current_account()
+    try:
+        method = payment_methods.make_default(account_id=account.id, method_id=method_id)
+    except payment_methods.MethodBusy:
+        flash(str(BUSY), "error")
+        return redirect(url_for("methods.page"), code=303)
+    except payment_methods.MethodRefused:
+        abort(404)
+    audit.record_customer(
+        current_user,
+        "default_payment_method",
+        object_type="payment_method",
+        object_id=method.id,
+        after={"is_default": True},
+    )
+    flash(gettext("Renewals will be charged to %(method)s.", method=describe(method)), "success")
+    return redirect(url_for("methods.page"), code=303)
+
+
+@bp.get("/<int:method_id>/remove")
+@login_required
+def confirm_remove(method_id: int) -> ResponseReturnValue:
+    """The confirmation step: what removing this method changes."""
+    account = current_account()
+    method = _own_method(account, method_id)
+    switches_off = payment_methods.removal_switches_auto_renew_off(
+        account_id=account.id, method_id=method.id
+    )
+    return render_template(
+        "methods/remove.html", method=method, sub=account.subscription, switches_off=switches_off
+    )
+
+
+@bp.post("/<int:method_id>/remove")
+@login_required
+def remove(method_id: int) -> ResponseReturnValue:
+    account = current_account()
+    method = _own_method(account, method_id)
+    label = describe(method)
+    try:
+        switched_off = payment_methods.remove(
+            account_id=account.id,
+            method_id=method.id,
+            switch_auto_renew_off=request.form.get("auto_renew_off") == "confirmed",
+            now=utcnow(),
+        )
+    except payment_methods.MethodBusy:
+        db.session.rollback()
+        return render_template(
+            "methods/remove.html",
+            method=method,
+            sub=account.subscription,
+            switches_off=False,
+            error=str(BUSY),
+        ), 409
+    except payment_methods.MethodRefused as exc:
+        db.session.rollback()
+        return render_template(
+            "methods/remove.html",
+            method=_own_method(account, method_id),
+            sub=account.subscription,
+            switches_off=True,
+            error=str(REFUSALS[exc.code]),
+        ), 422
+    audit.record_customer(
+        current_user,
+        "remove_payment_method",
+        object_type="payment_method",
+        object_id=method_id,
+        after={"removed": True, "auto_renew_switched_off": switched_off},
+    )
+    flash(gettext("%(method)s is removed.", method=label), "success")
+    if switched_off:
+        flash(gettext("Auto-renewal is off."), "success")
+    return redirect(url_for("methods.page"), code=303)
+
+
+@bp.get("/auto-renew/off")
+@login_required
+def confirm_auto_renew_off() -> ResponseReturnValue:
+    """Switching auto-renewal off from My package: the exact date and what is kept, first."""
+    account = current_account()
+    sub = account.subscription
+    if not sub.is_paid or not sub.auto_renew or sub.period_end is None:
+        return redirect(url_for("account.package"), code=303)
+    return render_template("methods/auto_renew_off.html", sub=sub)

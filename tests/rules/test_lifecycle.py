@@ -878,3 +878,20 @@ def test_a_renewal_the_bank_wants_confirmed_renews_once_the_customer_confirms(
     assert len(rows(app, Invoice, Invoice.account_id == account_id)) == 1
     assert run(app, at(dt.date(2026, 12, 2))).renewed == 0  # no retry: it is renewed
     assert len(succeeded_intents(stripe_emulator)) == 1
+
+
+@pytest.mark.parametrize(("exp_year", "expires"), [(2026, True), (2027, False)])
+def test_the_renewal_notice_says_when_the_card_expires_before_the_renewal(
+    app, stripe_emulator, smtp, exp_year, expires
+):
+    account_id = subscribe(app, stripe_emulator, language="en")  # renews 2026-12-01
+    with app.app_context():
+        method = payments.default_method(account_id)
+        assert method is not None
+        method.exp_month, method.exp_year = 11, exp_year  # valid through 30 Nov 2026 or 2027
+        db.session.commit()
+    run(app, at(dt.date(2026, 11, 24)))
+    [message] = [m for m in smtp.messages if "renews on" in decoded_subject(m)]
+    body = message.get_payload(decode=True).decode()
+    assert ("This payment method expires before that day" in body) is expires
+    assert ("https://portal.example.com/payment-methods" in body.splitlines()) is expires

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import select
 
 from portal import demo
@@ -130,3 +131,189 @@ def test_free_accounts_have_no_switch(app, client, auth, catalogue):
 
 def test_another_accounts_setup_return_is_refused(standard):
     assert standard.get("/payment-methods/setup/stripe/return").status_code == 404
+
+
+def save_card(app, ref: str, last4: str, year: int, month: int = 12, default: bool = False) -> int:
+    with app.app_context():
+        method = PaymentMethod(
+            account_id=account_id(app),
+            provider="stripe",
+            provider_ref=ref,
+            customer_ref="cus_1",
+            brand="mastercard",
+            last4=last4,
+            exp_month=month,
+            exp_year=year,
+            is_default=default,
+        )
+        db.session.add(method)
+        db.session.commit()
+        return method.id
+
+
+def live_methods(app) -> dict[str, bool]:
+    """last four -> is default, for the account's methods not removed."""
+    with app.app_context():
+        rows = db.session.scalars(
+            select(PaymentMethod).where(
+                PaymentMethod.account_id == account_id(app), PaymentMethod.removed_at.is_(None)
+            )
+        )
+        return {str(m.last4): m.is_default for m in rows}
+
+
+def remove(client, method_id: int, confirm: bool = False):
+    token = csrf_token(client, f"/payment-methods/{method_id}/remove")
+    data = {"csrf_token": token}
+    if confirm:
+        data["auto_renew_off"] = "confirmed"
+    return client.post(f"/payment-methods/{method_id}/remove", data=data)
+
+
+def test_each_method_shows_brand_last_four_and_expiry_and_can_become_the_default(app, standard):
+    save_visa(app)
+    other = save_card(app, "pm_mc", "5454", 2031, 3)
+    page = text(standard.get("/payment-methods"))
+    assert "Visa •••• 4242 (12/2030)" in page
+    assert "Mastercard •••• 5454 (03/2031)" in page
+    token = csrf_token(standard, "/payment-methods")
+    response = standard.post(f"/payment-methods/{other}/default", data={"csrf_token": token})
+    assert response.status_code == 303
+    assert live_methods(app) == {"4242": False, "5454": True}
+
+
+def test_removing_a_method_asks_first_and_the_newest_other_becomes_the_default(app, standard):
+    save_visa(app)
+    save_card(app, "pm_mc", "5454", 2031)
+    with app.app_context():
+        visa = db.session.scalar(select(PaymentMethod.id).where(PaymentMethod.last4 == "4242"))
+    confirmation = standard.get(f"/payment-methods/{visa}/remove")
+    assert confirmation.status_code == 200
+    assert "Visa •••• 4242 (12/2030)" in text(confirmation)
+    assert live_methods(app) == {"4242": True, "5454": False}  # asking changes nothing
+    assert remove(standard, visa).status_code == 303
+    assert live_methods(app) == {"5454": True}
+    assert auto_renew(app) is True
+
+
+def test_removing_the_last_method_with_auto_renewal_on_needs_confirmation(app, standard):
+    save_visa(app)
+    with app.app_context():
+        visa = db.session.scalar(select(PaymentMethod.id).where(PaymentMethod.last4 == "4242"))
+    confirmation = text(standard.get(f"/payment-methods/{visa}/remove"))
+    assert "16 grudnia 2026" in confirmation
+    assert 'name="auto_renew_off"' in confirmation
+    refused = remove(standard, visa)
+    assert refused.status_code == 422
+    assert live_methods(app) == {"4242": True}
+    assert auto_renew(app) is True
+    assert remove(standard, visa, confirm=True).status_code == 303
+    assert live_methods(app) == {}
+    assert auto_renew(app) is False
+
+
+def test_another_accounts_method_cannot_be_removed_or_made_default(app, standard):
+    save_visa(app)
+    with app.app_context():
+        other_account = db.session.scalar(
+            select(User.account_id).where(User.email != "standard@demo.example.com")
+        )
+        method = PaymentMethod(
+            account_id=other_account,
+            provider="stripe",
+            provider_ref="pm_theirs",
+            brand="visa",
+            last4="1111",
+            exp_month=1,
+            exp_year=2032,
+            is_default=True,
+        )
+        db.session.add(method)
+        db.session.commit()
+        theirs = method.id
+    assert standard.get(f"/payment-methods/{theirs}/remove").status_code == 404
+    token = csrf_token(standard, "/payment-methods")
+    assert (
+        standard.post(f"/payment-methods/{theirs}/remove", data={"csrf_token": token}).status_code
+        == 404
+    )
+    assert (
+        standard.post(f"/payment-methods/{theirs}/default", data={"csrf_token": token}).status_code
+        == 404
+    )
+    with app.app_context():
+        assert db.session.get(PaymentMethod, theirs).removed_at is None
+
+
+def test_removal_needs_csrf(app, standard):
+    save_visa(app)
+    with app.app_context():
+        visa = db.session.scalar(select(PaymentMethod.id).where(PaymentMethod.last4 == "4242"))
+    assert standard.post(f"/payment-methods/{visa}/remove").status_code == 400
+    assert live_methods(app) == {"4242": True}
+
+
+def test_a_card_expiring_before_the_renewal_is_flagged_on_my_package(app, standard):
+    save_card(app, "pm_old", "5454", 2026, 11, default=True)  # valid through 30 Nov; renews 16 Dec
+    package = text(standard.get("/package"))
+    assert 'href="/payment-methods"' in package
+    assert "Mastercard •••• 5454 (11/2026)" in package
+    assert "wygasa przed odnowieniem" in package
+    methods = text(standard.get("/payment-methods"))
+    assert "wygasa przed kolejnym odnowieniem" in methods
+
+
+def test_a_card_valid_through_the_renewal_is_not_flagged(app, standard):
+    save_card(app, "pm_ok", "5454", 2026, 12, default=True)  # valid through 31 Dec
+    assert "wygasa przed odnowieniem" not in text(standard.get("/package"))
+
+
+@pytest.mark.postgres
+def test_removing_a_method_being_charged_answers_409_and_changes_nothing(app, standard):
+    save_visa(app)
+    save_card(app, "pm_mc", "5454", 2031)
+    with app.app_context():
+        visa = db.session.scalar(select(PaymentMethod.id).where(PaymentMethod.last4 == "4242"))
+        with db.engine.connect() as charging:  # another request charging the card holds its row
+            charging.execute(
+                sa.text("SELECT id FROM payment_method WHERE id = :id FOR UPDATE"), {"id": visa}
+            )
+            response = remove(standard, visa)
+            charging.rollback()
+    assert response.status_code == 409
+    assert "jest właśnie obciążana" in text(response)
+    assert live_methods(app) == {"4242": True, "5454": False}
+
+
+@pytest.mark.postgres
+def test_removing_a_method_while_a_renewal_holds_the_subscription_answers_409(app, standard):
+    save_visa(app)
+    with app.app_context():
+        visa = db.session.scalar(select(PaymentMethod.id).where(PaymentMethod.last4 == "4242"))
+        with db.engine.connect() as renewal:  # the renewal runner holds the subscription
+            renewal.execute(
+                sa.text("SELECT id FROM subscription WHERE account_id = :a FOR UPDATE"),
+                {"a": account_id(app)},
+            )
+            response = remove(standard, visa, confirm=True)
+            renewal.rollback()
+    assert response.status_code == 409
+    assert live_methods(app) == {"4242": True}
+    assert auto_renew(app) is True
+
+
+def test_auto_renewal_is_switched_off_from_my_package_after_a_confirmation(app, standard):
+    save_visa(app)
+    package = text(standard.get("/package"))
+    assert 'href="/payment-methods/auto-renew/off"' in package
+    confirmation = standard.get("/payment-methods/auto-renew/off")
+    assert confirmation.status_code == 200
+    page = text(confirmation)
+    assert "Twoje konto zostanie zawieszone 16 grudnia 2026." in page
+    assert "Twoje ustawienia zostaną zachowane" in page
+    assert auto_renew(app) is True  # asking changes nothing
+    token = csrf_token(standard, "/payment-methods/auto-renew/off")
+    standard.post("/payment-methods/auto-renew", data={"csrf_token": token, "auto_renew": "off"})
+    assert auto_renew(app) is False
+    assert "/payment-methods/auto-renew/off" not in text(standard.get("/package"))
+    assert standard.get("/payment-methods/auto-renew/off").status_code == 303
