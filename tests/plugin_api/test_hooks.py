@@ -52,7 +52,7 @@ PLUGIN_CONFIG = {
 
 PAYMENT = PaymentSettled(
     account_id=7,
-    payment_id=41,
+    payment_id="pay_41",
     provider="bank_transfer",
     amount=Money(10947, "PLN"),
     settled_at=NOW,
