@@ -26,11 +26,14 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_migrate import upgrade
 
 from portal import create_app
 from portal.infra.extensions import db
 from portal.rules.catalogue import Catalogue
+from portal.testing.pytest_plugin import empty, kit_config, migrate
+
+# pytester runs a plugin author's test file against the installed kit (tests/testing).
+pytest_plugins = ["pytester"]
 
 DATABASE_URL = os.environ.get("PAKIET_TEST_DATABASE_URL", "")
 REQUIRE_POSTGRES = os.environ.get("PAKIET_REQUIRE_POSTGRES") == "1"
@@ -53,21 +56,9 @@ def base_config(url: str, **extra: Any) -> dict[str, Any]:
         name: {"base_url": emulator.base_url} for name, emulator in RATE_EMULATORS.items()
     }
     plugin_config.update(extra.pop("PLUGIN_CONFIG", {}))
-    config: dict[str, Any] = {
-        "TESTING": True,
-        # Development mode: the short test key is accepted, limits count in memory.
-        "DEVELOPMENT": True,
-        "SECRET_KEY": "test-secret",
-        "SQLALCHEMY_DATABASE_URI": url,
-        "PLUGINS_AUTOLOAD": False,
-        "PLUGINS": list(BUILTIN_PLUGINS),
-        "PLUGIN_CONFIG": plugin_config,
-        "LOGIN_RATE_LIMIT": "1000 per minute",
-        "NOTE_RATE_LIMIT": "1000 per minute",
-        # Hashing costs a tenth of a second per password with scrypt: the suite signs up and
-        # logs in thousands of times. Production hashing is tested in test_auth.py.
-        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
-    }
+    # The plugin test kit's configuration (development mode, fast hashing: production
+    # hashing is tested in test_auth.py), with the built-in plugins and rate emulators.
+    config = kit_config(url, PLUGINS=list(BUILTIN_PLUGINS), PLUGIN_CONFIG=plugin_config)
     config.update(extra)
     return config
 
@@ -77,14 +68,7 @@ def is_postgres() -> bool:
 
 
 def _migrate(url: str) -> None:
-    app = create_app(base_config(url))
-    with app.app_context():
-        if url.startswith("postgresql"):
-            with db.engine.begin() as conn:
-                conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
-                conn.execute(sa.text("CREATE SCHEMA public"))
-        upgrade()
-        db.engine.dispose()
+    migrate(base_config(url))
 
 
 @pytest.fixture(scope="session")
@@ -108,11 +92,7 @@ def database_url(migrated_db: str, tmp_path: Path) -> str:
 
 
 def _truncate(app: Flask) -> None:
-    with app.app_context():
-        tables = ", ".join(f'"{t.name}"' for t in reversed(db.metadata.sorted_tables))
-        with db.engine.begin() as conn:
-            conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        db.engine.dispose()
+    empty(app)
 
 
 @pytest.fixture
