@@ -12,7 +12,6 @@ import email
 import email.header
 import email.message
 import os
-import re
 import shutil
 import socket
 import threading
@@ -30,14 +29,23 @@ from flask.testing import FlaskClient
 from portal import create_app
 from portal.infra.extensions import db
 from portal.rules.catalogue import Catalogue
-from portal.testing.pytest_plugin import empty, kit_config, migrate
+from portal.testing.pytest_plugin import (  # the kit's, re-exported for the tests
+    CSRF_RE,
+    PASSWORD,
+    Auth,
+    csrf_token,
+    empty,
+    kit_config,
+    migrate,
+)
+
+__all__ = ["CSRF_RE", "PASSWORD", "Auth", "csrf_token"]
 
 # pytester runs a plugin author's test file against the installed kit (tests/testing).
 pytest_plugins = ["pytester"]
 
 DATABASE_URL = os.environ.get("PAKIET_TEST_DATABASE_URL", "")
 REQUIRE_POSTGRES = os.environ.get("PAKIET_REQUIRE_POSTGRES") == "1"
-PASSWORD = "correct horse battery"
 
 # The built-in plugins are whatever the pakiet distribution declares as entry points.
 BUILTIN_PLUGINS = sorted(
@@ -124,9 +132,6 @@ def catalogue(app: Flask) -> Catalogue:
     return cat
 
 
-CSRF_RE = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
-
-
 T = TypeVar("T")
 
 
@@ -152,44 +157,6 @@ def at_once(count: int, work: Callable[[], T], timeout: float = 60) -> list[T]:
     if errors:
         raise errors[0]
     return results
-
-
-def csrf_token(client: FlaskClient, path: str = "/login") -> str:
-    """The CSRF token a form on ``path`` carries for this client's session."""
-    html = client.get(path).get_data(as_text=True)
-    match = CSRF_RE.search(html)
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
-
-
-class Auth:
-    """Sign-up and log-in through the real forms, CSRF included."""
-
-    def __init__(self, client: FlaskClient) -> None:
-        self.client = client
-
-    def signup(self, email: str, company: str = "Acme Sp. z o.o.", password: str = PASSWORD) -> Any:
-        token = csrf_token(self.client, "/signup")
-        return self.client.post(
-            "/signup",
-            data={
-                "csrf_token": token,
-                "company": company,
-                "email": email,
-                "password": password,
-                "confirm": password,
-            },
-        )
-
-    def login(self, email: str, password: str = PASSWORD) -> Any:
-        token = csrf_token(self.client, "/login")
-        return self.client.post(
-            "/login", data={"csrf_token": token, "email": email, "password": password}
-        )
-
-    def logout(self) -> Any:
-        token = csrf_token(self.client, "/package")
-        return self.client.post("/logout", data={"csrf_token": token})
 
 
 @pytest.fixture

@@ -13,6 +13,9 @@ Installed with the portal, so a plugin's own test suite gets, without copying an
     ``{"PLUGINS": [*BASE_PLUGINS, "my_plugin"], "PLUGIN_CONFIG": {...}}``.
 ``pakiet_app`` / ``pakiet_client``
     the app built from it, and Flask's test client for it.
+``pakiet_customer``
+    that client, signed up and signed in as a new customer through the real forms (CSRF
+    tokens read from the pages, as a browser would; :class:`Auth` does the same for you).
 
 The fixtures are prefixed ``pakiet_`` so that they never shadow a project's own.
 """
@@ -20,6 +23,7 @@ The fixtures are prefixed ``pakiet_`` so that they never shadow a project's own.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +36,8 @@ if TYPE_CHECKING:
     from flask.testing import FlaskClient
 
 DATABASE_URL_ENV = "PAKIET_TEST_DATABASE_URL"
+PASSWORD = "correct horse battery"
+CSRF_RE = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 #: Loaded unless ``PLUGINS`` is given: the currencies of the default catalogue.
 BASE_PLUGINS = ("pakiet_currencies",)
 
@@ -153,3 +159,49 @@ def pakiet_app(pakiet_config: dict[str, Any]) -> Iterator[Flask]:
 @pytest.fixture
 def pakiet_client(pakiet_app: Flask) -> FlaskClient:
     return pakiet_app.test_client()
+
+
+def csrf_token(client: FlaskClient, path: str = "/login") -> str:
+    """The CSRF token a form on ``path`` carries for this client's session."""
+    html = client.get(path).get_data(as_text=True)
+    match = CSRF_RE.search(html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+class Auth:
+    """Sign-up and log-in through the real forms, CSRF included."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def signup(self, email: str, company: str = "Acme Sp. z o.o.", password: str = PASSWORD) -> Any:
+        token = csrf_token(self.client, "/signup")
+        return self.client.post(
+            "/signup",
+            data={
+                "csrf_token": token,
+                "company": company,
+                "email": email,
+                "password": password,
+                "confirm": password,
+            },
+        )
+
+    def login(self, email: str, password: str = PASSWORD) -> Any:
+        token = csrf_token(self.client, "/login")
+        return self.client.post(
+            "/login", data={"csrf_token": token, "email": email, "password": password}
+        )
+
+    def logout(self) -> Any:
+        token = csrf_token(self.client, "/package")
+        return self.client.post("/logout", data={"csrf_token": token})
+
+
+@pytest.fixture
+def pakiet_customer(pakiet_client: FlaskClient) -> FlaskClient:
+    """A client signed up and signed in as a new customer (through the real forms)."""
+    auth = Auth(pakiet_client)
+    assert auth.signup("customer@example.com").status_code == 302
+    return pakiet_client

@@ -80,3 +80,9 @@ def test_the_wheel_ships_migrations_py_typed_and_the_kit(tmp_path: Path) -> None
     [points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(points).decode()
     assert "[pytest11]\npakiet = portal.testing.pytest_plugin" in text
+
+
+def test_the_kit_signs_a_customer_in_through_the_real_forms(pakiet_customer: FlaskClient) -> None:
+    page = pakiet_customer.get("/payment-methods")
+    assert page.status_code == 200  # signed in: not sent to /login
+    assert pakiet_customer.get("/login").status_code in (200, 302)
