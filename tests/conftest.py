@@ -12,7 +12,6 @@ import email
 import email.header
 import email.message
 import os
-import re
 import shutil
 import socket
 import threading
@@ -26,15 +25,27 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_migrate import upgrade
 
 from portal import create_app
 from portal.infra.extensions import db
 from portal.rules.catalogue import Catalogue
+from portal.testing.pytest_plugin import (  # the kit's, re-exported for the tests
+    CSRF_RE,
+    PASSWORD,
+    Auth,
+    csrf_token,
+    empty,
+    kit_config,
+    migrate,
+)
+
+__all__ = ["CSRF_RE", "PASSWORD", "Auth", "csrf_token"]
+
+# pytester runs a plugin author's test file against the installed kit (tests/testing).
+pytest_plugins = ["pytester"]
 
 DATABASE_URL = os.environ.get("PAKIET_TEST_DATABASE_URL", "")
 REQUIRE_POSTGRES = os.environ.get("PAKIET_REQUIRE_POSTGRES") == "1"
-PASSWORD = "correct horse battery"
 
 # The built-in plugins are whatever the pakiet distribution declares as entry points.
 BUILTIN_PLUGINS = sorted(
@@ -53,21 +64,9 @@ def base_config(url: str, **extra: Any) -> dict[str, Any]:
         name: {"base_url": emulator.base_url} for name, emulator in RATE_EMULATORS.items()
     }
     plugin_config.update(extra.pop("PLUGIN_CONFIG", {}))
-    config: dict[str, Any] = {
-        "TESTING": True,
-        # Development mode: the short test key is accepted, limits count in memory.
-        "DEVELOPMENT": True,
-        "SECRET_KEY": "test-secret",
-        "SQLALCHEMY_DATABASE_URI": url,
-        "PLUGINS_AUTOLOAD": False,
-        "PLUGINS": list(BUILTIN_PLUGINS),
-        "PLUGIN_CONFIG": plugin_config,
-        "LOGIN_RATE_LIMIT": "1000 per minute",
-        "NOTE_RATE_LIMIT": "1000 per minute",
-        # Hashing costs a tenth of a second per password with scrypt: the suite signs up and
-        # logs in thousands of times. Production hashing is tested in test_auth.py.
-        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
-    }
+    # The plugin test kit's configuration (development mode, fast hashing: production
+    # hashing is tested in test_auth.py), with the built-in plugins and rate emulators.
+    config = kit_config(url, PLUGINS=list(BUILTIN_PLUGINS), PLUGIN_CONFIG=plugin_config)
     config.update(extra)
     return config
 
@@ -77,14 +76,7 @@ def is_postgres() -> bool:
 
 
 def _migrate(url: str) -> None:
-    app = create_app(base_config(url))
-    with app.app_context():
-        if url.startswith("postgresql"):
-            with db.engine.begin() as conn:
-                conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
-                conn.execute(sa.text("CREATE SCHEMA public"))
-        upgrade()
-        db.engine.dispose()
+    migrate(base_config(url))
 
 
 @pytest.fixture(scope="session")
@@ -108,11 +100,7 @@ def database_url(migrated_db: str, tmp_path: Path) -> str:
 
 
 def _truncate(app: Flask) -> None:
-    with app.app_context():
-        tables = ", ".join(f'"{t.name}"' for t in reversed(db.metadata.sorted_tables))
-        with db.engine.begin() as conn:
-            conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        db.engine.dispose()
+    empty(app)
 
 
 @pytest.fixture
@@ -144,9 +132,6 @@ def catalogue(app: Flask) -> Catalogue:
     return cat
 
 
-CSRF_RE = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
-
-
 T = TypeVar("T")
 
 
@@ -172,65 +157,6 @@ def at_once(count: int, work: Callable[[], T], timeout: float = 60) -> list[T]:
     if errors:
         raise errors[0]
     return results
-
-
-def csrf_token(client: FlaskClient, path: str = "/login") -> str:
-    """The CSRF token a form on ``path`` carries for this client's session."""
-    html = client.get(path).get_data(as_text=True)
-    match = CSRF_RE.search(html)
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
-
-
-class Auth:
-    """Sign-up and log-in through the real forms, CSRF included."""
-
-    def __init__(self, client: FlaskClient) -> None:
-        self.client = client
-
-    def signup(
-        self,
-        email: str,
-        company: str = "Acme Sp. z o.o.",
-        password: str = PASSWORD,
-        *,
-        confirm: bool = True,
-    ) -> Any:
-        """Sign up through the form; with ``confirm``, then follow the confirmation link
-        (made as the e-mail's is: tests/web/test_signup.py reads the real e-mail) and press
-        its button, which logs the new user in. Answers the last response."""
-        token = csrf_token(self.client, "/signup")
-        response = self.client.post(
-            "/signup",
-            data={
-                "csrf_token": token,
-                "company": company,
-                "email": email,
-                "password": password,
-                "confirm": password,
-            },
-        )
-        if not confirm or response.status_code != 302:
-            return response
-        from portal.rules import accounts
-        from portal.web import auth as views
-
-        with self.client.application.test_request_context():
-            user = accounts.find_user(email)
-            if user is None or user.email_confirmed_at is not None:
-                return response
-            path = f"/signup/confirm/{views.confirm_token(user, views.utcnow())}"
-        return self.client.post(path, data={"csrf_token": csrf_token(self.client, path)})
-
-    def login(self, email: str, password: str = PASSWORD) -> Any:
-        token = csrf_token(self.client, "/login")
-        return self.client.post(
-            "/login", data={"csrf_token": token, "email": email, "password": password}
-        )
-
-    def logout(self) -> Any:
-        token = csrf_token(self.client, "/package")
-        return self.client.post("/logout", data={"csrf_token": token})
 
 
 @pytest.fixture

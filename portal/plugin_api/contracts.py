@@ -86,6 +86,9 @@ class PaymentRequest:
     cancel_url: str
     save_method: bool = True  # keep the method for renewals (off-session)
     customer_ref: str | None = None  # an existing provider customer, if one is known
+    # Where core takes this provider's webhooks (``/webhooks/<provider name>``), for
+    # providers that set the notification address per payment (PayPal-like, Przelewy24).
+    webhook_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -301,8 +304,11 @@ class InvoiceFormat(abc.ABC):
 
 @dataclass(frozen=True)
 class PaymentSettled:
+    """A payment was applied. ``payment_id`` is core's public id, the same string as
+    :attr:`PaymentRequest.payment_id` and :attr:`PaymentEvent.payment_id`."""
+
     account_id: int
-    payment_id: int
+    payment_id: str
     provider: str
     amount: Money
     settled_at: dt.datetime

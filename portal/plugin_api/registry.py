@@ -13,6 +13,7 @@ import importlib
 import logging
 import re
 import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -24,7 +25,8 @@ import pluggy
 from babel.numbers import is_currency
 from flask import Flask, current_app
 
-from portal.plugin_api import hookspecs
+from portal import plugin_api
+from portal.plugin_api import ApiVersionError, hookspecs, require_api
 from portal.plugin_api.contracts import (
     CurrencySpec,
     InvoiceFormat,
@@ -185,6 +187,7 @@ def _load_entry_points(
             plugin = ep.load()
         except Exception as exc:
             raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
+        _check_api(plugin, ep.name)
         pm.register(plugin, name=ep.name)
         if ep.dist is not None:
             registry.distributions[ep.name] = (ep.dist.name, ep.dist.version)
@@ -195,7 +198,54 @@ def _register_module(pm: pluggy.PluginManager, target: str | ModuleType | object
     name = target if isinstance(target, str) else getattr(plugin, "__name__", None)
     if pm.is_registered(plugin) or (name is not None and pm.get_plugin(name) is not None):
         return
+    _check_api(plugin, name or repr(plugin))
     pm.register(plugin, name=name)
+
+
+def _check_api(plugin: object, name: str) -> None:
+    """Refuse a plugin whose ``PAKIET_API`` this portal does not provide."""
+    required = getattr(plugin, "PAKIET_API", None)
+    if required is None:
+        return
+    try:
+        require_api(required, plugin=name)
+    except ApiVersionError as exc:
+        raise PluginError(str(exc)) from exc
+
+
+def _display_name(name: str, plugin: object) -> str:
+    """The registered name, or the class of an object registered without one (pluggy
+    names those by ``id()``)."""
+    if name.isdigit():
+        return f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+    return name
+
+
+def warn_deprecated(pm: pluggy.PluginManager) -> None:
+    """A :class:`DeprecationWarning` naming each plugin that implements a deprecated hook
+    or takes a deprecated argument (:data:`portal.plugin_api.DEPRECATIONS`)."""
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        for caller in pm.get_hookcallers(plugin) or []:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+                for gone in plugin_api.DEPRECATIONS:
+                    if gone.hook != caller.name:
+                        continue
+                    if gone.argument is not None and gone.argument not in impl.argnames:
+                        continue
+                    what = f"hook {gone.hook!r}"
+                    if gone.argument is not None:
+                        what = f"argument {gone.argument!r} of hook {gone.hook!r}"
+                    until = ".".join(str(part) for part in gone.removed_in)
+                    warnings.warn(
+                        f"plugin {_display_name(name, plugin)!r} uses the {what}, deprecated"
+                        f" and removed in the Pakiet plugin API {until}; {gone.instead}",
+                        DeprecationWarning,
+                        stacklevel=2,
+                    )
 
 
 def make_plugin_config(settings: Mapping[str, Mapping[str, Any]]) -> Any:
@@ -219,6 +269,7 @@ def init_plugins(app: Flask) -> Registry:
         for target in app.config["PLUGINS"]:
             _register_module(pm, target)
         pm.check_pending()
+        warn_deprecated(pm)
     except pluggy.PluginValidationError as exc:
         # An unknown hook name or an argument the spec lacks: a plugin bug, reported as one.
         raise PluginError(str(exc)) from exc

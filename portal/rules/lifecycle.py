@@ -520,6 +520,7 @@ def _renew(
         language=mail.account_language(account),
         return_url=f"{base}/payments/{payment.public_id}/return",
         cancel_url=f"{base}/payments/{payment.public_id}/cancel",
+        webhook_url=f"{base}/webhooks/{provider.name}",
         save_method=False,
         customer_ref=method.customer_ref,
     )

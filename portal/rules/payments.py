@@ -133,9 +133,10 @@ class Urls:
 
     return_url: str
     cancel_url: str
+    webhook_url: str | None = None  # where the provider posts its events for this payment
 
 
-UrlMaker = Callable[[str], Urls]
+UrlMaker = Callable[[str, str], Urls]  # (payment public id, provider name) -> Urls
 
 
 def default_method(account_id: int, provider: str | None = None) -> PaymentMethod | None:
@@ -244,7 +245,7 @@ def start(
     if payment.status != PaymentStatus.PENDING:
         db.session.commit()
         return payment
-    urls = make_urls(payment.public_id)
+    urls = make_urls(payment.public_id, provider.name)
     method = default_method(account.id, provider.name)
     request = PaymentRequest(
         payment_id=payment.public_id,
@@ -255,6 +256,7 @@ def start(
         language=language,
         return_url=urls.return_url,
         cancel_url=urls.cancel_url,
+        webhook_url=urls.webhook_url,
         save_method=True,
         customer_ref=method.customer_ref if method else _customer_ref(account.id, provider.name),
     )
@@ -824,7 +826,7 @@ def _hook() -> Any:
 def _settled_notice(payment: Payment, now: dt.datetime) -> Callable[[], None]:
     event = PaymentSettled(
         account_id=payment.account_id,
-        payment_id=payment.id,
+        payment_id=payment.public_id,
         provider=payment.provider,
         amount=payment.amount,
         settled_at=now,

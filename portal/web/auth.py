@@ -293,8 +293,13 @@ def user_to_confirm(token: str, now: dt.datetime) -> User | None:
     return user
 
 
+def confirm_path(user: User) -> str:
+    """The path of the link the sign-up e-mail carries (the test kit follows it too)."""
+    return url_for("auth.confirm_email", token=confirm_token(user, utcnow()))
+
+
 def confirm_link(user: User) -> str:
-    return _public(url_for("auth.confirm_email", token=confirm_token(user, utcnow())))
+    return _public(confirm_path(user))
 
 
 def _send_confirmation(user: User) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from babel.lists import format_list
 from flask import (
     Blueprint,
     abort,
@@ -108,10 +109,25 @@ def providers() -> dict[str, PaymentProvider]:
     return registry().payment_providers
 
 
-def _urls(payment_id: str) -> payments.Urls:
+def accepted_methods() -> str:
+    """The "We accept ..." sentence: the labels of the payment providers loaded."""
+    language = current_language()
+    labels = [provider.label(language) for provider in providers().values()]
+    if not labels:
+        return str(
+            gettext(
+                "No payment method is available right now. Please try again later or contact"
+                " support."
+            )
+        )
+    return str(gettext("We accept: %(methods)s.", methods=format_list(labels, locale=language)))
+
+
+def _urls(payment_id: str, provider_name: str) -> payments.Urls:
     return payments.Urls(
         return_url=url_for("pay.returned", payment_id=payment_id, _external=True),
         cancel_url=url_for("pay.cancelled", payment_id=payment_id, _external=True),
+        webhook_url=url_for("pay.webhook", provider_name=provider_name, _external=True),
     )
 
 

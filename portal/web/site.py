@@ -118,6 +118,7 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["country_name"] = lambda code: countries.name(code, current_language())
     app.jinja_env.globals["describe_method"] = pay.describe
     app.jinja_env.globals["payment_failure"] = pay.failure_message
+    app.jinja_env.globals["accepted_methods"] = pay.accepted_methods
     app.jinja_env.globals["lifecycle_banner"] = lifecycle_banner
 
     @app.context_processor

@@ -27,10 +27,12 @@ def test_replacing_the_card_refuses_amex_and_takes_mastercard_and_paypal(
     me = customer(contexts, portal, t)
     me.log_in(STANDARD)
     me.go("Payment methods")
-    accepted = t(
-        "We accept Visa and Mastercard cards and PayPal. American Express and cryptocurrencies"
-        " are not accepted."
-    )
+    # Built from the loaded providers' labels (Stripe's card, then PayPal).
+    card = {
+        "en": "Card (Visa, Mastercard) and PayPal",
+        "pl": "Karta płatnicza (Visa, Mastercard) i PayPal",
+    }
+    accepted = t("We accept: %(methods)s.", methods=card[lang])
     expect(me.page.locator("hgroup")).to_contain_text(accepted)
     saved = me.page.locator("#saved-heading + ul li")
     expect(saved).to_have_count(1)

@@ -7,6 +7,7 @@ check that a plugin receives the event.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import inspect
 import re
@@ -29,6 +30,7 @@ from portal.plugin_api.contracts import (
     InvoiceFormat,
     InvoiceIssued,
     PaymentProvider,
+    PaymentRequest,
     PaymentSettled,
     PluginConfig,
     SubscriptionChanged,
@@ -52,7 +54,7 @@ PLUGIN_CONFIG = {
 
 PAYMENT = PaymentSettled(
     account_id=7,
-    payment_id=41,
+    payment_id="pay_41",
     provider="bank_transfer",
     amount=Money(10947, "PLN"),
     settled_at=NOW,
@@ -600,3 +602,54 @@ def test_keyword_only_parameters_of_an_implementation_are_never_passed(database_
     config = base_config(database_url, PLUGINS=[*BUILTIN_PLUGINS, KeywordOnly()])
     with pytest.raises(TypeError, match="missing 1 required keyword-only argument"):
         create_app(config)
+
+
+# -- the docs say where each event fires and what its event carries: checked on the code ----
+
+EVENT_HOOKS = ("payment_settled", "invoice_issued", "subscription_changed")
+PORTAL = TESTS.parent / "portal"
+
+
+def _firing_modules(hook: str) -> set[str]:
+    """The modules of portal/ that call the hook (``<anything>.hook.<name>(`` or
+    ``_hook().<name>(``)."""
+    call = re.compile(rf"hook(?:\(\))?\.{hook}\(")
+    found = set()
+    for path in PORTAL.rglob("*.py"):
+        if call.search(path.read_text(encoding="utf-8")):
+            found.add(".".join(path.relative_to(PORTAL.parent).with_suffix("").parts))
+    return found
+
+
+@pytest.mark.parametrize("hook", EVENT_HOOKS)
+def test_the_docs_name_every_module_that_fires_an_event_and_no_other(hook: str) -> None:
+    body = documented_hooks()[hook].body
+    when = body.split("**When:**", 1)[1].split("**Arguments:**", 1)[0]
+    documented = set(re.findall(r"`(portal(?:\.\w+)+)`", when))
+    assert documented == _firing_modules(hook), hook
+
+
+@pytest.mark.parametrize(
+    ("hook", "event"),
+    [
+        ("payment_settled", PaymentSettled),
+        ("invoice_issued", InvoiceIssued),
+        ("subscription_changed", SubscriptionChanged),
+    ],
+)
+def test_the_docs_list_exactly_the_fields_of_each_event(hook: str, event: type) -> None:
+    body = documented_hooks()[hook].body
+    arguments = body.split("**Arguments:**", 1)[1].split("**Returns:**", 1)[0]
+    assert f"`portal.plugin_api.contracts.{event.__name__}`" in arguments
+    listed = arguments.split(" with ", 1)[1]
+    # The field names are the backticked words that are not a type or a value.
+    named = {word for word in re.findall(r"`(\w+)`", listed)}
+    fields = {field.name for field in dataclasses.fields(event)}
+    assert fields <= named, f"{hook}: fields missing from the docs: {sorted(fields - named)}"
+
+
+def test_payment_settled_carries_the_same_public_id_as_the_provider_events() -> None:
+    hints = {field.name: field.type for field in dataclasses.fields(PaymentSettled)}
+    assert hints["payment_id"] == "str"
+    request = {field.name: field.type for field in dataclasses.fields(PaymentRequest)}
+    assert request["payment_id"] == "str" and request["webhook_url"] == "str | None"

@@ -525,7 +525,7 @@ def test_twenty_concurrent_pays_for_one_order_charge_once(app, standard, transfe
                 description="Pakiet",
                 customer_email="a@example.com",
                 language="pl",
-                make_urls=lambda pid: payments.Urls("http://r/" + pid, "http://c/" + pid),
+                make_urls=lambda pid, _name: payments.Urls("http://r/" + pid, "http://c/" + pid),
                 now=utcnow(),
             )
             db.session.remove()
