@@ -303,6 +303,12 @@ def _follow_ups(now: dt.datetime, deps: Deps, report: Report) -> None:
         db.session.rollback()
         log.exception("closing expired checkouts failed; it is tried again later")
         report.errors += 1
+    try:
+        payments.refund_due()  # money for orders that no longer held, not given back yet
+    except Exception:
+        db.session.rollback()
+        log.exception("refunding stale payments failed; it is tried again later")
+        report.errors += 1
     for payment_id in invoicing.pending_payments():
         try:
             if invoicing.issue_now(payment_id, now=now) is not None:

@@ -525,7 +525,15 @@ def _apply(
     row.payment_id = payment.id
     if event.provider_ref and payment.provider_ref is None:
         payment.provider_ref = event.provider_ref
-    ctx = _Context(now=now, refund=refund or _provider_refund, held=held)
+    ctx = _Context(now=now, refund=refund or _no_refund, held=held)
+    if refund is None:
+        # Money for an order that no longer holds goes back after this transaction is
+        # committed: no transaction stays open across the provider's call (security issue,
+        # point 8). Should the process stop first, the background run finds the payment
+        # (paid, with a failure code, not refunded) and asks again (refund_due).
+        ctx.refund = lambda payment, reason: ctx.notices.append(
+            functools.partial(refund_stale, payment.id)
+        )
     outcome = _HANDLERS[event.kind](payment, event, ctx)
     row.outcome = outcome.value
     return outcome, ctx.notices
@@ -737,22 +745,75 @@ def make_default(method: PaymentMethod) -> None:
     method.is_default = True
 
 
-def _provider_refund(payment: Payment, reason: str) -> None:
+def _no_refund(payment: Payment, reason: str) -> None:
+    raise AssertionError("replaced in _apply")
+
+
+def refund_stale(payment_id: int) -> bool:
+    """Give back a payment that came for an order that no longer holds (its failure code
+    says why), asked with no transaction open; ``True`` once it is refunded. The key is the
+    payment's own, so asking again (the background run, a replayed report) refunds once."""
     from portal.plugin_api.registry import registry
 
-    provider = registry().payment_providers.get(payment.provider)
-    if provider is None or payment.charge_ref is None:
-        log.error("payment %s must be refunded (%s) by staff", payment.public_id, reason)
-        return
-    event = provider.refund(
-        charge_ref=payment.charge_ref,
-        amount=payment.amount,
-        idempotency_key=f"refund-{payment.public_id}-{reason}",
+    payment = db.session.get(Payment, payment_id, populate_existing=True)
+    if (
+        payment is None
+        or payment.status != PaymentStatus.PAID
+        or payment.failure_code is None
+        or payment.refunded_minor >= payment.amount_minor
+    ):
+        db.session.rollback()
+        return False
+    name, charge_ref, amount, public_id = (
+        payment.provider,
+        payment.charge_ref,
+        payment.amount,
+        payment.public_id,
     )
+    db.session.rollback()
+    provider = registry().payment_providers.get(name)
+    if provider is None or charge_ref is None:
+        log.error("payment %s must be refunded by staff (%s)", public_id, name)
+        return False
+    try:
+        event = provider.refund(
+            charge_ref=charge_ref, amount=amount, idempotency_key=f"refund-{public_id}-stale"
+        )
+    except ProviderError as exc:
+        log.warning("refund of %s at %s postponed: %s", public_id, name, exc)
+        return False
+    payment = db.session.scalar(
+        select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert isinstance(payment, Payment)
     if event.amount is not None and event.amount.currency == payment.currency:
-        payment.refunded_minor = min(event.amount.minor, payment.amount_minor)
+        payment.refunded_minor = max(
+            payment.refunded_minor, min(event.amount.minor, payment.amount_minor)
+        )
         if payment.refunded_minor == payment.amount_minor:
             payment_transition(payment, PaymentStatus.REFUNDED)
+    db.session.commit()
+    return payment.status == PaymentStatus.REFUNDED
+
+
+def refund_due(limit: int = 100) -> int:
+    """Refund what :func:`refund_stale` could not at the time (the background run):
+    payments paid for an order that no longer held and not given back yet."""
+    due = db.session.scalars(
+        select(Payment.id)
+        .where(
+            Payment.status == PaymentStatus.PAID.value,
+            Payment.failure_code.is_not(None),
+            Payment.refunded_minor < Payment.amount_minor,
+        )
+        .order_by(Payment.id)
+        .limit(limit)
+    ).all()
+    db.session.rollback()
+    return sum(1 for payment_id in due if refund_stale(payment_id))
 
 
 # -- activation -----------------------------------------------------------------------------

@@ -251,3 +251,43 @@ class TestProvidersAndRates:
             assert (payment.status, payment.failure_code) == ("failed", "expired")
             assert db.session.get(Order, order.id).status == "failed"
         assert seen == [False]
+
+    def test_money_for_an_order_that_no_longer_holds_goes_back_outside_any_transaction(
+        self, app, standard, transfer24, monkeypatch
+    ):
+        """Two tabs: the second payment no longer holds and is refunded after its report's
+        transaction is committed (fails on the old code: refunded inside it). A refund the
+        provider could not make then is made by the background run, once."""
+        from portal.infra.models import Payment
+        from portal.plugin_api.contracts import ProviderError
+        from portal.rules import payments
+        from tests.rules.test_payments import back_from_bank, bank_token, place_and_pay
+
+        first_token = bank_token(place_and_pay(standard, agents="5"))
+        second_token = bank_token(place_and_pay(standard, agents="6"))
+        back_from_bank(standard, transfer24, first_token)
+        from portal.plugin_api.registry import registry
+
+        seen = self._watch(app, monkeypatch, "refund")
+
+        with app.app_context():
+            provider = registry(app).payment_providers["transfer24"]
+        watched = provider.refund
+
+        def down(*args: Any, **kwargs: Any) -> Any:
+            watched(*args, **kwargs)  # records the call, then the answer is lost
+            raise ProviderError("timeout", retryable=True)
+
+        monkeypatch.setattr(provider, "refund", down)
+        back_from_bank(standard, transfer24, second_token)
+        with app.app_context():
+            second = db.session.scalars(select(Payment).order_by(Payment.id)).all()[1]
+            assert (second.status, second.failure_code) == ("paid", "quote_stale")
+        monkeypatch.setattr(provider, "refund", watched)
+        with app.app_context():
+            assert payments.refund_due() == 1
+            assert payments.refund_due() == 0  # once
+            second = db.session.get(Payment, second.id)
+            assert (second.status, second.refunded_minor) == ("refunded", second.amount_minor)
+        assert seen == [False, False]
+        assert transfer24.transactions[second.charge_ref]["refunded"] == second.amount_minor
