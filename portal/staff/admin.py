@@ -538,7 +538,24 @@ def dashboard_figures() -> dict[str, Any]:
         .select_from(Subscription)
         .where(Subscription.package == PackageCode.FREE.value)
     )
-    return {"mrr": mrr, "bars": bars, "free": int(free or 0), "total": sum(counts.values())}
+    retrying = db.session.scalar(
+        select(func.count())
+        .select_from(Subscription)
+        .where(Subscription.status == SubscriptionStatus.PAST_DUE.value)
+    )
+    open_threads = db.session.scalar(
+        select(func.count())
+        .select_from(SupportThread)
+        .where(SupportThread.status == SupportStatus.OPEN.value)
+    )
+    return {
+        "mrr": mrr,
+        "bars": bars,
+        "free": int(free or 0),
+        "total": sum(counts.values()),
+        "retrying": int(retrying or 0),
+        "open_threads": int(open_threads or 0),
+    }
 
 
 class Dashboard(StaffOnly, AdminIndexView):

@@ -10,7 +10,7 @@ import re
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.infra.extensions import db
 from portal.infra.models import Account, AuditEntry
@@ -108,3 +108,34 @@ def test_the_admin_uses_the_portals_look(client, auth, demo_accounts):
         assert css.status_code == 200
         body = css.get_data(as_text=True)
     assert "#0172ad" in body and "system-ui" in body and "overflow-x: auto" in body
+
+
+def test_the_dashboard_counts_failed_renewals_and_open_support_requests(
+    app, client, auth, demo_accounts
+):
+    from portal.infra.models import Subscription, SubscriptionStatus, SupportThread
+
+    login(auth, "admin")
+    choose(client, "en")
+    with app.app_context():
+        retrying = db.session.scalar(
+            select(func.count())
+            .select_from(Subscription)
+            .where(Subscription.status == SubscriptionStatus.PAST_DUE.value)
+        )
+        waiting = db.session.scalar(
+            select(func.count()).select_from(SupportThread).where(SupportThread.status == "open")
+        )
+    page = text(client.get("/admin/"))
+    failed = "failed renewal waiting" if retrying == 1 else "failed renewals waiting"
+    requests = "support request waiting" if waiting == 1 else "support requests waiting"
+    assert f"{retrying} {failed} for a retry" in page
+    assert f"{waiting} {requests} for our answer" in page
+    with app.app_context():  # one more past-due subscription shows at once
+        sub = db.session.scalar(
+            select(Subscription).where(Subscription.status == SubscriptionStatus.ACTIVE.value)
+        )
+        sub.status = SubscriptionStatus.PAST_DUE.value
+        db.session.commit()
+    failed = "failed renewal waiting" if retrying + 1 == 1 else "failed renewals waiting"
+    assert f"{retrying + 1} {failed} for a retry" in text(client.get("/admin/"))
