@@ -7,6 +7,7 @@ opening ``/admin`` gets 403; a visitor is sent to the log-in page.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -15,8 +16,9 @@ from flask import Flask, Response, abort, current_app, flash, redirect, request,
 from flask.typing import ResponseReturnValue
 from flask_admin import Admin, AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.model import typefmt
 from flask_admin.theme import Bootstrap4Theme
-from flask_babel import gettext, lazy_gettext
+from flask_babel import format_datetime, gettext, lazy_gettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
@@ -28,15 +30,19 @@ from portal.infra.models import (
     Account,
     AuditEntry,
     Invoice,
+    InvoiceKind,
     Order,
+    OrderStatus,
     Payment,
     PaymentStatus,
     Role,
     Subscription,
     SubscriptionStatus,
+    SupportStatus,
     SupportThread,
     User,
     VatCheck,
+    VatStatus,
     latest_pdf,
     utcnow,
 )
@@ -121,6 +127,93 @@ def _language() -> str:
     return current_language()
 
 
+# Stored codes as staff read them, in their language (never a raw ``standard`` or ``past_due``).
+PACKAGES = {
+    PackageCode.FREE: lazy_gettext("Free"),
+    PackageCode.STANDARD: lazy_gettext("Standard"),
+    PackageCode.PRO: lazy_gettext("Pro"),
+}
+PERIODS = {Period.MONTH: lazy_gettext("Monthly"), Period.YEAR: lazy_gettext("Yearly")}
+SUBSCRIPTION_STATUSES = {
+    SubscriptionStatus.ACTIVE: lazy_gettext("Active"),
+    SubscriptionStatus.PAST_DUE: lazy_gettext("Payment failed"),
+    SubscriptionStatus.SUSPENDED: lazy_gettext("Suspended"),
+}
+ORDER_STATUSES = {
+    OrderStatus.PENDING: lazy_gettext("Awaiting payment"),
+    OrderStatus.PAID: lazy_gettext("Paid"),
+    OrderStatus.FAILED: lazy_gettext("Payment failed"),
+    OrderStatus.REFUNDED: lazy_gettext("Refunded"),
+    OrderStatus.SUPERSEDED: lazy_gettext("Replaced by a new price"),
+}
+PAYMENT_STATUSES: dict[str, Any] = {
+    PaymentStatus.PENDING: lazy_gettext("Awaiting payment"),
+    PaymentStatus.PAID: lazy_gettext("Paid"),
+    PaymentStatus.FAILED: lazy_gettext("Payment failed"),
+    PaymentStatus.REFUNDED: lazy_gettext("Refunded"),
+}
+INVOICE_KINDS = {
+    InvoiceKind.INVOICE: lazy_gettext("Invoice"),
+    InvoiceKind.CORRECTION: lazy_gettext("Correction"),
+    InvoiceKind.CREDIT_NOTE: lazy_gettext("Credit note"),
+}
+SUPPORT_STATUSES = {
+    SupportStatus.OPEN: lazy_gettext("Waiting for our answer"),
+    SupportStatus.ANSWERED: lazy_gettext("Answered"),
+    SupportStatus.CLOSED: lazy_gettext("Closed"),
+}
+VAT_STATUSES = {
+    VatStatus.PENDING: lazy_gettext("Not checked yet"),
+    VatStatus.VALID: lazy_gettext("Valid"),
+    VatStatus.INVALID: lazy_gettext("Invalid"),
+}
+ROLES = {Role.CUSTOMER: lazy_gettext("Customer"), Role.ADMIN: lazy_gettext("Staff")}
+LANGUAGES = {"pl": "Polski", "en": "English"}
+AUDIT_ACTIONS = {
+    "add_payment_method": lazy_gettext("Payment method added"),
+    "auto_renew": lazy_gettext("Auto-renewal changed"),
+    "billing_info": lazy_gettext("Billing information changed"),
+    "invoice_note": lazy_gettext("Invoice note changed"),
+    "place_order": lazy_gettext("Order placed"),
+    "refund": lazy_gettext("Refund"),
+    "refund_request": lazy_gettext("Refund requested by the customer"),
+    "resend_invoice": lazy_gettext("Invoice sent again"),
+    "revoke_sessions": lazy_gettext("Signed out everywhere"),
+    "support_reply": lazy_gettext("Support reply"),
+    "extend_period": lazy_gettext("Period extended"),
+    "return_to_free": lazy_gettext("Returned to Free"),
+    "schedule_currency": lazy_gettext("Currency change scheduled"),
+    "schedule_monthly": lazy_gettext("Switch to monthly scheduled"),
+}
+ACTOR_ROLES = {"customer": lazy_gettext("Customer"), "admin": lazy_gettext("Staff")}
+
+
+def _label(names: dict[Any, Any]) -> Any:
+    """A formatter showing a stored code by its translated name (an unknown code as it is)."""
+
+    def formatter(view: Any, context: Any, model: Any, name: str) -> str:
+        value = getattr(model, name)
+        if value is None:
+            return "—"
+        return str(names.get(value, value))
+
+    return formatter
+
+
+def _yes_no(view: Any, context: Any, model: Any, name: str) -> str:
+    value = getattr(model, name)
+    return "—" if value is None else str(gettext("Yes") if value else gettext("No"))
+
+
+def _moment(view: Any, value: dt.datetime, name: str) -> str:
+    """A moment in the portal's time zone (BABEL_DEFAULT_TIMEZONE), to the second."""
+    return str(format_datetime(value, "yyyy-MM-dd HH:mm:ss"))
+
+
+TYPE_FORMATTERS = {**typefmt.BASE_FORMATTERS, dt.datetime: _moment}
+DETAIL_TYPE_FORMATTERS = {**typefmt.DETAIL_FORMATTERS, dt.datetime: _moment}
+
+
 def _link(endpoint: str, text: Any, **values: Any) -> Markup:
     return Markup('<a href="{}">{}</a>').format(url_for(endpoint, **values), escape(str(text)))
 
@@ -138,6 +231,8 @@ class ReadOnly(StaffOnly, ModelView):
     form_base_class = FlaskForm
     action_disallowed_list = ["delete"]
     column_default_sort = ("id", True)
+    column_type_formatters = TYPE_FORMATTERS
+    column_type_formatters_detail = DETAIL_TYPE_FORMATTERS
 
     # A hand-made query string (a NUL in a search or filter, page=-1 or 10**20, an id that
     # is not a number) makes the database refuse the query: a bad request, not a 500.
@@ -187,7 +282,11 @@ class UserView(ReadOnly):
         "language": lazy_gettext("Language"),
         "created_at": lazy_gettext("Created"),
     }
-    column_formatters = {"account_id": _account_link}
+    column_formatters = {
+        "account_id": _account_link,
+        "role": _label(ROLES),
+        "language": _label(LANGUAGES),
+    }
 
 
 class SubscriptionView(ReadOnly):
@@ -212,7 +311,15 @@ class SubscriptionView(ReadOnly):
         "next_period": lazy_gettext("Next period"),
         "next_currency": lazy_gettext("Next currency"),
     }
-    column_formatters = {"account_id": _account_link, "credit_minor": _money("credit_minor")}
+    column_formatters = {
+        "account_id": _account_link,
+        "credit_minor": _money("credit_minor"),
+        "package": _label(PACKAGES),
+        "period": _label(PERIODS),
+        "next_period": _label(PERIODS),
+        "status": _label(SUBSCRIPTION_STATUSES),
+        "auto_renew": _yes_no,
+    }
 
 
 class OrderView(ReadOnly):
@@ -233,13 +340,20 @@ class OrderView(ReadOnly):
         "total_minor": lazy_gettext("Total"),
         "created_at": lazy_gettext("Created"),
     }
-    column_formatters = {"account_id": _account_link, "total_minor": _money("total_minor")}
+    column_formatters = {
+        "account_id": _account_link,
+        "total_minor": _money("total_minor"),
+        "status": _label(ORDER_STATUSES),
+        "package": _label(PACKAGES),
+        "period": _label(PERIODS),
+    }
 
 
 def _refund_link(view: Any, context: Any, model: Payment, name: str) -> Markup:
+    status = str(PAYMENT_STATUSES.get(model.status, model.status))
     if model.status != PaymentStatus.PAID:
-        return Markup(escape(model.status))
-    text = f"{model.status} · {gettext('Refund')}"
+        return Markup(escape(status))
+    text = f"{status} · {gettext('Refund')}"
     return _link("staff_actions.refund", text, payment_id=model.id)
 
 
@@ -309,6 +423,7 @@ class InvoiceView(ReadOnly):
     }
     column_formatters = {
         "number": _invoice_links,
+        "kind": _label(INVOICE_KINDS),
         "account_id": _account_link,
         "net_minor": _money("net_minor"),
         "vat_minor": _money("vat_minor"),
@@ -331,7 +446,11 @@ class SupportThreadView(ReadOnly):
         "created_at": lazy_gettext("Created"),
         "updated_at": lazy_gettext("Last change"),
     }
-    column_formatters = {"subject": _thread_link, "account_id": _account_link}
+    column_formatters = {
+        "subject": _thread_link,
+        "account_id": _account_link,
+        "status": _label(SUPPORT_STATUSES),
+    }
 
 
 class VatCheckView(ReadOnly):
@@ -345,7 +464,7 @@ class VatCheckView(ReadOnly):
         "validator": lazy_gettext("Checked by"),
         "checked_at": lazy_gettext("Checked"),
     }
-    column_formatters = {"account_id": _account_link}
+    column_formatters = {"account_id": _account_link, "status": _label(VAT_STATUSES)}
 
 
 class AuditView(ReadOnly):
@@ -366,7 +485,11 @@ class AuditView(ReadOnly):
         "after": lazy_gettext("After"),
         "note": lazy_gettext("Note"),
     }
-    column_formatters = {"account_id": _account_link}
+    column_formatters = {
+        "account_id": _account_link,
+        "action": _label(AUDIT_ACTIONS),
+        "actor_role": _label(ACTOR_ROLES),
+    }
 
 
 # -- the dashboard ------------------------------------------------------------------------------
@@ -415,7 +538,24 @@ def dashboard_figures() -> dict[str, Any]:
         .select_from(Subscription)
         .where(Subscription.package == PackageCode.FREE.value)
     )
-    return {"mrr": mrr, "bars": bars, "free": int(free or 0), "total": sum(counts.values())}
+    retrying = db.session.scalar(
+        select(func.count())
+        .select_from(Subscription)
+        .where(Subscription.status == SubscriptionStatus.PAST_DUE.value)
+    )
+    open_threads = db.session.scalar(
+        select(func.count())
+        .select_from(SupportThread)
+        .where(SupportThread.status == SupportStatus.OPEN.value)
+    )
+    return {
+        "mrr": mrr,
+        "bars": bars,
+        "free": int(free or 0),
+        "total": sum(counts.values()),
+        "retrying": int(retrying or 0),
+        "open_threads": int(open_threads or 0),
+    }
 
 
 class Dashboard(StaffOnly, AdminIndexView):

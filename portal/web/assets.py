@@ -20,6 +20,7 @@ FILES: dict[str, Path] = {
     "pico.min.css": NODE_MODULES / "@picocss" / "pico" / "css" / "pico.min.css",
     "pakiet.css": OWN / "pakiet.css",
     "pakiet.js": OWN / "pakiet.js",
+    "admin.css": OWN / "admin.css",
 }
 
 

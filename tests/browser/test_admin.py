@@ -3,6 +3,8 @@ the customer sees the scheduled change on My package; a customer is refused at /
 
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Contexts, login
@@ -38,3 +40,20 @@ def test_staff_switch_a_yearly_account_to_monthly_and_the_customer_sees_it(
     assert response is not None and response.status == 403
     response = customer.goto("/admin/subscriptions/")
     assert response is not None and response.status == 403
+
+
+def test_staff_switch_language_and_sign_out_in_the_admin_in_the_portals_look(
+    page: Page,
+) -> None:
+    login(page, "admin@demo.example.com")
+    page.goto("/admin/subscriptions/")
+    font = page.evaluate("getComputedStyle(document.body).fontFamily")
+    assert font.startswith("system-ui"), font
+    page.get_by_role("button", name="English").click()
+    expect(page).to_have_url("/admin/subscriptions/")
+    expect(page.locator("table.model-list")).to_contain_text("Monthly")
+    expect(page.locator("table.model-list")).not_to_contain_text("month ")
+    page.get_by_role("button", name="Log out").click()
+    response = page.goto("/admin/")
+    assert response is not None
+    expect(page).to_have_url(re.compile(r"/login\?next=/admin/"))

@@ -9,32 +9,13 @@ import re
 import pytest
 from sqlalchemy import select
 
-from pakiet_stripe.emulator import StripeEmulator
 from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import AuditEntry, Invoice, Payment, Subscription, User
-from tests.conftest import csrf_token, smtp_config
-from tests.rules.test_lifecycle import at, rows, stripe_config, subscribe
+from tests.conftest import csrf_token
+from tests.rules.test_lifecycle import at, rows, subscribe
 
 TODAY = dt.date(2026, 11, 26)
-
-
-@pytest.fixture
-def stripe_emulator():
-    with StripeEmulator(api_key="sk_test_pakiet_lifecycle", webhook_secret="whsec_x") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def config_overrides(stripe_emulator, smtp):
-    return {**smtp_config(smtp), "PLUGIN_CONFIG": {"stripe": stripe_config(stripe_emulator)}}
-
-
-@pytest.fixture
-def demo_accounts(app, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
-    with app.app_context():
-        demo.load(catalogue, today=TODAY)
 
 
 def login(auth, who: str) -> None:
