@@ -133,6 +133,22 @@ _LABELS: dict[str, dict[str, str]] = {
     },
 }
 
+# Statutory phrases of the seller's country, printed beside the document's own wording when
+# the document is in another language: a Polish seller's English document carries the Polish
+# ones (art. 106e ust. 1 pkt 18, art. 106j: Polish practice expects them), a Czech seller's
+# reverse charge says "daň odvede zákazník" (§ 29 odst. 2 ZDPH) in every language.
+_STATUTORY: dict[str, tuple[str, dict[str, str]]] = {
+    "PL": (
+        "pl",
+        {
+            "title_correction": "Faktura korygująca",
+            "title_credit_note": "Faktura korygująca",
+            "rate_AE": "odwrotne obciążenie",
+        },
+    ),
+    "CZ": ("cs", {"rate_AE": "daň odvede zákazník"}),
+}
+
 _TITLES = {
     DocumentKind.INVOICE: "title_invoice",
     DocumentKind.CORRECTION: "title_correction",
@@ -180,7 +196,12 @@ def clean_text(text: str) -> str:
 
 
 def _labels(doc: InvoiceDocument) -> dict[str, str]:
-    return _LABELS.get(doc.language, _LABELS["en"])
+    labels = dict(_LABELS.get(doc.language, _LABELS["en"]))
+    language, phrases = _STATUTORY.get(doc.seller.country, ("", {}))
+    if phrases and _locale(doc) != language:
+        for key, phrase in phrases.items():
+            labels[key] = f"{labels[key]} / {phrase}"
+    return labels
 
 
 def _locale(doc: InvoiceDocument) -> str:
@@ -359,14 +380,17 @@ def _layout(doc: InvoiceDocument) -> _InvoicePDF:
     _table(pdf, (40, 30, 30, 30), ("L", "R", "R", "R"), summary_heading, summary, width=130)
     pdf.ln(4)
 
-    # Totals.
+    # Totals. A correction or a credit note documents no payment: it never says "paid".
     totals = [
         (labels["total_net"], _money(doc, doc.net_total), False),
         (labels["total_vat"], _money(doc, doc.vat_total), False),
         (labels["total"], _money(doc, doc.total), True),
-        (labels["paid"], _money(doc, doc.paid), False),
-        (labels["due"], _money(doc, doc.due), True),
     ]
+    if doc.kind is DocumentKind.INVOICE:
+        totals += [
+            (labels["paid"], _money(doc, doc.paid), False),
+            (labels["due"], _money(doc, doc.due), True),
+        ]
     for label, value, bold in totals:
         pdf.set_font(FONT_FAMILY, "B" if bold else "", 10 if bold else 9)
         pdf.set_x(pdf.l_margin + pdf.epw - 100)

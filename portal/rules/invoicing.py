@@ -241,7 +241,15 @@ def build_document(
         exemption = _exemption(category)
     vat = Money(order.vat_minor, cur)
     vat_in_pln = None
-    if seller["country"] == "PL" and cur != "PLN":
+    # Art. 106e ust. 11: the Polish VAT of a foreign-currency invoice, in PLN. Not where no
+    # VAT is due (reverse charge, outside the EU: no "VAT in PLN: 0.00"), and not OSS VAT
+    # (another member state's tax, declared in euro through OSS, not converted to PLN).
+    if (
+        seller["country"] == "PL"
+        and cur != "PLN"
+        and order.tax_treatment == "domestic"
+        and vat.minor != 0
+    ):
         rate = rates(cur, "PLN", sale_date)
         if rate is None:
             raise ProviderError(f"no PLN exchange rate for {cur} on {sale_date}", retryable=True)
