@@ -168,6 +168,7 @@ CORRECTION = replace(
         correction_reason="Zmiana danych nabywcy",
     ),
     issue_date=dt.date(2026, 3, 9),
+    buyer_before=PL_BUYER,
 )
 CREDIT_NOTE = document(
     "FK/2026/03/0002",

@@ -314,6 +314,7 @@ def from_content(content: Mapping[str, Any], note: str | None) -> InvoiceDocumen
 
     pln = content.get("vat_in_pln")
     corrects = content.get("corrects")
+    before = content.get("buyer_before")
     return InvoiceDocument(
         number=content["number"],
         kind=DocumentKind(content["kind"]),
@@ -355,6 +356,7 @@ def from_content(content: Mapping[str, Any], note: str | None) -> InvoiceDocumen
         )
         if pln
         else None,
+        buyer_before=Party(**before) if before else None,
     )
 
 
@@ -737,6 +739,8 @@ def _issue_linked(
     (and ``changes`` to the snapshot); ``reason`` is worded in the invoice's language.
     Commits with whatever the caller has pending in the session."""
     original = from_content(original_row.content, None)
+    if kind is InvoiceKind.CORRECTION and "buyer" in changes:
+        changes.setdefault("buyer_before", original.buyer)  # art. 106j ust. 2: before, after
     series = seller.get("invoice_series", "FV") + SERIES_SUFFIX[kind]
     seq = next_number(original_row.seller_key, series, today.year)
     number = format_number(series, today.year, seq)

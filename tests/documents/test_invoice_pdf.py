@@ -118,6 +118,9 @@ def test_correction_shows_the_original_and_the_reason() -> None:
     assert "Faktura korygowana: FV/2026/03/0001 z dnia 2 marca 2026" in text
     assert "Przyczyna korekty: Zmiana danych nabywcy" in text
     assert "Kwiaciarnia Żółć i Syn sp.j." in text
+    assert "DANE NABYWCY PRZED KOREKTĄ Kwiaciarnia Żółć sp.j." in text
+    assert "DANE NABYWCY PO KOREKCIE Kwiaciarnia Żółć i Syn sp.j." in text
+    assert "Razem brutto" not in text and "Zapłacono" not in text  # not a new sale
     credit = pdf_text(rendered(samples.CREDIT_NOTE)[0])
     assert credit.startswith("Faktura korygująca (nota kredytowa)")
 
@@ -126,7 +129,8 @@ def test_a_credit_note_never_says_paid() -> None:
     for doc, words in (
         (samples.CREDIT_NOTE, ("Zapłacono", "Pozostało do zapłaty")),
         (replace(samples.CREDIT_NOTE, language="en"), ("Paid", "Amount due")),
-        (samples.CORRECTION, ("Zapłacono", "Pozostało do zapłaty")),
+        # A correction of amounts (not of the buyer's data) shows its totals, unpaid.
+        (replace(samples.CORRECTION, buyer_before=None), ("Zapłacono", "Pozostało do zapłaty")),
     ):
         text = pdf_text(rendered(doc)[0])
         assert "Faktura korygująca" in text

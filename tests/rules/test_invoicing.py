@@ -226,6 +226,13 @@ def test_new_billing_data_on_the_last_invoice_is_a_correcting_invoice(app, stand
     assert correction.number in page and f"koryguje {last.number}" in page
     printed = pdf_text(standard.get(f"/invoices/{correction.public_id}.pdf").data)
     assert "Szprycha Sp. z o.o." in printed and last.number in printed
+    # Art. 106j ust. 2: the buyer before and after; no totals as a new sale, no payment.
+    assert correction.content["buyer_before"]["name"] == last.content["buyer"]["name"]
+    assert "DANE NABYWCY PRZED KOREKTĄ" in printed and "DANE NABYWCY PO KOREKCIE" in printed
+    assert last.content["buyer"]["name"] in printed
+    assert "kwoty faktury korygowanej nie ulegają zmianie" in printed
+    for word in ("Razem brutto", "Zapłacono", "Pozostało do zapłaty"):
+        assert word not in printed
 
 
 def test_without_the_choice_no_correction_is_issued(app, standard, transfer24):
