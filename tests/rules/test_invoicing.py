@@ -208,7 +208,9 @@ def change_billing(client, apply: bool, name: str = "Szprycha Sp. z o.o."):
     return client.post("/billing", data=data)
 
 
-def test_new_billing_data_on_the_last_invoice_is_a_correcting_invoice(app, standard, transfer24):
+def test_new_billing_data_on_the_last_invoice_is_a_correcting_invoice(
+    app, standard, transfer24, smtp
+):
     buy(standard, transfer24)
     back_from_bank(standard, transfer24, bank_token(place_and_pay(standard, agents="6")))
     first, last = invoices(app)
@@ -233,6 +235,11 @@ def test_new_billing_data_on_the_last_invoice_is_a_correcting_invoice(app, stand
     assert "kwoty faktury korygowanej nie ulegają zmianie" in printed
     for word in ("Razem brutto", "Zapłacono", "Pozostało do zapłaty"):
         assert word not in printed
+    mails = [m for m in smtp.messages if correction.number in m["Subject"]]
+    [mail] = mails
+    body = next(p for p in mail.walk() if p.get_content_type() == "text/plain")
+    words = " ".join(body.get_payload(decode=True).decode().split())
+    assert "koryguje dane nabywcy" in words and "Dziękujemy za płatność" not in words
 
 
 def test_without_the_choice_no_correction_is_issued(app, standard, transfer24):
