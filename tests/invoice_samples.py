@@ -168,6 +168,7 @@ CORRECTION = replace(
         correction_reason="Zmiana danych nabywcy",
     ),
     issue_date=dt.date(2026, 3, 9),
+    buyer_before=PL_BUYER,
 )
 CREDIT_NOTE = document(
     "FK/2026/03/0002",
@@ -208,6 +209,18 @@ EUR_WITH_PLN_VAT = replace(
     ),
 )
 
+# A seller with no Polish establishment: a Czech s.r.o. invoicing a German business in EUR.
+CZ_SELLER = Party(
+    name="Pakiet CZ s.r.o.",
+    street="Vodičkova 41",
+    postcode="110 00",
+    city="Praha",
+    country="CZ",
+    vat_id="CZ27082440",
+    email="faktury@pakiet.example",
+)
+CZECH_SELLER = replace(REVERSE_CHARGE, number="FV/2026/03/0008", seller=CZ_SELLER)
+
 ALL = {
     "domestic": DOMESTIC,
     "reverse_charge": REVERSE_CHARGE,
@@ -218,4 +231,5 @@ ALL = {
     "credit_note": CREDIT_NOTE,
     "credit_lines": CREDIT_LINES,
     "eur_with_pln_vat": EUR_WITH_PLN_VAT,
+    "czech_seller": CZECH_SELLER,
 }

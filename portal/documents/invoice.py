@@ -101,6 +101,13 @@ class InvoiceDocument:
     # invoices document a payment already made (nothing due, paid by card or PayPal).
     due_date: dt.date | None = None  # BT-9: BR-CO-25 wants it (or terms) when due > 0
     payee_iban: str | None = None  # BT-84: BR-61 wants it for a credit transfer (code 30)
+    # A correction of the buyer's data (art. 106j ust. 2): the buyer as the corrected
+    # invoice named them; ``buyer`` is the buyer after the correction.
+    buyer_before: Party | None = None
+
+    @property
+    def is_data_correction(self) -> bool:
+        return self.kind is DocumentKind.CORRECTION and self.buyer_before is not None
 
     @property
     def type_code(self) -> str:

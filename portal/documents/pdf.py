@@ -90,6 +90,12 @@ _LABELS: dict[str, dict[str, str]] = {
             "tabela nr {table})"
         ),
         "note": "Uwagi",
+        "buyer_before": "Dane nabywcy przed korektą",
+        "buyer_after": "Dane nabywcy po korekcie",
+        "amounts_unchanged": (
+            "Korekta dotyczy wyłącznie danych nabywcy: kwoty faktury korygowanej "
+            "nie ulegają zmianie."
+        ),
     },
     "en": {
         "title_invoice": "Invoice",
@@ -130,7 +136,29 @@ _LABELS: dict[str, dict[str, str]] = {
             "table no. {table})"
         ),
         "note": "Note",
+        "buyer_before": "Buyer's data before the correction",
+        "buyer_after": "Buyer's data after the correction",
+        "amounts_unchanged": (
+            "This correction concerns the buyer's data only: the amounts of the corrected "
+            "invoice do not change."
+        ),
     },
+}
+
+# Statutory phrases of the seller's country, printed beside the document's own wording when
+# the document is in another language: a Polish seller's English document carries the Polish
+# ones (art. 106e ust. 1 pkt 18, art. 106j: Polish practice expects them), a Czech seller's
+# reverse charge says "daň odvede zákazník" (§ 29 odst. 2 ZDPH) in every language.
+_STATUTORY: dict[str, tuple[str, dict[str, str]]] = {
+    "PL": (
+        "pl",
+        {
+            "title_correction": "Faktura korygująca",
+            "title_credit_note": "Faktura korygująca",
+            "rate_AE": "odwrotne obciążenie",
+        },
+    ),
+    "CZ": ("cs", {"rate_AE": "daň odvede zákazník"}),
 }
 
 _TITLES = {
@@ -180,7 +208,12 @@ def clean_text(text: str) -> str:
 
 
 def _labels(doc: InvoiceDocument) -> dict[str, str]:
-    return _LABELS.get(doc.language, _LABELS["en"])
+    labels = dict(_LABELS.get(doc.language, _LABELS["en"]))
+    language, phrases = _STATUTORY.get(doc.seller.country, ("", {}))
+    if phrases and _locale(doc) != language:
+        for key, phrase in phrases.items():
+            labels[key] = f"{labels[key]} / {phrase}"
+    return labels
 
 
 def _locale(doc: InvoiceDocument) -> str:
@@ -330,6 +363,11 @@ def _layout(doc: InvoiceDocument) -> _InvoicePDF:
     if doc.corrects is not None or doc.correction_reason:
         pdf.ln(3)
 
+    if doc.buyer_before is not None and doc.is_data_correction:
+        _data_correction(pdf, doc, doc.buyer_before)
+        _note(pdf, doc)
+        return pdf
+
     # Lines.
     rows = [
         [
@@ -359,14 +397,17 @@ def _layout(doc: InvoiceDocument) -> _InvoicePDF:
     _table(pdf, (40, 30, 30, 30), ("L", "R", "R", "R"), summary_heading, summary, width=130)
     pdf.ln(4)
 
-    # Totals.
+    # Totals. A correction or a credit note documents no payment: it never says "paid".
     totals = [
         (labels["total_net"], _money(doc, doc.net_total), False),
         (labels["total_vat"], _money(doc, doc.vat_total), False),
         (labels["total"], _money(doc, doc.total), True),
-        (labels["paid"], _money(doc, doc.paid), False),
-        (labels["due"], _money(doc, doc.due), True),
     ]
+    if doc.kind is DocumentKind.INVOICE:
+        totals += [
+            (labels["paid"], _money(doc, doc.paid), False),
+            (labels["due"], _money(doc, doc.due), True),
+        ]
     for label, value, bold in totals:
         pdf.set_font(FONT_FAMILY, "B" if bold else "", 10 if bold else 9)
         pdf.set_x(pdf.l_margin + pdf.epw - 100)
@@ -390,12 +431,38 @@ def _layout(doc: InvoiceDocument) -> _InvoicePDF:
         )
         pdf.text_line(text)
 
+    _note(pdf, doc)
+    return pdf
+
+
+def _note(pdf: _InvoicePDF, doc: InvoiceDocument) -> None:
     note = clean_text(doc.note) if doc.note else ""
     if note:
         pdf.ln(3)
-        pdf.text_line(labels["note"], bold=True)
+        pdf.text_line(_labels(doc)["note"], bold=True)
         pdf.text_line(note)
-    return pdf
+
+
+def _data_correction(pdf: _InvoicePDF, doc: InvoiceDocument, before: Party) -> None:
+    """Art. 106j ust. 2: the buyer's data before and after; no lines or totals, which would
+    read as a new sale, and nothing about a payment."""
+    labels = _labels(doc)
+    top = pdf.get_y()
+    column = (pdf.epw - 10) / 2
+    bottoms = []
+    for index, (key, party) in enumerate((("buyer_before", before), ("buyer_after", doc.buyer))):
+        x = pdf.l_margin + index * (column + 10)
+        pdf.set_xy(x, top)
+        pdf.set_font(FONT_FAMILY, "B", 8)
+        pdf.multi_cell(
+            column, 4.5, labels[key].upper(), align=Align.L, new_x=XPos.LEFT, new_y=YPos.NEXT
+        )
+        pdf.set_font(FONT_FAMILY, "", 9)
+        for text in [clean_text(party.name), *_party_lines(doc, party)]:
+            pdf.multi_cell(column, 4.6, text, align=Align.L, new_x=XPos.LEFT, new_y=YPos.NEXT)
+        bottoms.append(pdf.get_y())
+    pdf.set_xy(pdf.l_margin, max(bottoms) + 5)
+    pdf.text_line(labels["amounts_unchanged"], bold=True)
 
 
 @cache

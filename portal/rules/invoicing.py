@@ -241,7 +241,15 @@ def build_document(
         exemption = _exemption(category)
     vat = Money(order.vat_minor, cur)
     vat_in_pln = None
-    if seller["country"] == "PL" and cur != "PLN":
+    # Art. 106e ust. 11: the Polish VAT of a foreign-currency invoice, in PLN. Not where no
+    # VAT is due (reverse charge, outside the EU: no "VAT in PLN: 0.00"), and not OSS VAT
+    # (another member state's tax, declared in euro through OSS, not converted to PLN).
+    if (
+        seller["country"] == "PL"
+        and cur != "PLN"
+        and order.tax_treatment == "domestic"
+        and vat.minor != 0
+    ):
         rate = rates(cur, "PLN", sale_date)
         if rate is None:
             raise ProviderError(f"no PLN exchange rate for {cur} on {sale_date}", retryable=True)
@@ -306,6 +314,7 @@ def from_content(content: Mapping[str, Any], note: str | None) -> InvoiceDocumen
 
     pln = content.get("vat_in_pln")
     corrects = content.get("corrects")
+    before = content.get("buyer_before")
     return InvoiceDocument(
         number=content["number"],
         kind=DocumentKind(content["kind"]),
@@ -347,6 +356,7 @@ def from_content(content: Mapping[str, Any], note: str | None) -> InvoiceDocumen
         )
         if pln
         else None,
+        buyer_before=Party(**before) if before else None,
     )
 
 
@@ -755,6 +765,8 @@ def _issue_linked(
     (and ``changes`` to the snapshot); ``reason`` is worded in the invoice's language.
     Commits with whatever the caller has pending in the session."""
     original = from_content(original_row.content, None)
+    if kind is InvoiceKind.CORRECTION and "buyer" in changes:
+        changes.setdefault("buyer_before", original.buyer)  # art. 106j ust. 2: before, after
     series = seller.get("invoice_series", "FV") + SERIES_SUFFIX[kind]
     seq = next_number(original_row.seller_key, series, today.year)
     number = format_number(series, today.year, seq)

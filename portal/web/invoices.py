@@ -89,7 +89,10 @@ def list_rows(
             number=i.number,
             corrects=numbers.get(i.corrects_id, "") if i.corrects_id else None,
             day=format_day(i.issue_date, language),
-            amount=format_minor(i.total_minor, i.currency, language),
+            # A credit note's amounts are the sums credited: the list shows them as money back.
+            amount=format_minor(
+                -i.total_minor if i.kind == "credit_note" else i.total_minor, i.currency, language
+            ),
             status=status.get(i.kind, ""),
             refundable=refund_payment is not None
             and i.payment_id == refund_payment

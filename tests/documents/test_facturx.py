@@ -113,6 +113,22 @@ def test_the_schematron_catches_a_wrong_grand_total() -> None:
     assert "BR-CO-15" in ids
 
 
+@pytest.mark.parametrize(("name", "doc"), SAMPLES, ids=IDS)
+def test_a_broken_document_of_every_kind_is_caught(name: str, doc: InvoiceDocument) -> None:
+    """Each kind (correction, credit note, Czech seller too): a wrong total and a buyer
+    without a name are both found by the Schematron; a misplaced element by the XSD."""
+    xml = to_cii_xml(doc)
+    wrong_total = re.sub(rb"<ram:GrandTotalAmount>[^<]+<", b"<ram:GrandTotalAmount>1.00<", xml)
+    assert "BR-CO-15" in [f.split(":")[0] for f in schematron().failures(wrong_total)]
+    buyer = re.compile(rb"(<ram:BuyerTradeParty>\s*)<ram:Name>[^<]*</ram:Name>")
+    nameless = buyer.sub(rb"\1", xml)
+    assert nameless != xml
+    assert "BR-07" in [f.split(":")[0] for f in schematron().failures(nameless)]
+    misplaced = xml.replace(b"<rsm:ExchangedDocument>", b"<rsm:ExchangedDocument><ram:Bogus/>", 1)
+    with pytest.raises(Exception, match="(?i)xsd|schema|element"):
+        check_xsd(misplaced)
+
+
 def test_the_schematron_catches_reverse_charge_without_its_wording() -> None:
     xml = to_cii_xml(samples.REVERSE_CHARGE)
     broken = re.sub(rb"\s*<ram:ExemptionReason(Code)?>[^<]+</ram:ExemptionReason(Code)?>", b"", xml)

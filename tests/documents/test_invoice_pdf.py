@@ -118,8 +118,45 @@ def test_correction_shows_the_original_and_the_reason() -> None:
     assert "Faktura korygowana: FV/2026/03/0001 z dnia 2 marca 2026" in text
     assert "Przyczyna korekty: Zmiana danych nabywcy" in text
     assert "Kwiaciarnia Żółć i Syn sp.j." in text
+    assert "DANE NABYWCY PRZED KOREKTĄ Kwiaciarnia Żółć sp.j." in text
+    assert "DANE NABYWCY PO KOREKCIE Kwiaciarnia Żółć i Syn sp.j." in text
+    assert "Razem brutto" not in text and "Zapłacono" not in text  # not a new sale
     credit = pdf_text(rendered(samples.CREDIT_NOTE)[0])
     assert credit.startswith("Faktura korygująca (nota kredytowa)")
+
+
+def test_a_credit_note_never_says_paid() -> None:
+    for doc, words in (
+        (samples.CREDIT_NOTE, ("Zapłacono", "Pozostało do zapłaty")),
+        (replace(samples.CREDIT_NOTE, language="en"), ("Paid", "Amount due")),
+        # A correction of amounts (not of the buyer's data) shows its totals, unpaid.
+        (replace(samples.CORRECTION, buyer_before=None), ("Zapłacono", "Pozostało do zapłaty")),
+    ):
+        text = pdf_text(rendered(doc)[0])
+        assert "Faktura korygująca" in text
+        assert fmt(doc.total, doc.language) in text
+        for word in words:
+            assert word not in text
+    # An invoice still documents its payment.
+    assert "Zapłacono" in pdf_text(rendered(samples.DOMESTIC)[0])
+
+
+def test_an_english_document_of_a_polish_seller_carries_the_polish_statutory_wording() -> None:
+    credit = pdf_text(rendered(replace(samples.CREDIT_NOTE, language="en"))[0])
+    assert credit.startswith("Credit note / Faktura korygująca")
+    correction = pdf_text(rendered(replace(samples.CORRECTION, language="en"))[0])
+    assert correction.startswith("Correcting invoice / Faktura korygująca")
+    reverse = pdf_text(rendered(samples.REVERSE_CHARGE)[0])
+    assert "reverse charge / odwrotne obciążenie" in reverse
+    # A Czech seller: no Polish wording, the Czech reverse-charge phrase in any language.
+    foreign = replace(
+        samples.REVERSE_CHARGE, seller=replace(samples.SELLER, country="CZ", vat_id="CZ12345678")
+    )
+    czech = pdf_text(rendered(foreign)[0])
+    assert "odwrotne obciążenie" not in czech
+    assert "reverse charge / daň odvede zákazník" in czech  # § 29 odst. 2 ZDPH
+    czech_pl = pdf_text(rendered(replace(foreign, language="pl"))[0])
+    assert "np. (odwrotne obciążenie) / daň odvede zákazník" in czech_pl
 
 
 @pytest.mark.parametrize(("name", "doc"), list(samples.ALL.items()), ids=list(samples.ALL))

@@ -208,7 +208,9 @@ def change_billing(client, apply: bool, name: str = "Szprycha Sp. z o.o."):
     return client.post("/billing", data=data)
 
 
-def test_new_billing_data_on_the_last_invoice_is_a_correcting_invoice(app, standard, transfer24):
+def test_new_billing_data_on_the_last_invoice_is_a_correcting_invoice(
+    app, standard, transfer24, smtp
+):
     buy(standard, transfer24)
     back_from_bank(standard, transfer24, bank_token(place_and_pay(standard, agents="6")))
     first, last = invoices(app)
@@ -226,6 +228,18 @@ def test_new_billing_data_on_the_last_invoice_is_a_correcting_invoice(app, stand
     assert correction.number in page and f"koryguje {last.number}" in page
     printed = pdf_text(standard.get(f"/invoices/{correction.public_id}.pdf").data)
     assert "Szprycha Sp. z o.o." in printed and last.number in printed
+    # Art. 106j ust. 2: the buyer before and after; no totals as a new sale, no payment.
+    assert correction.content["buyer_before"]["name"] == last.content["buyer"]["name"]
+    assert "DANE NABYWCY PRZED KOREKTĄ" in printed and "DANE NABYWCY PO KOREKCIE" in printed
+    assert last.content["buyer"]["name"] in printed
+    assert "kwoty faktury korygowanej nie ulegają zmianie" in printed
+    for word in ("Razem brutto", "Zapłacono", "Pozostało do zapłaty"):
+        assert word not in printed
+    mails = [m for m in smtp.messages if correction.number in m["Subject"]]
+    [mail] = mails
+    body = next(p for p in mail.walk() if p.get_content_type() == "text/plain")
+    words = " ".join(body.get_payload(decode=True).decode().split())
+    assert "koryguje dane nabywcy" in words and "Dziękujemy za płatność" not in words
 
 
 def test_without_the_choice_no_correction_is_issued(app, standard, transfer24):

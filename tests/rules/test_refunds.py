@@ -112,6 +112,7 @@ def test_happy_path_refunds_credits_returns_to_free_and_e_mails(app, standard, t
     listed = text(standard.get("/invoices"))
     assert note.number in listed and f"koryguje {invoice.number}" in listed
     assert "Poproś o zwrot" not in listed
+    assert "-328,41" in listed  # the credit note is money back: listed with a minus
     sub = subscription(app)
     assert (sub.package, sub.agents, sub.conversations) == ("free", 3, 0)
     assert (sub.period_start, sub.period_end, sub.auto_renew, sub.period_net_minor) == (
@@ -126,7 +127,9 @@ def test_happy_path_refunds_credits_returns_to_free_and_e_mails(app, standard, t
     assert subject(message) == "Zwrot 328,41 zł"
     [attachment] = [part for part in message.walk() if part.get_filename()]
     assert attachment.get_filename() == note.number.replace("/", "-") + ".pdf"
-    assert note.number in pdf_text(attachment.get_payload(decode=True))
+    note_text = pdf_text(attachment.get_payload(decode=True))
+    assert note.number in note_text and "Faktura korygująca" in note_text
+    assert "Zapłacono" not in note_text and "Pozostało do zapłaty" not in note_text  # not paid
     assert refund_link(payment) not in text(standard.get("/package"))
 
 
