@@ -11,7 +11,7 @@ export PAKIET_INSTANCE_PATH ?= $(CURDIR)/instance
 # make run and demo-db are development: the shipped SECRET_KEY is accepted (docs/operations.md).
 FLASK := PAKIET_DEVELOPMENT=1 $(BIN)/flask --app wsgi
 
-.PHONY: run test journeys install lint translations-extract demo-db clean bench soak
+.PHONY: run test journeys install lint translations-extract demo-db screenshots clean bench soak
 
 run: install demo-db
 	@echo ""
@@ -53,6 +53,9 @@ $(STAMPS)/npm: package.json package-lock.json
 
 translations/%/LC_MESSAGES/messages.mo: translations/%/LC_MESSAGES/messages.po $(STAMPS)/python
 	$(BIN)/pybabel compile --statistics -l $* -i $< -o $@
+
+screenshots: demo-db
+	$(BIN)/python scripts/screenshots.py
 
 demo-db: install
 	$(FLASK) db upgrade

@@ -27,7 +27,6 @@ from typing import Any
 
 import facturx
 from babel import Locale
-from babel.dates import format_date
 from babel.numbers import format_decimal
 from facturx.facturx import FACTURX_LEVEL2xsd
 from fontTools.ttLib import TTFont
@@ -40,7 +39,7 @@ from PIL import ImageCms
 
 from portal.documents.facturx import exemption_reason, strip_controls, to_cii_xml
 from portal.documents.invoice import DocumentKind, InvoiceDocument, Party, VatCategory
-from portal.rules import periods
+from portal.rules import dates, periods
 from portal.rules.money import Money
 
 FONT_FAMILY = "SourceSans"
@@ -221,7 +220,7 @@ def _locale(doc: InvoiceDocument) -> str:
 
 
 def _date(doc: InvoiceDocument, day: dt.date) -> str:
-    return format_date(day, format="long", locale=_locale(doc))
+    return dates.long_day(day, _locale(doc))
 
 
 def _number(doc: InvoiceDocument, value: Decimal, pattern: str = "#,##0.####") -> str:

@@ -18,7 +18,6 @@ from dataclasses import asdict, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from babel.dates import format_date
 from flask_babel import force_locale, gettext, ngettext
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -48,7 +47,7 @@ from portal.infra.models import (
     latest_pdf,
 )
 from portal.plugin_api.contracts import InvoiceIssued, ProviderError
-from portal.rules import periods
+from portal.rules import dates, periods
 from portal.rules.money import Money
 
 log = logging.getLogger(__name__)
@@ -168,7 +167,7 @@ def _lines(order: Order, language: str) -> tuple[DocumentLine, ...]:
     package = gettext(order.package.title())
     first = dt.date.fromisoformat(record["period_start"])
     last = periods.last_day(first, dt.date.fromisoformat(record["period_end"]))
-    start, end = (format_date(day, "long", locale=language) for day in (first, last))
+    start, end = (dates.long_day(day, language) for day in (first, last))
     lines: list[DocumentLine] = []
 
     def add(description: str, quantity: int, unit_minor: int, net_minor: int) -> None:

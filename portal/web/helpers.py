@@ -6,10 +6,8 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any, TypeVar
 
-from babel.dates import format_date as babel_format_date
 from babel.numbers import format_percent
 from flask import Response, render_template
 from flask.typing import ResponseReturnValue
@@ -19,7 +17,7 @@ from jinja2.runtime import Context
 
 from portal.infra.i18n import current_language
 from portal.infra.models import OrderStatus, SubscriptionStatus, SupportStatus
-from portal.rules import periods
+from portal.rules import dates, periods
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.money import Money
 
@@ -112,13 +110,12 @@ def format_day(value: dt.date | str | None, language: str | None = None) -> str:
         return "—"
     if type(value) is dt.date and language:  # a calendar day: no time zone to apply
         return _long_date(value, language)
-    return str(format_date(value, "long"))
+    # A moment: Flask-Babel moves it into the user's time zone first, in the same format.
+    return str(format_date(value, dates.FORMAT))
 
 
-@lru_cache(maxsize=4096)
 def _long_date(value: dt.date, language: str) -> str:
-    """Babel's date formatting is pure and slow; lists repeat the same days."""
-    return babel_format_date(value, "long", locale=language)
+    return dates.long_day(value, language)
 
 
 # The template filters take the language from the rendering's context (set once per
