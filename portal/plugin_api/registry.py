@@ -97,31 +97,52 @@ class Registry:
         return sorted(infos, key=lambda i: i.name)
 
 
-def _flatten(results: Iterable[Any], hook: str) -> list[Any]:
-    items: list[Any] = []
-    for result in results:
+def _collect(pm: pluggy.PluginManager, hook: str, plugin_config: Any) -> list[tuple[str, Any]]:
+    """Call ``hook`` on each plugin in turn: ``(plugin name, item)`` for every item returned.
+    A plugin that raises or returns something other than a list stops start-up, named."""
+    items: list[tuple[str, Any]] = []
+    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):  # pluggy's call order
+        if impl.hookwrapper or getattr(impl, "wrapper", False):
+            continue
+        name = impl.plugin_name
+        others = [p for p in pm.get_plugins() if p is not impl.plugin]
+        try:
+            results = pm.subset_hook_caller(hook, remove_plugins=others)(
+                plugin_config=plugin_config
+            )
+        except Exception as exc:
+            raise PluginError(f"plugin {name!r}: {hook} raised {exc!r}") from exc
+        result = results[0] if results else None
+        if result is None:
+            continue
         if not isinstance(result, list | tuple):
-            raise PluginError(f"a plugin's {hook} returned {result!r}; expected a list")
-        items.extend(result)
+            raise PluginError(f"plugin {name!r}: {hook} returned {result!r}; expected a list")
+        items.extend((name, item) for item in result)
     return items
 
 
-def _unique(items: Iterable[T], kind: str, key: str = "name") -> dict[str, T]:
+def _unique(items: Iterable[tuple[str, T]], kind: str, key: str = "name") -> dict[str, T]:
     seen: dict[str, T] = {}
-    for item in items:
+    owners: dict[str, str] = {}
+    for plugin, item in items:
         name = getattr(item, key, None)
         if not isinstance(name, str) or not name:
-            raise PluginError(f"{kind} {item!r} has no {key}")
+            raise PluginError(f"plugin {plugin!r}: {kind} {item!r} has no {key}")
         if name in seen:
-            raise PluginError(f"two plugins register the {kind} {name!r}")
+            raise PluginError(
+                f"two plugins register the {kind} {name!r}: {owners[name]!r} and {plugin!r}"
+            )
         seen[name] = item
+        owners[name] = plugin
     return seen
 
 
-def _checked(items: list[Any], cls: type[object], kind: str) -> list[Any]:
-    for item in items:
+def _checked(items: list[tuple[str, Any]], cls: type[object], kind: str) -> list[tuple[str, Any]]:
+    for plugin, item in items:
         if not isinstance(item, cls):
-            raise PluginError(f"a plugin returned {item!r} as a {kind}; expected {cls.__name__}")
+            raise PluginError(
+                f"plugin {plugin!r} returned {item!r} as a {kind}; expected {cls.__name__}"
+            )
     return items
 
 
@@ -280,11 +301,11 @@ def init_plugins(app: Flask) -> Registry:
 
     config = registry.plugin_config
     currencies = _checked(
-        _flatten(pm.hook.register_currencies(plugin_config=config), "register_currencies"),
+        _collect(pm, "register_currencies", config),
         CurrencySpec,
         "currency",
     )
-    for spec in currencies:
+    for _, spec in currencies:
         if not is_currency(spec.code):
             raise PluginError(f"currency {spec.code!r} is not an ISO 4217 code")
         if spec.minor_units != minor_units(spec.code):
@@ -295,10 +316,7 @@ def init_plugins(app: Flask) -> Registry:
     registry.currencies = _unique(currencies, "currency", key="code")
     registry.payment_providers = _unique(
         _checked(
-            _flatten(
-                pm.hook.register_payment_providers(plugin_config=config),
-                "register_payment_providers",
-            ),
+            _collect(pm, "register_payment_providers", config),
             PaymentProvider,
             "payment provider",
         ),
@@ -306,7 +324,7 @@ def init_plugins(app: Flask) -> Registry:
     )
     registry.hosted_origins = _hosted_origins(registry.payment_providers.values())
     validators = _checked(
-        _flatten(pm.hook.register_vat_validators(plugin_config=config), "register_vat_validators"),
+        _collect(pm, "register_vat_validators", config),
         VatValidator,
         "VAT validator",
     )
@@ -315,9 +333,7 @@ def init_plugins(app: Flask) -> Registry:
     )
     registry.invoice_formats = _unique(
         _checked(
-            _flatten(
-                pm.hook.register_invoice_formats(plugin_config=config), "register_invoice_formats"
-            ),
+            _collect(pm, "register_invoice_formats", config),
             InvoiceFormat,
             "invoice format",
         ),

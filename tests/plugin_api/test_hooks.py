@@ -600,8 +600,9 @@ class KeywordOnly:
 
 def test_keyword_only_parameters_of_an_implementation_are_never_passed(database_url: str) -> None:
     config = base_config(database_url, PLUGINS=[*BUILTIN_PLUGINS, KeywordOnly()])
-    with pytest.raises(TypeError, match="missing 1 required keyword-only argument"):
+    with pytest.raises(PluginError, match="missing 1 required keyword-only argument") as excinfo:
         create_app(config)
+    assert isinstance(excinfo.value.__cause__, TypeError)
 
 
 # -- the docs say where each event fires and what its event carries: checked on the code ----

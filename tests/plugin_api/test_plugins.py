@@ -314,3 +314,53 @@ def test_without_tracing_nothing_is_printed(
     make_app()
 
     assert "[hook]" not in capsys.readouterr().err
+
+
+# -- start-up errors name the plugin --------------------------------------------------
+
+
+class RaisingRegister:
+    @hookimpl
+    def register_payment_providers(self, plugin_config: PluginConfig) -> list[Any]:
+        raise RuntimeError("no API key")
+
+
+class NotAList:
+    @hookimpl
+    def register_vat_validators(self, plugin_config: PluginConfig) -> Any:
+        return "vies"
+
+
+class WrongType:
+    @hookimpl
+    def register_invoice_formats(self, plugin_config: PluginConfig) -> list[Any]:
+        return [object]
+
+
+class SecondPLN:
+    @hookimpl
+    def register_currencies(self, plugin_config: PluginConfig) -> list[CurrencySpec]:
+        return [CurrencySpec("PLN", 2, {})]
+
+
+@pytest.mark.parametrize(
+    ("plugin", "name", "message"),
+    [
+        (RaisingRegister(), "raising", "plugin 'raising': register_payment_providers raised"),
+        (NotAList(), "notalist", "plugin 'notalist': register_vat_validators returned 'vies'"),
+        (WrongType(), "wrongtype", "plugin 'wrongtype' returned <class 'object'>"),
+        (
+            SecondPLN(),
+            "second",
+            "two plugins register the currency 'PLN': 'second' and 'pakiet_currencies'",
+        ),
+    ],
+    ids=["raising-register", "not-a-list", "wrong-type", "duplicate"],
+)
+def test_a_start_up_error_names_the_plugin(
+    make_app: Callable[..., Flask], plugin: object, name: str, message: str
+) -> None:
+    plugin.__name__ = name  # type: ignore[attr-defined]
+    with pytest.raises(PluginError) as excinfo:
+        make_app(PLUGINS=[*BUILTIN_PLUGINS, plugin])
+    assert message in str(excinfo.value)
