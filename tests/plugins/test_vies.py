@@ -216,8 +216,12 @@ def test_base_url_and_timeout_come_from_the_plugin_config(app, vies):
     ],
 )
 def test_bad_settings_stop_the_app(database_url, config):
-    with pytest.raises(ValueError, match="VIES|vies"):
+    """The start-up error names the plugin (issue 24, point 6) and says what is wrong."""
+    from portal.plugin_api.registry import PluginError
+
+    with pytest.raises(PluginError, match="pakiet_vies.*(VIES|vies)") as excinfo:
         create_app(base_config(database_url, PLUGIN_CONFIG={"vies": config}))
+    assert isinstance(excinfo.value.__cause__, ValueError)
 
 
 def test_core_stores_the_consultation_number_date_name_and_address(app):
