@@ -120,7 +120,10 @@ def accepted_methods() -> str:
                 " support."
             )
         )
-    return str(gettext("We accept: %(methods)s.", methods=format_list(labels, locale=language)))
+    accepted = gettext("We accept: %(methods)s.", methods=format_list(labels, locale=language))
+    # R8 is core's rule whatever the plugins: core refuses American Express.
+    refused = gettext("American Express and cryptocurrencies are not accepted.")
+    return f"{accepted} {refused}"
 
 
 def _urls(payment_id: str, provider_name: str) -> payments.Urls:
