@@ -262,10 +262,10 @@ def test_smtp_down_keeps_the_invoice_and_refund_e_mails_and_a_later_run_sends_th
 def test_postgres_sessions_cut_during_the_run_then_the_next_run_completes(
     app, stripe_emulator, monkeypatch
 ):
-    """A PostgreSQL restart drops every session: here the runner's session is terminated
-    while it holds a subscription's lock (inside the card charge). That subscription's
-    work is lost; the next run renews it, and every subscription is renewed and charged
-    once."""
+    """A PostgreSQL restart drops every session: here every session is terminated during a
+    card charge. The runner holds no transaction across the charge (security issue, point
+    8), so at most the work in flight is lost; the next run finishes it, and every
+    subscription is renewed and charged once."""
     from tests.rules.test_lifecycle import at, subscribe, succeeded_intents
 
     assert is_postgres()
@@ -294,7 +294,7 @@ def test_postgres_sessions_cut_during_the_run_then_the_next_run_completes(
         first = lifecycle.run_now(at(dt.date(2026, 12, 1)))  # one subscription fails
         db.session.remove()
         db.engine.dispose()
-    assert cut["done"] and first.renewed < 3
+    assert cut["done"]
     with app.app_context():
         second = lifecycle.run_now(at(dt.date(2026, 12, 1), 1, 0))
         db.session.remove()
