@@ -62,6 +62,13 @@ def test_back_after_paying_does_not_pay_again(
     # Back, page by page, to the edit page: no page on the way takes a second payment
     # (Stripe's page of the paid session, where the browser keeps it in its history, says
     # the payment is complete), and the edit page says there is nothing left to pay.
+    def nothing_to_pay() -> None:
+        expect(me.heading()).to_have_text(t("Edit package"))
+        expect(me.summary).to_contain_text(
+            t("This is your current package: there is nothing to change or pay.")
+        )
+        expect(me.summary.get_by_role("button", name=t("Pay"), exact=True)).to_be_disabled()
+
     seen = []
     for _ in range(3):
         me.page.go_back()
@@ -74,14 +81,17 @@ def test_back_after_paying_does_not_pay_again(
         elif path_of(me.page.url) == "/package":
             me.expect_active("Standard")
         else:
-            expect(me.heading()).to_have_text(t("Edit package"))
-            expect(me.summary).to_contain_text(
-                t("This is your current package: there is nothing to change or pay.")
-            )
-            expect(me.summary.get_by_role("button", name=t("Pay"), exact=True)).to_be_disabled()
+            nothing_to_pay()
             break
     else:
-        raise AssertionError(f"three times Back and no edit page: {seen}")
+        # Chromium skips, on Back, an entry that left without a user gesture (the form is
+        # sent again by pakiet.js when a summary arrived during the press, and on a loaded
+        # machine the gesture has expired by then): Back went from Stripe's page to My
+        # package. The edit page, opened again, must still have nothing to pay.
+        assert seen[0].startswith(portal.emulator("stripe")), seen
+        assert all(path_of(url) == "/package" for url in seen[1:]), seen
+        me.page.goto("/package/edit")
+        nothing_to_pay()
     assert [c["amount"] for c in portal.charges()] == [10947]
     me.go("Invoices")
     expect(me.invoice_rows()).to_have_count(1)
