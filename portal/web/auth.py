@@ -258,39 +258,18 @@ def signup_sent() -> ResponseReturnValue:
     return render_template("auth/signup_sent.html", form=ResendForm())
 
 
-def _confirm_serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="pakiet-email-confirm")
+CONFIRM_SALT = "pakiet-email-confirm"
 
 
 def confirm_token(user: User, now: dt.datetime) -> str:
     """The link of the sign-up e-mail: signed, for 24 hours, tied to the password (a new
     password ends it) and single-use (a confirmed address is not confirmed again)."""
-    return str(
-        _confirm_serializer().dumps(
-            {"u": user.id, "p": _fingerprint(user), "t": int(now.timestamp())}
-        )
-    )
+    return _user_token(CONFIRM_SALT, user, now)
 
 
 def user_to_confirm(token: str, now: dt.datetime) -> User | None:
-    try:
-        data: Any = _confirm_serializer().loads(token)
-    except BadSignature:
-        return None
-    if not isinstance(data, dict):
-        return None
-    user_id, fingerprint, issued = data.get("u"), data.get("p"), data.get("t")
-    if not isinstance(user_id, int) or not isinstance(issued, int):
-        return None
-    age = now - dt.datetime.fromtimestamp(issued, dt.UTC)
-    if age < dt.timedelta(0) or age > CONFIRM_MAX_AGE:
-        return None
-    user = db.session.get(User, user_id)
-    if user is None or user.email_confirmed_at is not None:
-        return None
-    if not hmac.compare_digest(str(fingerprint), _fingerprint(user)):
-        return None
-    return user
+    user = _user_of_token(CONFIRM_SALT, token, now, CONFIRM_MAX_AGE)
+    return user if user is not None and user.email_confirmed_at is None else None
 
 
 def confirm_path(user: User) -> str:
@@ -385,8 +364,7 @@ def logout() -> ResponseReturnValue:
 # -- passwords ---------------------------------------------------------------------------------
 
 
-def _reset_serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="pakiet-password-reset")
+RESET_SALT = "pakiet-password-reset"
 
 
 def _fingerprint(user: User) -> str:
@@ -395,18 +373,20 @@ def _fingerprint(user: User) -> str:
     return hmac.new(key, user.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def reset_token(user: User, now: dt.datetime) -> str:
-    return str(
-        _reset_serializer().dumps(
-            {"u": user.id, "p": _fingerprint(user), "t": int(now.timestamp())}
-        )
-    )
+def _user_token(salt: str, user: User, now: dt.datetime) -> str:
+    """A signed token naming the user, when it was made, and a fingerprint of the password
+    (a link of an e-mail: reset, confirmation; ``salt`` keeps one kind from passing as the
+    other). No table is needed."""
+    serializer = URLSafeSerializer(current_app.config["SECRET_KEY"], salt=salt)
+    return str(serializer.dumps({"u": user.id, "p": _fingerprint(user), "t": int(now.timestamp())}))
 
 
-def user_for_token(token: str, now: dt.datetime) -> User | None:
-    """The user a reset link is for, or ``None`` when it is forged, expired or used."""
+def _user_of_token(salt: str, token: str, now: dt.datetime, max_age: dt.timedelta) -> User | None:
+    """The user a token of ``_user_token`` is for, or ``None`` when it is forged, older
+    than ``max_age`` or its password has changed since."""
+    serializer = URLSafeSerializer(current_app.config["SECRET_KEY"], salt=salt)
     try:
-        data: Any = _reset_serializer().loads(token)
+        data: Any = serializer.loads(token)
     except BadSignature:
         return None
     if not isinstance(data, dict):
@@ -415,12 +395,21 @@ def user_for_token(token: str, now: dt.datetime) -> User | None:
     if not isinstance(user_id, int) or not isinstance(issued, int):
         return None
     age = now - dt.datetime.fromtimestamp(issued, dt.UTC)
-    if age < dt.timedelta(0) or age > RESET_MAX_AGE:
+    if age < dt.timedelta(0) or age > max_age:
         return None
     user = db.session.get(User, user_id)
     if user is None or not hmac.compare_digest(str(fingerprint), _fingerprint(user)):
         return None
     return user
+
+
+def reset_token(user: User, now: dt.datetime) -> str:
+    return _user_token(RESET_SALT, user, now)
+
+
+def user_for_token(token: str, now: dt.datetime) -> User | None:
+    """The user a reset link is for, or ``None`` when it is forged, expired or used."""
+    return _user_of_token(RESET_SALT, token, now, RESET_MAX_AGE)
 
 
 def _language_of(user: User) -> str:
