@@ -19,6 +19,7 @@ from tests.browser.conftest import Contexts, LiveServer, login
 from tests.browser.test_payments import (  # the payment-enabled portal and its emulators
     FREE,
     LANGUAGES,
+    POLISH,
     STANDARD,
     Words,
     buy,
@@ -123,3 +124,46 @@ def test_invoice_listed_noted_downloaded_and_private(
     for suffix in (".pdf", ".xml"):
         response = other.request.get(f"{live_server.url}/invoices/{invoice.public_id}{suffix}")
         assert response.status == 404
+
+
+def test_a_long_note_keeps_the_row_short_and_opens_in_full(
+    page: Page, live_server: LiveServer, paypal_emulator
+) -> None:
+    """Issue 25, point 6: a long note does not make its invoice row tall; it is shown cut
+    short, and in full on demand."""
+    words = POLISH
+    texts = TEXTS[words.code]
+    log_in(page, live_server, FREE, words)
+    buy(
+        page,
+        live_server,
+        words,
+        package="Standard",
+        agents=2,
+        conversations=100,
+        currency="PLN",
+        provider="PayPal",
+    )
+    page.get_by_label(words.paypal_email, exact=True).fill("long.note@buyer.test")
+    page.get_by_label(words.paypal_password, exact=True).fill("any password")
+    page.get_by_role("button", name=words.paypal_pay, exact=True).click()
+    expect(page).to_have_url(re.compile(r"/package$"))
+    page.get_by_role("navigation").get_by_role("link", name=texts["nav"], exact=True).click()
+    invoice = only_invoice(live_server, FREE)
+    row = page.locator(f"#invoice-{invoice.public_id}")
+    short = row.bounding_box()
+    assert short is not None
+
+    long_note = ("Zamówienie PO-2026/117, dział zakupów, centrum kosztów 4711. " * 8).strip()
+    row.get_by_role("link", name=texts["add"], exact=True).click()
+    row.get_by_role("textbox").fill(long_note)
+    row.get_by_role("button", name=texts["save"], exact=True).click()
+    fold = row.locator("details.note-long")
+    expect(fold).to_be_visible()
+    tall = row.bounding_box()
+    assert tall is not None and tall["height"] <= short["height"] + 40, (short, tall)
+    full = fold.locator(":scope > span.note-text")
+    expect(full).to_be_hidden()
+    fold.locator("summary").click()
+    expect(full).to_be_visible()
+    expect(full).to_have_text(long_note)

@@ -68,6 +68,7 @@ def test_header_is_one_row_at_desktop(contexts: Contexts, locale: str) -> None:
         assert header is not None
         assert max(tops) - min(tops) <= 8, f"{path}: header items on several rows {sorted(tops)}"
         assert header["height"] <= 90, f"{path}: header {header['height']} px high"
+        assert overflow(page) <= 1280, f"{path}: {overflow(page)} px wide at 1280 px"
 
 
 @pytest.mark.parametrize("language", ["Polski", "English"])
