@@ -13,7 +13,8 @@ with a lease and committed, each is posted with a timeout, then its outcome is c
 A receiver that answers anything but 2xx, or not in time, gets the event again later with
 exponential backoff (``WEBHOOK_RETRY_BASE`` seconds doubled per try, at most
 ``WEBHOOK_RETRY_MAX``); after ``WEBHOOK_MAX_ATTEMPTS`` tries the row is marked given up (staff
-see it in the back office). Delivery is at least once: the receiver de-duplicates by the
+see it in the back office). A URL that failed is not tried again in the same run: its other
+events wait, untried, for the next run. Delivery is at least once: the receiver de-duplicates by the
 event's ``id``, and orders by ``entitlements.version``.
 
 **Signed** like Stripe's: ``Pakiet-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
@@ -123,7 +124,10 @@ def _record(mapper: Any, connection: Any, target: Subscription) -> None:
 
     if not has_app_context():
         return
-    urls = [str(u) for u in current_app.config.get("WEBHOOK_URLS") or [] if u]
+    configured = current_app.config.get("WEBHOOK_URLS") or []
+    if isinstance(configured, str):  # one URL given as a string
+        configured = [configured]
+    urls = [str(u) for u in configured if u]
     if not urls:
         return
     kind = event_type(target)
@@ -256,20 +260,35 @@ def _settle(job: _Job, error: str | None, now: dt.datetime, settings: Settings) 
     return gave_up
 
 
+def _release(job: _Job, at: dt.datetime) -> None:
+    """Give back a claimed row untried (its receiver is down): the claim's try uncounted,
+    due again at ``at``. A receiver that hangs costs one timeout per run, not one per event."""
+    row = db.session.get(WebhookDelivery, job.id, with_for_update=True)
+    if row is not None and row.delivered_at is None:
+        row.attempts = max(0, row.attempts - 1)
+        row.next_attempt_at = at
+    db.session.commit()
+
+
 def deliver_due(*, now: dt.datetime, settings: Settings, limit: int = 500) -> tuple[int, int]:
     """Post the events due at ``now``; returns (delivered, failed tries)."""
     if not settings.secret:
         return 0, 0  # nothing is written without URLs, and URLs need a secret (config)
     delivered = failed = 0
+    down: set[str] = set()  # a URL that failed in this run is not tried again in it
     while delivered + failed < limit:
         jobs = _claim(now, settings)
         if not jobs:
             break
         for job in jobs:
+            if job.url in down:
+                _release(job, now + settings.retry_base)
+                continue
             error = _post(job, settings, now)
             _settle(job, error, now, settings)
             if error is None:
                 delivered += 1
             else:
                 failed += 1
+                down.add(job.url)
     return delivered, failed

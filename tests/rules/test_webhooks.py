@@ -127,10 +127,14 @@ def test_a_suspension_reaches_a_receiver_that_was_down_once_it_is_back(
     receiver.mode = "down"
     suspended_at = at(END)
     report = run(app, suspended_at)  # suspended at the period end; the receiver answers 500
-    assert report.suspended == 1 and report.webhooks_failed == 2 and report.webhooks_sent == 0
+    assert report.suspended == 1 and report.webhooks_failed == 1 and report.webhooks_sent == 0
     written = rows(app)
     assert [r.type for r in written] == ["account.package_changed", "account.suspended"]
-    assert all(r.attempts == 1 and r.last_error == "HTTP 500" for r in written)
+    # One try per run at a receiver that is down: the second event waits untried.
+    assert receiver.tries == 1
+    assert (written[0].attempts, written[0].last_error) == (1, "HTTP 500")
+    assert (written[1].attempts, written[1].last_error) == (0, None)
+    assert all(r.next_attempt_at == suspended_at + dt.timedelta(minutes=1) for r in written)
 
     receiver.mode = "up"
     assert run(app, suspended_at + dt.timedelta(seconds=30)).webhooks_sent == 0  # backoff

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from portal.infra.extensions import db
 from portal.infra.models import PortalSession
 from portal.rules import accounts
-from tests.conftest import CSRF_RE, PASSWORD
+from tests.conftest import CSRF_RE, PASSWORD, at_once
 
 TOKEN = "chat-service-token"
 CHAT = "https://chat.example.com/app"
@@ -251,3 +251,21 @@ def test_the_link_replaces_whoever_was_signed_in(app, client, auth):
         user_id = row.user_id
     with client.session_transaction() as session:
         assert session["_user_id"].split(":")[0] == str(user_id)
+
+
+def test_two_clicks_at_once_sign_in_once(app, client):
+    account_id = customer(app)
+    path = path_of(create(client, {"account": account_id}))
+    browsers = [english(app) for _ in range(2)]
+    tokens = []
+    for browser in browsers:
+        match = CSRF_RE.search(browser.get(path).get_data(as_text=True))
+        assert match
+        tokens.append(match.group(1))
+    pending = list(zip(browsers, tokens, strict=True))
+
+    def click() -> int:
+        browser, token = pending.pop()
+        return int(browser.post(path, data={"csrf_token": token}).status_code)
+
+    assert sorted(at_once(2, click)) == [302, 410]
