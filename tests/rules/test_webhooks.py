@@ -21,7 +21,8 @@ from portal.infra.config import ROOT, InsecureConfig
 from portal.infra.extensions import db
 from portal.infra.models import Role, Subscription, WebhookDelivery
 from portal.rules import accounts, webhooks
-from tests.conftest import PASSWORD, base_config
+from portal.staff import actions
+from tests.conftest import PASSWORD, at_once, base_config
 from tests.rules.test_lifecycle import API_KEY, at, run, stripe_config, subscribe
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -301,3 +302,89 @@ def test_the_example_client_against_the_portal(app, stripe_emulator, receiver):
         example.shutdown()
         example.server_close()
     assert [e["type"] for e in handled] == ["account.package_changed"]  # handled once
+
+
+def staff(app, when: dt.datetime) -> Any:
+    with app.app_context():
+        user = accounts.register_account(
+            catalogue=app.extensions["pakiet.catalogue"],
+            company="Pakiet",
+            email="staff@pakiet.example.com",
+            password=PASSWORD,
+            language="en",
+            now=when,
+            role=Role.ADMIN,
+            confirmed=True,
+        )
+        db.session.expunge(user)
+        return user
+
+
+def test_staff_actions_send_their_events(app, stripe_emulator, receiver):
+    """A staff action writes its event as any other change: reactivation by extending the
+    period, then back to Free."""
+    account_id = subscribe(app, stripe_emulator, auto_renew=False)
+    suspended_at = at(END)
+    assert run(app, suspended_at).webhooks_sent == 2  # bought, then suspended
+    actor = staff(app, suspended_at)
+    with app.app_context():
+        sub = db.session.scalar(select(Subscription).where(Subscription.account_id == account_id))
+        assert sub is not None and sub.status == "suspended"
+        actions.extend_period(
+            sub_id=sub.id,
+            version=sub.version,
+            days=10,
+            actor=db.session.merge(actor),
+            note=None,
+            now=suspended_at,
+            today=END,
+        )
+        sub = db.session.scalar(select(Subscription).where(Subscription.account_id == account_id))
+        assert sub is not None
+        actions.return_to_free(
+            sub_id=sub.id,
+            version=sub.version,
+            free_agents=1,
+            actor=db.session.merge(actor),
+            note=None,
+            now=suspended_at,
+        )
+    assert run(app, suspended_at + dt.timedelta(minutes=1)).webhooks_sent == 2
+    events = receiver.events()
+    assert [e["type"] for e in events] == [
+        "account.package_changed",
+        "account.suspended",
+        "account.reactivated",
+        "account.package_changed",
+    ]
+    assert events[2]["entitlements"]["package"] == "standard"
+    assert events[3]["entitlements"]["package"] == "free"
+    versions = [e["entitlements"]["version"] for e in events]
+    assert versions == sorted(versions) and len(set(versions)) == 4
+
+
+@pytest.mark.postgres
+def test_two_runners_at_once_deliver_each_event_once(app, stripe_emulator, receiver):
+    account_id = subscribe(app, stripe_emulator)
+    with app.app_context():
+        for agents in range(4, 34):  # 30 more events
+            sub = db.session.scalar(
+                select(Subscription).where(Subscription.account_id == account_id)
+            )
+            assert sub is not None
+            sub.agents = agents
+            db.session.commit()
+    when = at(START, 12)
+    settings = webhooks.settings_for(app)
+
+    def deliver() -> tuple[int, int]:
+        with app.app_context():
+            try:
+                return webhooks.deliver_due(now=when, settings=settings)
+            finally:
+                db.session.remove()
+
+    results = at_once(2, deliver)
+    assert sum(sent for sent, _ in results) == 31
+    ids = [e["id"] for e in receiver.events()]
+    assert len(ids) == 31 and len(set(ids)) == 31
