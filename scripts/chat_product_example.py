@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         except urllib.error.HTTPError as exc:
             print(exc.code, exc.read().decode(errors="replace"), file=sys.stderr)
             return 1
+        except (urllib.error.URLError, OSError) as exc:
+            print(f"the portal at {args.portal} did not answer: {exc}", file=sys.stderr)
+            return 1
         print(json.dumps(made))
         return 0
     Receiver.secret = args.secret
