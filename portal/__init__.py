@@ -46,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     from portal.infra.i18n import select_locale
     from portal.plugin_api.registry import PluginError, init_plugins
+    from portal.rules import webhooks  # noqa: F401  (its listener writes the outbox)
     from portal.rules.catalogue import load_catalogue
     from portal.rules.tax import load_vat_rates
     from portal.web import auth, read_only, site

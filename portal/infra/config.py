@@ -86,6 +86,22 @@ DEFAULTS: dict[str, Any] = {
     "RENEWAL_NOTICE_DAYS": {"month": 7, "year": 30},
     # Service tokens of the chat product for GET /api/v1/accounts/<id>/entitlements.
     "ENTITLEMENTS_TOKENS": [],
+    # POST /api/v1/portal-sessions (docs/integration.md): where a link may send the customer
+    # back ("https://chat.example.com/app": that origin, that path and below), how long a
+    # link works, and the name of the "Back to ..." link (empty: "the chat product").
+    "PORTAL_RETURN_URLS": [],
+    "PORTAL_SESSION_MAX_AGE": 300,
+    "CHAT_PRODUCT_NAME": "",
+    # Webhooks to the chat product (docs/integration.md): the URLs every event goes to, the
+    # HMAC-SHA256 secret of their signature (required with URLs), the timeout of one try in
+    # seconds, the tries before giving up, and the backoff between tries (seconds, doubled
+    # per try, at most WEBHOOK_RETRY_MAX).
+    "WEBHOOK_URLS": [],
+    "WEBHOOK_SECRET": "",
+    "WEBHOOK_TIMEOUT": 10,
+    "WEBHOOK_MAX_ATTEMPTS": 12,
+    "WEBHOOK_RETRY_BASE": 60,
+    "WEBHOOK_RETRY_MAX": 6 * 3600,
     "SELLER": {
         "name": "Pakiet Sp. z o.o.",
         "street": "ul. Przykładowa 1",
@@ -104,7 +120,14 @@ class InsecureConfig(RuntimeError):
 
 def check_production(app: Flask) -> None:
     """Refuse a known or short SECRET_KEY unless in development mode; warn about
-    per-process rate limits (memory://) in production."""
+    per-process rate limits (memory://) in production. Webhook URLs need a secret in every
+    mode: the chat product must be able to tell the portal's events from anyone's."""
+    if app.config.get("WEBHOOK_URLS") and not app.config.get("WEBHOOK_SECRET"):
+        raise InsecureConfig(
+            "WEBHOOK_URLS is set without WEBHOOK_SECRET: webhooks are signed with it. Set one, "
+            "e.g. export PAKIET_WEBHOOK_SECRET=$(python -c 'import secrets; "
+            "print(secrets.token_hex(32))')"
+        )
     if app.config.get("DEVELOPMENT"):
         return
     key = app.config.get("SECRET_KEY") or ""

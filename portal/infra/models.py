@@ -652,3 +652,59 @@ def latest_pdf(invoice_id: int) -> bytes | None:
         .limit(1)
     )
     return bytes(pdf) if pdf is not None else None
+
+
+class PortalSession(db.Model):  # type: ignore[name-defined]
+    """A link the chat product asked for (``POST /api/v1/portal-sessions``): it signs the
+    account's user in once, within minutes, and lands on ``page``. Only the SHA-256 of the
+    token is kept; ``session_version`` is the user's when the link was made, so revoking the
+    user's sessions (log-out, a new password, staff) ends the link too."""
+
+    __tablename__ = "portal_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    session_version: Mapped[int] = mapped_column(Integer)
+    page: Mapped[str] = mapped_column(String(16))
+    return_url: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebhookDelivery(db.Model):  # type: ignore[name-defined]
+    """An event for the chat product, one row per configured URL (the outbox).
+
+    Written in the transaction of the change it reports (``portal.rules.webhooks``); the
+    background run posts it, retries with backoff and gives up after a number of tries.
+    ``event_id`` is the same for every URL: the receiver de-duplicates by it.
+    """
+
+    __tablename__ = "webhook_delivery"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    url: Mapped[str] = mapped_column(String(2000))
+    type: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # None: due at once; otherwise the next try (a runner's lease while it posts).
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    gave_up_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    # The pending rows the run looks at (partial index: delivered rows are not in it).
+    __table_args__ = (
+        UniqueConstraint("event_id", "url"),
+        Index(
+            "ix_webhook_delivery_pending",
+            "next_attempt_at",
+            postgresql_where=text("delivered_at IS NULL AND gave_up_at IS NULL"),
+            sqlite_where=text("delivered_at IS NULL AND gave_up_at IS NULL"),
+        ),
+    )

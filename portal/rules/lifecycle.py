@@ -140,6 +140,8 @@ class Report:
     invoices_issued: int = 0
     expired: int = 0  # abandoned checkouts closed past their order's expiry
     vat_checked: int = 0
+    webhooks_sent: int = 0  # events the chat product took
+    webhooks_failed: int = 0  # tries that failed (retried later, or given up)
     # Wall-clock seconds of the two stages (renewals and the rest; invoices and e-mail).
     renewal_seconds: float = 0.0
     invoice_seconds: float = 0.0
@@ -157,7 +159,8 @@ class Report:
             f"{self.errors} errors; notices {self.notices_queued} queued, {self.notices_sent} "
             f"sent, {self.notices_failed} not sent; {self.expired} expired checkouts closed; "
             f"{self.invoices_issued} invoices issued; "
-            f"{self.vat_checked} VAT numbers checked; subscriptions in "
+            f"{self.vat_checked} VAT numbers checked; webhooks {self.webhooks_sent} sent, "
+            f"{self.webhooks_failed} failed; subscriptions in "
             f"{self.renewal_seconds:.1f} s, invoices and e-mail in {self.invoice_seconds:.1f} s"
         )
 
@@ -295,7 +298,7 @@ def _follow_ups(now: dt.datetime, deps: Deps, report: Report) -> None:
     """What other parts left for the background: invoices, VAT checks, e-mail."""
     from flask import current_app
 
-    from portal.rules import invoicing, vat
+    from portal.rules import invoicing, vat, webhooks
 
     try:
         report.expired = payments.close_expired(now=now, providers=deps.providers)
@@ -326,6 +329,14 @@ def _follow_ups(now: dt.datetime, deps: Deps, report: Report) -> None:
     vat_report = vat.run_due_checks(now=now, limit=500, settings=vat.settings_for(current_app))
     report.vat_checked = vat_report.checked
     report.notices_sent, report.notices_failed = mail.deliver_pending(now=now)
+    try:  # after everything else: a receiver that hangs holds up nothing above
+        report.webhooks_sent, report.webhooks_failed = webhooks.deliver_due(
+            now=now, settings=webhooks.settings_for(current_app)
+        )
+    except Exception:
+        db.session.rollback()
+        log.exception("sending webhooks failed; they are sent later")
+        report.errors += 1
 
 
 def _process(

@@ -43,6 +43,7 @@ from portal.infra.models import (
     User,
     VatCheck,
     VatStatus,
+    WebhookDelivery,
     latest_pdf,
     utcnow,
 )
@@ -492,6 +493,30 @@ class AuditView(ReadOnly):
     }
 
 
+class WebhookView(ReadOnly):
+    """The events sent to the chat product (docs/integration.md), newest first."""
+
+    column_list = (
+        "created_at", "type", "account_id", "event_id", "url", "attempts", "next_attempt_at",
+        "delivered_at", "gave_up_at", "last_error",
+    )  # fmt: skip
+    column_default_sort = ("id", True)
+    column_filters = ("type", "url")
+    column_labels = {
+        "created_at": lazy_gettext("When"),
+        "type": lazy_gettext("Event"),
+        "account_id": lazy_gettext("Account"),
+        "event_id": lazy_gettext("Id"),
+        "url": lazy_gettext("URL"),
+        "attempts": lazy_gettext("Tries"),
+        "next_attempt_at": lazy_gettext("Next try"),
+        "delivered_at": lazy_gettext("Delivered"),
+        "gave_up_at": lazy_gettext("Given up"),
+        "last_error": lazy_gettext("Last error"),
+    }
+    column_formatters = {"account_id": _account_link}
+
+
 # -- the dashboard ------------------------------------------------------------------------------
 
 
@@ -833,5 +858,6 @@ def init_admin(app: Flask) -> Admin:
     add(SupportThreadView, SupportThread, lazy_gettext("Support requests"), "support")
     add(VatCheckView, VatCheck, lazy_gettext("VIES checks"), "vies")
     add(AuditView, AuditEntry, lazy_gettext("Audit log"), "audit")
+    add(WebhookView, WebhookDelivery, lazy_gettext("Webhooks"), "webhooks")
     admin.add_view(Actions(name="actions", endpoint="staff_actions", url="/admin/actions"))
     return admin

@@ -1,4 +1,6 @@
-"""Entitlements for the chat product: what an account may use right now (JSON).
+"""The API of the chat product: entitlements and portal sessions (docs/integration.md).
+
+Entitlements: what an account may use right now (JSON).
 
 ``GET /api/v1/accounts/<id>/entitlements`` with ``Authorization: Bearer <token>``, one of
 ``ENTITLEMENTS_TOKENS`` (none configured: the endpoint answers 401 to everyone). The answer
@@ -8,20 +10,25 @@ a purchase, a renewal, a suspension, a refund, a staff action. It carries an ``E
 
 A suspended account is entitled to the Free package; while a renewal is being retried
 (``past_due``) the paid package keeps working.
+
+``POST /api/v1/portal-sessions``, with the same tokens, makes a single-use link that signs
+the account's user in (``portal.rules.portal_sessions``; the link's pages are
+``portal/web/portal_sessions.py``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
-from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from portal.infra.extensions import csrf, db
-from portal.infra.models import Subscription, SubscriptionStatus
-from portal.rules.catalogue import Catalogue, PackageCode
+from portal.infra.models import Subscription, utcnow
+from portal.rules import portal_sessions
+from portal.rules.entitlements import entitlements
 
 bp = Blueprint("entitlements", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
@@ -48,35 +55,6 @@ def _error(status: int, code: str, message: str) -> Response:
     return response
 
 
-def entitlements(sub: Subscription, catalogue: Catalogue) -> dict[str, Any]:
-    """The document for ``sub``: what to enforce now, and the subscription on record."""
-    suspended = sub.status == SubscriptionStatus.SUSPENDED
-    free = catalogue.package(PackageCode.FREE)
-    if sub.is_paid and not suspended:
-        package, agents, conversations = sub.package, sub.agents, sub.conversations
-    else:
-        package = PackageCode.FREE.value
-        agents = min(sub.agents, free.max_agents) if sub.is_paid else free.max_agents
-        conversations = 0
-    return {
-        "account_id": sub.account_id,
-        "package": package,
-        "agents": agents,
-        "chatbot_conversations": conversations,
-        "support": catalogue.package(package).support,
-        "status": sub.status,
-        "period_end": sub.period_end.isoformat() if sub.is_paid and sub.period_end else None,
-        "auto_renew": sub.auto_renew,
-        "subscription": {
-            "package": sub.package,
-            "period": sub.period if sub.is_paid else None,
-            "agents": sub.agents,
-            "chatbot_conversations": sub.conversations,
-        },
-        "version": sub.version,
-    }
-
-
 @bp.get("/accounts/<int:account_id>/entitlements")
 def show(account_id: int) -> ResponseReturnValue:
     if not _authorized():
@@ -91,4 +69,38 @@ def show(account_id: int) -> ResponseReturnValue:
         response = jsonify(entitlements(sub, current_app.extensions["pakiet.catalogue"]))
     response.set_etag(etag)
     response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.post("/portal-sessions")
+def create_portal_session() -> ResponseReturnValue:
+    """A single-use, short-lived link that signs the account's user in (docs/integration.md)."""
+    if not _authorized():
+        return _error(401, "unauthorized", "A valid service token is required.")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return _error(400, "invalid_json", "The body must be a JSON object.")
+    try:
+        created = portal_sessions.create(
+            account_id=body.get("account"),
+            page=body.get("page"),
+            return_url=body.get("return_url"),
+            allowed_return_urls=list(current_app.config.get("PORTAL_RETURN_URLS") or []),
+            max_age=dt.timedelta(seconds=int(current_app.config["PORTAL_SESSION_MAX_AGE"])),
+            now=utcnow(),
+        )
+    except portal_sessions.Refused as refused:
+        return _error(refused.status, refused.code, refused.message)
+    url = str(current_app.config["PUBLIC_URL"]).rstrip("/") + url_for(
+        "portal_sessions.open_link", token=created.token
+    )
+    response = jsonify(
+        {
+            "id": created.public_id,
+            "url": url,
+            "expires_at": created.expires_at.isoformat().replace("+00:00", "Z"),
+        }
+    )
+    response.status_code = 201
+    response.headers["Cache-Control"] = "no-store"
     return response

@@ -92,6 +92,7 @@ def register(app: Flask) -> None:
         invoices,
         methods,
         pay,
+        portal_sessions,
         refunds,
         support,
     )
@@ -107,6 +108,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(invoices.bp)
     app.register_blueprint(refunds.bp)
     app.register_blueprint(entitlements.bp)
+    app.register_blueprint(portal_sessions.bp)
     app.register_blueprint(support.bp)
 
     app.jinja_env.filters["money"] = _money_filter

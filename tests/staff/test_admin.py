@@ -53,6 +53,7 @@ ADMIN_PAGES = [
     "/admin/support/",
     "/admin/vies/",
     "/admin/audit/",
+    "/admin/webhooks/",
     "/admin/actions/account/2",
 ]
 
