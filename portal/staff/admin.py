@@ -915,7 +915,7 @@ def init_admin(app: Flask) -> Admin:
     add(InvoiceView, Invoice, lazy_gettext("Invoices"), "invoices")
     add(SupportThreadView, SupportThread, lazy_gettext("Support requests"), "support")
     add(VatCheckView, VatCheck, lazy_gettext("VIES checks"), "vies")
-    add(RenewalOffView, RenewalOff, lazy_gettext("Auto-renewal off: why"), "renewal-off")
+    add(RenewalOffView, RenewalOff, lazy_gettext("Why renewal is off"), "renewal-off")
     add(AuditView, AuditEntry, lazy_gettext("Audit log"), "audit")
     admin.add_view(Actions(name="actions", endpoint="staff_actions", url="/admin/actions"))
     return admin
