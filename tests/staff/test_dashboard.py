@@ -12,7 +12,7 @@ from portal.infra.models import Account, RenewalOff, User
 from tests.rules.test_lifecycle import at
 from tests.rules.test_revenue import monthly, paid
 from tests.staff.conftest import TODAY
-from tests.staff.test_admin import login, text
+from tests.staff.test_admin import ADMIN_PAGES, login, text
 from tests.staff.test_admin_look import choose
 
 
@@ -88,3 +88,13 @@ def test_staff_read_why_auto_renewal_was_switched_off(app, client, auth, demo_ac
     assert "Missing features: <strong>0</strong>" in counts
     choose(client, "pl")
     assert "Za drogo" in text(client.get("/admin/renewal-off/"))
+
+
+def test_every_admin_page_has_one_title_and_no_raw_view_name(client, auth, demo_accounts):
+    login(auth, "admin")
+    choose(client, "en")
+    for path in ADMIN_PAGES:
+        page = text(client.get(path))
+        assert len(re.findall(r"<h1[ >]", page)) == 1, path
+        assert not re.search(r"<h4[^>]*>\s*actions\s*</h4>", page), path
+    assert '<h1 class="h4 mb-4">Subscriptions</h1>' in text(client.get("/admin/subscriptions/"))
