@@ -86,6 +86,11 @@ def test_staff_read_why_auto_renewal_was_switched_off(app, client, auth, demo_ac
     assert "Too expensive: <strong>1</strong>" in counts
     assert "Switching to another product: <strong>1</strong>" in counts
     assert "Missing features: <strong>0</strong>" in counts
+    first = re.search(r"/admin/renewal-off/details/\?id=(\d+)", listing)
+    assert first is not None
+    details = text(client.get(f"/admin/renewal-off/details/?id={first.group(1)}"))
+    assert "Switching to another product" in details or "Too expensive" in details
+    assert client.get("/admin/renewal-off/?search=%00").status_code in (200, 400)
     choose(client, "pl")
     assert "Za drogo" in text(client.get("/admin/renewal-off/"))
 
