@@ -643,6 +643,33 @@ class AuditEntry(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
+class RenewalOffReason(StrEnum):
+    """Why a customer switched auto-renewal off (the optional question, issue 25)."""
+
+    TOO_EXPENSIVE = "too_expensive"
+    MISSING_FEATURES = "missing_features"
+    OTHER_PRODUCT = "other_product"
+    TEMPORARY = "temporary"
+    OTHER = "other"
+
+
+class RenewalOff(db.Model):  # type: ignore[name-defined]
+    """A customer's answer to "why?" when switching auto-renewal off: shown to staff only."""
+
+    __tablename__ = "renewal_off"
+    __table_args__ = (
+        CheckConstraint(_in("reason", RenewalOffReason), name="reason_known"),
+        CheckConstraint("detail IS NULL OR length(detail) <= 500", name="detail_length"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
 def latest_pdf(invoice_id: int) -> bytes | None:
     """The PDF of an invoice's latest rendering (a note printed on it makes a new one)."""
     pdf = db.session.scalar(

@@ -33,6 +33,7 @@ from portal.infra.models import (
     ProviderEvent,
     Subscription,
     SubscriptionStatus,
+    utcnow,
 )
 from portal.plugin_api.contracts import (
     PaymentEvent,
@@ -46,7 +47,7 @@ from portal.plugin_api.contracts import (
     SubscriptionChanged,
     SubscriptionState,
 )
-from portal.rules import orders
+from portal.rules import orders, renewal_off
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.money import Money
 
@@ -1246,8 +1247,18 @@ def add_method(
     return row
 
 
-def set_auto_renew(*, account_id: int, on: bool) -> Subscription:
-    """Switch auto-renewal (R10). Switching on needs a paid package and a saved method."""
+def set_auto_renew(
+    *,
+    account_id: int,
+    on: bool,
+    why: renewal_off.OffAnswer | None = None,
+    user_id: int | None = None,
+    now: dt.datetime | None = None,
+) -> Subscription:
+    """Switch auto-renewal (R10). Switching on needs a paid package and a saved method.
+
+    ``why``, the customer's optional answer when switching off, is stored in the same
+    transaction when the switch really goes from on to off (issue 25)."""
     sub = db.session.scalar(
         select(Subscription)
         .where(Subscription.account_id == account_id)
@@ -1262,6 +1273,8 @@ def set_auto_renew(*, account_id: int, on: bool) -> Subscription:
     if on and default_method(account_id) is None:
         raise PaymentRefused("auto_renew_no_method")
     if sub.auto_renew != on:
+        if not on and why is not None:
+            renewal_off.record(why, account_id=account_id, user_id=user_id, now=now or utcnow())
         sub.auto_renew = on
     db.session.commit()
     return sub

@@ -18,7 +18,7 @@ from flask_admin import Admin, AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.model import typefmt
 from flask_admin.theme import Bootstrap4Theme
-from flask_babel import format_datetime, gettext, lazy_gettext
+from flask_babel import format_date, format_datetime, gettext, lazy_gettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup, escape
@@ -35,6 +35,8 @@ from portal.infra.models import (
     OrderStatus,
     Payment,
     PaymentStatus,
+    RenewalOff,
+    RenewalOffReason,
     Role,
     Subscription,
     SubscriptionStatus,
@@ -47,7 +49,7 @@ from portal.infra.models import (
     latest_pdf,
     utcnow,
 )
-from portal.rules import invoicing, support
+from portal.rules import invoicing, renewal_off, revenue, support
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.money import Money
 from portal.staff import actions
@@ -185,6 +187,14 @@ AUDIT_ACTIONS = {
     "return_to_free": lazy_gettext("Returned to Free"),
     "schedule_currency": lazy_gettext("Currency change scheduled"),
     "schedule_monthly": lazy_gettext("Switch to monthly scheduled"),
+}
+# The customers' answers to "why?" when switching auto-renewal off (staff's wording).
+OFF_REASONS = {
+    RenewalOffReason.TOO_EXPENSIVE: lazy_gettext("Too expensive"),
+    RenewalOffReason.MISSING_FEATURES: lazy_gettext("Missing features"),
+    RenewalOffReason.OTHER_PRODUCT: lazy_gettext("Switching to another product"),
+    RenewalOffReason.TEMPORARY: lazy_gettext("Only needed it temporarily"),
+    RenewalOffReason.OTHER: lazy_gettext("Other"),
 }
 ACTOR_ROLES = {"customer": lazy_gettext("Customer"), "admin": lazy_gettext("Staff")}
 
@@ -517,10 +527,72 @@ class WebhookView(ReadOnly):
     column_formatters = {"account_id": _account_link}
 
 
+class RenewalOffView(ReadOnly):
+    """Why customers switched auto-renewal off (their optional answers, issue 25)."""
+
+    column_list = ("created_at", "account_id", "reason", "detail")
+    column_filters = ("reason",)
+    column_searchable_list = ("detail",)
+    column_default_sort = ("created_at", True)
+    column_labels = {
+        "created_at": lazy_gettext("When"),
+        "account_id": lazy_gettext("Account"),
+        "user_id": lazy_gettext("User"),
+        "reason": lazy_gettext("Reason"),
+        "detail": lazy_gettext("In their words"),
+    }
+    column_formatters = {"account_id": _account_link, "reason": _label(OFF_REASONS)}
+    column_formatters_detail = {"account_id": _account_link, "reason": _label(OFF_REASONS)}
+
+
 # -- the dashboard ------------------------------------------------------------------------------
 
 
-def dashboard_figures() -> dict[str, Any]:
+CHART_HEIGHT = 120  # the bars' greatest height in the dashboard's SVG charts (px)
+
+
+def _month_label(first: dt.date) -> str:
+    return str(format_date(first, "LLL yy"))
+
+
+def revenue_charts(months: list[revenue.Month]) -> dict[str, Any]:
+    """The 12 months as server-rendered bar charts: one per currency (its own scale), and
+    one of new and churned subscriptions. Heights are integers (no float touches money)."""
+    labels = [_month_label(month.first) for month in months]
+    currencies = sorted({currency for month in months for currency in month.mrr})
+    mrr_charts = []
+    for currency in currencies:
+        amounts = [month.mrr.get(currency, Money(0, currency)) for month in months]
+        top = max(amount.minor for amount in amounts) or 1
+        mrr_charts.append(
+            {
+                "currency": currency,
+                "top": Money(top, currency),
+                "bars": [
+                    {
+                        "label": label,
+                        "amount": amount,
+                        "height": amount.minor * CHART_HEIGHT // top,
+                    }
+                    for label, amount in zip(labels, amounts, strict=True)
+                ],
+            }
+        )
+    top = max([m.new for m in months] + [m.churned for m in months] + [1])
+    flow = [
+        {
+            "label": label,
+            "new": month.new,
+            "churned": month.churned,
+            "new_height": month.new * CHART_HEIGHT // top,
+            "churned_height": month.churned * CHART_HEIGHT // top,
+        }
+        for label, month in zip(labels, months, strict=True)
+    ]
+    return {"mrr_charts": mrr_charts, "flow": flow, "flow_top": top, "chart_height": CHART_HEIGHT}
+
+
+def dashboard_figures(now: dt.datetime) -> dict[str, Any]:
     """MRR and active subscriptions by package and currency (no exchange: per currency).
 
     MRR counts active and past-due paid subscriptions at the net price of their current
@@ -573,7 +645,15 @@ def dashboard_figures() -> dict[str, Any]:
         .select_from(SupportThread)
         .where(SupportThread.status == SupportStatus.OPEN.value)
     )
+    today = invoicing.local_today(now)
+    months = revenue.history(
+        today=today, timezone=current_app.config["BABEL_DEFAULT_TIMEZONE"], months=12
+    )
     return {
+        **revenue_charts(months),
+        "months": months,
+        "off_reasons": renewal_off.counts(),
+        "off_reason_names": OFF_REASONS,
         "mrr": mrr,
         "bars": bars,
         "free": int(free or 0),
@@ -586,7 +666,7 @@ def dashboard_figures() -> dict[str, Any]:
 class Dashboard(StaffOnly, AdminIndexView):
     @expose("/")
     def index(self) -> Any:
-        return self.render("admin/dashboard.html", **dashboard_figures())
+        return self.render("admin/dashboard.html", **dashboard_figures(utcnow()))
 
 
 # -- actions --------------------------------------------------------------------------------------
@@ -621,6 +701,9 @@ class Actions(StaffOnly, BaseView):
         return self.render(
             "admin/account.html",
             account=account,
+            payment_status_names=PAYMENT_STATUSES,
+            off_answers=renewal_off.of_account(account_id),
+            off_reason_names=OFF_REASONS,
             sub=account.subscription,
             payments=payments,
             invoices=invoices,
@@ -857,6 +940,7 @@ def init_admin(app: Flask) -> Admin:
     add(InvoiceView, Invoice, lazy_gettext("Invoices"), "invoices")
     add(SupportThreadView, SupportThread, lazy_gettext("Support requests"), "support")
     add(VatCheckView, VatCheck, lazy_gettext("VIES checks"), "vies")
+    add(RenewalOffView, RenewalOff, lazy_gettext("Why renewal is off"), "renewal-off")
     add(AuditView, AuditEntry, lazy_gettext("Audit log"), "audit")
     add(WebhookView, WebhookDelivery, lazy_gettext("Webhooks"), "webhooks")
     admin.add_view(Actions(name="actions", endpoint="staff_actions", url="/admin/actions"))

@@ -23,16 +23,16 @@ from sqlalchemy import select
 from portal.infra import audit
 from portal.infra.extensions import db
 from portal.infra.i18n import current_language
-from portal.infra.models import Account, PaymentMethod, utcnow
+from portal.infra.models import Account, PaymentMethod, RenewalOffReason, utcnow
 from portal.plugin_api.contracts import ProviderError
-from portal.rules import orders, payment_methods, payments
+from portal.rules import orders, payment_methods, payments, renewal_off
 from portal.rules.catalogue import Period
 from portal.rules.money import Money
 from portal.rules.pricing import ChangeRefused, Selection
 from portal.web import htmx_util
 from portal.web.account import current_account
 from portal.web.checkout import pricing
-from portal.web.helpers import hands_off_to_providers
+from portal.web.helpers import format_day, hands_off_to_providers
 from portal.web.pay import UNAVAILABLE, describe, providers, send_to
 
 bp = Blueprint("methods", __name__, url_prefix="/payment-methods")
@@ -298,12 +298,69 @@ def remove(method_id: int) -> ResponseReturnValue:
     return redirect(url_for("methods.page"), code=303)
 
 
-@bp.get("/auto-renew/off")
+# The optional "why?" when switching auto-renewal off (issue 25), in the order shown.
+OFF_REASONS = {
+    RenewalOffReason.TOO_EXPENSIVE: lazy_gettext("It is too expensive"),
+    RenewalOffReason.MISSING_FEATURES: lazy_gettext("It lacks features we need"),
+    RenewalOffReason.OTHER_PRODUCT: lazy_gettext("We are switching to another product"),
+    RenewalOffReason.TEMPORARY: lazy_gettext("We only needed it for a while"),
+    RenewalOffReason.OTHER: lazy_gettext("Another reason"),
+}
+ANSWER_REFUSALS = {
+    "unknown_reason": lazy_gettext("Choose one of the reasons listed, or none."),
+    "detail_too_long": lazy_gettext(
+        "Please tell us in at most %(max)s characters.", max=renewal_off.MAX_DETAIL
+    ),
+}
+
+
+@bp.route("/auto-renew/off", methods=("GET", "POST"))
 @login_required
 def confirm_auto_renew_off() -> ResponseReturnValue:
-    """Switching auto-renewal off from My package: the exact date and what is kept, first."""
+    """Switching auto-renewal off from My package: the exact date and what is kept first,
+    with an optional "why?"; the answer is stored with the switch, for staff."""
     account = current_account()
     sub = account.subscription
     if not sub.is_paid or not sub.auto_renew or sub.period_end is None:
         return redirect(url_for("account.package"), code=303)
-    return render_template("methods/auto_renew_off.html", sub=sub)
+    error = None
+    if request.method == "POST":
+        try:
+            answer = renewal_off.parse_answer(
+                request.form.get("reason"), request.form.get("detail")
+            )
+        except renewal_off.AnswerRefused as refused:
+            error = str(ANSWER_REFUSALS[refused.code])
+        else:
+            payments.set_auto_renew(
+                account_id=account.id, on=False, why=answer, user_id=current_user.id, now=utcnow()
+            )
+            db.session.refresh(account.subscription)
+            audit.record_customer(
+                current_user,
+                "auto_renew",
+                object_type="subscription",
+                object_id=account.subscription.id,
+                before={"auto_renew": True},
+                after={
+                    "auto_renew": account.subscription.auto_renew,
+                    "reason": answer.reason.value if answer else None,
+                },
+            )
+            flash(
+                gettext(
+                    "Auto-renewal is off. Your account will be suspended on %(date)s.",
+                    date=format_day(sub.period_end, current_language()),
+                ),
+                "success",
+            )
+            return redirect(url_for("account.package"), code=303)
+    return render_template(
+        "methods/auto_renew_off.html",
+        sub=sub,
+        reasons=OFF_REASONS,
+        error=error,
+        chosen=request.form.get("reason", ""),
+        detail=request.form.get("detail", ""),
+        max_detail=renewal_off.MAX_DETAIL,
+    ), (422 if error else 200)

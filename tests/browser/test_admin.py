@@ -3,11 +3,16 @@ the customer sees the scheduled change on My package; a customer is refused at /
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Contexts, login
+from portal.infra.extensions import db
+from portal.infra.models import Account
+from tests.browser.conftest import Contexts, LiveServer, login
+from tests.rules.test_revenue import paid
 
 
 def test_staff_switch_a_yearly_account_to_monthly_and_the_customer_sees_it(
@@ -57,3 +62,33 @@ def test_staff_switch_language_and_sign_out_in_the_admin_in_the_portals_look(
     response = page.goto("/admin/")
     assert response is not None
     expect(page).to_have_url(re.compile(r"/login\?next=/admin/"))
+
+
+def test_the_dashboard_draws_its_charts_under_the_production_policy(
+    page: Page, live_server: LiveServer, tmp_path: Path
+) -> None:
+    """The 12 months as server-rendered SVG: no script, no third party, no CSP complaint
+    (the harness fails the test on any console CSP violation or foreign request)."""
+    today = dt.date.today()  # the live server's demo data is dated from today
+    with live_server.app.app_context():
+        account = Account(name="Chart GmbH")
+        db.session.add(account)
+        db.session.flush()
+        start = today - dt.timedelta(days=40)
+        paid(account, start, start + dt.timedelta(days=30), 26700)
+        paid(account, start + dt.timedelta(days=30), start + dt.timedelta(days=60), 26700)
+        db.session.commit()
+        db.session.remove()
+    login(page, "admin@demo.example.com")
+    page.goto("/admin/")
+    page.get_by_role("button", name="English").click()
+    chart = page.get_by_role("img", name="MRR in PLN over the last 12 months")
+    expect(chart).to_be_visible()
+    assert chart.locator("rect").count() == 12
+    tallest = max(int(chart.locator("rect").nth(i).get_attribute("height") or 0) for i in range(12))
+    assert tallest == 120
+    expect(page.get_by_role("img", name="New and churned subscriptions per month")).to_be_visible()
+    table = page.get_by_role("table", name="The last 12 months, month by month")
+    expect(table.get_by_role("row")).to_have_count(13)
+    expect(table).to_contain_text("PLN 267.00")
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.exc import DataError, IntegrityError
 
 from portal.infra.extensions import db
-from portal.infra.models import Account, Subscription, User, utcnow
+from portal.infra.models import Account, RenewalOff, Subscription, User, utcnow
 from portal.rules import accounts
 
 
@@ -116,3 +116,32 @@ def test_concurrent_signups_with_one_email_make_one_account(app, catalogue):
     assert sorted(outcomes) == ["created"] + ["taken"] * 7
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Account)) == 1
+
+
+def test_the_renewal_off_migration_goes_down_and_up(app):
+    from flask_migrate import downgrade, upgrade
+
+    with app.app_context():
+        try:
+            downgrade(revision="0011_portal_sessions_webhooks")
+            db.engine.dispose()
+            assert "renewal_off" not in sa.inspect(db.engine).get_table_names()
+        finally:
+            upgrade()
+            db.engine.dispose()
+        assert "renewal_off" in sa.inspect(db.engine).get_table_names()
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        assert diff == []
+
+
+@pytest.mark.parametrize(
+    "values", [{"reason": "bored"}, {"reason": "other", "detail": "x" * 501}], ids=str
+)
+def test_a_renewal_off_answer_is_a_known_reason_and_short(app, subscription_id, values):
+    with app.app_context():
+        account_id = db.session.get(Subscription, subscription_id).account_id
+        db.session.add(RenewalOff(account_id=account_id, **values))
+        with pytest.raises((IntegrityError, DataError)):
+            db.session.commit()
+        db.session.rollback()

@@ -52,6 +52,7 @@ ADMIN_PAGES = [
     "/admin/invoices/",
     "/admin/support/",
     "/admin/vies/",
+    "/admin/renewal-off/",
     "/admin/audit/",
     "/admin/webhooks/",
     "/admin/actions/account/2",

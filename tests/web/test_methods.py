@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from portal import demo
 from portal.infra.extensions import db
-from portal.infra.models import PaymentMethod, Subscription, User
+from portal.infra.models import PaymentMethod, RenewalOff, Subscription, User
 from tests.conftest import csrf_token
 
 TODAY = dt.date(2026, 11, 26)
@@ -317,3 +317,76 @@ def test_auto_renewal_is_switched_off_from_my_package_after_a_confirmation(app, 
     assert auto_renew(app) is False
     assert "/payment-methods/auto-renew/off" not in text(standard.get("/package"))
     assert standard.get("/payment-methods/auto-renew/off").status_code == 303
+
+
+def off_answers(app) -> list[tuple[int, str, str | None]]:
+    with app.app_context():
+        return [
+            (row.account_id, row.reason, row.detail)
+            for row in db.session.scalars(select(RenewalOff).order_by(RenewalOff.id))
+        ]
+
+
+def switch_off_with(client, **answer: str):
+    token = csrf_token(client, "/payment-methods/auto-renew/off")
+    return client.post(
+        "/payment-methods/auto-renew/off",
+        data={"csrf_token": token, "auto_renew": "off", **answer},
+    )
+
+
+def test_switching_off_from_my_package_asks_why_and_keeps_the_answer_for_staff(app, standard):
+    save_visa(app)
+    page = text(standard.get("/payment-methods/auto-renew/off"))
+    assert "Dlaczego ją wyłączasz? (opcjonalnie)" in page
+    assert 'name="reason" value="too_expensive"' in page and 'name="detail"' in page
+    response = switch_off_with(standard, reason="too_expensive", detail=" Za drogo\x00 dla nas ")
+    assert response.status_code == 303 and response.location.endswith("/package")
+    assert auto_renew(app) is False
+    assert off_answers(app) == [(account_id(app), "too_expensive", "Za drogo dla nas")]
+    package = text(standard.get("/package"))
+    assert (
+        "Automatyczne odnawianie jest wyłączone. Twoje konto zostanie zawieszone 16 grudnia 2026."
+        in package
+    )
+
+
+def test_the_why_is_optional_and_free_text_alone_counts_as_another_reason(app, standard):
+    save_visa(app)
+    assert switch_off_with(standard).status_code == 303
+    assert auto_renew(app) is False
+    assert off_answers(app) == []  # no answer, nothing stored
+    with app.app_context():
+        db.session.execute(sa.update(Subscription).values(auto_renew=True))
+        db.session.commit()
+    assert switch_off_with(standard, detail="Zamykamy firmę").status_code == 303
+    assert off_answers(app) == [(account_id(app), "other", "Zamykamy firmę")]
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ({"reason": "cheaper_elsewhere"}, "Wybierz jeden z podanych powodów albo żaden."),
+        ({"reason": "other", "detail": "x" * 501}, "Napisz nam to w najwyżej 500 znakach."),
+    ],
+    ids=["unknown-reason", "too-long"],
+)
+def test_a_bad_answer_is_explained_and_changes_nothing(app, standard, answer, message):
+    save_visa(app)
+    response = switch_off_with(standard, **answer)
+    assert response.status_code == 422
+    page = text(response)
+    assert message in page
+    assert "x" * 500 in page or "detail" not in answer  # what was written is kept
+    assert auto_renew(app) is True
+    assert off_answers(app) == []
+
+
+def test_switching_off_with_a_reason_needs_the_csrf_token(app, standard):
+    save_visa(app)
+    response = standard.post(
+        "/payment-methods/auto-renew/off", data={"auto_renew": "off", "reason": "temporary"}
+    )
+    assert response.status_code == 400
+    assert auto_renew(app) is True
+    assert off_answers(app) == []
