@@ -317,12 +317,16 @@ ANSWER_REFUSALS = {
 @bp.route("/auto-renew/off", methods=("GET", "POST"))
 @login_required
 def confirm_auto_renew_off() -> ResponseReturnValue:
-    """Switching auto-renewal off from My package: the exact date and what is kept first,
-    with an optional "why?"; the answer is stored with the switch, for staff."""
+    """Switching auto-renewal off (from My package or Payment methods): the exact date and
+    what is kept first, with an optional "why?"; the answer is stored with the switch, for
+    staff."""
     account = current_account()
     sub = account.subscription
+    # Asked from Payment methods (its switch links here) or from My package: back there.
+    back = "methods" if request.values.get("back") == "methods" else None
+    back_url = url_for("methods.page") if back else url_for("account.package")
     if not sub.is_paid or not sub.auto_renew or sub.period_end is None:
-        return redirect(url_for("account.package"), code=303)
+        return redirect(back_url, code=303)
     error = None
     if request.method == "POST":
         try:
@@ -354,10 +358,12 @@ def confirm_auto_renew_off() -> ResponseReturnValue:
                 ),
                 "success",
             )
-            return redirect(url_for("account.package"), code=303)
+            return redirect(back_url, code=303)
     return render_template(
         "methods/auto_renew_off.html",
         sub=sub,
+        back=back,
+        back_url=back_url,
         reasons=OFF_REASONS,
         error=error,
         chosen=request.form.get("reason", ""),

@@ -45,6 +45,13 @@ def test_auto_renewal_off_warns_suspends_and_paying_reactivates(
     section = me.page.locator("#auto-renew")
     expect(section.get_by_role("status")).to_contain_text(t("On"))
     section.get_by_role("button", name=t("Switch auto-renewal off"), exact=True).click()
+    # It asks first (the date, what is kept, an optional "why?"), then comes back.
+    expect(me.heading()).to_have_text(t("Switch auto-renewal off"))
+    me.page.get_by_label(t("We only needed it for a while")).check()
+    me.page.get_by_role("main").get_by_role(
+        "button", name=t("Switch auto-renewal off"), exact=True
+    ).click()
+    expect(me.heading()).to_have_text(t("Payment methods"))
     expect(section.get_by_role("status")).to_have_text(
         exactly(
             t("Off")

@@ -390,3 +390,23 @@ def test_switching_off_with_a_reason_needs_the_csrf_token(app, standard):
     assert response.status_code == 400
     assert auto_renew(app) is True
     assert off_answers(app) == []
+
+
+def test_the_switch_on_payment_methods_asks_first_and_comes_back_there(app, standard):
+    """Payment methods' "Switch auto-renewal off" is a link to the same question My package
+    asks (the date, what is kept, why); answering lands back on Payment methods."""
+    save_visa(app)
+    page = text(standard.get("/payment-methods"))
+    assert 'href="/payment-methods/auto-renew/off?back=methods"' in page
+    assert 'name="auto_renew" value="off"' not in page  # no switch that skips the question
+    asking = text(standard.get("/payment-methods/auto-renew/off?back=methods"))
+    assert 'name="back" value="methods"' in asking
+    assert 'href="/payment-methods">' in asking  # "Keep auto-renewal on" goes back there
+    token = csrf_token(standard, "/payment-methods/auto-renew/off?back=methods")
+    response = standard.post(
+        "/payment-methods/auto-renew/off",
+        data={"csrf_token": token, "back": "methods", "reason": "temporary"},
+    )
+    assert response.status_code == 303 and response.location.endswith("/payment-methods")
+    assert auto_renew(app) is False
+    assert off_answers(app)[-1][1] == "temporary"
