@@ -89,6 +89,10 @@ _LABELS: dict[str, dict[str, str]] = {
             "tabela nr {table})"
         ),
         "note": "Uwagi",
+        "customer_copy": (
+            "Kopia dla klienta z notatką. Wystawiona faktura pozostaje bez zmian; "
+            "notatka nabywcy nie jest jej częścią."
+        ),
         "buyer_before": "Dane nabywcy przed korektą",
         "buyer_after": "Dane nabywcy po korekcie",
         "amounts_unchanged": (
@@ -135,6 +139,10 @@ _LABELS: dict[str, dict[str, str]] = {
             "table no. {table})"
         ),
         "note": "Note",
+        "customer_copy": (
+            "Customer copy with note. The issued invoice stays unchanged; the buyer's note "
+            "is not part of it."
+        ),
         "buyer_before": "Buyer's data before the correction",
         "buyer_after": "Buyer's data after the correction",
         "amounts_unchanged": (
@@ -298,12 +306,13 @@ def _table(
             table.row(values, style=style)
 
 
-def render_pdf(doc: InvoiceDocument) -> bytes:
-    """The invoice as a plain PDF (no XML yet): see :func:`render` for the Factur-X file."""
-    return bytes(_layout(doc).output())
+def render_pdf(doc: InvoiceDocument, *, customer_copy: bool = False) -> bytes:
+    """The invoice as a plain PDF (no XML yet): see :func:`render` for the Factur-X file.
+    A ``customer_copy`` is marked as such under the title."""
+    return bytes(_layout(doc, customer_copy=customer_copy).output())
 
 
-def _layout(doc: InvoiceDocument) -> _InvoicePDF:
+def _layout(doc: InvoiceDocument, *, customer_copy: bool = False) -> _InvoicePDF:
     labels = _labels(doc)
     pdf = _InvoicePDF()
     # A fixed creation date (the issue date) keeps two renderings byte-comparable.
@@ -324,6 +333,8 @@ def _layout(doc: InvoiceDocument) -> _InvoicePDF:
     pdf.set_font(FONT_FAMILY, "B", 18)
     pdf.cell(0, 9, labels[_TITLES[doc.kind]], new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.text_line(f"{labels['number']} {clean_text(doc.number)}", size=12, bold=True, h=6)
+    if customer_copy:
+        pdf.text_line(labels["customer_copy"], bold=True)
     pdf.ln(1)
     last_day = periods.last_day(doc.period_start, doc.period_end)
     for key, value in (
@@ -503,3 +514,10 @@ def render(doc: InvoiceDocument) -> tuple[bytes, bytes]:
     """``(pdf_with_xml, xml)`` of one document: what the issuing code stores."""
     xml = to_cii_xml(doc)
     return embed_facturx(render_pdf(doc), xml, lang=_locale(doc)), xml
+
+
+def render_customer_copy(doc: InvoiceDocument, issued_xml: bytes) -> bytes:
+    """The customer's copy of an issued document with the note of ``doc`` printed on it,
+    marked as a copy, carrying the issued XML byte for byte: the issued document (its
+    PDF and XML) is never rendered again (DESIGN.md section 2)."""
+    return embed_facturx(render_pdf(doc, customer_copy=True), issued_xml, lang=_locale(doc))

@@ -20,6 +20,9 @@ from portal.rules import vat
 
 # The fields printed on an invoice, in the order of the form.
 FIELDS = ("company_name", "street", "postcode", "city", "country", "vat_number", "invoice_email")
+# What an invoice cannot be issued without (DESIGN.md section 2): the buyer's country and
+# address, a consumer's too. The postcode is not among them: some countries have none.
+REQUIRED_FOR_INVOICE = ("company_name", "street", "city", "country")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,15 @@ class Saved:
 
 def snapshot(billing: BillingInfo) -> dict[str, Any]:
     return {name: getattr(billing, name) for name in FIELDS}
+
+
+def missing_for_invoice(billing: BillingInfo | None) -> tuple[str, ...]:
+    """The fields of :data:`REQUIRED_FOR_INVOICE` that ``billing`` lacks (all without it)."""
+    if billing is None:
+        return REQUIRED_FOR_INVOICE
+    return tuple(
+        name for name in REQUIRED_FOR_INVOICE if not (getattr(billing, name) or "").strip()
+    )
 
 
 def find(account_id: int) -> BillingInfo | None:

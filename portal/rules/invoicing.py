@@ -3,9 +3,9 @@
 Every settled payment issues exactly one invoice (the database refuses a second one for
 the same payment). The number comes from a counter per seller, series and year that is
 incremented in the issuing transaction, so a rolled-back issue leaves no gap. The
-document is rendered once and stored; a customer's note re-renders it and keeps the
-earlier rendering. Documents are in the account's language: the buyer reads them, and
-Polish law accepts an invoice in a foreign language.
+document is rendered once and stored, never replaced; a note saved later goes on a
+customer copy marked as such (set_note). Documents are in the account's language: the
+buyer reads them, and Polish law accepts an invoice in a foreign language.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ SERIES_SUFFIX = {
 NOTE_LIMIT = 1000
 
 Renderer = Callable[[InvoiceDocument], tuple[bytes, bytes]]  # -> (PDF with XML, XML)
+CopyRenderer = Callable[[InvoiceDocument, bytes], bytes]  # (with a note, issued XML) -> PDF
 RateSource = Callable[[str, str, dt.date], Any]  # get_exchange_rate(base, quote, on_date)
 
 
@@ -119,8 +120,13 @@ def seller_party(seller: Mapping[str, str]) -> Party:
 
 
 def buyer_party(account: Account) -> Party:
+    """The buyer as the invoice names them; InvoiceRefused without a country: no buyer is
+    ever taken for a Polish one (payments require the country, so only data changed
+    outside the portal's forms meet this, and the invoice waits for the next run)."""
     billing = account.billing_info
-    country = billing.country or "PL"
+    country = billing.country
+    if not country:
+        raise InvoiceRefused("buyer_country_missing")
     vat_id = billing.vat_number
     if vat_id and not vat_id[:2].isalpha():
         vat_id = ("EL" if country == "GR" else country) + vat_id
@@ -510,11 +516,10 @@ def _store_documents(
     if invoice is None or bytes(invoice.xml) != UNRENDERED:  # stored while we waited
         db.session.rollback()
         return False
-    pdf, xml = render(doc or from_content(invoice.content, invoice.note))
+    note = issued_note(invoice)  # as issued, whatever note was saved since
+    pdf, xml = render(doc or from_content(invoice.content, note))
     invoice.xml = xml
-    db.session.add(
-        InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=invoice.note, rendered_at=now)
-    )
+    db.session.add(InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=note, rendered_at=now))
     mail.queue(
         invoice.account_id, "invoice", key=f"invoice-{invoice.id}", now=now, invoice_id=invoice.id
     )
@@ -536,7 +541,7 @@ def documents(invoice: Invoice) -> tuple[bytes, bytes]:
     same documents rendered now (only the PDF's own timestamps differ from the copy the run
     stores), without writing anything: a download never waits for the run."""
     if bytes(invoice.xml) == UNRENDERED:
-        return app_renderer()(from_content(invoice.content, invoice.note))
+        return app_renderer()(from_content(invoice.content, issued_note(invoice)))
     pdf = latest_pdf(invoice.id)
     assert pdf is not None, f"invoice {invoice.id} has its XML but no PDF"
     return pdf, bytes(invoice.xml)
@@ -569,19 +574,23 @@ def render_missing(*, now: dt.datetime) -> int:
     return done
 
 
-def set_note(*, invoice: Invoice, note: str | None, render: Renderer, now: dt.datetime) -> Invoice:
-    """Print a note on the invoice; the fiscal content stays as issued.
+def set_note(
+    *, invoice: Invoice, note: str | None, render_copy: CopyRenderer, now: dt.datetime
+) -> Invoice:
+    """Print a note on the customer's copy of the invoice; the issued document never changes.
 
-    Two renderings at most are kept: the issued document (the first) and the latest one
-    with a note, which a new note replaces; storage does not grow with every save.
+    The issued PDF (the first rendering) and XML stay byte for byte as they were issued and
+    sent (DESIGN.md section 2). A note saved after issue goes on a customer copy, marked as
+    such, that carries the issued XML: the download gives that copy (R11), and the original
+    stays downloadable. A note entered before issue (carried over from an earlier invoice)
+    is printed on the invoice itself. Two renderings at most are kept: the issued one and
+    the latest copy, which a new note replaces; a note set back to the issued one (or
+    removed, when the invoice had none) drops the copy.
     """
     cleaned = clean_note(note)
-    ensure_rendered(invoice, now=now)  # the first rendering, and its e-mail, come first
+    ensure_rendered(invoice, now=now)  # the issued rendering, and its e-mail, come first
     if cleaned == invoice.note:
         return invoice
-    pdf, xml = render(from_content(invoice.content, cleaned))
-    invoice.note = cleaned
-    invoice.xml = xml  # the same fiscal content, now with the note among its notes
     renderings = list(
         db.session.scalars(
             select(InvoiceRendering)
@@ -589,17 +598,44 @@ def set_note(*, invoice: Invoice, note: str | None, render: Renderer, now: dt.da
             .order_by(InvoiceRendering.id)
         )
     )
-    if len(renderings) > 1:  # the issued document stays; the annotated one is replaced
-        latest = renderings[-1]
-        latest.pdf, latest.note, latest.rendered_at = pdf, cleaned, now
-        for older in renderings[1:-1]:  # left by earlier versions, which kept every one
-            db.session.delete(older)
+    invoice.note = cleaned
+    copies = renderings[1:]
+    if cleaned == issued_note(invoice):  # what was issued is what the customer wants again
+        for copy in copies:
+            db.session.delete(copy)
     else:
-        db.session.add(
-            InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=cleaned, rendered_at=now)
-        )
+        pdf = render_copy(from_content(invoice.content, cleaned), bytes(invoice.xml))
+        if copies:
+            latest = copies[-1]
+            latest.pdf, latest.note, latest.rendered_at = pdf, cleaned, now
+            for older in copies[:-1]:  # left by earlier versions, which kept every one
+                db.session.delete(older)
+        else:
+            db.session.add(
+                InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=cleaned, rendered_at=now)
+            )
     db.session.commit()
     return invoice
+
+
+def issued_note(invoice: Invoice) -> str | None:
+    """The note printed on the invoice as issued (None for most)."""
+    note = invoice.content.get("note")
+    return str(note) if note else None
+
+
+def issued_pdf(invoice: Invoice) -> bytes:
+    """The PDF as issued (the first rendering), never a customer copy with a note."""
+    if bytes(invoice.xml) == UNRENDERED:
+        return app_renderer()(from_content(invoice.content, issued_note(invoice)))[0]
+    pdf = db.session.scalar(
+        select(InvoiceRendering.pdf)
+        .where(InvoiceRendering.invoice_id == invoice.id)
+        .order_by(InvoiceRendering.id)
+        .limit(1)
+    )
+    assert pdf is not None, f"invoice {invoice.id} has its XML but no PDF"
+    return bytes(pdf)
 
 
 def issued_event(invoice: Invoice) -> InvoiceIssued:
@@ -619,6 +655,12 @@ def app_renderer() -> Renderer:
     from portal.documents.pdf import render
 
     return render
+
+
+def app_copy_renderer() -> CopyRenderer:
+    from portal.documents.pdf import render_customer_copy
+
+    return render_customer_copy
 
 
 def app_rates() -> RateSource:
@@ -666,7 +708,7 @@ def issue_now(payment_id: int, *, now: dt.datetime) -> Invoice | None:
             now=now,
             today=local_today(now),
         )
-    except ProviderError as exc:
+    except (ProviderError, InvoiceRefused) as exc:
         db.session.rollback()
         log.warning("invoice for payment %s postponed: %s", payment_id, exc)
         return None

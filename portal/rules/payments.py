@@ -46,7 +46,7 @@ from portal.plugin_api.contracts import (
     SubscriptionChanged,
     SubscriptionState,
 )
-from portal.rules import orders
+from portal.rules import billing_info, orders
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.money import Money
 
@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 TAX_CHANGED = "tax_changed"
 #: Why an order cannot be paid any more: it is past its expiry.
 ORDER_EXPIRED = "order_expired"
+# The billing data lack the country or address an invoice needs: nothing is charged.
+BILLING_DATA_MISSING = "billing_data_missing"
 
 #: R8: cards we take (and PayPal). Anything else is refused, and refunded if captured.
 ACCEPTED_BRANDS = frozenset({"visa", "mastercard", "paypal"})
@@ -233,6 +235,9 @@ def start(
         raise PaymentRefused("order_closed")
     if now >= order.expires_at:
         raise PaymentRefused(ORDER_EXPIRED)
+    if billing_info.missing_for_invoice(billing_info.find(order.account_id)):
+        db.session.commit()
+        raise PaymentRefused(BILLING_DATA_MISSING)
     if not tax_still_holds(order):
         # Placed from other buyer data: cancelled, with any session it opened (DESIGN.md 2).
         db.session.commit()

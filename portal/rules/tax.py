@@ -30,6 +30,10 @@ class VatRatesError(ValueError):
     """The VAT rates file is malformed; the message names the key."""
 
 
+class BuyerCountryMissing(ValueError):
+    """The buyer has no country: no VAT can be decided, and no invoice issued."""
+
+
 class TaxTreatment(StrEnum):
     DOMESTIC = "domestic"  # the seller's rate
     REVERSE_CHARGE = "reverse_charge"  # EU business buyer with a VIES-valid VAT id: 0 %
@@ -86,13 +90,16 @@ def decide(
 ) -> TaxDecision:
     """The VAT treatment of a sale of services on ``on``.
 
-    A buyer of unknown country (None or blank) is taxed as domestic: charging the
-    seller's VAT is the safe side until billing information says otherwise.
+    A buyer of unknown country (None or blank) raises :class:`BuyerCountryMissing`: the
+    seller's country is never assumed (DESIGN.md section 2, no invoice without the buyer's
+    country), so the checkout asks for it before Pay.
     """
     seller = country_code(seller_country)
     if not rates.is_member(seller):
         raise ValueError(f"the seller's country {seller} is not an EU member state")
-    buyer = country_code(buyer_country) if buyer_country and buyer_country.strip() else seller
+    if not buyer_country or not buyer_country.strip():
+        raise BuyerCountryMissing("the buyer's country is not known")
+    buyer = country_code(buyer_country)
     if buyer == seller:
         return TaxDecision(TaxTreatment.DOMESTIC, rates.rate(seller, on), seller)
     if not rates.is_member(buyer):

@@ -72,7 +72,8 @@ def test_the_invoice_of_a_purchase_is_listed_downloaded_annotated_and_emailed(
     note = t.pick("Zamówienie nr ZK/4711, dział rowerów", "Purchase order PO-4711, bike unit")
     new.get_by_role("link", name=t("Add note"), exact=True).click()
     field = me.page.get_by_role(
-        "textbox", name=t("Note printed on this invoice (at most %(num)d characters)", num=1000)
+        "textbox",
+        name=t("Note printed on your copy of this invoice (at most %(num)d characters)", num=1000),
     )
     field.fill(note)
     me.page.get_by_role("button", name=t("Save note"), exact=True).click()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+from hashlib import sha256
 
 import pytest
 from facturx import get_xml_from_pdf, xml_check_xsd
 from pypdf import PdfReader
 from sqlalchemy import delete, func, select, update
 
+from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import Invoice, InvoiceRendering, InvoiceSequence, Payment, utcnow
 from portal.rules import invoicing
@@ -77,7 +79,7 @@ def test_a_settled_payment_issues_one_invoice(app, standard, transfer24, smtp):
     )
     lines = invoice.content["lines"]
     assert [line["net"]["minor"] for line in lines] == [44500, -17800]  # package, credit
-    assert invoice.content["buyer"]["name"] == "Sklep Rowerowy Szprycha"
+    assert invoice.content["buyer"]["name"] == "Sklep Rowerowy Szprycha Sp. z o.o."
     with app.app_context():  # issuing again for the same payment does nothing
         payment_id = db.session.scalar(select(Payment.id))
         assert invoicing.issue_now(payment_id, now=utcnow()) is None
@@ -137,6 +139,51 @@ def test_a_note_is_printed_on_the_invoice_and_the_earlier_rendering_kept(app, st
         invoice.total_minor,
         invoice.content,
     )
+
+
+def test_a_note_never_changes_the_issued_document_it_goes_on_a_marked_customer_copy(
+    app, standard, transfer24, smtp
+):
+    """Issue 23, point 8: the issued PDF and XML stay byte for byte as issued and sent; the
+    download gives the customer copy with the note (R11), marked as such, carrying the issued
+    XML; the original stays downloadable; a note taken back drops the copy."""
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    base = f"/invoices/{invoice.public_id}"
+    [message] = smtp.messages
+    [sent] = [p.get_payload(decode=True) for p in message.walk() if p.get_filename()]
+    issued_pdf, issued_xml = standard.get(base + ".pdf").data, standard.get(base + ".xml").data
+    assert sha256(issued_pdf).digest() == sha256(sent).digest()
+    assert "Kopia dla klienta" not in pdf_text(issued_pdf)
+
+    assert note(standard, invoice, "PO 4711").status_code == 200
+    copy = standard.get(base + ".pdf").data
+    printed = pdf_text(copy)
+    assert "PO 4711" in printed and "Kopia dla klienta z notatką" in printed
+    _name, embedded = get_xml_from_pdf(copy, check_xsd=False)
+    assert embedded == issued_xml  # the copy carries the issued XML, unchanged
+    original = standard.get(base + "/issued.pdf")
+    assert original.status_code == 200
+    assert sha256(original.data).digest() == sha256(issued_pdf).digest()
+    assert sha256(standard.get(base + ".xml").data).digest() == sha256(issued_xml).digest()
+    with app.app_context():
+        [stored] = db.session.scalars(select(Invoice)).all()
+        assert bytes(stored.xml) == issued_xml
+    row = text(standard.get("/invoices"))
+    assert f'href="{base}/issued.pdf"' in row
+
+    assert note(standard, invoice, "").status_code == 200  # taken back: the issued one again
+    assert standard.get(base + ".pdf").data == issued_pdf
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(InvoiceRendering)) == 1
+
+
+def test_the_issued_pdf_of_another_account_is_not_found(app, standard, transfer24, auth):
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    auth.logout()
+    assert auth.login("free@demo.example.com", demo.PASSWORD).status_code == 302
+    assert standard.get(f"/invoices/{invoice.public_id}/issued.pdf").status_code == 404
 
 
 def test_a_downloaded_pdf_is_revalidated_so_a_note_added_later_reaches_the_customer(

@@ -99,6 +99,13 @@ def subscribe(
         )
         assert user.account is not None
         account_id = user.account.id
+        billing = user.account.billing_info  # the first purchase asked for them
+        billing.street, billing.postcode, billing.city, billing.country = (
+            "ul. Długa 5",
+            "80-831",
+            "Gdańsk",
+            "PL",
+        )
         package = catalogue.package(PackageCode.STANDARD)
         sub = user.account.subscription
         sub.package = PackageCode.STANDARD.value
