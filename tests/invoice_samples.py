@@ -15,6 +15,7 @@ from portal.documents.invoice import (
     DocumentLine,
     InvoiceDocument,
     Party,
+    Totals,
     VatCategory,
     VatInPln,
 )
@@ -170,15 +171,19 @@ CORRECTION = replace(
     issue_date=dt.date(2026, 3, 9),
     buyer_before=PL_BUYER,
 )
-CREDIT_NOTE = document(
-    "FK/2026/03/0002",
-    currency="PLN",
-    language="pl",
-    buyer=PL_BUYER,
-    lines=[("Zwrot za niewykorzystany okres 10.03.2026–31.03.2026", "1", "70.97")],
-    kind=DocumentKind.CREDIT_NOTE,
-    corrects=("FV/2026/03/0001", dt.date(2026, 3, 2)),
-    correction_reason="Zwrot płatności",
+CREDIT_NOTE = replace(
+    document(
+        "FK/2026/03/0002",
+        currency="PLN",
+        language="pl",
+        buyer=PL_BUYER,
+        lines=[("Zwrot za niewykorzystany okres 10.03.2026–31.03.2026", "1", "70.97")],
+        kind=DocumentKind.CREDIT_NOTE,
+        corrects=("FV/2026/03/0001", dt.date(2026, 3, 2)),
+        correction_reason="Zwrot płatności",
+    ),
+    # The corrected invoice: 99.00 net at 23 % (art. 106j: before, after, difference).
+    totals_before=Totals(Money(9900, "PLN"), Money(2277, "PLN"), Money(12177, "PLN")),
 )
 CREDIT_LINES = document(
     "FV/2026/03/0006",

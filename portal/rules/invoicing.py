@@ -27,6 +27,7 @@ from portal.documents.invoice import (
     DocumentLine,
     InvoiceDocument,
     Party,
+    Totals,
     VatCategory,
     VatInPln,
 )
@@ -320,6 +321,7 @@ def from_content(content: Mapping[str, Any], note: str | None) -> InvoiceDocumen
     pln = content.get("vat_in_pln")
     corrects = content.get("corrects")
     before = content.get("buyer_before")
+    totals_before = content.get("totals_before")
     return InvoiceDocument(
         number=content["number"],
         kind=DocumentKind(content["kind"]),
@@ -362,6 +364,13 @@ def from_content(content: Mapping[str, Any], note: str | None) -> InvoiceDocumen
         if pln
         else None,
         buyer_before=Party(**before) if before else None,
+        totals_before=Totals(
+            net=money(totals_before["net"]),
+            vat=money(totals_before["vat"]),
+            total=money(totals_before["total"]),
+        )
+        if totals_before
+        else None,
     )
 
 
@@ -808,6 +817,10 @@ def _issue_linked(
     original = from_content(original_row.content, None)
     if kind is InvoiceKind.CORRECTION and "buyer" in changes:
         changes.setdefault("buyer_before", original.buyer)  # art. 106j ust. 2: before, after
+    if kind is InvoiceKind.CREDIT_NOTE:  # art. 106j: the amounts before and after, per rate
+        changes.setdefault(
+            "totals_before", Totals(original.net_total, original.vat_total, original.total)
+        )
     series = seller.get("invoice_series", "FV") + SERIES_SUFFIX[kind]
     seq = next_number(original_row.seller_key, series, today.year)
     number = format_number(series, today.year, seq)
