@@ -9,6 +9,7 @@ the change applied. A new VAT number is checked at once (R15).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -63,6 +64,17 @@ def missing_for_invoice(billing: BillingInfo | None) -> tuple[str, ...]:
         return REQUIRED_FOR_INVOICE
     return tuple(
         name for name in REQUIRED_FOR_INVOICE if not (getattr(billing, name) or "").strip()
+    )
+
+
+def new_taxable_person(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Whether a change names another taxable person or may change the tax treatment:
+    another country, or a VAT number added, removed or replaced. That is no correction of
+    the buyer's data (art. 106j ust. 2): the last invoice is corrected to zero and issued
+    again to the new buyer."""
+    return any(
+        (before.get(name) or None) != (after.get(name) or None)
+        for name in ("country", "vat_number")
     )
 
 

@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask_babel import force_locale, gettext, ngettext
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.documents.invoice import (
@@ -48,7 +48,7 @@ from portal.infra.models import (
     latest_pdf,
 )
 from portal.plugin_api.contracts import InvoiceIssued, ProviderError
-from portal.rules import dates, periods
+from portal.rules import billing_info, dates, periods
 from portal.rules.money import Money
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ NOTE_LIMIT = 1000
 Renderer = Callable[[InvoiceDocument], tuple[bytes, bytes]]  # -> (PDF with XML, XML)
 CopyRenderer = Callable[[InvoiceDocument, bytes], bytes]  # (with a note, issued XML) -> PDF
 RateSource = Callable[[str, str, dt.date], Any]  # get_exchange_rate(base, quote, on_date)
+TaxOf = Callable[[Account, dt.date], tuple[str, Decimal]]  # (treatment, rate) on a sale date
 
 
 class InvoiceRefused(Exception):
@@ -766,11 +767,16 @@ def correct_buyer(
     render: Renderer,
     now: dt.datetime,
     today: dt.date,
+    tax: TaxOf | None = None,
 ) -> Invoice | None:
     """R12: the last invoice gets a correcting invoice with the new buyer data.
 
     The original never changes; the correction is a new document in its own series,
     linked to it, with the same amounts and the reason. Earlier invoices stay as issued.
+    Another country or VAT number is another taxable person or tax treatment, not a data
+    correction (issue 23, point 4): the last invoice is corrected to zero by a credit note
+    and a new invoice is issued to the new buyer (:func:`_reissue`); ``tax`` decides its
+    VAT. Answers the last document issued.
     """
     change = db.session.get(BillingChange, change_id, with_for_update=True, populate_existing=True)
     if change is None or change.applied_at is not None or not change.apply_to_last_invoice:
@@ -787,6 +793,10 @@ def correct_buyer(
         return None
     account = db.session.get(Account, change.account_id)
     assert account is not None
+    if billing_info.new_taxable_person(change.before, change.after):
+        if tax is None:
+            raise ValueError("a change of the taxable person needs the tax decision")
+        return _reissue(last, account, seller=seller, render=render, now=now, today=today, tax=tax)
     return _issue_linked(
         last,
         InvoiceKind.CORRECTION,
@@ -809,6 +819,7 @@ def _issue_linked(
     today: dt.date,
     reason: Callable[[], str],
     amounts: tuple[int, int, int] | None = None,
+    commit: bool = True,
     **changes: Any,
 ) -> Invoice:
     """A new document in ``kind``'s own series, linked to the original, with its amounts
@@ -862,28 +873,163 @@ def _issue_linked(
     db.session.add(linked)
     db.session.flush()
     db.session.add(InvoiceRendering(invoice_id=linked.id, pdf=pdf, rendered_at=now))
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return linked
 
 
+def _reissue(
+    last: Invoice,
+    account: Account,
+    *,
+    seller: Mapping[str, str],
+    render: Renderer,
+    now: dt.datetime,
+    today: dt.date,
+    tax: TaxOf,
+) -> Invoice:
+    """The last invoice corrected to zero (a credit note of all of it) and issued again,
+    under the next number of the invoice series, to the buyer as the billing data now name
+    them, with the VAT their data decide on the original sale date. The price paid stays
+    what it was: the gross amount is split again at the new rate when the rate differs.
+    Both documents and both numbers are committed together (gapless)."""
+    original = from_content(last.content, None)
+    buyer = buyer_party(account)
+    treatment, rate = tax(account, original.sale_date)
+    category = CATEGORY[treatment]
+    rate = rate if category is VatCategory.STANDARD else Decimal(0)
+    series = seller.get("invoice_series", "FV") + SERIES_SUFFIX[InvoiceKind.INVOICE]
+    seq = next_number(last.seller_key, series, today.year)
+    number = format_number(series, today.year, seq)
+    same_rate = category is original.vat_category and rate == original.vat_rate
+    cur = original.currency
+    lines, net, vat = original.lines, original.net_total, original.vat_total
+    with force_locale(original.language):
+        exemption = _exemption(category)
+        if not same_rate:  # the price paid, split again at the new rate, on one line
+            try:
+                net_minor, vat_minor = split_gross(original.total.minor, rate)
+            except SplitRefused:
+                net_minor = int(
+                    (Decimal(original.total.minor) / (1 + rate)).to_integral_value(ROUND_HALF_UP)
+                )
+                vat_minor = original.total.minor - net_minor
+            net, vat = Money(net_minor, cur), Money(vat_minor, cur)
+            description = "; ".join(
+                line.description for line in original.lines if line.net.minor > 0
+            )
+            lines = (
+                DocumentLine(
+                    position=1,
+                    description=description,
+                    quantity=Decimal(1),
+                    unit_price=net,
+                    net=net,
+                ),
+            )
+        reason = str(
+            gettext(
+                "Invoice issued to another buyer (another country or VAT number): corrected to "
+                "zero and issued again as invoice %(number)s to the buyer's new data.",
+                number=number,
+            )
+        )
+    pln = original.vat_in_pln
+    if pln is not None:
+        pln = replace(pln, amount=Money(vat.minor, "PLN") * pln.rate) if vat.minor else None
+    _issue_linked(
+        last,
+        InvoiceKind.CREDIT_NOTE,
+        seller=seller,
+        render=render,
+        now=now,
+        today=today,
+        reason=lambda: reason,
+        commit=False,
+    )
+    doc = replace(
+        original,
+        number=number,
+        kind=DocumentKind.INVOICE,
+        issue_date=today,
+        buyer=buyer,
+        lines=lines,
+        vat_category=category,
+        vat_rate=rate,
+        net_total=net,
+        vat_total=vat,
+        total=original.total,
+        paid=original.total,
+        exemption_reason=exemption,
+        corrects=None,
+        correction_reason=None,
+        note=None,
+        vat_in_pln=pln,
+        buyer_before=None,
+        totals_before=None,
+    )
+    pdf, xml = render(doc)
+    reissued = Invoice(
+        public_id=secrets.token_hex(16),
+        account_id=last.account_id,
+        seller_key=last.seller_key,
+        series=series,
+        year=today.year,
+        seq=seq,
+        number=number,
+        kind=InvoiceKind.INVOICE.value,
+        issue_date=today,
+        sale_date=last.sale_date,
+        currency=cur,
+        language=last.language,
+        net_minor=net.minor,
+        vat_minor=vat.minor,
+        total_minor=original.total.minor,
+        content=to_content(doc),
+        xml=xml,
+        created_at=now,
+    )
+    db.session.add(reissued)
+    db.session.flush()
+    db.session.add(InvoiceRendering(invoice_id=reissued.id, pdf=pdf, rendered_at=now))
+    db.session.commit()
+    return reissued
+
+
 def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
-    """The app's call after a billing change: issue, announce and send the correction."""
+    """The app's call after a billing change: issue, announce and send the correction (or
+    the credit note to zero and the invoice issued again, for another taxable person)."""
 
     from flask import current_app
 
     from portal.plugin_api.registry import registry
+    from portal.rules import orders
 
-    correction = correct_buyer(
+    pricing = orders.current_pricing()
+
+    def tax(account: Account, on: dt.date) -> tuple[str, Decimal]:
+        decision = orders.tax_decision(pricing, account.billing_info, on)
+        return decision.treatment.value, decision.rate
+
+    before = db.session.scalar(select(func.max(Invoice.id)))
+    latest = correct_buyer(
         change_id=change_id,
         seller=current_app.config["SELLER"],
         render=app_renderer(),
         now=now,
         today=local_today(now),
+        tax=tax,
     )
-    if correction is not None:
-        registry().hook.invoice_issued(event=issued_event(correction))
-        send(correction, now=now)
-    return correction
+    if latest is not None:
+        issued = db.session.scalars(
+            select(Invoice)
+            .where(Invoice.account_id == latest.account_id, Invoice.id > (before or 0))
+            .order_by(Invoice.id)
+        ).all()
+        for document in issued:
+            registry().hook.invoice_issued(event=issued_event(document))
+            send(document, now=now)
+    return latest
 
 
 def issue_credit_note(

@@ -15,6 +15,7 @@ from portal.infra.extensions import db
 from portal.infra.models import Invoice, InvoiceRendering, InvoiceSequence, Payment, utcnow
 from portal.rules import invoicing
 from tests.conftest import at_once, csrf_token
+from tests.documents.test_facturx import schematron
 from tests.rules.test_payments import (  # the third party's transfer plugin drives the payments
     THIRD_PARTY,
     back_from_bank,
@@ -545,3 +546,54 @@ def test_a_refused_note_is_not_echoed_in_full(app, standard, transfer24):
     assert response.status_code == 422
     assert "N" * (invoicing.NOTE_LIMIT + 101) not in text(response)
     assert "N" * 100 in text(response)
+
+
+def test_another_country_is_not_a_data_correction_the_invoice_is_reissued(
+    app, standard, transfer24, smtp
+):
+    """Issue 23, point 4: another country makes another taxable person and tax treatment.
+    The page says so before saving; the last invoice is corrected to zero by a credit note
+    and issued again, under the next number of its series, to the new buyer, with the VAT of
+    the new country and the price paid unchanged."""
+    assert "corrected to zero" in text(standard.get("/billing")) or (
+        "skorygowana do zera" in text(standard.get("/billing"))
+    )
+    buy(standard, transfer24)
+    [last] = invoices(app)
+    data = {
+        "csrf_token": csrf_token(standard, "/billing"),
+        "company_name": "Szprycha s.r.o.",
+        "street": "Vodičkova 41",
+        "postcode": "110 00",
+        "city": "Praha",
+        "country": "CZ",
+        "vat_number": "",
+        "invoice_email": "faktury@example.com",
+        "apply_to_last_invoice": "y",
+    }
+    response = standard.post("/billing", data=data)
+    assert response.status_code == 303
+    page = text(standard.get("/billing"))
+    assert "skorygowana do zera" in page
+    last_after, credit, reissued = invoices(app)
+    assert last_after.content == last.content  # the issued invoice never changes
+    assert credit.kind == "credit_note" and credit.corrects_id == last.id
+    assert credit.total_minor == last.total_minor  # corrected to zero: all of it
+    assert credit.content["totals_before"]["total"]["minor"] == last.total_minor
+    assert reissued.number in credit.content["correction_reason"]
+    series, year, seq = last.number.split("/")
+    assert reissued.kind == "invoice" and reissued.number == f"{series}/{year}/{int(seq) + 1:06d}"
+    assert reissued.content["buyer"]["country"] == "CZ"
+    assert reissued.content["buyer"]["name"] == "Szprycha s.r.o."
+    assert reissued.total_minor == last.total_minor  # the price paid stays
+    assert reissued.content["vat_rate"] == "0.21"  # a Czech consumer: Czech VAT
+    assert reissued.net_minor + reissued.vat_minor == reissued.total_minor
+    for invoice in (credit, reissued):
+        xml = standard.get(f"/invoices/{invoice.public_id}.xml").data
+        assert xml_check_xsd(xml, flavor="factur-x", level="en16931")
+        assert schematron().failures(xml) == []
+    printed = pdf_text(standard.get(f"/invoices/{reissued.public_id}.pdf").data)
+    assert "Szprycha s.r.o." in printed and "21%" in printed
+    subjects = [m["Subject"] for m in smtp.messages]
+    assert any(credit.number in s for s in subjects)
+    assert any(reissued.number in s for s in subjects)
