@@ -63,7 +63,9 @@ class DocumentLine:
 
 @dataclass(frozen=True)
 class VatInPln:
-    """A Polish seller's foreign-currency invoice also states the VAT in PLN (art. 106e)."""
+    """A Polish seller's foreign-currency invoice also states the VAT in PLN (art. 106e); a
+    Czech seller's, in CZK at the ČNB rate (§ 4 odst. 5 ZDPH): ``amount`` is in that
+    currency, whatever the name."""
 
     amount: Money  # PLN
     rate: Decimal  # PLN per one unit of the invoice currency

@@ -89,6 +89,8 @@ _LABELS: dict[str, dict[str, str]] = {
             "tabela nr {table})"
         ),
         "note": "Uwagi",
+        "vat_in_czk": "Kwota VAT w CZK: {amount} (kurs ČNB {rate} CZK z dnia {date}, nr {table})",
+        "tax_point": "Data otrzymania zapłaty (obowiązek podatkowy)",
         "col_net_correction": "Wartość netto korekty",
         "before_correction": "Przed korektą",
         "after_correction": "Po korekcie",
@@ -144,6 +146,8 @@ _LABELS: dict[str, dict[str, str]] = {
             "table no. {table})"
         ),
         "note": "Note",
+        "vat_in_czk": "VAT in CZK: {amount} (ČNB exchange rate {rate} CZK of {date}, no. {table})",
+        "tax_point": "Date payment was received (tax point)",
         "col_net_correction": "Net amount of the correction",
         "before_correction": "Before the correction",
         "after_correction": "After the correction",
@@ -349,7 +353,12 @@ def _layout(doc: InvoiceDocument, *, customer_copy: bool = False) -> _InvoicePDF
     last_day = periods.last_day(doc.period_start, doc.period_end)
     for key, value in (
         ("issue_date", _date(doc, doc.issue_date)),
-        ("sale_date", _date(doc, doc.sale_date)),
+        # A payment received after the period began (a renewal paid on a retry day) is the
+        # tax point (prepayment, art. 19a ust. 8): the date is named as what it is.
+        (
+            "sale_date" if doc.sale_date <= doc.period_start else "tax_point",
+            _date(doc, doc.sale_date),
+        ),
         ("period", f"{_date(doc, doc.period_start)} – {_date(doc, last_day)}"),
     ):
         pdf.text_line(f"{labels[key]}: {value}")
@@ -401,7 +410,8 @@ def _layout(doc: InvoiceDocument, *, customer_copy: bool = False) -> _InvoicePDF
         pdf.text_line(clean_text(reason), bold=True)
     if doc.vat_in_pln is not None:
         info = doc.vat_in_pln
-        text = labels["vat_in_pln"].format(
+        key = "vat_in_czk" if info.amount.currency == "CZK" else "vat_in_pln"
+        text = labels[key].format(
             amount=info.amount.format(_locale(doc)),
             rate=_number(doc, info.rate, "0.0000##"),
             date=_date(doc, info.rate_date),

@@ -237,12 +237,17 @@ def build_document(
     note: str | None = None,
     corrects: tuple[str, dt.date] | None = None,
     reason: str | None = None,
+    tax_point: dt.date | None = None,
 ) -> InvoiceDocument:
-    """The invoice for a paid order, in ``language`` (raises ProviderError without a rate)."""
+    """The invoice for a paid order, in ``language`` (raises ProviderError without a rate).
+    ``tax_point`` is the day a renewal was paid when later than its period's start (a retry
+    day): the sale date and the exchange rate's date then follow the payment (art. 19a
+    ust. 8, art. 31a: a prepayment's tax point is the day it is received)."""
     record = order.quote
     category = CATEGORY[order.tax_treatment]
     cur = order.currency
-    sale_date = dt.date.fromisoformat(record["period_start"])
+    period_start = dt.date.fromisoformat(record["period_start"])
+    sale_date = tax_point or period_start
     with force_locale(language):
         lines = _lines(order, language)
         exemption = _exemption(category)
@@ -266,13 +271,30 @@ def build_document(
             table=rate.table or "",
             rate_date=rate.effective_date,
         )
+    # § 4 odst. 5 ZDPH: a Czech seller's foreign-currency invoice states its Czech VAT in CZK
+    # at the ČNB rate of the tax-point day. Not OSS VAT, nor where none is due.
+    if (
+        seller["country"] == "CZ"
+        and cur != "CZK"
+        and order.tax_treatment == "domestic"
+        and vat.minor
+    ):
+        rate = rates(cur, "CZK", sale_date)
+        if rate is None:
+            raise ProviderError(f"no CZK exchange rate for {cur} on {sale_date}", retryable=True)
+        vat_in_pln = VatInPln(
+            amount=Money(vat.minor, "CZK") * rate.rate,
+            rate=rate.rate,
+            table=rate.table or "",
+            rate_date=rate.effective_date,
+        )
     total = Money(order.total_minor, cur)
     return InvoiceDocument(
         number=number,
         kind=kind,
         issue_date=issue_date,
         sale_date=sale_date,
-        period_start=sale_date,
+        period_start=period_start,
         period_end=dt.date.fromisoformat(record["period_end"]),
         currency=cur,
         language=language,
@@ -388,7 +410,25 @@ def clean_note(text: str | None) -> str | None:
     return cleaned or None
 
 
-def _rate_asked_first(payment_id: int, seller: Mapping[str, str], rates: RateSource) -> RateSource:
+def _tax_point(
+    order: Order, payment_id: int, day_of: Callable[[dt.datetime], dt.date] | None
+) -> dt.date | None:
+    """The day a renewal was paid, when later than its period's start (a retry day)."""
+    if day_of is None or not order.idempotency_key.startswith("renewal-"):
+        return None
+    settled = db.session.scalar(select(Payment.settled_at).where(Payment.id == payment_id))
+    if settled is None:
+        return None
+    paid_on = day_of(settled)
+    return paid_on if paid_on > dt.date.fromisoformat(order.quote["period_start"]) else None
+
+
+def _rate_asked_first(
+    payment_id: int,
+    seller: Mapping[str, str],
+    rates: RateSource,
+    day_of: Callable[[dt.datetime], dt.date] | None = None,
+) -> RateSource:
     """The rate source, asked before the payment's row is claimed: a rate source is an
     outside service, and no transaction stays open across its call (security issue,
     point 8). The invoice then takes the rate from this answer; a question it did not
@@ -397,8 +437,12 @@ def _rate_asked_first(payment_id: int, seller: Mapping[str, str], rates: RateSou
         select(Order).join(Payment, Payment.order_id == Order.id).where(Payment.id == payment_id)
     )
     question = None
-    if isinstance(order, Order) and seller["country"] == "PL" and order.currency != "PLN":
-        question = (order.currency, "PLN", dt.date.fromisoformat(order.quote["period_start"]))
+    national = {"PL": "PLN", "CZ": "CZK"}.get(seller["country"])
+    if isinstance(order, Order) and national and order.currency != national:
+        day = _tax_point(order, payment_id, day_of) or dt.date.fromisoformat(
+            order.quote["period_start"]
+        )
+        question = (order.currency, national, day)
     db.session.rollback()  # nothing was written: the read ends before the call
     answers: dict[tuple[str, str, dt.date], Any] = {}
     if question is not None:
@@ -422,10 +466,13 @@ def issue_for_payment(
     rates: RateSource,
     now: dt.datetime,
     today: dt.date,
+    day_of: Callable[[dt.datetime], dt.date] | None = None,
 ) -> Invoice | None:
     """Issue the invoice of a settled payment, once. ``None`` when it already exists or
-    another issuer holds the payment (it is issuing this invoice now)."""
-    rates = _rate_asked_first(payment_id, seller, rates)
+    another issuer holds the payment (it is issuing this invoice now). ``day_of`` gives the
+    calendar day of a moment (the portal's time zone): a renewal paid on a retry day takes
+    its tax point from it."""
+    rates = _rate_asked_first(payment_id, seller, rates, day_of)
     # The payment's row is the claim: many runners walk the same list of due invoices, and
     # each renders only those it holds (the unique payment_id would refuse a second one,
     # but only after its PDF was rendered in vain).
@@ -466,6 +513,7 @@ def issue_for_payment(
         language=language,
         rates=rates,
         note=note,
+        tax_point=_tax_point(order, payment.id, day_of),
     )
     # The counter's row stays locked until the commit (gapless numbers), so the number is
     # taken in a transaction of its own, with the invoice: no PDF is rendered under the
@@ -717,6 +765,7 @@ def issue_now(payment_id: int, *, now: dt.datetime) -> Invoice | None:
             rates=app_rates(),
             now=now,
             today=local_today(now),
+            day_of=local_today,
         )
     except (ProviderError, InvoiceRefused) as exc:
         db.session.rollback()

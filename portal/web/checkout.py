@@ -252,6 +252,8 @@ def _status(form: Form) -> int:
     (the live summary swaps 422 in, so the reason replaces the previous price)."""
     if form.forged:
         return 400
+    if form.billing_needed and request.method == "GET":
+        return 200  # the page opens fine: it asks for the billing data before Pay
     return 422 if form.errors else 200
 
 
