@@ -941,7 +941,8 @@ def _reissue(
     under the next number of the invoice series, to the buyer as the billing data now name
     them, with the VAT their data decide on the original sale date. The price paid stays
     what it was: the gross amount is split again at the new rate when the rate differs.
-    Both documents and both numbers are committed together (gapless)."""
+    Both documents and both numbers are committed together (gapless). The new invoice
+    points at the one it replaces (``corrects_id``, kind ``invoice``)."""
     original = from_content(last.content, None)
     buyer = buyer_party(account)
     treatment, rate = tax(account, original.sale_date)
@@ -1027,6 +1028,7 @@ def _reissue(
         seq=seq,
         number=number,
         kind=InvoiceKind.INVOICE.value,
+        corrects_id=last.id,  # issued again for it: a refund of the payment credits this one
         issue_date=today,
         sale_date=last.sale_date,
         currency=cur,

@@ -69,6 +69,7 @@ class ListRow(NamedTuple):
     status: str
     refundable: bool  # the invoice of the payment a refund may be asked for (R14)
     note: str | None
+    reissue: bool = False  # an invoice issued again for ``corrects`` (another buyer)
 
 
 def list_rows(
@@ -99,6 +100,7 @@ def list_rows(
             and i.payment_id == refund_payment
             and i.kind == "invoice",
             note=i.note,
+            reissue=i.kind == "invoice" and i.corrects_id is not None,
         )
         for i in invoices
     ]

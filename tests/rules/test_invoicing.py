@@ -597,3 +597,11 @@ def test_another_country_is_not_a_data_correction_the_invoice_is_reissued(
     subjects = [m["Subject"] for m in smtp.messages]
     assert any(credit.number in s for s in subjects)
     assert any(reissued.number in s for s in subjects)
+    assert reissued.corrects_id == last.id
+    assert f"wystawiona ponownie za {last.number}" in text(standard.get("/invoices"))
+    # A refund of the payment (R14) then credits the invoice issued again.
+    with app.app_context():
+        from portal.rules.refunds import _invoice_of
+
+        payment = db.session.get(Payment, last.payment_id)
+        assert _invoice_of(payment).id == reissued.id
