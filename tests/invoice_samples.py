@@ -225,6 +225,28 @@ CZ_SELLER = Party(
     email="faktury@pakiet.example",
 )
 CZECH_SELLER = replace(REVERSE_CHARGE, number="FV/2026/03/0008", seller=CZ_SELLER)
+# A Czech seller's domestic sale in EUR: Czech VAT, stated in CZK at the ČNB rate (§ 4 odst. 5
+# ZDPH); BT-6 is CZK and BT-111 the CZK amount.
+_CZ_EUR = replace(
+    document(
+        "FV/2026/03/0009",
+        currency="EUR",
+        language="en",
+        buyer=replace(PL_BUYER, name="Kavárna s.r.o.", country="CZ", vat_id="CZ25596641"),
+        lines=[("Pro package: 2 agents", "2", "31.50")],
+        rate="0.21",
+    ),
+    seller=CZ_SELLER,
+)
+CZECH_SELLER_CZK = replace(
+    _CZ_EUR,
+    vat_in_pln=VatInPln(
+        amount=Money(_CZ_EUR.vat_total.minor, "CZK") * Decimal("25.125"),
+        rate=Decimal("25.125"),
+        table="42",
+        rate_date=dt.date(2026, 2, 27),
+    ),
+)
 
 ALL = {
     "domestic": DOMESTIC,
@@ -237,4 +259,5 @@ ALL = {
     "credit_lines": CREDIT_LINES,
     "eur_with_pln_vat": EUR_WITH_PLN_VAT,
     "czech_seller": CZECH_SELLER,
+    "czech_seller_czk": CZECH_SELLER_CZK,
 }
