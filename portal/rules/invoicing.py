@@ -60,6 +60,8 @@ SERIES_SUFFIX = {
     InvoiceKind.CREDIT_NOTE: "KN",
 }
 NOTE_LIMIT = 1000
+#: The seller's own currency, in which a foreign-currency invoice also states its VAT.
+NATIONAL_CURRENCY = {"PL": "PLN", "CZ": "CZK"}
 
 Renderer = Callable[[InvoiceDocument], tuple[bytes, bytes]]  # -> (PDF with XML, XML)
 CopyRenderer = Callable[[InvoiceDocument, bytes], bytes]  # (with a note, issued XML) -> PDF
@@ -437,7 +439,7 @@ def _rate_asked_first(
         select(Order).join(Payment, Payment.order_id == Order.id).where(Payment.id == payment_id)
     )
     question = None
-    national = {"PL": "PLN", "CZ": "CZK"}.get(seller["country"])
+    national = NATIONAL_CURRENCY.get(seller["country"])
     if isinstance(order, Order) and national and order.currency != national:
         day = _tax_point(order, payment_id, day_of) or dt.date.fromisoformat(
             order.quote["period_start"]
@@ -817,6 +819,7 @@ def correct_buyer(
     now: dt.datetime,
     today: dt.date,
     tax: TaxOf | None = None,
+    national_rate: Any = None,
 ) -> Invoice | None:
     """R12: the last invoice gets a correcting invoice with the new buyer data.
 
@@ -825,7 +828,8 @@ def correct_buyer(
     Another country or VAT number is another taxable person or tax treatment, not a data
     correction (issue 23, point 4): the last invoice is corrected to zero by a credit note
     and a new invoice is issued to the new buyer (:func:`_reissue`); ``tax`` decides its
-    VAT. Answers the last document issued.
+    VAT, ``national_rate`` (asked before, outside any transaction) the rate of its VAT in the
+    seller's currency when the original had none. Answers the last document issued.
     """
     change = db.session.get(BillingChange, change_id, with_for_update=True, populate_existing=True)
     if change is None or change.applied_at is not None or not change.apply_to_last_invoice:
@@ -845,7 +849,16 @@ def correct_buyer(
     if billing_info.new_taxable_person(change.before, change.after):
         if tax is None:
             raise ValueError("a change of the taxable person needs the tax decision")
-        return _reissue(last, account, seller=seller, render=render, now=now, today=today, tax=tax)
+        return _reissue(
+            last,
+            account,
+            seller=seller,
+            render=render,
+            now=now,
+            today=today,
+            tax=tax,
+            national_rate=national_rate,
+        )
     return _issue_linked(
         last,
         InvoiceKind.CORRECTION,
@@ -936,6 +949,7 @@ def _reissue(
     now: dt.datetime,
     today: dt.date,
     tax: TaxOf,
+    national_rate: Any = None,
 ) -> Invoice:
     """The last invoice corrected to zero (a credit note of all of it) and issued again,
     under the next number of the invoice series, to the buyer as the billing data now name
@@ -984,9 +998,21 @@ def _reissue(
                 number=number,
             )
         )
-    pln = original.vat_in_pln
-    if pln is not None:
-        pln = replace(pln, amount=Money(vat.minor, "PLN") * pln.rate) if vat.minor else None
+    # The VAT in the seller's currency (art. 106e ust. 11, § 4 odst. 5 ZDPH) only where the
+    # seller's own VAT is due in another currency, at the rate of the original sale date.
+    pln = None
+    national = NATIONAL_CURRENCY.get(seller["country"])
+    if treatment == "domestic" and vat.minor and national and cur != national:
+        if original.vat_in_pln is not None:
+            known = original.vat_in_pln
+            pln = replace(known, amount=Money(vat.minor, national) * known.rate)
+        elif national_rate is not None:
+            pln = VatInPln(
+                amount=Money(vat.minor, national) * national_rate.rate,
+                rate=national_rate.rate,
+                table=national_rate.table or "",
+                rate_date=national_rate.effective_date,
+            )
     _issue_linked(
         last,
         InvoiceKind.CREDIT_NOTE,
@@ -1062,14 +1088,35 @@ def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
         decision = orders.tax_decision(pricing, account.billing_info, on)
         return decision.treatment.value, decision.rate
 
+    seller = current_app.config["SELLER"]
+    national_rate = None
+    national = NATIONAL_CURRENCY.get(seller["country"])
+    change = db.session.get(BillingChange, change_id)
+    last = (
+        db.session.execute(
+            select(Invoice.currency, Invoice.sale_date)
+            .where(Invoice.account_id == change.account_id, Invoice.kind == InvoiceKind.INVOICE)
+            .order_by(Invoice.id.desc())
+            .limit(1)
+        ).first()
+        if change is not None and billing_info.new_taxable_person(change.before, change.after)
+        else None
+    )
     before = db.session.scalar(select(func.max(Invoice.id)))
+    db.session.rollback()  # the reads end before the rate source is asked
+    if last is not None and national and last.currency != national:
+        try:
+            national_rate = app_rates()(last.currency, national, last.sale_date)
+        except ProviderError as exc:  # the invoice issued again then lacks the line
+            log.warning("no %s rate for the invoice issued again: %s", national, exc)
     latest = correct_buyer(
         change_id=change_id,
-        seller=current_app.config["SELLER"],
+        seller=seller,
         render=app_renderer(),
         now=now,
         today=local_today(now),
         tax=tax,
+        national_rate=national_rate,
     )
     if latest is not None:
         issued = db.session.scalars(
