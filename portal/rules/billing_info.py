@@ -9,7 +9,6 @@ the change applied. A new VAT number is checked at once (R15).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,9 +20,6 @@ from portal.rules import vat
 
 # The fields printed on an invoice, in the order of the form.
 FIELDS = ("company_name", "street", "postcode", "city", "country", "vat_number", "invoice_email")
-# What an invoice cannot be issued without (DESIGN.md section 2): the buyer's country and
-# address, a consumer's too. The postcode is not among them: some countries have none.
-REQUIRED_FOR_INVOICE = ("company_name", "street", "city", "country")
 
 
 @dataclass(frozen=True)
@@ -56,26 +52,6 @@ class Saved:
 
 def snapshot(billing: BillingInfo) -> dict[str, Any]:
     return {name: getattr(billing, name) for name in FIELDS}
-
-
-def missing_for_invoice(billing: BillingInfo | None) -> tuple[str, ...]:
-    """The fields of :data:`REQUIRED_FOR_INVOICE` that ``billing`` lacks (all without it)."""
-    if billing is None:
-        return REQUIRED_FOR_INVOICE
-    return tuple(
-        name for name in REQUIRED_FOR_INVOICE if not (getattr(billing, name) or "").strip()
-    )
-
-
-def new_taxable_person(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
-    """Whether a change names another taxable person or may change the tax treatment:
-    another country, or a VAT number added, removed or replaced. That is no correction of
-    the buyer's data (art. 106j ust. 2): the last invoice is corrected to zero and issued
-    again to the new buyer."""
-    return any(
-        (before.get(name) or None) != (after.get(name) or None)
-        for name in ("country", "vat_number")
-    )
 
 
 def find(account_id: int) -> BillingInfo | None:

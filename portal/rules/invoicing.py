@@ -48,8 +48,9 @@ from portal.infra.models import (
     latest_pdf,
 )
 from portal.plugin_api.contracts import InvoiceIssued, ProviderError
-from portal.rules import billing_info, dates, periods
+from portal.rules import dates, periods
 from portal.rules.money import Money
+from portal.rules.tax import new_taxable_person
 
 log = logging.getLogger(__name__)
 
@@ -846,7 +847,7 @@ def correct_buyer(
         return None
     account = db.session.get(Account, change.account_id)
     assert account is not None
-    if billing_info.new_taxable_person(change.before, change.after):
+    if new_taxable_person(change.before, change.after):
         if tax is None:
             raise ValueError("a change of the taxable person needs the tax decision")
         return _reissue(
@@ -1099,7 +1100,7 @@ def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
             .order_by(Invoice.id.desc())
             .limit(1)
         ).first()
-        if change is not None and billing_info.new_taxable_person(change.before, change.after)
+        if change is not None and new_taxable_person(change.before, change.after)
         else None
     )
     before = db.session.scalar(select(func.max(Invoice.id)))

@@ -21,10 +21,15 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.infra.extensions import db
 from portal.infra.models import Account, BillingInfo, Order, OrderStatus, Subscription
-from portal.rules import billing_info
 from portal.rules.catalogue import Catalogue, PackageCode, Period
 from portal.rules.pricing import ChangeRefused, Current, Quote, RefusalReason, Selection, quote
-from portal.rules.tax import BuyerCountryMissing, TaxDecision, VatRates, decide
+from portal.rules.tax import (
+    BuyerCountryMissing,
+    TaxDecision,
+    VatRates,
+    decide,
+    missing_for_invoice,
+)
 
 ORDER_LIFETIME = dt.timedelta(minutes=30)
 
@@ -128,7 +133,7 @@ def quote_for(
 ) -> tuple[Quote, TaxDecision]:
     """The quote for ``selection`` on ``today`` (raises ``pricing.ChangeRefused``, also
     when the billing data lack what an invoice needs: nothing is sold without them)."""
-    if billing_info.missing_for_invoice(account.billing_info):
+    if missing_for_invoice(account.billing_info):
         raise ChangeRefused(RefusalReason.BILLING_DATA_MISSING)
     decision = tax_decision(pricing, account.billing_info, today)
     result = quote(

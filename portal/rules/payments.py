@@ -46,9 +46,10 @@ from portal.plugin_api.contracts import (
     SubscriptionChanged,
     SubscriptionState,
 )
-from portal.rules import billing_info, orders
+from portal.rules import orders
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.money import Money
+from portal.rules.tax import missing_for_invoice
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,10 @@ def start(
         raise PaymentRefused("order_closed")
     if now >= order.expires_at:
         raise PaymentRefused(ORDER_EXPIRED)
-    if billing_info.missing_for_invoice(billing_info.find(order.account_id)):
+    billing = db.session.scalar(
+        select(BillingInfo).where(BillingInfo.account_id == order.account_id)
+    )
+    if missing_for_invoice(billing):
         db.session.commit()
         raise PaymentRefused(BILLING_DATA_MISSING)
     if not tax_still_holds(order):

@@ -51,6 +51,32 @@ class TaxDecision:
     country: str | None
 
 
+# What an invoice cannot be issued without (DESIGN.md section 2): the buyer's country and
+# address, a consumer's too. The postcode is not among them: some countries have none.
+REQUIRED_FOR_INVOICE = ("company_name", "street", "city", "country")
+
+
+def missing_for_invoice(billing: Any) -> tuple[str, ...]:
+    """The fields of :data:`REQUIRED_FOR_INVOICE` that ``billing`` (the account's billing
+    information, or None) lacks: all of them without it."""
+    if billing is None:
+        return REQUIRED_FOR_INVOICE
+    return tuple(
+        name for name in REQUIRED_FOR_INVOICE if not (getattr(billing, name) or "").strip()
+    )
+
+
+def new_taxable_person(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Whether a change of billing data names another taxable person or may change the tax
+    treatment: another country, or a VAT number added, removed or replaced. That is no
+    correction of the buyer's data (art. 106j ust. 2): the last invoice is corrected to
+    zero and issued again to the new buyer."""
+    return any(
+        (before.get(name) or None) != (after.get(name) or None)
+        for name in ("country", "vat_number")
+    )
+
+
 def country_code(code: str) -> str:
     """The ISO 3166 code for a country code or VAT-number prefix (EL -> GR, XI -> GB)."""
     normalised = code.strip().upper()
