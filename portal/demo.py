@@ -3,7 +3,8 @@
 Two steps. :func:`load` (``flask demo-data``) creates the accounts: Free, Standard (monthly,
 3 agents, PLN, started 10 days ago) and Pro (yearly, 8 agents, 1,500 conversations, EUR,
 started 100 days ago), with their subscriptions as they stand; the tests build on exactly
-that. :func:`complete` (run by ``scripts/devserver.py`` once the emulators are up, so the
+that, and with the billing country and address (no VAT number yet: it needs VIES).
+:func:`complete` (run by ``scripts/devserver.py`` once the emulators are up, so the
 VIES check and the NBP rate of an invoice can be had) makes the demo tell the truth: every
 account gets its billing information (country, address; Pro a VAT number VIES confirms),
 and every paid account the purchase that started its current period: a Visa saved at
@@ -187,6 +188,8 @@ def load(catalogue: Catalogue, *, today: dt.date) -> int:
             role=Role.CUSTOMER,
             confirmed=True,
         )
+        if login.billing is not None:
+            _address(user.account, login.billing)
         if login.email.startswith("standard@"):
             _paid(
                 user,
@@ -251,9 +254,19 @@ def _purchase_time(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(9, 0), tzinfo=zone).astimezone(dt.UTC)
 
 
+def _address(account: Account | None, data: DemoBilling) -> None:
+    """The buyer's country and address, without the VAT number (which :func:`complete`
+    saves once VIES can check it): nothing is sold without them (issue 23, point 5)."""
+    assert account is not None and account.billing_info is not None
+    billing = account.billing_info
+    billing.company_name, billing.street = data.company_name, data.street
+    billing.postcode, billing.city, billing.country = data.postcode, data.city, data.country
+
+
 def _billing(account: Account, data: DemoBilling, now: dt.datetime) -> bool:
     """Billing information as the customer would have saved it (VAT number checked)."""
-    if account.billing_info is not None and account.billing_info.country:
+    billing = account.billing_info
+    if billing is not None and billing.country and billing.vat_number == data.vat_number:
         return False
     billing_info.save(
         account_id=account.id,

@@ -15,6 +15,7 @@ from portal.documents.invoice import (
     DocumentLine,
     InvoiceDocument,
     Party,
+    Totals,
     VatCategory,
     VatInPln,
 )
@@ -170,15 +171,19 @@ CORRECTION = replace(
     issue_date=dt.date(2026, 3, 9),
     buyer_before=PL_BUYER,
 )
-CREDIT_NOTE = document(
-    "FK/2026/03/0002",
-    currency="PLN",
-    language="pl",
-    buyer=PL_BUYER,
-    lines=[("Zwrot za niewykorzystany okres 10.03.2026–31.03.2026", "1", "70.97")],
-    kind=DocumentKind.CREDIT_NOTE,
-    corrects=("FV/2026/03/0001", dt.date(2026, 3, 2)),
-    correction_reason="Zwrot płatności",
+CREDIT_NOTE = replace(
+    document(
+        "FK/2026/03/0002",
+        currency="PLN",
+        language="pl",
+        buyer=PL_BUYER,
+        lines=[("Zwrot za niewykorzystany okres 10.03.2026–31.03.2026", "1", "70.97")],
+        kind=DocumentKind.CREDIT_NOTE,
+        corrects=("FV/2026/03/0001", dt.date(2026, 3, 2)),
+        correction_reason="Zwrot płatności",
+    ),
+    # The corrected invoice: 99.00 net at 23 % (art. 106j: before, after, difference).
+    totals_before=Totals(Money(9900, "PLN"), Money(2277, "PLN"), Money(12177, "PLN")),
 )
 CREDIT_LINES = document(
     "FV/2026/03/0006",
@@ -220,6 +225,28 @@ CZ_SELLER = Party(
     email="faktury@pakiet.example",
 )
 CZECH_SELLER = replace(REVERSE_CHARGE, number="FV/2026/03/0008", seller=CZ_SELLER)
+# A Czech seller's domestic sale in EUR: Czech VAT, stated in CZK at the ČNB rate (§ 4 odst. 5
+# ZDPH); BT-6 is CZK and BT-111 the CZK amount.
+_CZ_EUR = replace(
+    document(
+        "FV/2026/03/0009",
+        currency="EUR",
+        language="en",
+        buyer=replace(PL_BUYER, name="Kavárna s.r.o.", country="CZ", vat_id="CZ25596641"),
+        lines=[("Pro package: 2 agents", "2", "31.50")],
+        rate="0.21",
+    ),
+    seller=CZ_SELLER,
+)
+CZECH_SELLER_CZK = replace(
+    _CZ_EUR,
+    vat_in_pln=VatInPln(
+        amount=Money(_CZ_EUR.vat_total.minor, "CZK") * Decimal("25.125"),
+        rate=Decimal("25.125"),
+        table="42",
+        rate_date=dt.date(2026, 2, 27),
+    ),
+)
 
 ALL = {
     "domestic": DOMESTIC,
@@ -232,4 +259,5 @@ ALL = {
     "credit_lines": CREDIT_LINES,
     "eur_with_pln_vat": EUR_WITH_PLN_VAT,
     "czech_seller": CZECH_SELLER,
+    "czech_seller_czk": CZECH_SELLER_CZK,
 }

@@ -128,6 +128,10 @@ def vat_in_pln_note(doc: InvoiceDocument) -> str | None:
     rate = decimal_text(info.rate)
     date = info.rate_date.isoformat()
     pln = amount_text(info.amount)
+    if info.amount.currency == "CZK":  # a Czech seller (§ 4 odst. 5 ZDPH): the ČNB rate
+        if doc.language == "pl":
+            return f"Kwota VAT w CZK: {pln} CZK (kurs ČNB {rate} z dnia {date}, nr {info.table})"
+        return f"VAT in CZK: {pln} CZK (ČNB rate {rate} of {date}, fixing no. {info.table})"
     if doc.language == "pl":
         return (
             f"Kwota VAT w PLN: {pln} PLN (kurs średni NBP {rate} z dnia {date}, "
@@ -264,7 +268,8 @@ def to_cii_xml(doc: InvoiceDocument) -> bytes:
     _date(event, "ram:OccurrenceDateTime", doc.sale_date)  # BT-72, the date of supply
 
     settlement = _sub(transaction, "ram:ApplicableHeaderTradeSettlement")
-    tax_currency = "PLN" if doc.vat_in_pln is not None and doc.currency != "PLN" else None
+    national = doc.vat_in_pln.amount.currency if doc.vat_in_pln is not None else None
+    tax_currency = national if national and doc.currency != national else None
     if tax_currency:
         _sub(settlement, "ram:TaxCurrencyCode", tax_currency)  # BT-6
     _sub(settlement, "ram:InvoiceCurrencyCode", doc.currency)

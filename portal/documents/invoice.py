@@ -63,12 +63,23 @@ class DocumentLine:
 
 @dataclass(frozen=True)
 class VatInPln:
-    """A Polish seller's foreign-currency invoice also states the VAT in PLN (art. 106e)."""
+    """A Polish seller's foreign-currency invoice also states the VAT in PLN (art. 106e); a
+    Czech seller's, in CZK at the ČNB rate (§ 4 odst. 5 ZDPH): ``amount`` is in that
+    currency, whatever the name."""
 
     amount: Money  # PLN
     rate: Decimal  # PLN per one unit of the invoice currency
     table: str  # e.g. "231/A/NBP/2026"
     rate_date: dt.date
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Net, VAT and gross at the document's one rate (a corrected invoice's, art. 106j)."""
+
+    net: Money
+    vat: Money
+    total: Money
 
 
 @dataclass(frozen=True)
@@ -104,10 +115,25 @@ class InvoiceDocument:
     # A correction of the buyer's data (art. 106j ust. 2): the buyer as the corrected
     # invoice named them; ``buyer`` is the buyer after the correction.
     buyer_before: Party | None = None
+    # A credit note (art. 106j ust. 2 pkt 5): the corrected invoice's amounts at its rate, so
+    # the document shows them before and after the correction beside the difference. Its
+    # lines and totals are the difference (positive here and in the XML, whose type code 381
+    # carries the sign; the PDF prints them with a minus).
+    totals_before: Totals | None = None
 
     @property
     def is_data_correction(self) -> bool:
         return self.kind is DocumentKind.CORRECTION and self.buyer_before is not None
+
+    @property
+    def totals_after(self) -> Totals | None:
+        """A credit note's amounts after the correction (the corrected ones less its own)."""
+        before = self.totals_before
+        if before is None:
+            return None
+        return Totals(
+            before.net - self.net_total, before.vat - self.vat_total, before.total - self.total
+        )
 
     @property
     def type_code(self) -> str:

@@ -89,6 +89,17 @@ _LABELS: dict[str, dict[str, str]] = {
             "tabela nr {table})"
         ),
         "note": "Uwagi",
+        "vat_in_czk": "Kwota VAT w CZK: {amount} (kurs ČNB {rate} CZK z dnia {date}, nr {table})",
+        "tax_point": "Data otrzymania zapłaty (obowiązek podatkowy)",
+        "col_net_correction": "Wartość netto korekty",
+        "before_correction": "Przed korektą",
+        "after_correction": "Po korekcie",
+        "difference": "Korekta (różnica)",
+        "total_correction": "Razem korekta brutto",
+        "customer_copy": (
+            "Kopia dla klienta z notatką. Wystawiona faktura pozostaje bez zmian; "
+            "notatka nabywcy nie jest jej częścią."
+        ),
         "buyer_before": "Dane nabywcy przed korektą",
         "buyer_after": "Dane nabywcy po korekcie",
         "amounts_unchanged": (
@@ -135,6 +146,17 @@ _LABELS: dict[str, dict[str, str]] = {
             "table no. {table})"
         ),
         "note": "Note",
+        "vat_in_czk": "VAT in CZK: {amount} (ČNB exchange rate {rate} CZK of {date}, no. {table})",
+        "tax_point": "Date payment was received (tax point)",
+        "col_net_correction": "Net amount of the correction",
+        "before_correction": "Before the correction",
+        "after_correction": "After the correction",
+        "difference": "Correction (difference)",
+        "total_correction": "Total of the correction",
+        "customer_copy": (
+            "Customer copy with note. The issued invoice stays unchanged; the buyer's note "
+            "is not part of it."
+        ),
         "buyer_before": "Buyer's data before the correction",
         "buyer_after": "Buyer's data after the correction",
         "amounts_unchanged": (
@@ -298,12 +320,13 @@ def _table(
             table.row(values, style=style)
 
 
-def render_pdf(doc: InvoiceDocument) -> bytes:
-    """The invoice as a plain PDF (no XML yet): see :func:`render` for the Factur-X file."""
-    return bytes(_layout(doc).output())
+def render_pdf(doc: InvoiceDocument, *, customer_copy: bool = False) -> bytes:
+    """The invoice as a plain PDF (no XML yet): see :func:`render` for the Factur-X file.
+    A ``customer_copy`` is marked as such under the title."""
+    return bytes(_layout(doc, customer_copy=customer_copy).output())
 
 
-def _layout(doc: InvoiceDocument) -> _InvoicePDF:
+def _layout(doc: InvoiceDocument, *, customer_copy: bool = False) -> _InvoicePDF:
     labels = _labels(doc)
     pdf = _InvoicePDF()
     # A fixed creation date (the issue date) keeps two renderings byte-comparable.
@@ -324,11 +347,18 @@ def _layout(doc: InvoiceDocument) -> _InvoicePDF:
     pdf.set_font(FONT_FAMILY, "B", 18)
     pdf.cell(0, 9, labels[_TITLES[doc.kind]], new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.text_line(f"{labels['number']} {clean_text(doc.number)}", size=12, bold=True, h=6)
+    if customer_copy:
+        pdf.text_line(labels["customer_copy"], bold=True)
     pdf.ln(1)
     last_day = periods.last_day(doc.period_start, doc.period_end)
     for key, value in (
         ("issue_date", _date(doc, doc.issue_date)),
-        ("sale_date", _date(doc, doc.sale_date)),
+        # A payment received after the period began (a renewal paid on a retry day) is the
+        # tax point (prepayment, art. 19a ust. 8): the date is named as what it is.
+        (
+            "sale_date" if doc.sale_date <= doc.period_start else "tax_point",
+            _date(doc, doc.sale_date),
+        ),
         ("period", f"{_date(doc, doc.period_start)} – {_date(doc, last_day)}"),
     ):
         pdf.text_line(f"{labels[key]}: {value}")
@@ -367,6 +397,35 @@ def _layout(doc: InvoiceDocument) -> _InvoicePDF:
         _note(pdf, doc)
         return pdf
 
+    if doc.kind is DocumentKind.CREDIT_NOTE:
+        _credit_amounts(pdf, doc)
+    else:
+        _amounts(pdf, doc)
+
+    if doc.payment_means:
+        means = labels.get(f"means_{doc.payment_means}", doc.payment_means)
+        pdf.text_line(f"{labels['payment_means']}: {clean_text(means)}")
+    reason = exemption_reason(doc)
+    if reason:
+        pdf.text_line(clean_text(reason), bold=True)
+    if doc.vat_in_pln is not None:
+        info = doc.vat_in_pln
+        key = "vat_in_czk" if info.amount.currency == "CZK" else "vat_in_pln"
+        text = labels[key].format(
+            amount=info.amount.format(_locale(doc)),
+            rate=_number(doc, info.rate, "0.0000##"),
+            date=_date(doc, info.rate_date),
+            table=clean_text(info.table),
+        )
+        pdf.text_line(text)
+
+    _note(pdf, doc)
+    return pdf
+
+
+def _amounts(pdf: _InvoicePDF, doc: InvoiceDocument) -> None:
+    """The lines, the VAT summary and the totals of an invoice or a correction."""
+    labels = _labels(doc)
     # Lines.
     rows = [
         [
@@ -414,24 +473,63 @@ def _layout(doc: InvoiceDocument) -> _InvoicePDF:
         pdf.cell(40, 5.5, value, align=Align.R, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(4)
 
-    if doc.payment_means:
-        means = labels.get(f"means_{doc.payment_means}", doc.payment_means)
-        pdf.text_line(f"{labels['payment_means']}: {clean_text(means)}")
-    reason = exemption_reason(doc)
-    if reason:
-        pdf.text_line(clean_text(reason), bold=True)
-    if doc.vat_in_pln is not None:
-        info = doc.vat_in_pln
-        text = labels["vat_in_pln"].format(
-            amount=info.amount.format(_locale(doc)),
-            rate=_number(doc, info.rate, "0.0000##"),
-            date=_date(doc, info.rate_date),
-            table=clean_text(info.table),
-        )
-        pdf.text_line(text)
 
-    _note(pdf, doc)
-    return pdf
+def _credit_amounts(pdf: _InvoicePDF, doc: InvoiceDocument) -> None:
+    """A credit note's amounts as art. 106j asks: the negative difference per line, and per
+    rate the corrected invoice's amounts before and after the correction with the
+    difference. The XML carries the same amounts without the minus (type code 381)."""
+    labels = _labels(doc)
+    rows = [
+        [
+            str(line.position),
+            clean_text(line.description),
+            _number(doc, -line.quantity),
+            _money(doc, line.unit_price),
+            _money(doc, -line.net),
+        ]
+        for line in doc.lines
+    ]
+    heading = [labels[k] for k in ("col_position", "col_description", "col_quantity")]
+    heading += [labels["col_unit_price"], labels["col_net_correction"]]
+    _table(pdf, (8, 88, 16, 34, 34), ("R", "L", "R", "R", "R"), heading, rows)
+    pdf.ln(5)
+
+    summary: list[list[str]] = []
+    before, after = doc.totals_before, doc.totals_after
+    if before is not None and after is not None:
+        for key, amounts in (("before_correction", before), ("after_correction", after)):
+            summary.append(
+                [
+                    labels[key],
+                    _rate(doc),
+                    _money(doc, amounts.net),
+                    _money(doc, amounts.vat),
+                    _money(doc, amounts.total),
+                ]
+            )
+    summary.append(
+        [
+            labels["difference"],
+            _rate(doc),
+            _money(doc, -doc.net_total),
+            _money(doc, -doc.vat_total),
+            _money(doc, -doc.total),
+        ]
+    )
+    heading = [""] + [labels[k] for k in ("col_rate", "col_net", "col_vat", "col_gross")]
+    _table(pdf, (40, 35, 35, 30, 40), ("L", "L", "R", "R", "R"), heading, summary, bold_last=True)
+    pdf.ln(4)
+    totals = [
+        (labels["total_net"], _money(doc, -doc.net_total), False),
+        (labels["total_vat"], _money(doc, -doc.vat_total), False),
+        (labels["total_correction"], _money(doc, -doc.total), True),
+    ]
+    for label, value, bold in totals:
+        pdf.set_font(FONT_FAMILY, "B" if bold else "", 10 if bold else 9)
+        pdf.set_x(pdf.l_margin + pdf.epw - 100)
+        pdf.cell(60, 5.5, label, align=Align.R)
+        pdf.cell(40, 5.5, value, align=Align.R, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(4)
 
 
 def _note(pdf: _InvoicePDF, doc: InvoiceDocument) -> None:
@@ -503,3 +601,10 @@ def render(doc: InvoiceDocument) -> tuple[bytes, bytes]:
     """``(pdf_with_xml, xml)`` of one document: what the issuing code stores."""
     xml = to_cii_xml(doc)
     return embed_facturx(render_pdf(doc), xml, lang=_locale(doc)), xml
+
+
+def render_customer_copy(doc: InvoiceDocument, issued_xml: bytes) -> bytes:
+    """The customer's copy of an issued document with the note of ``doc`` printed on it,
+    marked as a copy, carrying the issued XML byte for byte: the issued document (its
+    PDF and XML) is never rendered again (DESIGN.md section 2)."""
+    return embed_facturx(render_pdf(doc, customer_copy=True), issued_xml, lang=_locale(doc))

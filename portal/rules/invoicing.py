@@ -3,9 +3,9 @@
 Every settled payment issues exactly one invoice (the database refuses a second one for
 the same payment). The number comes from a counter per seller, series and year that is
 incremented in the issuing transaction, so a rolled-back issue leaves no gap. The
-document is rendered once and stored; a customer's note re-renders it and keeps the
-earlier rendering. Documents are in the account's language: the buyer reads them, and
-Polish law accepts an invoice in a foreign language.
+document is rendered once and stored, never replaced; a note saved later goes on a
+customer copy marked as such (set_note). Documents are in the account's language: the
+buyer reads them, and Polish law accepts an invoice in a foreign language.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask_babel import force_locale, gettext, ngettext
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.documents.invoice import (
@@ -27,6 +27,7 @@ from portal.documents.invoice import (
     DocumentLine,
     InvoiceDocument,
     Party,
+    Totals,
     VatCategory,
     VatInPln,
 )
@@ -49,6 +50,7 @@ from portal.infra.models import (
 from portal.plugin_api.contracts import InvoiceIssued, ProviderError
 from portal.rules import dates, periods
 from portal.rules.money import Money
+from portal.rules.tax import new_taxable_person
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,13 @@ SERIES_SUFFIX = {
     InvoiceKind.CREDIT_NOTE: "KN",
 }
 NOTE_LIMIT = 1000
+#: The seller's own currency, in which a foreign-currency invoice also states its VAT.
+NATIONAL_CURRENCY = {"PL": "PLN", "CZ": "CZK"}
 
 Renderer = Callable[[InvoiceDocument], tuple[bytes, bytes]]  # -> (PDF with XML, XML)
+CopyRenderer = Callable[[InvoiceDocument, bytes], bytes]  # (with a note, issued XML) -> PDF
 RateSource = Callable[[str, str, dt.date], Any]  # get_exchange_rate(base, quote, on_date)
+TaxOf = Callable[[Account, dt.date], tuple[str, Decimal]]  # (treatment, rate) on a sale date
 
 
 class InvoiceRefused(Exception):
@@ -119,8 +125,13 @@ def seller_party(seller: Mapping[str, str]) -> Party:
 
 
 def buyer_party(account: Account) -> Party:
+    """The buyer as the invoice names them; InvoiceRefused without a country: no buyer is
+    ever taken for a Polish one (payments require the country, so only data changed
+    outside the portal's forms meet this, and the invoice waits for the next run)."""
     billing = account.billing_info
-    country = billing.country or "PL"
+    country = billing.country
+    if not country:
+        raise InvoiceRefused("buyer_country_missing")
     vat_id = billing.vat_number
     if vat_id and not vat_id[:2].isalpha():
         vat_id = ("EL" if country == "GR" else country) + vat_id
@@ -229,12 +240,17 @@ def build_document(
     note: str | None = None,
     corrects: tuple[str, dt.date] | None = None,
     reason: str | None = None,
+    tax_point: dt.date | None = None,
 ) -> InvoiceDocument:
-    """The invoice for a paid order, in ``language`` (raises ProviderError without a rate)."""
+    """The invoice for a paid order, in ``language`` (raises ProviderError without a rate).
+    ``tax_point`` is the day a renewal was paid when later than its period's start (a retry
+    day): the sale date and the exchange rate's date then follow the payment (art. 19a
+    ust. 8, art. 31a: a prepayment's tax point is the day it is received)."""
     record = order.quote
     category = CATEGORY[order.tax_treatment]
     cur = order.currency
-    sale_date = dt.date.fromisoformat(record["period_start"])
+    period_start = dt.date.fromisoformat(record["period_start"])
+    sale_date = tax_point or period_start
     with force_locale(language):
         lines = _lines(order, language)
         exemption = _exemption(category)
@@ -258,13 +274,30 @@ def build_document(
             table=rate.table or "",
             rate_date=rate.effective_date,
         )
+    # § 4 odst. 5 ZDPH: a Czech seller's foreign-currency invoice states its Czech VAT in CZK
+    # at the ČNB rate of the tax-point day. Not OSS VAT, nor where none is due.
+    if (
+        seller["country"] == "CZ"
+        and cur != "CZK"
+        and order.tax_treatment == "domestic"
+        and vat.minor
+    ):
+        rate = rates(cur, "CZK", sale_date)
+        if rate is None:
+            raise ProviderError(f"no CZK exchange rate for {cur} on {sale_date}", retryable=True)
+        vat_in_pln = VatInPln(
+            amount=Money(vat.minor, "CZK") * rate.rate,
+            rate=rate.rate,
+            table=rate.table or "",
+            rate_date=rate.effective_date,
+        )
     total = Money(order.total_minor, cur)
     return InvoiceDocument(
         number=number,
         kind=kind,
         issue_date=issue_date,
         sale_date=sale_date,
-        period_start=sale_date,
+        period_start=period_start,
         period_end=dt.date.fromisoformat(record["period_end"]),
         currency=cur,
         language=language,
@@ -314,6 +347,7 @@ def from_content(content: Mapping[str, Any], note: str | None) -> InvoiceDocumen
     pln = content.get("vat_in_pln")
     corrects = content.get("corrects")
     before = content.get("buyer_before")
+    totals_before = content.get("totals_before")
     return InvoiceDocument(
         number=content["number"],
         kind=DocumentKind(content["kind"]),
@@ -356,6 +390,13 @@ def from_content(content: Mapping[str, Any], note: str | None) -> InvoiceDocumen
         if pln
         else None,
         buyer_before=Party(**before) if before else None,
+        totals_before=Totals(
+            net=money(totals_before["net"]),
+            vat=money(totals_before["vat"]),
+            total=money(totals_before["total"]),
+        )
+        if totals_before
+        else None,
     )
 
 
@@ -372,7 +413,25 @@ def clean_note(text: str | None) -> str | None:
     return cleaned or None
 
 
-def _rate_asked_first(payment_id: int, seller: Mapping[str, str], rates: RateSource) -> RateSource:
+def _tax_point(
+    order: Order, payment_id: int, day_of: Callable[[dt.datetime], dt.date] | None
+) -> dt.date | None:
+    """The day a renewal was paid, when later than its period's start (a retry day)."""
+    if day_of is None or not order.idempotency_key.startswith("renewal-"):
+        return None
+    settled = db.session.scalar(select(Payment.settled_at).where(Payment.id == payment_id))
+    if settled is None:
+        return None
+    paid_on = day_of(settled)
+    return paid_on if paid_on > dt.date.fromisoformat(order.quote["period_start"]) else None
+
+
+def _rate_asked_first(
+    payment_id: int,
+    seller: Mapping[str, str],
+    rates: RateSource,
+    day_of: Callable[[dt.datetime], dt.date] | None = None,
+) -> RateSource:
     """The rate source, asked before the payment's row is claimed: a rate source is an
     outside service, and no transaction stays open across its call (security issue,
     point 8). The invoice then takes the rate from this answer; a question it did not
@@ -381,8 +440,12 @@ def _rate_asked_first(payment_id: int, seller: Mapping[str, str], rates: RateSou
         select(Order).join(Payment, Payment.order_id == Order.id).where(Payment.id == payment_id)
     )
     question = None
-    if isinstance(order, Order) and seller["country"] == "PL" and order.currency != "PLN":
-        question = (order.currency, "PLN", dt.date.fromisoformat(order.quote["period_start"]))
+    national = NATIONAL_CURRENCY.get(seller["country"])
+    if isinstance(order, Order) and national and order.currency != national:
+        day = _tax_point(order, payment_id, day_of) or dt.date.fromisoformat(
+            order.quote["period_start"]
+        )
+        question = (order.currency, national, day)
     db.session.rollback()  # nothing was written: the read ends before the call
     answers: dict[tuple[str, str, dt.date], Any] = {}
     if question is not None:
@@ -406,10 +469,13 @@ def issue_for_payment(
     rates: RateSource,
     now: dt.datetime,
     today: dt.date,
+    day_of: Callable[[dt.datetime], dt.date] | None = None,
 ) -> Invoice | None:
     """Issue the invoice of a settled payment, once. ``None`` when it already exists or
-    another issuer holds the payment (it is issuing this invoice now)."""
-    rates = _rate_asked_first(payment_id, seller, rates)
+    another issuer holds the payment (it is issuing this invoice now). ``day_of`` gives the
+    calendar day of a moment (the portal's time zone): a renewal paid on a retry day takes
+    its tax point from it."""
+    rates = _rate_asked_first(payment_id, seller, rates, day_of)
     # The payment's row is the claim: many runners walk the same list of due invoices, and
     # each renders only those it holds (the unique payment_id would refuse a second one,
     # but only after its PDF was rendered in vain).
@@ -450,6 +516,7 @@ def issue_for_payment(
         language=language,
         rates=rates,
         note=note,
+        tax_point=_tax_point(order, payment.id, day_of),
     )
     # The counter's row stays locked until the commit (gapless numbers), so the number is
     # taken in a transaction of its own, with the invoice: no PDF is rendered under the
@@ -510,11 +577,10 @@ def _store_documents(
     if invoice is None or bytes(invoice.xml) != UNRENDERED:  # stored while we waited
         db.session.rollback()
         return False
-    pdf, xml = render(doc or from_content(invoice.content, invoice.note))
+    note = issued_note(invoice)  # as issued, whatever note was saved since
+    pdf, xml = render(doc or from_content(invoice.content, note))
     invoice.xml = xml
-    db.session.add(
-        InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=invoice.note, rendered_at=now)
-    )
+    db.session.add(InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=note, rendered_at=now))
     mail.queue(
         invoice.account_id, "invoice", key=f"invoice-{invoice.id}", now=now, invoice_id=invoice.id
     )
@@ -536,7 +602,7 @@ def documents(invoice: Invoice) -> tuple[bytes, bytes]:
     same documents rendered now (only the PDF's own timestamps differ from the copy the run
     stores), without writing anything: a download never waits for the run."""
     if bytes(invoice.xml) == UNRENDERED:
-        return app_renderer()(from_content(invoice.content, invoice.note))
+        return app_renderer()(from_content(invoice.content, issued_note(invoice)))
     pdf = latest_pdf(invoice.id)
     assert pdf is not None, f"invoice {invoice.id} has its XML but no PDF"
     return pdf, bytes(invoice.xml)
@@ -569,19 +635,23 @@ def render_missing(*, now: dt.datetime) -> int:
     return done
 
 
-def set_note(*, invoice: Invoice, note: str | None, render: Renderer, now: dt.datetime) -> Invoice:
-    """Print a note on the invoice; the fiscal content stays as issued.
+def set_note(
+    *, invoice: Invoice, note: str | None, render_copy: CopyRenderer, now: dt.datetime
+) -> Invoice:
+    """Print a note on the customer's copy of the invoice; the issued document never changes.
 
-    Two renderings at most are kept: the issued document (the first) and the latest one
-    with a note, which a new note replaces; storage does not grow with every save.
+    The issued PDF (the first rendering) and XML stay byte for byte as they were issued and
+    sent (DESIGN.md section 2). A note saved after issue goes on a customer copy, marked as
+    such, that carries the issued XML: the download gives that copy (R11), and the original
+    stays downloadable. A note entered before issue (carried over from an earlier invoice)
+    is printed on the invoice itself. Two renderings at most are kept: the issued one and
+    the latest copy, which a new note replaces; a note set back to the issued one (or
+    removed, when the invoice had none) drops the copy.
     """
     cleaned = clean_note(note)
-    ensure_rendered(invoice, now=now)  # the first rendering, and its e-mail, come first
+    ensure_rendered(invoice, now=now)  # the issued rendering, and its e-mail, come first
     if cleaned == invoice.note:
         return invoice
-    pdf, xml = render(from_content(invoice.content, cleaned))
-    invoice.note = cleaned
-    invoice.xml = xml  # the same fiscal content, now with the note among its notes
     renderings = list(
         db.session.scalars(
             select(InvoiceRendering)
@@ -589,17 +659,44 @@ def set_note(*, invoice: Invoice, note: str | None, render: Renderer, now: dt.da
             .order_by(InvoiceRendering.id)
         )
     )
-    if len(renderings) > 1:  # the issued document stays; the annotated one is replaced
-        latest = renderings[-1]
-        latest.pdf, latest.note, latest.rendered_at = pdf, cleaned, now
-        for older in renderings[1:-1]:  # left by earlier versions, which kept every one
-            db.session.delete(older)
+    invoice.note = cleaned
+    copies = renderings[1:]
+    if cleaned == issued_note(invoice):  # what was issued is what the customer wants again
+        for copy in copies:
+            db.session.delete(copy)
     else:
-        db.session.add(
-            InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=cleaned, rendered_at=now)
-        )
+        pdf = render_copy(from_content(invoice.content, cleaned), bytes(invoice.xml))
+        if copies:
+            latest = copies[-1]
+            latest.pdf, latest.note, latest.rendered_at = pdf, cleaned, now
+            for older in copies[:-1]:  # left by earlier versions, which kept every one
+                db.session.delete(older)
+        else:
+            db.session.add(
+                InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=cleaned, rendered_at=now)
+            )
     db.session.commit()
     return invoice
+
+
+def issued_note(invoice: Invoice) -> str | None:
+    """The note printed on the invoice as issued (None for most)."""
+    note = invoice.content.get("note")
+    return str(note) if note else None
+
+
+def issued_pdf(invoice: Invoice) -> bytes:
+    """The PDF as issued (the first rendering), never a customer copy with a note."""
+    if bytes(invoice.xml) == UNRENDERED:
+        return app_renderer()(from_content(invoice.content, issued_note(invoice)))[0]
+    pdf = db.session.scalar(
+        select(InvoiceRendering.pdf)
+        .where(InvoiceRendering.invoice_id == invoice.id)
+        .order_by(InvoiceRendering.id)
+        .limit(1)
+    )
+    assert pdf is not None, f"invoice {invoice.id} has its XML but no PDF"
+    return bytes(pdf)
 
 
 def issued_event(invoice: Invoice) -> InvoiceIssued:
@@ -619,6 +716,12 @@ def app_renderer() -> Renderer:
     from portal.documents.pdf import render
 
     return render
+
+
+def app_copy_renderer() -> CopyRenderer:
+    from portal.documents.pdf import render_customer_copy
+
+    return render_customer_copy
 
 
 def app_rates() -> RateSource:
@@ -665,8 +768,9 @@ def issue_now(payment_id: int, *, now: dt.datetime) -> Invoice | None:
             rates=app_rates(),
             now=now,
             today=local_today(now),
+            day_of=local_today,
         )
-    except ProviderError as exc:
+    except (ProviderError, InvoiceRefused) as exc:
         db.session.rollback()
         log.warning("invoice for payment %s postponed: %s", payment_id, exc)
         return None
@@ -715,11 +819,18 @@ def correct_buyer(
     render: Renderer,
     now: dt.datetime,
     today: dt.date,
+    tax: TaxOf | None = None,
+    national_rate: Any = None,
 ) -> Invoice | None:
     """R12: the last invoice gets a correcting invoice with the new buyer data.
 
     The original never changes; the correction is a new document in its own series,
     linked to it, with the same amounts and the reason. Earlier invoices stay as issued.
+    Another country or VAT number is another taxable person or tax treatment, not a data
+    correction (issue 23, point 4): the last invoice is corrected to zero by a credit note
+    and a new invoice is issued to the new buyer (:func:`_reissue`); ``tax`` decides its
+    VAT, ``national_rate`` (asked before, outside any transaction) the rate of its VAT in the
+    seller's currency when the original had none. Answers the last document issued.
     """
     change = db.session.get(BillingChange, change_id, with_for_update=True, populate_existing=True)
     if change is None or change.applied_at is not None or not change.apply_to_last_invoice:
@@ -736,6 +847,19 @@ def correct_buyer(
         return None
     account = db.session.get(Account, change.account_id)
     assert account is not None
+    if new_taxable_person(change.before, change.after):
+        if tax is None:
+            raise ValueError("a change of the taxable person needs the tax decision")
+        return _reissue(
+            last,
+            account,
+            seller=seller,
+            render=render,
+            now=now,
+            today=today,
+            tax=tax,
+            national_rate=national_rate,
+        )
     return _issue_linked(
         last,
         InvoiceKind.CORRECTION,
@@ -758,6 +882,7 @@ def _issue_linked(
     today: dt.date,
     reason: Callable[[], str],
     amounts: tuple[int, int, int] | None = None,
+    commit: bool = True,
     **changes: Any,
 ) -> Invoice:
     """A new document in ``kind``'s own series, linked to the original, with its amounts
@@ -766,6 +891,10 @@ def _issue_linked(
     original = from_content(original_row.content, None)
     if kind is InvoiceKind.CORRECTION and "buyer" in changes:
         changes.setdefault("buyer_before", original.buyer)  # art. 106j ust. 2: before, after
+    if kind is InvoiceKind.CREDIT_NOTE:  # art. 106j: the amounts before and after, per rate
+        changes.setdefault(
+            "totals_before", Totals(original.net_total, original.vat_total, original.total)
+        )
     series = seller.get("invoice_series", "FV") + SERIES_SUFFIX[kind]
     seq = next_number(original_row.seller_key, series, today.year)
     number = format_number(series, today.year, seq)
@@ -807,28 +936,199 @@ def _issue_linked(
     db.session.add(linked)
     db.session.flush()
     db.session.add(InvoiceRendering(invoice_id=linked.id, pdf=pdf, rendered_at=now))
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return linked
 
 
+def _reissue(
+    last: Invoice,
+    account: Account,
+    *,
+    seller: Mapping[str, str],
+    render: Renderer,
+    now: dt.datetime,
+    today: dt.date,
+    tax: TaxOf,
+    national_rate: Any = None,
+) -> Invoice:
+    """The last invoice corrected to zero (a credit note of all of it) and issued again,
+    under the next number of the invoice series, to the buyer as the billing data now name
+    them, with the VAT their data decide on the original sale date. The price paid stays
+    what it was: the gross amount is split again at the new rate when the rate differs.
+    Both documents and both numbers are committed together (gapless). The new invoice
+    points at the one it replaces (``corrects_id``, kind ``invoice``)."""
+    original = from_content(last.content, None)
+    buyer = buyer_party(account)
+    treatment, rate = tax(account, original.sale_date)
+    category = CATEGORY[treatment]
+    rate = rate if category is VatCategory.STANDARD else Decimal(0)
+    series = seller.get("invoice_series", "FV") + SERIES_SUFFIX[InvoiceKind.INVOICE]
+    seq = next_number(last.seller_key, series, today.year)
+    number = format_number(series, today.year, seq)
+    same_rate = category is original.vat_category and rate == original.vat_rate
+    cur = original.currency
+    lines, net, vat = original.lines, original.net_total, original.vat_total
+    with force_locale(original.language):
+        exemption = _exemption(category)
+        if not same_rate:  # the price paid, split again at the new rate, on one line
+            try:
+                net_minor, vat_minor = split_gross(original.total.minor, rate)
+            except SplitRefused:
+                net_minor = int(
+                    (Decimal(original.total.minor) / (1 + rate)).to_integral_value(ROUND_HALF_UP)
+                )
+                vat_minor = original.total.minor - net_minor
+            net, vat = Money(net_minor, cur), Money(vat_minor, cur)
+            description = "; ".join(
+                line.description for line in original.lines if line.net.minor > 0
+            )
+            lines = (
+                DocumentLine(
+                    position=1,
+                    description=description,
+                    quantity=Decimal(1),
+                    unit_price=net,
+                    net=net,
+                ),
+            )
+        reason = str(
+            gettext(
+                "Invoice issued to another buyer (another country or VAT number): corrected to "
+                "zero and issued again as invoice %(number)s to the buyer's new data.",
+                number=number,
+            )
+        )
+    # The VAT in the seller's currency (art. 106e ust. 11, § 4 odst. 5 ZDPH) only where the
+    # seller's own VAT is due in another currency, at the rate of the original sale date.
+    pln = None
+    national = NATIONAL_CURRENCY.get(seller["country"])
+    if treatment == "domestic" and vat.minor and national and cur != national:
+        if original.vat_in_pln is not None:
+            known = original.vat_in_pln
+            pln = replace(known, amount=Money(vat.minor, national) * known.rate)
+        elif national_rate is not None:
+            pln = VatInPln(
+                amount=Money(vat.minor, national) * national_rate.rate,
+                rate=national_rate.rate,
+                table=national_rate.table or "",
+                rate_date=national_rate.effective_date,
+            )
+    _issue_linked(
+        last,
+        InvoiceKind.CREDIT_NOTE,
+        seller=seller,
+        render=render,
+        now=now,
+        today=today,
+        reason=lambda: reason,
+        commit=False,
+    )
+    doc = replace(
+        original,
+        number=number,
+        kind=DocumentKind.INVOICE,
+        issue_date=today,
+        buyer=buyer,
+        lines=lines,
+        vat_category=category,
+        vat_rate=rate,
+        net_total=net,
+        vat_total=vat,
+        total=original.total,
+        paid=original.total,
+        exemption_reason=exemption,
+        corrects=None,
+        correction_reason=None,
+        note=None,
+        vat_in_pln=pln,
+        buyer_before=None,
+        totals_before=None,
+    )
+    pdf, xml = render(doc)
+    reissued = Invoice(
+        public_id=secrets.token_hex(16),
+        account_id=last.account_id,
+        seller_key=last.seller_key,
+        series=series,
+        year=today.year,
+        seq=seq,
+        number=number,
+        kind=InvoiceKind.INVOICE.value,
+        corrects_id=last.id,  # issued again for it: a refund of the payment credits this one
+        issue_date=today,
+        sale_date=last.sale_date,
+        currency=cur,
+        language=last.language,
+        net_minor=net.minor,
+        vat_minor=vat.minor,
+        total_minor=original.total.minor,
+        content=to_content(doc),
+        xml=xml,
+        created_at=now,
+    )
+    db.session.add(reissued)
+    db.session.flush()
+    db.session.add(InvoiceRendering(invoice_id=reissued.id, pdf=pdf, rendered_at=now))
+    db.session.commit()
+    return reissued
+
+
 def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
-    """The app's call after a billing change: issue, announce and send the correction."""
+    """The app's call after a billing change: issue, announce and send the correction (or
+    the credit note to zero and the invoice issued again, for another taxable person)."""
 
     from flask import current_app
 
     from portal.plugin_api.registry import registry
+    from portal.rules import orders
 
-    correction = correct_buyer(
+    pricing = orders.current_pricing()
+
+    def tax(account: Account, on: dt.date) -> tuple[str, Decimal]:
+        decision = orders.tax_decision(pricing, account.billing_info, on)
+        return decision.treatment.value, decision.rate
+
+    seller = current_app.config["SELLER"]
+    national_rate = None
+    national = NATIONAL_CURRENCY.get(seller["country"])
+    change = db.session.get(BillingChange, change_id)
+    last = (
+        db.session.execute(
+            select(Invoice.currency, Invoice.sale_date)
+            .where(Invoice.account_id == change.account_id, Invoice.kind == InvoiceKind.INVOICE)
+            .order_by(Invoice.id.desc())
+            .limit(1)
+        ).first()
+        if change is not None and new_taxable_person(change.before, change.after)
+        else None
+    )
+    before = db.session.scalar(select(func.max(Invoice.id)))
+    db.session.rollback()  # the reads end before the rate source is asked
+    if last is not None and national and last.currency != national:
+        try:
+            national_rate = app_rates()(last.currency, national, last.sale_date)
+        except ProviderError as exc:  # the invoice issued again then lacks the line
+            log.warning("no %s rate for the invoice issued again: %s", national, exc)
+    latest = correct_buyer(
         change_id=change_id,
-        seller=current_app.config["SELLER"],
+        seller=seller,
         render=app_renderer(),
         now=now,
         today=local_today(now),
+        tax=tax,
+        national_rate=national_rate,
     )
-    if correction is not None:
-        registry().hook.invoice_issued(event=issued_event(correction))
-        send(correction, now=now)
-    return correction
+    if latest is not None:
+        issued = db.session.scalars(
+            select(Invoice)
+            .where(Invoice.account_id == latest.account_id, Invoice.id > (before or 0))
+            .order_by(Invoice.id)
+        ).all()
+        for document in issued:
+            registry().hook.invoice_issued(event=issued_event(document))
+            send(document, now=now)
+    return latest
 
 
 def issue_credit_note(

@@ -22,8 +22,14 @@ from sqlalchemy.exc import IntegrityError
 from portal.infra.extensions import db
 from portal.infra.models import Account, BillingInfo, Order, OrderStatus, Subscription
 from portal.rules.catalogue import Catalogue, PackageCode, Period
-from portal.rules.pricing import Current, Quote, Selection, quote
-from portal.rules.tax import TaxDecision, VatRates, decide
+from portal.rules.pricing import ChangeRefused, Current, Quote, RefusalReason, Selection, quote
+from portal.rules.tax import (
+    BuyerCountryMissing,
+    TaxDecision,
+    VatRates,
+    decide,
+    missing_for_invoice,
+)
 
 ORDER_LIFETIME = dt.timedelta(minutes=30)
 
@@ -102,7 +108,10 @@ def tax_holds(pricing: Pricing, billing: BillingInfo | None, order: Order) -> bo
     validity) can change it, not a rate that changed since."""
     record = order.quote
     on = dt.date.fromisoformat(str(record["quoted_on"]))
-    decision = tax_decision(pricing, billing, on)
+    try:
+        decision = tax_decision(pricing, billing, on)
+    except BuyerCountryMissing:  # no country now: no VAT can be decided, nor the order paid
+        return False
     return decision.treatment.value == order.tax_treatment and decision.rate == Decimal(
         str(record["vat_rate"])
     )
@@ -122,7 +131,10 @@ def tax_decision(pricing: Pricing, billing: BillingInfo | None, on: dt.date) -> 
 def quote_for(
     pricing: Pricing, account: Account, selection: Selection, today: dt.date
 ) -> tuple[Quote, TaxDecision]:
-    """The quote for ``selection`` on ``today`` (raises ``pricing.ChangeRefused``)."""
+    """The quote for ``selection`` on ``today`` (raises ``pricing.ChangeRefused``, also
+    when the billing data lack what an invoice needs: nothing is sold without them)."""
+    if missing_for_invoice(account.billing_info):
+        raise ChangeRefused(RefusalReason.BILLING_DATA_MISSING)
     decision = tax_decision(pricing, account.billing_info, today)
     result = quote(
         pricing.catalogue, current_terms(account.subscription), selection, today, decision.rate

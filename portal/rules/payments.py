@@ -50,6 +50,7 @@ from portal.plugin_api.contracts import (
 from portal.rules import orders, renewal_off
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.money import Money
+from portal.rules.tax import missing_for_invoice
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 TAX_CHANGED = "tax_changed"
 #: Why an order cannot be paid any more: it is past its expiry.
 ORDER_EXPIRED = "order_expired"
+# The billing data lack the country or address an invoice needs: nothing is charged.
+BILLING_DATA_MISSING = "billing_data_missing"
 
 #: R8: cards we take (and PayPal). Anything else is refused, and refunded if captured.
 ACCEPTED_BRANDS = frozenset({"visa", "mastercard", "paypal"})
@@ -234,6 +237,12 @@ def start(
         raise PaymentRefused("order_closed")
     if now >= order.expires_at:
         raise PaymentRefused(ORDER_EXPIRED)
+    billing = db.session.scalar(
+        select(BillingInfo).where(BillingInfo.account_id == order.account_id)
+    )
+    if missing_for_invoice(billing):
+        db.session.commit()
+        raise PaymentRefused(BILLING_DATA_MISSING)
     if not tax_still_holds(order):
         # Placed from other buyer data: cancelled, with any session it opened (DESIGN.md 2).
         db.session.commit()

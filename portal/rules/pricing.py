@@ -86,6 +86,7 @@ class RefusalReason(StrEnum):
     CONVERSATIONS_NOT_WHOLE_PACKS = "conversations_not_whole_packs"
     CURRENCY_FIXED = "currency_fixed"
     UNKNOWN_CURRENCY = "unknown_currency"
+    BILLING_DATA_MISSING = "billing_data_missing"  # no country or address for the invoice
 
 
 class ChangeRefused(Exception):

@@ -115,6 +115,17 @@ def _invoice_of(payment: Payment) -> Invoice | None:
             Invoice.payment_id == payment.id, Invoice.kind == InvoiceKind.INVOICE.value
         )
     )
+    # Corrected to zero and issued again to another buyer (issue 23, point 4): the invoice
+    # of the payment is now the one issued again.
+    while isinstance(invoice, Invoice):
+        again = db.session.scalar(
+            select(Invoice).where(
+                Invoice.corrects_id == invoice.id, Invoice.kind == InvoiceKind.INVOICE.value
+            )
+        )
+        if not isinstance(again, Invoice):
+            break
+        invoice = again
     return invoice if isinstance(invoice, Invoice) else None
 
 

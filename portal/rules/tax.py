@@ -30,6 +30,10 @@ class VatRatesError(ValueError):
     """The VAT rates file is malformed; the message names the key."""
 
 
+class BuyerCountryMissing(ValueError):
+    """The buyer has no country: no VAT can be decided, and no invoice issued."""
+
+
 class TaxTreatment(StrEnum):
     DOMESTIC = "domestic"  # the seller's rate
     REVERSE_CHARGE = "reverse_charge"  # EU business buyer with a VIES-valid VAT id: 0 %
@@ -45,6 +49,32 @@ class TaxDecision:
     treatment: TaxTreatment
     rate: Decimal
     country: str | None
+
+
+# What an invoice cannot be issued without (DESIGN.md section 2): the buyer's country and
+# address, a consumer's too. The postcode is not among them: some countries have none.
+REQUIRED_FOR_INVOICE = ("company_name", "street", "city", "country")
+
+
+def missing_for_invoice(billing: Any) -> tuple[str, ...]:
+    """The fields of :data:`REQUIRED_FOR_INVOICE` that ``billing`` (the account's billing
+    information, or None) lacks: all of them without it."""
+    if billing is None:
+        return REQUIRED_FOR_INVOICE
+    return tuple(
+        name for name in REQUIRED_FOR_INVOICE if not (getattr(billing, name) or "").strip()
+    )
+
+
+def new_taxable_person(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Whether a change of billing data names another taxable person or may change the tax
+    treatment: another country, or a VAT number added, removed or replaced. That is no
+    correction of the buyer's data (art. 106j ust. 2): the last invoice is corrected to
+    zero and issued again to the new buyer."""
+    return any(
+        (before.get(name) or None) != (after.get(name) or None)
+        for name in ("country", "vat_number")
+    )
 
 
 def country_code(code: str) -> str:
@@ -86,13 +116,16 @@ def decide(
 ) -> TaxDecision:
     """The VAT treatment of a sale of services on ``on``.
 
-    A buyer of unknown country (None or blank) is taxed as domestic: charging the
-    seller's VAT is the safe side until billing information says otherwise.
+    A buyer of unknown country (None or blank) raises :class:`BuyerCountryMissing`: the
+    seller's country is never assumed (DESIGN.md section 2, no invoice without the buyer's
+    country), so the checkout asks for it before Pay.
     """
     seller = country_code(seller_country)
     if not rates.is_member(seller):
         raise ValueError(f"the seller's country {seller} is not an EU member state")
-    buyer = country_code(buyer_country) if buyer_country and buyer_country.strip() else seller
+    if not buyer_country or not buyer_country.strip():
+        raise BuyerCountryMissing("the buyer's country is not known")
+    buyer = country_code(buyer_country)
     if buyer == seller:
         return TaxDecision(TaxTreatment.DOMESTIC, rates.rate(seller, on), seller)
     if not rates.is_member(buyer):

@@ -16,6 +16,8 @@ Installed with the portal, so a plugin's own test suite gets, without copying an
 ``pakiet_customer``
     that client, signed up and signed in as a new customer through the real forms (CSRF
     tokens read from the pages, as a browser would; :class:`Auth` does the same for you).
+    A new customer has no billing country or address yet, and nothing is sold without
+    them: ``Auth(client).fill_billing()`` saves them through the Billing information form.
 
 The fixtures are prefixed ``pakiet_`` so that they never shadow a project's own.
 """
@@ -213,6 +215,35 @@ class Auth:
         token = csrf_token(self.client, "/login")
         return self.client.post(
             "/login", data={"csrf_token": token, "email": email, "password": password}
+        )
+
+    def fill_billing(
+        self,
+        *,
+        country: str = "PL",
+        company: str = "Acme Sp. z o.o.",
+        street: str = "ul. Prosta 51",
+        postcode: str = "00-838",
+        city: str = "Warszawa",
+        invoice_email: str = "invoices@example.com",
+        vat_number: str = "",
+    ) -> Any:
+        """Save Billing information through its form, as the signed-in customer: nothing is
+        sold without the buyer's country and address, so a customer who is to buy needs
+        them. Answers the response (a 303 when saved)."""
+        token = csrf_token(self.client, "/billing")
+        return self.client.post(
+            "/billing",
+            data={
+                "csrf_token": token,
+                "company_name": company,
+                "street": street,
+                "postcode": postcode,
+                "city": city,
+                "country": country,
+                "vat_number": vat_number,
+                "invoice_email": invoice_email,
+            },
         )
 
     def logout(self) -> Any:

@@ -215,14 +215,18 @@ def save() -> ResponseReturnValue:
     if not saved.changed:
         flash(gettext("Nothing changed: your billing information is as it was."), "success")
     elif saved.change is not None and saved.change.apply_to_last_invoice:
-        invoicing.correct_buyer_now(saved.change.id, now=utcnow())
-        flash(
-            gettext(
+        corrected = invoicing.correct_buyer_now(saved.change.id, now=utcnow())
+        if corrected is not None and corrected.kind == "invoice":  # another taxable person
+            message = gettext(
+                "Saved. Your last invoice was corrected to zero by a credit note and issued "
+                "again, with a new number, to the new details (see Invoices)."
+            )
+        else:
+            message = gettext(
                 "Saved. Your next invoices use the new details, and your last invoice has a "
                 "correcting invoice with them (see Invoices)."
-            ),
-            "success",
-        )
+            )
+        flash(message, "success")
     else:
         flash(gettext("Saved. Your next invoices use the new details."), "success")
     return redirect(url_for("billing.page"), code=303)

@@ -61,6 +61,10 @@ REFUSALS = {
         "Your account is billed in %(currency)s. To change the currency, contact our support team."
     ),
     RefusalReason.UNKNOWN_CURRENCY: lazy_gettext("We do not sell in this currency."),
+    RefusalReason.BILLING_DATA_MISSING: lazy_gettext(
+        "Before you pay, enter your billing country and address: the invoice cannot be issued "
+        "without them, and the VAT depends on your country."
+    ),
 }
 
 
@@ -74,6 +78,8 @@ class Form:
     # A forged package, period or currency (not a typing mistake): answered with 400.
     forged: bool = False
     support_needed: bool = False
+    # The billing data lack the country or address: the summary links to the form.
+    billing_needed: bool = False
     # Set when a change of package brought the conversations into its range.
     fitted: Fitted | None = None
 
@@ -212,13 +218,15 @@ def summarise(account: Account, form: Form) -> tuple[Quote | None, TaxDecision |
     try:
         return orders.quote_for(pricing(), account, form.selection, today())
     except ChangeRefused as exc:
-        form.errors.append(refusal_message(exc))
+        if refusal_message(exc) not in form.errors:  # Pay's refusal, said once
+            form.errors.append(refusal_message(exc))
         form.support_needed = exc.reason in {
             RefusalReason.YEARLY_TO_MONTHLY,
             RefusalReason.FREE_NOT_SELECTABLE,
             RefusalReason.CURRENCY_FIXED,
         }
         form.forged = form.forged or exc.reason is RefusalReason.FREE_NOT_SELECTABLE
+        form.billing_needed = exc.reason is RefusalReason.BILLING_DATA_MISSING
         return None, None
 
 
@@ -244,6 +252,8 @@ def _status(form: Form) -> int:
     (the live summary swaps 422 in, so the reason replaces the previous price)."""
     if form.forged:
         return 400
+    if form.billing_needed and request.method == "GET":
+        return 200  # the page opens fine: it asks for the billing data before Pay
     return 422 if form.errors else 200
 
 

@@ -1,4 +1,5 @@
-"""Invoices (R11, R13): the list, downloads as stored, notes printed on the invoice."""
+"""Invoices (R11, R13): the list, downloads as stored, notes printed on a customer copy
+(the issued document never changes; it stays downloadable as issued)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ class ListRow(NamedTuple):
     status: str
     refundable: bool  # the invoice of the payment a refund may be asked for (R14)
     note: str | None
+    reissue: bool = False  # an invoice issued again for ``corrects`` (another buyer)
 
 
 def list_rows(
@@ -98,6 +100,7 @@ def list_rows(
             and i.payment_id == refund_payment
             and i.kind == "invoice",
             note=i.note,
+            reissue=i.kind == "invoice" and i.corrects_id is not None,
         )
         for i in invoices
     ]
@@ -152,11 +155,12 @@ def row_context() -> dict[str, Any]:
             "edit_note": gettext("Edit note"),
             "cancel": gettext("Cancel"),
             "note_label": gettext(
-                "Note printed on this invoice (at most %(num)d characters)",
+                "Note printed on your copy of this invoice (at most %(num)d characters)",
                 num=invoicing.NOTE_LIMIT,
             ),
             "carry_over": gettext("Also print it on future invoices"),
             "save_note": gettext("Save note"),
+            "issued_pdf": gettext("PDF as issued"),
         },
         "invoices_url": url_for("invoices.page"),
         # The note form's token (Flask-WTF checks it against the session).
@@ -196,6 +200,17 @@ def pdf(public_id: str) -> ResponseReturnValue:
         return _download(body, invoice.number.replace("/", "-") + ".pdf", "application/pdf")
     number, body = row
     return _download(bytes(body), number.replace("/", "-") + ".pdf", "application/pdf")
+
+
+@bp.get("/<public_id>/issued.pdf")
+@login_required
+@read_only
+def issued_pdf(public_id: str) -> ResponseReturnValue:
+    """The PDF exactly as issued and sent, without a note saved since (that is on the
+    customer copy the plain download gives)."""
+    invoice = _own(public_id)
+    body = invoicing.issued_pdf(invoice)
+    return _download(body, invoice.number.replace("/", "-") + ".pdf", "application/pdf")
 
 
 @bp.get("/<public_id>.xml")
@@ -240,8 +255,9 @@ def _note_key() -> str:
 @login_required
 @limiter.limit(_note_limit, key_func=_note_key)
 def note(public_id: str) -> ResponseReturnValue:
-    """Add or change the note: the invoice is re-rendered with it; the row is swapped. A
-    refused note comes back in its form, as typed, with the reason."""
+    """Add or change the note: it is printed on a customer copy (the issued document stays
+    as it was); the row is swapped. A refused note comes back in its form, as typed, with
+    the reason."""
     invoice = _own(public_id)
     account = current_account()
     text = request.form.get("note", "")
@@ -249,7 +265,7 @@ def note(public_id: str) -> ResponseReturnValue:
     before = invoice.note
     try:
         invoicing.set_note(
-            invoice=invoice, note=text, render=invoicing.app_renderer(), now=utcnow()
+            invoice=invoice, note=text, render_copy=invoicing.app_copy_renderer(), now=utcnow()
         )
     except invoicing.InvoiceRefused:
         error = gettext("A note can have at most %(num)d characters.", num=invoicing.NOTE_LIMIT)

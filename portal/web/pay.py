@@ -98,6 +98,10 @@ REFUSALS = {
         "Your billing information changed the VAT on this order after it was placed, so "
         "the order was cancelled. Nothing was charged; please place the order again."
     ),
+    payments.BILLING_DATA_MISSING: lazy_gettext(
+        "Before you pay, enter your billing country and address in Billing information: the "
+        "invoice cannot be issued without them. Nothing was charged."
+    ),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import xml.etree.ElementTree as ET
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -123,6 +124,36 @@ def test_correction_shows_the_original_and_the_reason() -> None:
     assert "Razem brutto" not in text and "Zapłacono" not in text  # not a new sale
     credit = pdf_text(rendered(samples.CREDIT_NOTE)[0])
     assert credit.startswith("Faktura korygująca (nota kredytowa)")
+
+
+def test_a_credit_note_shows_before_after_and_the_difference_and_its_xml_agrees() -> None:
+    """Issue 23, point 3 (art. 106j): per line the negative difference, per rate the
+    corrected invoice before and after the correction and the difference; the XML is a
+    381 with the same amounts, unsigned (the type code carries the sign)."""
+    doc = samples.CREDIT_NOTE
+    pdf, xml = rendered(doc)
+    text = pdf_text(pdf)
+    assert "Wartość netto korekty" in text
+    assert "1 Zwrot za niewykorzystany okres 10.03.2026–31.03.2026 -1 70,97 zł -70,97 zł" in text
+    assert "Przed korektą 23% 99,00 zł 22,77 zł 121,77 zł" in text
+    assert "Po korekcie 23% 28,03 zł 6,45 zł 34,48 zł" in text
+    assert "Korekta (różnica) 23% -70,97 zł -16,32 zł -87,29 zł" in text
+    assert "Razem korekta brutto -87,29 zł" in text
+    root = ET.fromstring(xml)
+    ns = {
+        "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
+        "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
+    }
+    assert root.findtext("rsm:ExchangedDocument/ram:TypeCode", namespaces=ns) == "381"
+    totals = (
+        "rsm:SupplyChainTradeTransaction/ram:ApplicableHeaderTradeSettlement/"
+        "ram:SpecifiedTradeSettlementHeaderMonetarySummation/"
+    )
+    assert root.findtext(totals + "ram:GrandTotalAmount", namespaces=ns) == "87.29"
+    assert root.findtext(totals + "ram:TaxBasisTotalAmount", namespaces=ns) == "70.97"
+    english = pdf_text(rendered(replace(doc, language="en"))[0])
+    assert "Before the correction" in english and "After the correction" in english
+    assert "Total of the correction" in english
 
 
 def test_a_credit_note_never_says_paid() -> None:

@@ -65,14 +65,16 @@ def test_the_invoice_of_a_purchase_is_listed_downloaded_annotated_and_emailed(
     with me.page.expect_download() as download:
         new.get_by_role("link", name="PDF", exact=True).click()
     assert download.value.suggested_filename == number.replace("/", "-") + ".pdf"
-    first = pdf_text(download.value.path().read_bytes())
+    first_pdf = download.value.path().read_bytes()
+    first = pdf_text(first_pdf)
     assert number in first
 
     # A note, added in the list, is shown there and printed on the invoice.
     note = t.pick("Zamówienie nr ZK/4711, dział rowerów", "Purchase order PO-4711, bike unit")
     new.get_by_role("link", name=t("Add note"), exact=True).click()
     field = me.page.get_by_role(
-        "textbox", name=t("Note printed on this invoice (at most %(num)d characters)", num=1000)
+        "textbox",
+        name=t("Note printed on your copy of this invoice (at most %(num)d characters)", num=1000),
     )
     field.fill(note)
     me.page.get_by_role("button", name=t("Save note"), exact=True).click()
@@ -89,6 +91,14 @@ def test_the_invoice_of_a_purchase_is_listed_downloaded_annotated_and_emailed(
         assert " ".join(note.split()) in " ".join(annotated.split()), (
             "the note is not on the PDF the browser got (the first download, from its cache?)"
         )
+
+    # The note is on the customer's copy, marked as such; the invoice as issued stays as it
+    # was and downloadable (issue 23, point 8).
+    assert t.pick("Kopia dla klienta z notatką", "Customer copy with note") in annotated
+    with me.page.expect_download() as download:
+        rows.first.get_by_role("link", name=t("PDF as issued"), exact=True).click()
+    issued = download.value.path().read_bytes()
+    assert issued == first_pdf, "the issued PDF changed after a note"
 
     # In another browser (nothing cached) the invoice carries the note.
     elsewhere = customer(contexts, portal, t)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import io
+from hashlib import sha256
 
 import pytest
 from facturx import get_xml_from_pdf, xml_check_xsd
 from pypdf import PdfReader
 from sqlalchemy import delete, func, select, update
 
+from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import Invoice, InvoiceRendering, InvoiceSequence, Payment, utcnow
 from portal.rules import invoicing
 from tests.conftest import at_once, csrf_token
+from tests.documents.test_facturx import schematron
 from tests.rules.test_payments import (  # the third party's transfer plugin drives the payments
     THIRD_PARTY,
     back_from_bank,
@@ -77,7 +80,7 @@ def test_a_settled_payment_issues_one_invoice(app, standard, transfer24, smtp):
     )
     lines = invoice.content["lines"]
     assert [line["net"]["minor"] for line in lines] == [44500, -17800]  # package, credit
-    assert invoice.content["buyer"]["name"] == "Sklep Rowerowy Szprycha"
+    assert invoice.content["buyer"]["name"] == "Sklep Rowerowy Szprycha Sp. z o.o."
     with app.app_context():  # issuing again for the same payment does nothing
         payment_id = db.session.scalar(select(Payment.id))
         assert invoicing.issue_now(payment_id, now=utcnow()) is None
@@ -137,6 +140,51 @@ def test_a_note_is_printed_on_the_invoice_and_the_earlier_rendering_kept(app, st
         invoice.total_minor,
         invoice.content,
     )
+
+
+def test_a_note_never_changes_the_issued_document_it_goes_on_a_marked_customer_copy(
+    app, standard, transfer24, smtp
+):
+    """Issue 23, point 8: the issued PDF and XML stay byte for byte as issued and sent; the
+    download gives the customer copy with the note (R11), marked as such, carrying the issued
+    XML; the original stays downloadable; a note taken back drops the copy."""
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    base = f"/invoices/{invoice.public_id}"
+    [message] = smtp.messages
+    [sent] = [p.get_payload(decode=True) for p in message.walk() if p.get_filename()]
+    issued_pdf, issued_xml = standard.get(base + ".pdf").data, standard.get(base + ".xml").data
+    assert sha256(issued_pdf).digest() == sha256(sent).digest()
+    assert "Kopia dla klienta" not in pdf_text(issued_pdf)
+
+    assert note(standard, invoice, "PO 4711").status_code == 200
+    copy = standard.get(base + ".pdf").data
+    printed = pdf_text(copy)
+    assert "PO 4711" in printed and "Kopia dla klienta z notatką" in printed
+    _name, embedded = get_xml_from_pdf(copy, check_xsd=False)
+    assert embedded == issued_xml  # the copy carries the issued XML, unchanged
+    original = standard.get(base + "/issued.pdf")
+    assert original.status_code == 200
+    assert sha256(original.data).digest() == sha256(issued_pdf).digest()
+    assert sha256(standard.get(base + ".xml").data).digest() == sha256(issued_xml).digest()
+    with app.app_context():
+        [stored] = db.session.scalars(select(Invoice)).all()
+        assert bytes(stored.xml) == issued_xml
+    row = text(standard.get("/invoices"))
+    assert f'href="{base}/issued.pdf"' in row
+
+    assert note(standard, invoice, "").status_code == 200  # taken back: the issued one again
+    assert standard.get(base + ".pdf").data == issued_pdf
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(InvoiceRendering)) == 1
+
+
+def test_the_issued_pdf_of_another_account_is_not_found(app, standard, transfer24, auth):
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    auth.logout()
+    assert auth.login("free@demo.example.com", demo.PASSWORD).status_code == 302
+    assert standard.get(f"/invoices/{invoice.public_id}/issued.pdf").status_code == 404
 
 
 def test_a_downloaded_pdf_is_revalidated_so_a_note_added_later_reaches_the_customer(
@@ -498,3 +546,62 @@ def test_a_refused_note_is_not_echoed_in_full(app, standard, transfer24):
     assert response.status_code == 422
     assert "N" * (invoicing.NOTE_LIMIT + 101) not in text(response)
     assert "N" * 100 in text(response)
+
+
+def test_another_country_is_not_a_data_correction_the_invoice_is_reissued(
+    app, standard, transfer24, smtp
+):
+    """Issue 23, point 4: another country makes another taxable person and tax treatment.
+    The page says so before saving; the last invoice is corrected to zero by a credit note
+    and issued again, under the next number of its series, to the new buyer, with the VAT of
+    the new country and the price paid unchanged."""
+    assert "corrected to zero" in text(standard.get("/billing")) or (
+        "skorygowana do zera" in text(standard.get("/billing"))
+    )
+    buy(standard, transfer24)
+    [last] = invoices(app)
+    data = {
+        "csrf_token": csrf_token(standard, "/billing"),
+        "company_name": "Szprycha s.r.o.",
+        "street": "Vodičkova 41",
+        "postcode": "110 00",
+        "city": "Praha",
+        "country": "CZ",
+        "vat_number": "",
+        "invoice_email": "faktury@example.com",
+        "apply_to_last_invoice": "y",
+    }
+    response = standard.post("/billing", data=data)
+    assert response.status_code == 303
+    page = text(standard.get("/billing"))
+    assert "skorygowana do zera" in page
+    last_after, credit, reissued = invoices(app)
+    assert last_after.content == last.content  # the issued invoice never changes
+    assert credit.kind == "credit_note" and credit.corrects_id == last.id
+    assert credit.total_minor == last.total_minor  # corrected to zero: all of it
+    assert credit.content["totals_before"]["total"]["minor"] == last.total_minor
+    assert reissued.number in credit.content["correction_reason"]
+    series, year, seq = last.number.split("/")
+    assert reissued.kind == "invoice" and reissued.number == f"{series}/{year}/{int(seq) + 1:06d}"
+    assert reissued.content["buyer"]["country"] == "CZ"
+    assert reissued.content["buyer"]["name"] == "Szprycha s.r.o."
+    assert reissued.total_minor == last.total_minor  # the price paid stays
+    assert reissued.content["vat_rate"] == "0.21"  # a Czech consumer: Czech VAT
+    assert reissued.net_minor + reissued.vat_minor == reissued.total_minor
+    for invoice in (credit, reissued):
+        xml = standard.get(f"/invoices/{invoice.public_id}.xml").data
+        assert xml_check_xsd(xml, flavor="factur-x", level="en16931")
+        assert schematron().failures(xml) == []
+    printed = pdf_text(standard.get(f"/invoices/{reissued.public_id}.pdf").data)
+    assert "Szprycha s.r.o." in printed and "21%" in printed
+    subjects = [m["Subject"] for m in smtp.messages]
+    assert any(credit.number in s for s in subjects)
+    assert any(reissued.number in s for s in subjects)
+    assert reissued.corrects_id == last.id
+    assert f"wystawiona ponownie za {last.number}" in text(standard.get("/invoices"))
+    # A refund of the payment (R14) then credits the invoice issued again.
+    with app.app_context():
+        from portal.rules.refunds import _invoice_of
+
+        payment = db.session.get(Payment, last.payment_id)
+        assert _invoice_of(payment).id == reissued.id

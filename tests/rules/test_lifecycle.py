@@ -99,6 +99,13 @@ def subscribe(
         )
         assert user.account is not None
         account_id = user.account.id
+        billing = user.account.billing_info  # the first purchase asked for them
+        billing.street, billing.postcode, billing.city, billing.country = (
+            "ul. Długa 5",
+            "80-831",
+            "Gdańsk",
+            "PL",
+        )
         package = catalogue.package(PackageCode.STANDARD)
         sub = user.account.subscription
         sub.package = PackageCode.STANDARD.value
@@ -390,6 +397,27 @@ def test_a_new_card_while_past_due_is_tried_at_once(app, stripe_emulator):
     sub = subscription(app, account_id)
     assert (sub.status, sub.period_end, sub.renewal_attempts) == ("active", dt.date(2027, 1, 1), 0)
     assert len(succeeded_intents(stripe_emulator)) == 1
+
+
+def test_a_renewal_paid_on_a_retry_day_has_its_tax_point_on_the_payment_day(app, stripe_emulator):
+    """Issue 23, point 6: declined on 1 December, paid on the retry of 2 December: the
+    invoice's sale date is the day the payment came (art. 19a ust. 8), the period as sold."""
+    account_id = subscribe(app, stripe_emulator, card=NO_FUNDS)
+    run(app, at(dt.date(2026, 12, 1)))
+    assert subscription(app, account_id).status == "past_due"
+    with app.app_context():
+        customer, method = stripe_emulator.save_card(GOOD_CARD)
+        payments.add_method(
+            account_id=account_id,
+            provider="stripe",
+            method=SavedMethod(provider_ref=method, brand="visa", customer_ref=customer),
+            now=at(dt.date(2026, 12, 2), 10),
+        )
+    assert run(app, at(dt.date(2026, 12, 2), 10, 31)).renewed == 1
+    [invoice] = rows(app, Invoice, Invoice.account_id == account_id)
+    assert invoice.sale_date == dt.date(2026, 12, 2)
+    assert invoice.content["sale_date"] == "2026-12-02"
+    assert invoice.content["period_start"] == "2026-12-01"
 
 
 @pytest.mark.parametrize("fault", [500, "close", "garbage"])

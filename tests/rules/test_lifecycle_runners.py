@@ -52,7 +52,13 @@ def seed(app, emulator: StripeEmulator, count: int) -> None:
         for n in range(count):
             email = f"runner{n}@firma.example.com"
             account = Account(name=f"Firma {n}")
-            account.billing_info = BillingInfo(company_name=account.name, invoice_email=email)
+            account.billing_info = BillingInfo(
+                company_name=account.name,
+                street="ul. Długa 5",
+                city="Gdańsk",
+                country="PL",
+                invoice_email=email,
+            )
             account.subscription = Subscription(
                 package=PackageCode.STANDARD.value,
                 period="month",

@@ -788,3 +788,20 @@ def test_an_expired_order_cannot_be_paid_nor_completed_at_the_return(
     assert webhook(standard, transfer24, token).get_json()["outcome"] == "stale"
     assert only(app, Payment)[0].status == PaymentStatus.REFUNDED
     assert invoices(app) == [] and subscription(app).agents == 3
+
+
+def test_an_order_is_not_charged_once_the_billing_address_is_gone(app, standard, transfer24):
+    """Issue 23, point 5: no invoice without the buyer's address, so no charge either: Pay
+    on a placed order whose account lost its street (data changed outside the form) is
+    refused with the reason, and no new payment attempt is made."""
+    bank_token(place_and_pay(standard, agents="5"))
+    [order] = only(app, Order)
+    set_billing(app, "PL", street=None)
+    pay = standard.post(
+        f"/package/orders/{order.public_id}/pay",
+        data={"csrf_token": csrf_token(standard, "/package/edit"), "provider": "transfer24"},
+    )
+    assert pay.headers["Location"] == f"/package/orders/{order.public_id}"
+    page = text(standard.get(pay.headers["Location"]))
+    assert "Zanim zapłacisz, podaj kraj i adres w danych do faktury" in page
+    assert len(only(app, Payment)) == 1  # the first attempt only

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from portal.rules.tax import (
+    BuyerCountryMissing,
     TaxDecision,
     TaxTreatment,
     VatRatesError,
@@ -41,12 +42,6 @@ EU_MEMBERS = (
         ),
         pytest.param(
             "PL", " pl ", False, ON, TaxDecision(DOMESTIC, Decimal("0.23"), "PL"), id="pl-lower"
-        ),
-        pytest.param(
-            "PL", None, False, ON, TaxDecision(DOMESTIC, Decimal("0.23"), "PL"), id="unknown-buyer"
-        ),
-        pytest.param(
-            "PL", " ", False, ON, TaxDecision(DOMESTIC, Decimal("0.23"), "PL"), id="blank-buyer"
         ),
         pytest.param("PL", "DE", True, ON, TaxDecision(REVERSE, Decimal(0), "DE"), id="de-vat-id"),
         pytest.param(
@@ -104,6 +99,13 @@ def test_decide(
         seller_country=seller, buyer_country=buyer, vat_number_valid=vat_valid, on=on, rates=RATES
     )
     assert decision == expected
+
+
+@pytest.mark.parametrize("buyer", [None, "", " "])
+def test_a_buyer_without_a_country_is_never_taxed_as_the_sellers(buyer: str | None) -> None:
+    """Issue 23, point 5: no VAT is decided, and so nothing sold, without the country."""
+    with pytest.raises(BuyerCountryMissing):
+        decide(seller_country="PL", buyer_country=buyer, vat_number_valid=False, on=ON, rates=RATES)
 
 
 def test_seller_outside_the_eu_is_a_configuration_error() -> None:

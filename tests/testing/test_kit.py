@@ -86,3 +86,22 @@ def test_the_kit_signs_a_customer_in_through_the_real_forms(pakiet_customer: Fla
     page = pakiet_customer.get("/payment-methods")
     assert page.status_code == 200  # signed in: not sent to /login
     assert pakiet_customer.get("/login").status_code in (200, 302)
+
+
+def test_the_kit_fills_the_billing_data_a_purchase_needs(pakiet_customer: FlaskClient) -> None:
+    """Issue 23, point 5: the summary asks for the billing data until the kit saved them."""
+    from portal.testing.pytest_plugin import Auth, csrf_token
+
+    form = {
+        "csrf_token": csrf_token(pakiet_customer, "/package/edit"),
+        "package": "standard",
+        "period": "month",
+        "agents": "2",
+        "conversations": "100",
+        "currency": "PLN",
+    }
+    headers = {"HX-Request": "true"}
+    assert pakiet_customer.post("/package/summary", data=form, headers=headers).status_code == 422
+    assert Auth(pakiet_customer).fill_billing().status_code == 303
+    priced = pakiet_customer.post("/package/summary", data=form, headers=headers)
+    assert priced.status_code == 200 and 'name="quote_digest"' in priced.get_data(as_text=True)

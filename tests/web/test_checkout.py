@@ -488,3 +488,44 @@ def test_the_summary_writes_the_period_to_its_last_day(client, auth, demo_accoun
     # Bought on 26 November: the monthly period is 26 Nov - 25 Dec; the renewal 26 Dec.
     assert "Cena za nowy okres, 26 listopada 2026 – 25 grudnia 2026" in page
     assert "Następne odnowienie 26 grudnia 2026" in page
+
+
+def test_without_a_billing_country_and_address_the_checkout_asks_for_them_before_pay(
+    app, client, auth, demo_accounts
+):
+    """Issue 23, point 5: a new customer has only a company name and an e-mail. No price
+    with a VAT guessed from the seller's country: the summary asks for the billing data,
+    links to the form, and Pay is disabled and refused on the server."""
+    assert auth.signup("nowy@firma.example.com", "Nowa Firma").status_code == 302
+    response = summary(client, agents="2")
+    page = text(response)
+    assert response.status_code == 422
+    assert "Zanim zapłacisz, podaj kraj i adres do faktury" in page
+    assert '<a href="/billing">Uzupełnij dane do faktury</a>' in page
+    assert '<button type="submit" name="action" value="pay" disabled' in page
+    assert "23%" not in page and "23 %" not in page
+    key = re.search(
+        r'name="idempotency_key" value="([^"]+)"', text(client.get("/package/edit"))
+    ).group(1)
+    forged = form_data(client, action="pay", agents="2", quote_digest="0" * 64, idempotency_key=key)
+    refused = client.post("/package/edit", data=forged)
+    assert refused.status_code == 422
+    assert "Zanim zapłacisz, podaj kraj i adres do faktury" in text(refused)
+    assert order_count(app) == 0
+
+    data = {
+        "csrf_token": csrf_token(client, "/billing"),
+        "company_name": "Nowa Firma s.r.o.",
+        "street": "Václavské náměstí 1",
+        "postcode": "110 00",
+        "city": "Praha",
+        "country": "CZ",
+        "vat_number": "",
+        "invoice_email": "nowy@firma.example.com",
+    }
+    assert client.post("/billing", data=data).status_code == 303
+    priced = text(summary(client, agents="2"))
+    assert "Zanim zapłacisz" not in priced
+    assert "21%" in priced or "21 %" in priced  # a Czech consumer: Czech VAT, not Polish
+    response, _ = pay(client, agents="2")
+    assert response.status_code == 303 and order_count(app) == 1

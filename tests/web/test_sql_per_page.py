@@ -45,7 +45,12 @@ def make_account(name: str, invoices: int, password_hash: str, first_seq: int) -
     email = f"{name}@firma.example.com"
     account = Account(name=f"Firma {name}", created_at=now)
     account.billing_info = BillingInfo(
-        company_name=account.name, country="PL", invoice_email=email, updated_at=now
+        company_name=account.name,
+        street="ul. Długa 5",
+        city="Gdańsk",
+        country="PL",
+        invoice_email=email,
+        updated_at=now,
     )
     account.subscription = Subscription(
         package="standard",
