@@ -69,6 +69,21 @@ class Registry:
     distributions: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: every origin a provider sends customers to (``PaymentProvider.hosted_origins``)
     hosted_origins: tuple[str, ...] = ()
+    #: the plugin that registered each provider, validator and invoice format, by kind and
+    #: name (``("payment provider", "stripe") -> "stripe"``): named in logs and the admin
+    owners: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def owner(self, kind: str, name: str) -> str:
+        """The name of the plugin that registered the ``kind`` called ``name``."""
+        return self.owners.get((kind, name), "?")
+
+    def providers_for(self, currency: str | None) -> list[PaymentProvider]:
+        """The payment providers that take ``currency`` (all of them for ``None``)."""
+        return [
+            provider
+            for provider in self.payment_providers.values()
+            if currency is None or currency in provider.currencies
+        ]
 
     @property
     def hook(self) -> Any:
@@ -121,19 +136,27 @@ def _collect(pm: pluggy.PluginManager, hook: str, plugin_config: Any) -> list[tu
     return items
 
 
-def _unique(items: Iterable[tuple[str, T]], kind: str, key: str = "name") -> dict[str, T]:
+def _unique(
+    items: Iterable[tuple[str, T]],
+    kind: str,
+    key: str = "name",
+    owners: dict[tuple[str, str], str] | None = None,
+) -> dict[str, T]:
+    """The items by ``key``; ``owners`` (when given) learns which plugin gave each."""
     seen: dict[str, T] = {}
-    owners: dict[str, str] = {}
+    by: dict[str, str] = {}
     for plugin, item in items:
         name = getattr(item, key, None)
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {plugin!r}: {kind} {item!r} has no {key}")
         if name in seen:
             raise PluginError(
-                f"two plugins register the {kind} {name!r}: {owners[name]!r} and {plugin!r}"
+                f"two plugins register the {kind} {name!r}: {by[name]!r} and {plugin!r}"
             )
         seen[name] = item
-        owners[name] = plugin
+        by[name] = plugin
+        if owners is not None:
+            owners[(kind, name)] = plugin
     return seen
 
 
@@ -321,6 +344,7 @@ def init_plugins(app: Flask) -> Registry:
             "payment provider",
         ),
         "payment provider",
+        owners=registry.owners,
     )
     registry.hosted_origins = _hosted_origins(registry.payment_providers.values())
     validators = _checked(
@@ -329,7 +353,8 @@ def init_plugins(app: Flask) -> Registry:
         "VAT validator",
     )
     registry.vat_validators = sorted(
-        _unique(validators, "VAT validator").values(), key=lambda v: v.order
+        _unique(validators, "VAT validator", owners=registry.owners).values(),
+        key=lambda v: v.order,
     )
     registry.invoice_formats = _unique(
         _checked(
