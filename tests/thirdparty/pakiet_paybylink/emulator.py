@@ -144,6 +144,12 @@ class PayByLinkEmulator(Emulator[_State]):
     def links(self) -> dict[str, dict[str, Any]]:
         return self.state.links
 
+    def forget(self) -> None:
+        """Forget every link (a test that starts from fresh portal data)."""
+        with self.state.lock:
+            self.state.links.clear()
+            self.state.by_request.clear()
+
     def pay(self, link_id: str, *, deliver: bool = False) -> None:
         """The customer pays the link on its page (a test's shortcut)."""
         link = self.state.links[link_id]
