@@ -128,6 +128,13 @@ def renewable(provider_name: str, brand: str) -> bool:
     )
 
 
+def provider_can_refund(provider_name: str) -> bool:
+    """Whether the provider of a payment declares it can give money back (``can_refund``);
+    a provider switched off since cannot."""
+    provider = _registered_provider(provider_name)
+    return provider is not None and provider.can_refund is True
+
+
 def refused_brand_code(brand: str) -> str:
     """Why a method of ``brand`` is refused: R8 names American Express; others in general."""
     return "amex_not_accepted" if brand.lower() == "amex" else "brand_not_accepted"
