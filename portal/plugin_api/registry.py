@@ -9,6 +9,7 @@ happens to be installed is not picked up).
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
 import re
@@ -16,6 +17,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any, TypeVar
@@ -29,8 +31,10 @@ from portal import plugin_api
 from portal.plugin_api import ApiVersionError, hookspecs, require_api
 from portal.plugin_api.contracts import (
     CurrencySpec,
+    ExchangeRate,
     InvoiceFormat,
     PaymentProvider,
+    ProviderError,
     VatValidator,
 )
 from portal.rules.money import minor_units
@@ -366,6 +370,64 @@ def init_plugins(app: Flask) -> Registry:
     )
     app.extensions["pakiet"] = registry
     return registry
+
+
+@dataclass(frozen=True)
+class RateAnswer:
+    """An exchange rate and the plugin that gave it (printed on a legal document: kept)."""
+
+    rate: ExchangeRate
+    plugin: str
+
+
+def exchange_rate(reg: Registry, base: str, quote: str, on_date: dt.date) -> RateAnswer | None:
+    """Ask the rate sources one at a time, in pluggy's order (last registered first,
+    ``tryfirst``/``trylast`` to move), for the rate of ``base`` in ``quote`` on ``on_date``;
+    the first answer wins and names its plugin. Wrappers are not run: no plugin can change
+    another's answer. A source that raises anything but :class:`ProviderError` (a bug), or
+    answers something that is not the rate asked for, is left out of this question and
+    logged with its plugin's name; a :class:`ProviderError` (the source should answer but
+    cannot now) is raised, so that no other source's rate is taken silently."""
+    caller = reg.pm.hook.get_exchange_rate
+    arguments = {
+        "base": base,
+        "quote": quote,
+        "on_date": on_date,
+        "plugin_config": reg.plugin_config,
+    }
+    for impl in reversed(caller.get_hookimpls()):
+        if impl.hookwrapper or getattr(impl, "wrapper", False):
+            continue
+        try:
+            answer = impl.function(**{name: arguments[name] for name in impl.argnames})
+        except ProviderError:
+            raise
+        except Exception:
+            log.exception(
+                "rate source of plugin %r failed on %s/%s",
+                _display_name(impl.plugin_name, impl.plugin),
+                base,
+                quote,
+            )
+            continue
+        if answer is None:
+            continue
+        if (
+            not isinstance(answer, ExchangeRate)
+            or (answer.base, answer.quote) != (base, quote)
+            or not isinstance(answer.rate, Decimal)
+            or not answer.rate > 0
+        ):
+            log.error(
+                "rate source of plugin %r answered %r for %s/%s: left out",
+                _display_name(impl.plugin_name, impl.plugin),
+                answer,
+                base,
+                quote,
+            )
+            continue
+        return RateAnswer(answer, _display_name(impl.plugin_name, impl.plugin))
+    return None
 
 
 def registry(app: Flask | None = None) -> Registry:

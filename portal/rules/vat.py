@@ -14,8 +14,8 @@ import datetime as dt
 import inspect
 import logging
 import re
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -132,6 +132,11 @@ class VatSettings:
     backoff: tuple[dt.timedelta, ...] = tuple(dt.timedelta(seconds=s) for s in DEFAULT_BACKOFF)
     recheck_after: dt.timedelta = dt.timedelta(days=DEFAULT_RECHECK_DAYS)
     reuse_within: dt.timedelta = dt.timedelta(seconds=DEFAULT_REUSE_SECONDS)
+    #: the plugin that registered each validator, by the validator's name (provenance)
+    owners: Mapping[str, str] = field(default_factory=dict)
+
+    def owner(self, validator: str) -> str | None:
+        return self.owners.get(validator)
 
 
 def settings_for(app: Flask) -> VatSettings:
@@ -143,8 +148,12 @@ def settings_for(app: Flask) -> VatSettings:
     )
     if not backoff or min(backoff) <= dt.timedelta(0):
         raise ValueError("VAT_RETRY_BACKOFF must be a non-empty list of positive seconds")
+    reg = registry(app)
     return VatSettings(
-        validators=tuple(registry(app).vat_validators),
+        validators=tuple(reg.vat_validators),
+        owners={
+            name: plugin for (kind, name), plugin in reg.owners.items() if kind == "VAT validator"
+        },
         member_states=frozenset(app.extensions["pakiet.vat_rates"].history),
         requester=config["SELLER"].get("vat_id") or None,
         backoff=backoff,
@@ -188,7 +197,12 @@ def _ask(
         answer = validator.check(**kwargs)
     except Exception:
         # A broken plugin must not break the billing page; it counts as "cannot say now".
-        log.exception("VAT validator %s failed on %s", validator.name, number.full)
+        log.exception(
+            "VAT validator %s of plugin %s failed on %s",
+            validator.name,
+            settings.owner(validator.name),
+            number.full,
+        )
         return _unavailable(validator, number, now, "error")
     if answer is None:
         return None
@@ -198,8 +212,22 @@ def _ask(
         or not isinstance(answer.checked_at, dt.datetime)
         or answer.checked_at.tzinfo is None
     ):
-        log.error("VAT validator %s returned %r", validator.name, answer)
+        log.error(
+            "VAT validator %s of plugin %s returned %r",
+            validator.name,
+            settings.owner(validator.name),
+            answer,
+        )
         return _unavailable(validator, number, now, "bad_answer")
+    if answer.status is Answer.VALID and not (
+        isinstance(answer.registry, str) and answer.registry.strip()
+    ):
+        # A format or check-digit check cannot confirm a number (only a registry can): it
+        # has no opinion on whether the number is registered, and the next one is asked.
+        log.info(
+            "VAT validator %s answered VALID without a registry: not a confirmation", validator.name
+        )
+        return None
     return answer
 
 
@@ -238,7 +266,12 @@ def _clip(value: str | None, size: int) -> str | None:
     return value[:size] if value else None
 
 
-def record(account_id: int, number: VatNumber, answers: Sequence[contracts.VatCheck]) -> None:
+def record(
+    account_id: int,
+    number: VatNumber,
+    answers: Sequence[contracts.VatCheck],
+    owners: Mapping[str, str] | None = None,
+) -> None:
     """Keep every answer as proof (who answered, what, when, VIES's consultation number).
 
     The number is the one core asked about, whatever the plugin echoed; texts are cut to
@@ -257,6 +290,8 @@ def record(account_id: int, number: VatNumber, answers: Sequence[contracts.VatCh
                 address=_clip(answer.address, 500),
                 reason=_clip(answer.reason, 200),
                 checked_at=answer.checked_at,
+                plugin=_clip((owners or {}).get(answer.validator), 100),
+                source_registry=_clip(answer.registry, 60),
             )
         )
 
@@ -272,6 +307,7 @@ def _as_contract(row: VatCheck) -> contracts.VatCheck:
         name=row.name,
         address=row.address,
         reason=row.reason,
+        registry=row.source_registry,
     )
 
 
@@ -305,7 +341,7 @@ def check(account_id: int, number: VatNumber, settings: VatSettings, now: dt.dat
     end_transaction()
     verdict = evaluate(number, settings, now)
     if not verdict.malformed:
-        record(account_id, number, verdict.answers)
+        record(account_id, number, verdict.answers, settings.owners)
     return verdict
 
 
@@ -396,6 +432,7 @@ class VatView:
     consultation_number: str | None = None
     checked_at: dt.datetime | None = None
     retry_at: dt.datetime | None = None
+    registry: str | None = None  # who confirmed it (VIES, HMRC)
 
 
 def problem_view(error: VatNumberError, raw: str, country: str) -> VatView:
@@ -426,6 +463,7 @@ def verdict_view(
         consultation_number=answer.consultation_number if answer else None,
         checked_at=answer.checked_at if answer else None,
         retry_at=retry_at,
+        registry=answer.registry if answer else None,
     )
 
 
@@ -570,7 +608,7 @@ def run_due_checks(*, now: dt.datetime, limit: int, settings: VatSettings) -> Re
         if not isinstance(billing, BillingInfo) or billing.vat_number != saved_number:
             db.session.commit()  # saved anew meanwhile: that save checked the new number
             continue
-        record(account_id, number, verdict.answers)
+        record(account_id, number, verdict.answers, settings.owners)
         apply(billing, number, verdict, settings, now)
         db.session.commit()
         if (billing.vat_status == VatStatus.VALID) != (was == VatStatus.VALID):

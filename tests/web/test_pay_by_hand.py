@@ -27,7 +27,14 @@ from portal.infra.extensions import db
 from portal.infra.models import Invoice, Order, Payment, PaymentMethod, Subscription, User
 from portal.plugin_api.registry import registry
 from portal.rules import lifecycle
-from tests.conftest import BUILTIN_PLUGINS, Inbox, csrf_token, decoded_subject, smtp_config
+from tests.conftest import (
+    BUILTIN_PLUGINS,
+    Auth,
+    Inbox,
+    csrf_token,
+    decoded_subject,
+    smtp_config,
+)
 
 THIRD_PARTY = Path(__file__).resolve().parents[1] / "thirdparty"
 TODAY = dt.date(2026, 11, 26)
@@ -278,3 +285,21 @@ def test_a_provider_whose_label_raises_is_left_out_and_the_others_work(
     response = pay_at_paybylink(client, paybylink, buy(client, "paybylink"))
     assert response.headers["Location"] == "/package"
     assert the_subscription(app).package == "standard"
+
+
+def test_the_exchange_rate_on_an_invoice_names_its_plugin_in_the_admin(
+    app, client, customer, paybylink, auth
+):
+    """Issue 24, point 5: the rate printed on a legal document records which plugin gave it
+    (a Polish buyer paying in EUR: the VAT is also stated in PLN at NBP's rate)."""
+    response = pay_at_paybylink(client, paybylink, buy(client, "paybylink", currency="EUR"))
+    assert response.headers["Location"] == "/package"
+    with app.app_context():
+        [invoice] = db.session.scalars(select(Invoice).where(Invoice.currency == "EUR")).all()
+        assert invoice.content["vat_in_pln"] is not None
+        assert invoice.rate_plugin == "pakiet_nbp"
+        number = invoice.number
+    staff = app.test_client()
+    assert Auth(staff).login("admin@demo.example.com", demo.PASSWORD).status_code == 302
+    page = text(staff.get("/admin/invoices/"))
+    assert number in page and "pakiet_nbp" in page
