@@ -76,6 +76,22 @@ class Registry:
     #: the plugin that registered each provider, validator and invoice format, by kind and
     #: name (``("payment provider", "stripe") -> "stripe"``): named in logs and the admin
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: plugins that are not loaded, by name, and why (``flask plugins`` shows them)
+    off: dict[str, str] = field(default_factory=dict)
+    #: what start-up found odd but not fatal (logged as warnings, shown by ``flask plugins``)
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        log.warning("%s", message)
+
+    def registered(self, plugin: str) -> dict[str, list[str]]:
+        """What ``plugin`` registered, by kind (``{"payment provider": ["stripe"]}``)."""
+        found: dict[str, list[str]] = {}
+        for (kind, name), owner in sorted(self.owners.items()):
+            if owner == plugin:
+                found.setdefault(kind, []).append(name)
+        return found
 
     def owner(self, kind: str, name: str) -> str:
         """The name of the plugin that registered the ``kind`` called ``name``."""
@@ -227,7 +243,11 @@ def _load_entry_points(
     allowed = set(allow) if allow is not None else None
     blocked = set(block)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+        if ep.name in blocked:
+            registry.off[ep.name] = "blocked by PLUGINS_BLOCK"
+            continue
+        if allowed is not None and ep.name not in allowed:
+            registry.off[ep.name] = "not in PLUGINS_ALLOW"
             continue
         if pm.get_plugin(ep.name) is not None:
             continue
@@ -241,7 +261,12 @@ def _load_entry_points(
             registry.distributions[ep.name] = (ep.dist.name, ep.dist.version)
 
 
-def _register_module(pm: pluggy.PluginManager, target: str | ModuleType | object) -> None:
+def _register_module(
+    pm: pluggy.PluginManager, registry: Registry, target: str | ModuleType | object
+) -> None:
+    if isinstance(target, str) and pm.is_blocked(target):
+        registry.off[target] = "blocked by PLUGINS_BLOCK"
+        return
     plugin = importlib.import_module(target) if isinstance(target, str) else target
     name = target if isinstance(target, str) else getattr(plugin, "__name__", None)
     if pm.is_registered(plugin) or (name is not None and pm.get_plugin(name) is not None):
@@ -296,6 +321,29 @@ def warn_deprecated(pm: pluggy.PluginManager) -> None:
                     )
 
 
+def _warn_at_start(app: Flask, pm: pluggy.PluginManager, registry: Registry) -> None:
+    """Warnings for what loads but is probably a mistake: a plugin without a hook (its
+    functions lack ``@hookimpl``), a name in ``PLUGINS_BLOCK``/``PLUGINS_ALLOW`` that names
+    nothing (a typo), a currency no payment provider takes."""
+    for name, plugin in pm.list_name_plugin():
+        if plugin is not None and not pm.get_hookcallers(plugin):
+            registry.warn(
+                f"plugin {_display_name(name, plugin)!r} implements no hook: are its functions"
+                " marked with @hookimpl?"
+            )
+    known = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    known |= {t for t in app.config["PLUGINS"] if isinstance(t, str)}
+    for setting in ("PLUGINS_BLOCK", "PLUGINS_ALLOW"):
+        for name in app.config[setting] or ():
+            if name not in known:
+                registry.warn(f"{setting} names {name!r}, which is no plugin: a typo?")
+    if registry.payment_providers:
+        taken = {c for p in registry.payment_providers.values() for c in p.currencies}
+        for code in sorted(registry.currencies):
+            if code not in taken:
+                registry.warn(f"currency {code}: no payment provider takes it")
+
+
 def make_plugin_config(settings: Mapping[str, Mapping[str, Any]]) -> Any:
     def plugin_config(name: str) -> Mapping[str, Any]:
         return dict(settings.get(name, {}))
@@ -315,7 +363,7 @@ def init_plugins(app: Flask) -> Registry:
             allow, block = app.config["PLUGINS_ALLOW"], app.config["PLUGINS_BLOCK"]
             _load_entry_points(pm, registry, allow, block)
         for target in app.config["PLUGINS"]:
-            _register_module(pm, target)
+            _register_module(pm, registry, target)
         pm.check_pending()
         warn_deprecated(pm)
     except pluggy.PluginValidationError as exc:
@@ -340,7 +388,7 @@ def init_plugins(app: Flask) -> Registry:
                 f"currency {spec.code}: minor_units {spec.minor_units} disagrees with ISO 4217"
                 f" ({minor_units(spec.code)})"
             )
-    registry.currencies = _unique(currencies, "currency", key="code")
+    registry.currencies = _unique(currencies, "currency", key="code", owners=registry.owners)
     registry.payment_providers = _unique(
         _checked(
             _collect(pm, "register_payment_providers", config),
@@ -367,7 +415,13 @@ def init_plugins(app: Flask) -> Registry:
             "invoice format",
         ),
         "invoice format",
+        owners=registry.owners,
     )
+    for impl in pm.hook.get_exchange_rate.get_hookimpls():
+        registry.owners[("rate source", _display_name(impl.plugin_name, impl.plugin))] = (
+            impl.plugin_name
+        )
+    _warn_at_start(app, pm, registry)
     app.extensions["pakiet"] = registry
     return registry
 
