@@ -291,6 +291,10 @@ class VatValidator(abc.ABC):
     #: refuses the number. A registry's ``INVALID`` means "not registered for intra-EU
     #: trade": the number is kept, the customer is told why, and VAT is charged.
     offline: bool = False
+    #: countries outside the EU whose numbers it answers for (ISO codes: ``"GB"``, ``"NO"``,
+    #: ``"CH"``): core asks the validators about a buyer's number of these countries too
+    #: (``country`` is then the ISO code). Plugin API 1.2.
+    countries: frozenset[str] = frozenset()
 
     @abc.abstractmethod
     def check(

@@ -139,7 +139,7 @@ def _collect(pm: pluggy.PluginManager, hook: str, plugin_config: Any) -> list[tu
     for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):  # pluggy's call order
         if impl.hookwrapper or getattr(impl, "wrapper", False):
             continue
-        name = impl.plugin_name
+        name = _display_name(impl.plugin_name, impl.plugin)
         others = [p for p in pm.get_plugins() if p is not impl.plugin]
         try:
             results = pm.subset_hook_caller(hook, remove_plugins=others)(

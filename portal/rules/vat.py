@@ -67,10 +67,23 @@ class VatNumber:
     full: str
     prefix: str | None
     national: str
+    #: outside the EU: the buyer's country, when a validator declares it (GB, NO, CH)
+    foreign: str | None = None
 
     @property
     def in_eu(self) -> bool:
         return self.prefix is not None
+
+    @property
+    def checked(self) -> bool:
+        """Whether validators are asked about it: an EU number, or a foreign one that a
+        validator declared it answers for."""
+        return self.in_eu or self.foreign is not None
+
+    @property
+    def asked_as(self) -> str:
+        """The country the validators are asked with (the EU prefix, or the country)."""
+        return self.prefix or self.foreign or ""
 
 
 def vat_prefix(country: str) -> str:
@@ -82,7 +95,12 @@ def normalise(raw: str) -> str:
     return _SEPARATORS.sub("", raw).upper()
 
 
-def parse_number(raw: str | None, country: str, member_states: Collection[str]) -> VatNumber | None:
+def parse_number(
+    raw: str | None,
+    country: str,
+    member_states: Collection[str],
+    foreign: Collection[str] = (),
+) -> VatNumber | None:
     """Read a typed VAT number for a buyer in ``country`` (ISO code); ``None`` when blank.
 
     Spaces, dots, dashes and case do not matter and the prefix may be left out. A number
@@ -116,6 +134,10 @@ def parse_number(raw: str | None, country: str, member_states: Collection[str]) 
         return VatNumber(number, NORTHERN_IRELAND, number[2:])
     if head in eu_prefixes:
         raise VatNumberError(NumberProblem.WRONG_PREFIX, head)
+    if country in foreign:
+        # A validator answers for this country (HMRC for GB, say): it is asked too.
+        national = number[2:] if head == country and len(number) > 2 else number
+        return VatNumber(number, None, national, foreign=country)
     return VatNumber(number, None, number)
 
 
@@ -134,6 +156,8 @@ class VatSettings:
     reuse_within: dt.timedelta = dt.timedelta(seconds=DEFAULT_REUSE_SECONDS)
     #: the plugin that registered each validator, by the validator's name (provenance)
     owners: Mapping[str, str] = field(default_factory=dict)
+    #: countries outside the EU whose numbers some validator answers for
+    foreign: frozenset[str] = frozenset()
 
     def owner(self, validator: str) -> str | None:
         return self.owners.get(validator)
@@ -154,6 +178,12 @@ def settings_for(app: Flask) -> VatSettings:
         owners={
             name: plugin for (kind, name), plugin in reg.owners.items() if kind == "VAT validator"
         },
+        foreign=frozenset(
+            code
+            for validator in reg.vat_validators
+            for code in getattr(validator, "countries", ()) or ()
+            if isinstance(code, str)
+        ),
         member_states=frozenset(app.extensions["pakiet.vat_rates"].history),
         requester=config["SELLER"].get("vat_id") or None,
         backoff=backoff,
@@ -189,8 +219,8 @@ def _accepts_requester(validator: VatValidator) -> bool:
 def _ask(
     validator: VatValidator, number: VatNumber, settings: VatSettings, now: dt.datetime
 ) -> contracts.VatCheck | None:
-    assert number.prefix is not None
-    kwargs: dict[str, Any] = {"country": number.prefix, "number": number.national, "now": now}
+    assert number.checked
+    kwargs: dict[str, Any] = {"country": number.asked_as, "number": number.national, "now": now}
     if _accepts_requester(validator):
         kwargs["requester"] = settings.requester
     try:
@@ -236,7 +266,7 @@ def _unavailable(
 ) -> contracts.VatCheck:
     return contracts.VatCheck(
         status=Answer.UNAVAILABLE,
-        country=number.prefix or "",
+        country=number.asked_as,
         number=number.national,
         validator=str(getattr(validator, "name", "?")),
         checked_at=now,
@@ -281,7 +311,7 @@ def record(
         db.session.add(
             VatCheck(
                 account_id=account_id,
-                country=number.prefix or "",
+                country=number.asked_as,
                 number=number.national[:MAX_NUMBER],
                 status=answer.status.value,
                 validator=answer.validator[:40],
@@ -316,7 +346,7 @@ def _latest(
 ) -> VatCheck | None:
     stmt = select(VatCheck).where(
         VatCheck.account_id == account_id,
-        VatCheck.country == (number.prefix or ""),
+        VatCheck.country == number.asked_as,
         VatCheck.number == number.national,
         VatCheck.status.in_(list(statuses)),
     )
@@ -358,7 +388,7 @@ def _failed_attempts(account_id: int, number: VatNumber) -> int:
     last = _latest(account_id, number, (Answer.VALID.value, Answer.INVALID.value))
     stmt = select(func.count(func.distinct(VatCheck.checked_at))).where(
         VatCheck.account_id == account_id,
-        VatCheck.country == (number.prefix or ""),
+        VatCheck.country == number.asked_as,
         VatCheck.number == number.national,
         VatCheck.status == Answer.UNAVAILABLE.value,
     )
@@ -467,16 +497,18 @@ def verdict_view(
     )
 
 
-def billing_view(billing: BillingInfo | None, member_states: Collection[str]) -> VatView:
+def billing_view(
+    billing: BillingInfo | None, member_states: Collection[str], foreign: Collection[str] = ()
+) -> VatView:
     """The saved number's standing, with the answer that decided it."""
     if billing is None or not billing.vat_number:
         return VatView(State.NONE, country=billing.country if billing else None)
     country = billing.country or ""
     try:
-        number = parse_number(billing.vat_number, country, member_states)
+        number = parse_number(billing.vat_number, country, member_states, foreign)
     except VatNumberError as exc:
         return problem_view(exc, billing.vat_number, country)
-    if number is None or not number.in_eu or billing.vat_status is None:
+    if number is None or not number.checked or billing.vat_status is None:
         return VatView(State.NOT_EU, number=billing.vat_number, country=country)
     status = VatStatus(billing.vat_status)
     wanted = {
@@ -511,12 +543,12 @@ def live_check(
     saved, its status follows the new answer ("check again").
     """
     try:
-        number = parse_number(raw, country, settings.member_states)
+        number = parse_number(raw, country, settings.member_states, settings.foreign)
     except VatNumberError as exc:
         return problem_view(exc, raw, country)
     if number is None:
         return VatView(State.NONE, country=country)
-    if not number.in_eu:
+    if not number.checked:
         return VatView(State.NOT_EU, number=number.full, country=country)
     verdict = check(account_id, number, settings, now)
     retry_at = None
@@ -585,10 +617,12 @@ def run_due_checks(*, now: dt.datetime, limit: int, settings: VatSettings) -> Re
         report.checked += 1
         account_id, was = billing.account_id, billing.vat_status
         try:
-            number = parse_number(billing.vat_number, billing.country or "", settings.member_states)
+            number = parse_number(
+                billing.vat_number, billing.country or "", settings.member_states, settings.foreign
+            )
         except VatNumberError:
             number = None
-        if number is None or not number.in_eu:
+        if number is None or not number.checked:
             # The rules or the data changed under the number: nothing left to check.
             clear(billing)
             db.session.commit()
