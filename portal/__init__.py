@@ -70,6 +70,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     missing = [c for c in catalogue.currencies if c not in registry.currencies]
     if missing:
         raise PluginError(f"no currency plugin provides {', '.join(missing)} from the catalogue")
+    for code in sorted(set(registry.currencies) - set(catalogue.currencies)):
+        plugin = registry.owner("currency", code)
+        registry.warn(
+            f"currency {code} of plugin {plugin!r} has no prices in the catalogue: it is not sold"
+        )
     app.extensions["pakiet.catalogue"] = catalogue
     app.extensions["pakiet.vat_rates"] = load_vat_rates(app.config["VAT_RATES_PATH"])
 

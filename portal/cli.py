@@ -16,11 +16,23 @@ from portal.rules import invoicing, lifecycle, vat
 def register_commands(app: Flask) -> None:
     @app.cli.command("plugins")
     def plugins_command() -> None:
-        """List plugins, their versions and the hooks each implements."""
-        for info in registry().plugins():
+        """List plugins, their versions, the hooks each implements and what it registered
+        (providers, currencies, validators, rate sources); then the plugins that are off and
+        why, and the warnings of the start-up."""
+        reg = registry()
+        for info in reg.plugins():
             version = info.version or "-"
             dist = f" ({info.distribution})" if info.distribution else ""
             click.echo(f"{info.name} {version}{dist}: {', '.join(info.hooks) or '-'}")
+            registered = reg.registered(info.name)
+            for kind, names in registered.items():
+                click.echo(f"  {kind}: {', '.join(names)}")
+            if not registered and any(h.startswith("register_") for h in info.hooks):
+                click.echo("  registered nothing (not configured, or switched off in its settings)")
+        for name, why in sorted(reg.off.items()):
+            click.echo(f"off: {name}: {why}")
+        for warning in reg.warnings:
+            click.echo(f"warning: {warning}")
 
     @app.cli.command("demo-data")
     @click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None)

@@ -185,6 +185,7 @@ class PayPalProvider(PaymentProvider):
 
     name = "paypal"
     saves_methods = True
+    renewable_brands = frozenset({"paypal"})
     currencies = frozenset({"PLN", "EUR", "USD", "CZK"})
 
     def __init__(self, config: Mapping[str, Any]) -> None:

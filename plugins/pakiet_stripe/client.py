@@ -42,7 +42,8 @@ DEFAULT_WEBHOOK_TOLERANCE = 300
 
 # R8 accepts Visa and Mastercard. Checkout can block only these two of the other brands; it
 # refuses them on its own page, before anything is charged. Anything else that slips through
-# (JCB, UnionPay) reaches core with its brand, and core's brand check refunds it.
+# (JCB, UnionPay) reaches core with its brand, not among the renewable_brands declared
+# below, and core refunds it.
 BLOCKED_BRANDS = ["american_express", "discover_global_network"]
 
 BRAND_NAMES = {
@@ -155,6 +156,7 @@ class StripeProvider(PaymentProvider):
     name = "stripe"
     currencies = frozenset({"PLN", "EUR", "USD", "CZK"})
     saves_methods = True
+    renewable_brands = frozenset({"visa", "mastercard"})  # R8
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         api_key = config.get("api_key")

@@ -80,6 +80,7 @@ class ViesValidator(VatValidator):
             name=answer.name,
             address=answer.address,
             reason=answer.reason,
+            registry="VIES",
         )
 
 

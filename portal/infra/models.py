@@ -228,6 +228,10 @@ class VatCheck(db.Model):  # type: ignore[name-defined]
     address: Mapped[str | None] = mapped_column(String(500))
     reason: Mapped[str | None] = mapped_column(String(200))
     checked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    #: the plugin whose validator answered, and the registry it asked (VIES, HMRC), if any:
+    #: only a registry's VALID confirms a number
+    plugin: Mapped[str | None] = mapped_column(String(100))
+    source_registry: Mapped[str | None] = mapped_column(String(60))
 
 
 class Subscription(db.Model):  # type: ignore[name-defined]
@@ -534,6 +538,8 @@ class Invoice(db.Model):  # type: ignore[name-defined]
     note: Mapped[str | None] = mapped_column(String(1000))
     reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: the plugin that gave the exchange rate printed on it (VAT in PLN), if one did
+    rate_plugin: Mapped[str | None] = mapped_column(String(100))
 
     @property
     def total(self) -> Money:

@@ -144,6 +144,11 @@ def describe_saved(method: SavedMethod, label: str) -> str:
     return " ".join(parts)
 
 
+#: What a provider written before API 1.2 (no ``renewable_brands``) that saves methods is
+#: taken to charge again: the brands core used to accept.
+LEGACY_RENEWABLE_BRANDS = frozenset({"visa", "mastercard", "paypal"})
+
+
 class PaymentProvider(abc.ABC):
     """A way to pay (cards through Stripe, PayPal, ...).
 
@@ -167,6 +172,23 @@ class PaymentProvider(abc.ABC):
     #: other origin. Derive them from the configured base URL when it points at a sandbox or
     #: an emulator.
     hosted_origins: frozenset[str] = frozenset()
+    #: the kinds or brands of saved methods (lower case, as in :attr:`SavedMethod.brand`:
+    #: ``"visa"``, ``"mastercard"``, ``"paypal"``, ``"blik"``) this provider can charge again
+    #: off-session; a renewal charges only these. Empty: it cannot renew, and its customers
+    #: pay each renewal by hand. ``None`` (plugins written before API 1.2): ``visa``,
+    #: ``mastercard`` and ``paypal`` when :attr:`saves_methods`, else none.
+    renewable_brands: frozenset[str] | None = None
+    #: whether :meth:`refund` gives money back. A provider that cannot (some pay-by-link and
+    #: cash services) says ``False``: the portal then offers no refund of its payments
+    #: (R14); staff refund them outside the portal.
+    can_refund: bool = True
+
+    def charges_again(self, brand: str) -> bool:
+        """Whether a saved method of ``brand`` can be charged again (a renewal)."""
+        brands = self.renewable_brands
+        if brands is None:
+            brands = LEGACY_RENEWABLE_BRANDS if self.saves_methods else frozenset()
+        return brand.lower() in brands
 
     @abc.abstractmethod
     def label(self, language: str) -> str:
@@ -250,6 +272,11 @@ class VatCheck:
     name: str | None = None
     address: str | None = None
     reason: str | None = None
+    #: the registry that gave this answer, as the customer may read it (``"VIES"``,
+    #: ``"HMRC"``), or ``None`` for a check of the number's form alone (format, check
+    #: digit). Only a registry's ``VALID`` confirms a number and allows the reverse charge;
+    #: the page names it ("confirmed by HMRC on ..."). Plugin API 1.2.
+    registry: str | None = None
 
 
 class VatValidator(abc.ABC):
@@ -264,6 +291,10 @@ class VatValidator(abc.ABC):
     #: refuses the number. A registry's ``INVALID`` means "not registered for intra-EU
     #: trade": the number is kept, the customer is told why, and VAT is charged.
     offline: bool = False
+    #: countries outside the EU whose numbers it answers for (ISO codes: ``"GB"``, ``"NO"``,
+    #: ``"CH"``): core asks the validators about a buyer's number of these countries too
+    #: (``country`` is then the ISO code). Plugin API 1.2.
+    countries: frozenset[str] = frozenset()
 
     @abc.abstractmethod
     def check(

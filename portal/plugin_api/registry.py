@@ -9,6 +9,7 @@ happens to be installed is not picked up).
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
 import re
@@ -16,6 +17,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any, TypeVar
@@ -29,8 +31,10 @@ from portal import plugin_api
 from portal.plugin_api import ApiVersionError, hookspecs, require_api
 from portal.plugin_api.contracts import (
     CurrencySpec,
+    ExchangeRate,
     InvoiceFormat,
     PaymentProvider,
+    ProviderError,
     VatValidator,
 )
 from portal.rules.money import minor_units
@@ -69,6 +73,37 @@ class Registry:
     distributions: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: every origin a provider sends customers to (``PaymentProvider.hosted_origins``)
     hosted_origins: tuple[str, ...] = ()
+    #: the plugin that registered each provider, validator and invoice format, by kind and
+    #: name (``("payment provider", "stripe") -> "stripe"``): named in logs and the admin
+    owners: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: plugins that are not loaded, by name, and why (``flask plugins`` shows them)
+    off: dict[str, str] = field(default_factory=dict)
+    #: what start-up found odd but not fatal (logged as warnings, shown by ``flask plugins``)
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        log.warning("%s", message)
+
+    def registered(self, plugin: str) -> dict[str, list[str]]:
+        """What ``plugin`` registered, by kind (``{"payment provider": ["stripe"]}``)."""
+        found: dict[str, list[str]] = {}
+        for (kind, name), owner in sorted(self.owners.items()):
+            if owner == plugin:
+                found.setdefault(kind, []).append(name)
+        return found
+
+    def owner(self, kind: str, name: str) -> str:
+        """The name of the plugin that registered the ``kind`` called ``name``."""
+        return self.owners.get((kind, name), "?")
+
+    def providers_for(self, currency: str | None) -> list[PaymentProvider]:
+        """The payment providers that take ``currency`` (all of them for ``None``)."""
+        return [
+            provider
+            for provider in self.payment_providers.values()
+            if currency is None or currency in provider.currencies
+        ]
 
     @property
     def hook(self) -> Any:
@@ -104,7 +139,7 @@ def _collect(pm: pluggy.PluginManager, hook: str, plugin_config: Any) -> list[tu
     for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):  # pluggy's call order
         if impl.hookwrapper or getattr(impl, "wrapper", False):
             continue
-        name = impl.plugin_name
+        name = _display_name(impl.plugin_name, impl.plugin)
         others = [p for p in pm.get_plugins() if p is not impl.plugin]
         try:
             results = pm.subset_hook_caller(hook, remove_plugins=others)(
@@ -121,19 +156,27 @@ def _collect(pm: pluggy.PluginManager, hook: str, plugin_config: Any) -> list[tu
     return items
 
 
-def _unique(items: Iterable[tuple[str, T]], kind: str, key: str = "name") -> dict[str, T]:
+def _unique(
+    items: Iterable[tuple[str, T]],
+    kind: str,
+    key: str = "name",
+    owners: dict[tuple[str, str], str] | None = None,
+) -> dict[str, T]:
+    """The items by ``key``; ``owners`` (when given) learns which plugin gave each."""
     seen: dict[str, T] = {}
-    owners: dict[str, str] = {}
+    by: dict[str, str] = {}
     for plugin, item in items:
         name = getattr(item, key, None)
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {plugin!r}: {kind} {item!r} has no {key}")
         if name in seen:
             raise PluginError(
-                f"two plugins register the {kind} {name!r}: {owners[name]!r} and {plugin!r}"
+                f"two plugins register the {kind} {name!r}: {by[name]!r} and {plugin!r}"
             )
         seen[name] = item
-        owners[name] = plugin
+        by[name] = plugin
+        if owners is not None:
+            owners[(kind, name)] = plugin
     return seen
 
 
@@ -200,7 +243,11 @@ def _load_entry_points(
     allowed = set(allow) if allow is not None else None
     blocked = set(block)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+        if ep.name in blocked:
+            registry.off[ep.name] = "blocked by PLUGINS_BLOCK"
+            continue
+        if allowed is not None and ep.name not in allowed:
+            registry.off[ep.name] = "not in PLUGINS_ALLOW"
             continue
         if pm.get_plugin(ep.name) is not None:
             continue
@@ -214,7 +261,12 @@ def _load_entry_points(
             registry.distributions[ep.name] = (ep.dist.name, ep.dist.version)
 
 
-def _register_module(pm: pluggy.PluginManager, target: str | ModuleType | object) -> None:
+def _register_module(
+    pm: pluggy.PluginManager, registry: Registry, target: str | ModuleType | object
+) -> None:
+    if isinstance(target, str) and pm.is_blocked(target):
+        registry.off[target] = "blocked by PLUGINS_BLOCK"
+        return
     plugin = importlib.import_module(target) if isinstance(target, str) else target
     name = target if isinstance(target, str) else getattr(plugin, "__name__", None)
     if pm.is_registered(plugin) or (name is not None and pm.get_plugin(name) is not None):
@@ -269,6 +321,29 @@ def warn_deprecated(pm: pluggy.PluginManager) -> None:
                     )
 
 
+def _warn_at_start(app: Flask, pm: pluggy.PluginManager, registry: Registry) -> None:
+    """Warnings for what loads but is probably a mistake: a plugin without a hook (its
+    functions lack ``@hookimpl``), a name in ``PLUGINS_BLOCK``/``PLUGINS_ALLOW`` that names
+    nothing (a typo), a currency no payment provider takes."""
+    for name, plugin in pm.list_name_plugin():
+        if plugin is not None and not pm.get_hookcallers(plugin):
+            registry.warn(
+                f"plugin {_display_name(name, plugin)!r} implements no hook: are its functions"
+                " marked with @hookimpl?"
+            )
+    known = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    known |= {t for t in app.config["PLUGINS"] if isinstance(t, str)}
+    for setting in ("PLUGINS_BLOCK", "PLUGINS_ALLOW"):
+        for name in app.config[setting] or ():
+            if name not in known:
+                registry.warn(f"{setting} names {name!r}, which is no plugin: a typo?")
+    if registry.payment_providers:
+        taken = {c for p in registry.payment_providers.values() for c in p.currencies}
+        for code in sorted(registry.currencies):
+            if code not in taken:
+                registry.warn(f"currency {code}: no payment provider takes it")
+
+
 def make_plugin_config(settings: Mapping[str, Mapping[str, Any]]) -> Any:
     def plugin_config(name: str) -> Mapping[str, Any]:
         return dict(settings.get(name, {}))
@@ -288,7 +363,7 @@ def init_plugins(app: Flask) -> Registry:
             allow, block = app.config["PLUGINS_ALLOW"], app.config["PLUGINS_BLOCK"]
             _load_entry_points(pm, registry, allow, block)
         for target in app.config["PLUGINS"]:
-            _register_module(pm, target)
+            _register_module(pm, registry, target)
         pm.check_pending()
         warn_deprecated(pm)
     except pluggy.PluginValidationError as exc:
@@ -313,7 +388,7 @@ def init_plugins(app: Flask) -> Registry:
                 f"currency {spec.code}: minor_units {spec.minor_units} disagrees with ISO 4217"
                 f" ({minor_units(spec.code)})"
             )
-    registry.currencies = _unique(currencies, "currency", key="code")
+    registry.currencies = _unique(currencies, "currency", key="code", owners=registry.owners)
     registry.payment_providers = _unique(
         _checked(
             _collect(pm, "register_payment_providers", config),
@@ -321,6 +396,7 @@ def init_plugins(app: Flask) -> Registry:
             "payment provider",
         ),
         "payment provider",
+        owners=registry.owners,
     )
     registry.hosted_origins = _hosted_origins(registry.payment_providers.values())
     validators = _checked(
@@ -329,7 +405,8 @@ def init_plugins(app: Flask) -> Registry:
         "VAT validator",
     )
     registry.vat_validators = sorted(
-        _unique(validators, "VAT validator").values(), key=lambda v: v.order
+        _unique(validators, "VAT validator", owners=registry.owners).values(),
+        key=lambda v: v.order,
     )
     registry.invoice_formats = _unique(
         _checked(
@@ -338,9 +415,73 @@ def init_plugins(app: Flask) -> Registry:
             "invoice format",
         ),
         "invoice format",
+        owners=registry.owners,
     )
+    for impl in pm.hook.get_exchange_rate.get_hookimpls():
+        registry.owners[("rate source", _display_name(impl.plugin_name, impl.plugin))] = (
+            impl.plugin_name
+        )
+    _warn_at_start(app, pm, registry)
     app.extensions["pakiet"] = registry
     return registry
+
+
+@dataclass(frozen=True)
+class RateAnswer:
+    """An exchange rate and the plugin that gave it (printed on a legal document: kept)."""
+
+    rate: ExchangeRate
+    plugin: str
+
+
+def exchange_rate(reg: Registry, base: str, quote: str, on_date: dt.date) -> RateAnswer | None:
+    """Ask the rate sources one at a time, in pluggy's order (last registered first,
+    ``tryfirst``/``trylast`` to move), for the rate of ``base`` in ``quote`` on ``on_date``;
+    the first answer wins and names its plugin. Wrappers are not run: no plugin can change
+    another's answer. A source that raises anything but :class:`ProviderError` (a bug), or
+    answers something that is not the rate asked for, is left out of this question and
+    logged with its plugin's name; a :class:`ProviderError` (the source should answer but
+    cannot now) is raised, so that no other source's rate is taken silently."""
+    caller = reg.pm.hook.get_exchange_rate
+    arguments = {
+        "base": base,
+        "quote": quote,
+        "on_date": on_date,
+        "plugin_config": reg.plugin_config,
+    }
+    for impl in reversed(caller.get_hookimpls()):
+        if impl.hookwrapper or getattr(impl, "wrapper", False):
+            continue
+        try:
+            answer = impl.function(**{name: arguments[name] for name in impl.argnames})
+        except ProviderError:
+            raise
+        except Exception:
+            log.exception(
+                "rate source of plugin %r failed on %s/%s",
+                _display_name(impl.plugin_name, impl.plugin),
+                base,
+                quote,
+            )
+            continue
+        if answer is None:
+            continue
+        if (
+            not isinstance(answer, ExchangeRate)
+            or (answer.base, answer.quote) != (base, quote)
+            or not isinstance(answer.rate, Decimal)
+            or not answer.rate > 0
+        ):
+            log.error(
+                "rate source of plugin %r answered %r for %s/%s: left out",
+                _display_name(impl.plugin_name, impl.plugin),
+                answer,
+                base,
+                quote,
+            )
+            continue
+        return RateAnswer(answer, _display_name(impl.plugin_name, impl.plugin))
+    return None
 
 
 def registry(app: Flask | None = None) -> Registry:

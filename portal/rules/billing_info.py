@@ -75,12 +75,14 @@ def save(
     written, so the network call holds no row. VIES being unavailable saves the number
     as pending (VAT is charged until a retry confirms it).
     """
-    number = vat.parse_number(data.vat_number, data.country, settings.member_states)
+    number = vat.parse_number(
+        data.vat_number, data.country, settings.member_states, settings.foreign
+    )
     billing = find(account_id)
     verdict = None
     if (
         number is not None
-        and number.in_eu
+        and number.checked
         and (
             billing is None
             or number.full != billing.vat_number
@@ -115,11 +117,13 @@ def save(
             created_at=now,
         )
         db.session.add(change)
-    if number is None or not number.in_eu:
+    if number is None or not number.checked:
         vat.clear(billing)
     elif verdict is not None:
         if number.full != before["vat_number"]:
             billing.vat_status = VatStatus.PENDING.value  # a new number starts unconfirmed
         vat.apply(billing, number, verdict, settings, now)
     db.session.commit()
-    return Saved(changed, change, vat.billing_view(billing, settings.member_states))
+    return Saved(
+        changed, change, vat.billing_view(billing, settings.member_states, settings.foreign)
+    )

@@ -265,7 +265,7 @@ def build_document(
         and order.tax_treatment == "domestic"
         and vat.minor != 0
     ):
-        rate = rates(cur, "PLN", sale_date)
+        rate = _rate_of(rates(cur, "PLN", sale_date))
         if rate is None:
             raise ProviderError(f"no PLN exchange rate for {cur} on {sale_date}", retryable=True)
         vat_in_pln = VatInPln(
@@ -316,6 +316,19 @@ def build_document(
         note=note,
         vat_in_pln=vat_in_pln,
     )
+
+
+def _rate_of(answer: Any) -> Any:
+    """The rate of a source's answer (``registry.RateAnswer`` carries its plugin too)."""
+    return getattr(answer, "rate", None) if hasattr(answer, "plugin") else answer
+
+
+def _rate_plugin(doc: InvoiceDocument, rates: RateSource) -> str | None:
+    """The plugin that gave the rate printed on ``doc`` (asked before: an answer kept)."""
+    if doc.vat_in_pln is None:
+        return None
+    plugin = getattr(rates(doc.currency, "PLN", doc.sale_date), "plugin", None)
+    return plugin[:100] if isinstance(plugin, str) else None
 
 
 def to_content(doc: InvoiceDocument) -> dict[str, Any]:
@@ -545,6 +558,7 @@ def issue_for_payment(
         xml=UNRENDERED,
         note=note,
         created_at=now,
+        rate_plugin=_rate_plugin(doc, rates),
     )
     try:
         db.session.add(invoice)
@@ -725,14 +739,12 @@ def app_copy_renderer() -> CopyRenderer:
 
 
 def app_rates() -> RateSource:
-    from portal.plugin_api.registry import registry
+    from portal.plugin_api.registry import exchange_rate, registry
 
     reg = registry()
 
     def rate(base: str, quote: str, on_date: dt.date) -> Any:
-        return reg.hook.get_exchange_rate(
-            base=base, quote=quote, on_date=on_date, plugin_config=reg.plugin_config
-        )
+        return exchange_rate(reg, base, quote, on_date)
 
     return rate
 
@@ -921,6 +933,7 @@ def _issue_linked(
         number=number,
         kind=kind.value,
         corrects_id=original_row.id,
+        rate_plugin=original_row.rate_plugin,  # the original's rate, printed again
         issue_date=today,
         sale_date=original_row.sale_date,
         currency=original_row.currency,

@@ -75,6 +75,9 @@ DEFAULT_RENEWAL_NOTICE_DAYS = {"month": 7, "year": 30}
 ENDING_NOTICE_DAYS = (7, 1)  # R10
 BANNER_DAYS = 7  # R10: the banner shows from 7 days before a non-renewing end
 MIN_RETRY_SPACING = dt.timedelta(hours=12)
+#: Why a renewal was not charged: no saved method its provider can charge again. Its order
+#: stays open and the customer pays it by hand (``/package/renewal``).
+BY_HAND = "no_method"
 
 
 @dataclass(frozen=True)
@@ -504,8 +507,10 @@ def _renew(
         return after
     method = account.default_method  # loaded by _claim
     provider = deps.providers(method.provider) if method is not None else None
-    if method is None or provider is None or not provider.saves_methods:
-        return _failed_attempt(sub, account, order, None, now, deps, report, code="no_method")
+    if method is None or provider is None or not provider.charges_again(method.brand):
+        # Nothing to charge off-session (a bank transfer or pay-by-link paid the period):
+        # the order stays open for the customer to pay by hand (R10), with any provider.
+        return _failed_attempt(sub, account, order, None, now, deps, report, code=BY_HAND)
     if payment is not None:
         # A payment left over is locked and read afresh, as a webhook may have settled it
         # since, and so is its order (a webhook changes an order only under its payment's
@@ -659,6 +664,18 @@ def _close_earlier_attempts(sub: Subscription, attempt: int) -> None:
         payments.payment_transition(payment, PaymentStatus.FAILED)
         payment.failure_code = "authentication_not_completed"
         payment.action_url = None
+    # An earlier attempt's order left open to be paid by hand gives way to this one's.
+    for order in db.session.scalars(
+        select(Order)
+        .where(
+            Order.account_id == sub.account_id,
+            Order.idempotency_key.like(prefix + "%"),
+            Order.idempotency_key != prefix + str(attempt),
+            Order.status == OrderStatus.PENDING,
+        )
+        .with_for_update()
+    ):
+        payments.order_transition(order, OrderStatus.SUPERSEDED)
 
 
 def _renewed(sub: Subscription, order: Order, now: dt.datetime) -> list[Callable[[], object]]:
@@ -684,8 +701,11 @@ def _failed_attempt(
     """Count the failure; schedule the next try (e-mail and banner) or suspend."""
     assert sub.period_end is not None
     report.failed += 1
-    if order.status == OrderStatus.PENDING and (
-        payment is None or payment.status == PaymentStatus.FAILED
+    by_hand = code == BY_HAND and payment is None
+    if (
+        order.status == OrderStatus.PENDING
+        and not by_hand
+        and (payment is None or payment.status == PaymentStatus.FAILED)
     ):
         payments.order_transition(order, OrderStatus.FAILED)
     sub.renewal_attempts += 1
@@ -699,10 +719,30 @@ def _failed_attempt(
     # On schedule; a run that catches up after an outage still spaces its tries.
     sub.retry_at = max(deps.settings.day_start(retry_day), now + MIN_RETRY_SPACING)
     if order.status == OrderStatus.PENDING:
-        # The charge waits for the customer's 3-D Secure: keep its order valid for the
-        # version this change gives the subscription, so completing it renews the period.
+        # The charge waits for the customer's 3-D Secure, or for the customer to pay by
+        # hand: keep its order valid for the version this change gives the subscription, so
+        # completing it renews the period.
         db.session.flush()
         order.subscription_version = sub.version
+    if by_hand:
+        _queue(
+            report,
+            account.id,
+            "renewal_pay",
+            f"pay:{sub.id}:{sub.period_end.isoformat()}:{failures}",
+            now,
+            end=sub.period_end,
+            amount=order.total,
+            retry_on=deps.settings.day(sub.retry_at),
+            last_try=failures == len(retry_days),
+            pay_url=f"{deps.settings.public_url}/package/renewal",
+            **_links(deps.settings),
+        )
+        return (
+            [_changed_hook(sub, before, now, "renewal_failed")]
+            if before.status != sub.status
+            else []
+        )
     _queue(
         report,
         account.id,
@@ -784,6 +824,8 @@ class Banner:
     day: dt.date | None
     days: int = 0
     reason: str | None = None
+    #: past due with the renewal open to be paid by hand (``/package/renewal``)
+    pay_by_hand: bool = False
 
 
 def banner(sub: Subscription | None, now: dt.datetime, settings: Settings) -> Banner | None:
@@ -795,12 +837,30 @@ def banner(sub: Subscription | None, now: dt.datetime, settings: Settings) -> Ba
         return Banner("suspended", since, reason=sub.suspended_reason)
     if sub.status == SubscriptionStatus.PAST_DUE:
         retry = settings.day(sub.retry_at) if sub.retry_at else None
-        return Banner("past_due", retry)
+        by_hand = open_renewal(sub.account_id, now) is not None
+        return Banner("past_due", retry, pay_by_hand=by_hand)
     assert sub.period_end is not None
     days_left = (sub.period_end - settings.day(now)).days
     if not sub.auto_renew and 0 <= days_left <= BANNER_DAYS:
         return Banner("ending", sub.period_end, days=days_left)
     return None
+
+
+def open_renewal(account_id: int, now: dt.datetime) -> Order | None:
+    """The account's renewal order left open to be paid by hand (its method cannot be
+    charged again), the latest attempt's, while it can still be paid; else ``None``."""
+    order = db.session.scalar(
+        select(Order)
+        .where(
+            Order.account_id == account_id,
+            Order.idempotency_key.like("renewal-%"),
+            Order.status == OrderStatus.PENDING.value,
+            Order.expires_at > now,
+        )
+        .order_by(Order.id.desc())
+        .limit(1)
+    )
+    return order if isinstance(order, Order) else None
 
 
 # -- composition: what the app uses -----------------------------------------------------------

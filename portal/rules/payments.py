@@ -61,8 +61,10 @@ ORDER_EXPIRED = "order_expired"
 # The billing data lack the country or address an invoice needs: nothing is charged.
 BILLING_DATA_MISSING = "billing_data_missing"
 
-#: R8: cards we take (and PayPal). Anything else is refused, and refunded if captured.
-ACCEPTED_BRANDS = frozenset({"visa", "mastercard", "paypal"})
+#: R8: refused whatever the provider, and refunded if captured. Which other brands a
+#: provider's saved methods may have is the provider's own declaration
+#: (``PaymentProvider.renewable_brands``).
+REFUSED_BRANDS = frozenset({"amex"})
 
 PAYMENT_TRANSITIONS: Mapping[PaymentStatus, frozenset[PaymentStatus]] = {
     PaymentStatus.PENDING: frozenset({PaymentStatus.PAID, PaymentStatus.FAILED}),
@@ -107,6 +109,34 @@ class PaymentRefused(Exception):
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
+
+
+def brand_refused(provider_name: str, brand: str) -> bool:
+    """Whether a payment made with a method of ``brand`` is refused (and refunded): R8's
+    American Express always; for a provider that keeps methods, any brand it does not
+    declare it can charge again (Stripe: Visa and Mastercard; a JCB card is refused)."""
+    if brand.lower() in REFUSED_BRANDS:
+        return True
+    provider = _registered_provider(provider_name)
+    return provider is not None and provider.saves_methods and not provider.charges_again(brand)
+
+
+def renewable(provider_name: str, brand: str) -> bool:
+    """Whether a method of ``brand`` at ``provider_name`` is worth keeping: renewals can
+    charge it again."""
+    provider = _registered_provider(provider_name)
+    return (
+        brand.lower() not in REFUSED_BRANDS
+        and provider is not None
+        and provider.charges_again(brand)
+    )
+
+
+def provider_can_refund(provider_name: str) -> bool:
+    """Whether the provider of a payment declares it can give money back (``can_refund``);
+    a provider switched off since cannot."""
+    provider = _registered_provider(provider_name)
+    return provider is not None and provider.can_refund is True
 
 
 def refused_brand_code(brand: str) -> str:
@@ -566,7 +596,7 @@ def _keep_method(payment: Payment, event: PaymentEvent, now: dt.datetime) -> Non
     """A method a later report of a settled payment names, if none was saved from it."""
     if event.method is None or payment.method_id is not None or event.amount != payment.amount:
         return
-    if event.method.brand.lower() not in ACCEPTED_BRANDS or payment.failure_code:
+    if not renewable(payment.provider, event.method.brand) or payment.failure_code:
         return
     payment.method_id = save_method(payment.account_id, payment.provider, event.method, now).id
 
@@ -595,13 +625,13 @@ def _settle(payment: Payment, event: PaymentEvent, ctx: _Context) -> Outcome:
             else None
         )
     brand = event.method.brand.lower() if event.method else None
-    if brand is not None and brand not in ACCEPTED_BRANDS:
+    if brand is not None and brand_refused(payment.provider, brand):
         payment.failure_code = refused_brand_code(brand)
         ctx.refund(payment, "brand_not_accepted")
         if order is not None and order.status == OrderStatus.PENDING:
             order_transition(order, OrderStatus.FAILED)
         return Outcome.BRAND_REFUSED
-    if event.method is not None:
+    if event.method is not None and renewable(payment.provider, event.method.brand):
         payment.method_id = save_method(
             payment.account_id, payment.provider, event.method, ctx.now, payment.method_id
         ).id
@@ -1241,7 +1271,7 @@ def add_method(
     *, account_id: int, provider: str, method: SavedMethod, now: dt.datetime
 ) -> PaymentMethod:
     """A method saved through the provider's setup page (no payment): the new default."""
-    if method.brand.lower() not in ACCEPTED_BRANDS:
+    if not renewable(provider, method.brand):
         raise PaymentRefused(refused_brand_code(method.brand))
     row = save_method(account_id, provider, method, now)
     sub = db.session.scalar(

@@ -146,6 +146,10 @@ def refusal(payment: Payment, account: Account, now: dt.datetime) -> str | None:
         return "not_refundable"
     if payment.settled_at is None or payment.charge_ref is None:
         return "not_refundable"
+    if not payments.provider_can_refund(payment.provider):
+        # The provider declares it cannot give money back (can_refund): R14 still holds,
+        # but staff refund it outside the portal, so the portal does not offer it.
+        return "provider_cannot_refund"
     settled = _first_paid_package_payments(account.id)
     if not settled or settled[0].id != payment.id:
         return "not_first"

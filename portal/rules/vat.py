@@ -14,8 +14,8 @@ import datetime as dt
 import inspect
 import logging
 import re
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -67,10 +67,23 @@ class VatNumber:
     full: str
     prefix: str | None
     national: str
+    #: outside the EU: the buyer's country, when a validator declares it (GB, NO, CH)
+    foreign: str | None = None
 
     @property
     def in_eu(self) -> bool:
         return self.prefix is not None
+
+    @property
+    def checked(self) -> bool:
+        """Whether validators are asked about it: an EU number, or a foreign one that a
+        validator declared it answers for."""
+        return self.in_eu or self.foreign is not None
+
+    @property
+    def asked_as(self) -> str:
+        """The country the validators are asked with (the EU prefix, or the country)."""
+        return self.prefix or self.foreign or ""
 
 
 def vat_prefix(country: str) -> str:
@@ -82,7 +95,12 @@ def normalise(raw: str) -> str:
     return _SEPARATORS.sub("", raw).upper()
 
 
-def parse_number(raw: str | None, country: str, member_states: Collection[str]) -> VatNumber | None:
+def parse_number(
+    raw: str | None,
+    country: str,
+    member_states: Collection[str],
+    foreign: Collection[str] = (),
+) -> VatNumber | None:
     """Read a typed VAT number for a buyer in ``country`` (ISO code); ``None`` when blank.
 
     Spaces, dots, dashes and case do not matter and the prefix may be left out. A number
@@ -116,6 +134,10 @@ def parse_number(raw: str | None, country: str, member_states: Collection[str]) 
         return VatNumber(number, NORTHERN_IRELAND, number[2:])
     if head in eu_prefixes:
         raise VatNumberError(NumberProblem.WRONG_PREFIX, head)
+    if country in foreign:
+        # A validator answers for this country (HMRC for GB, say): it is asked too.
+        national = number[2:] if head == country and len(number) > 2 else number
+        return VatNumber(number, None, national, foreign=country)
     return VatNumber(number, None, number)
 
 
@@ -132,6 +154,13 @@ class VatSettings:
     backoff: tuple[dt.timedelta, ...] = tuple(dt.timedelta(seconds=s) for s in DEFAULT_BACKOFF)
     recheck_after: dt.timedelta = dt.timedelta(days=DEFAULT_RECHECK_DAYS)
     reuse_within: dt.timedelta = dt.timedelta(seconds=DEFAULT_REUSE_SECONDS)
+    #: the plugin that registered each validator, by the validator's name (provenance)
+    owners: Mapping[str, str] = field(default_factory=dict)
+    #: countries outside the EU whose numbers some validator answers for
+    foreign: frozenset[str] = frozenset()
+
+    def owner(self, validator: str) -> str | None:
+        return self.owners.get(validator)
 
 
 def settings_for(app: Flask) -> VatSettings:
@@ -143,8 +172,18 @@ def settings_for(app: Flask) -> VatSettings:
     )
     if not backoff or min(backoff) <= dt.timedelta(0):
         raise ValueError("VAT_RETRY_BACKOFF must be a non-empty list of positive seconds")
+    reg = registry(app)
     return VatSettings(
-        validators=tuple(registry(app).vat_validators),
+        validators=tuple(reg.vat_validators),
+        owners={
+            name: plugin for (kind, name), plugin in reg.owners.items() if kind == "VAT validator"
+        },
+        foreign=frozenset(
+            code
+            for validator in reg.vat_validators
+            for code in getattr(validator, "countries", ()) or ()
+            if isinstance(code, str)
+        ),
         member_states=frozenset(app.extensions["pakiet.vat_rates"].history),
         requester=config["SELLER"].get("vat_id") or None,
         backoff=backoff,
@@ -180,15 +219,20 @@ def _accepts_requester(validator: VatValidator) -> bool:
 def _ask(
     validator: VatValidator, number: VatNumber, settings: VatSettings, now: dt.datetime
 ) -> contracts.VatCheck | None:
-    assert number.prefix is not None
-    kwargs: dict[str, Any] = {"country": number.prefix, "number": number.national, "now": now}
+    assert number.checked
+    kwargs: dict[str, Any] = {"country": number.asked_as, "number": number.national, "now": now}
     if _accepts_requester(validator):
         kwargs["requester"] = settings.requester
     try:
         answer = validator.check(**kwargs)
     except Exception:
         # A broken plugin must not break the billing page; it counts as "cannot say now".
-        log.exception("VAT validator %s failed on %s", validator.name, number.full)
+        log.exception(
+            "VAT validator %s of plugin %s failed on %s",
+            validator.name,
+            settings.owner(validator.name),
+            number.full,
+        )
         return _unavailable(validator, number, now, "error")
     if answer is None:
         return None
@@ -198,8 +242,22 @@ def _ask(
         or not isinstance(answer.checked_at, dt.datetime)
         or answer.checked_at.tzinfo is None
     ):
-        log.error("VAT validator %s returned %r", validator.name, answer)
+        log.error(
+            "VAT validator %s of plugin %s returned %r",
+            validator.name,
+            settings.owner(validator.name),
+            answer,
+        )
         return _unavailable(validator, number, now, "bad_answer")
+    if answer.status is Answer.VALID and not (
+        isinstance(answer.registry, str) and answer.registry.strip()
+    ):
+        # A format or check-digit check cannot confirm a number (only a registry can): it
+        # has no opinion on whether the number is registered, and the next one is asked.
+        log.info(
+            "VAT validator %s answered VALID without a registry: not a confirmation", validator.name
+        )
+        return None
     return answer
 
 
@@ -208,7 +266,7 @@ def _unavailable(
 ) -> contracts.VatCheck:
     return contracts.VatCheck(
         status=Answer.UNAVAILABLE,
-        country=number.prefix or "",
+        country=number.asked_as,
         number=number.national,
         validator=str(getattr(validator, "name", "?")),
         checked_at=now,
@@ -238,7 +296,12 @@ def _clip(value: str | None, size: int) -> str | None:
     return value[:size] if value else None
 
 
-def record(account_id: int, number: VatNumber, answers: Sequence[contracts.VatCheck]) -> None:
+def record(
+    account_id: int,
+    number: VatNumber,
+    answers: Sequence[contracts.VatCheck],
+    owners: Mapping[str, str] | None = None,
+) -> None:
     """Keep every answer as proof (who answered, what, when, VIES's consultation number).
 
     The number is the one core asked about, whatever the plugin echoed; texts are cut to
@@ -248,7 +311,7 @@ def record(account_id: int, number: VatNumber, answers: Sequence[contracts.VatCh
         db.session.add(
             VatCheck(
                 account_id=account_id,
-                country=number.prefix or "",
+                country=number.asked_as,
                 number=number.national[:MAX_NUMBER],
                 status=answer.status.value,
                 validator=answer.validator[:40],
@@ -257,6 +320,8 @@ def record(account_id: int, number: VatNumber, answers: Sequence[contracts.VatCh
                 address=_clip(answer.address, 500),
                 reason=_clip(answer.reason, 200),
                 checked_at=answer.checked_at,
+                plugin=_clip((owners or {}).get(answer.validator), 100),
+                source_registry=_clip(answer.registry, 60),
             )
         )
 
@@ -272,6 +337,7 @@ def _as_contract(row: VatCheck) -> contracts.VatCheck:
         name=row.name,
         address=row.address,
         reason=row.reason,
+        registry=row.source_registry,
     )
 
 
@@ -280,7 +346,7 @@ def _latest(
 ) -> VatCheck | None:
     stmt = select(VatCheck).where(
         VatCheck.account_id == account_id,
-        VatCheck.country == (number.prefix or ""),
+        VatCheck.country == number.asked_as,
         VatCheck.number == number.national,
         VatCheck.status.in_(list(statuses)),
     )
@@ -305,7 +371,7 @@ def check(account_id: int, number: VatNumber, settings: VatSettings, now: dt.dat
     end_transaction()
     verdict = evaluate(number, settings, now)
     if not verdict.malformed:
-        record(account_id, number, verdict.answers)
+        record(account_id, number, verdict.answers, settings.owners)
     return verdict
 
 
@@ -322,7 +388,7 @@ def _failed_attempts(account_id: int, number: VatNumber) -> int:
     last = _latest(account_id, number, (Answer.VALID.value, Answer.INVALID.value))
     stmt = select(func.count(func.distinct(VatCheck.checked_at))).where(
         VatCheck.account_id == account_id,
-        VatCheck.country == (number.prefix or ""),
+        VatCheck.country == number.asked_as,
         VatCheck.number == number.national,
         VatCheck.status == Answer.UNAVAILABLE.value,
     )
@@ -396,6 +462,7 @@ class VatView:
     consultation_number: str | None = None
     checked_at: dt.datetime | None = None
     retry_at: dt.datetime | None = None
+    registry: str | None = None  # who confirmed it (VIES, HMRC)
 
 
 def problem_view(error: VatNumberError, raw: str, country: str) -> VatView:
@@ -426,19 +493,22 @@ def verdict_view(
         consultation_number=answer.consultation_number if answer else None,
         checked_at=answer.checked_at if answer else None,
         retry_at=retry_at,
+        registry=answer.registry if answer else None,
     )
 
 
-def billing_view(billing: BillingInfo | None, member_states: Collection[str]) -> VatView:
+def billing_view(
+    billing: BillingInfo | None, member_states: Collection[str], foreign: Collection[str] = ()
+) -> VatView:
     """The saved number's standing, with the answer that decided it."""
     if billing is None or not billing.vat_number:
         return VatView(State.NONE, country=billing.country if billing else None)
     country = billing.country or ""
     try:
-        number = parse_number(billing.vat_number, country, member_states)
+        number = parse_number(billing.vat_number, country, member_states, foreign)
     except VatNumberError as exc:
         return problem_view(exc, billing.vat_number, country)
-    if number is None or not number.in_eu or billing.vat_status is None:
+    if number is None or not number.checked or billing.vat_status is None:
         return VatView(State.NOT_EU, number=billing.vat_number, country=country)
     status = VatStatus(billing.vat_status)
     wanted = {
@@ -473,12 +543,12 @@ def live_check(
     saved, its status follows the new answer ("check again").
     """
     try:
-        number = parse_number(raw, country, settings.member_states)
+        number = parse_number(raw, country, settings.member_states, settings.foreign)
     except VatNumberError as exc:
         return problem_view(exc, raw, country)
     if number is None:
         return VatView(State.NONE, country=country)
-    if not number.in_eu:
+    if not number.checked:
         return VatView(State.NOT_EU, number=number.full, country=country)
     verdict = check(account_id, number, settings, now)
     retry_at = None
@@ -547,10 +617,12 @@ def run_due_checks(*, now: dt.datetime, limit: int, settings: VatSettings) -> Re
         report.checked += 1
         account_id, was = billing.account_id, billing.vat_status
         try:
-            number = parse_number(billing.vat_number, billing.country or "", settings.member_states)
+            number = parse_number(
+                billing.vat_number, billing.country or "", settings.member_states, settings.foreign
+            )
         except VatNumberError:
             number = None
-        if number is None or not number.in_eu:
+        if number is None or not number.checked:
             # The rules or the data changed under the number: nothing left to check.
             clear(billing)
             db.session.commit()
@@ -570,7 +642,7 @@ def run_due_checks(*, now: dt.datetime, limit: int, settings: VatSettings) -> Re
         if not isinstance(billing, BillingInfo) or billing.vat_number != saved_number:
             db.session.commit()  # saved anew meanwhile: that save checked the new number
             continue
-        record(account_id, number, verdict.answers)
+        record(account_id, number, verdict.answers, settings.owners)
         apply(billing, number, verdict, settings, now)
         db.session.commit()
         if (billing.vat_status == VatStatus.VALID) != (was == VatStatus.VALID):

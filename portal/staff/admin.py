@@ -414,7 +414,7 @@ def _invoice_links(view: Any, context: Any, model: Invoice, name: str) -> Markup
 class InvoiceView(ReadOnly):
     column_list = (
         "number", "kind", "account_id", "issue_date", "currency", "net_minor", "vat_minor",
-        "total_minor", "corrects_id", "note",
+        "total_minor", "corrects_id", "note", "rate_plugin",
     )  # fmt: skip
     column_exclude_list = ("content", "xml")
     column_details_exclude_list = ("content", "xml")
@@ -431,6 +431,7 @@ class InvoiceView(ReadOnly):
         "total_minor": lazy_gettext("Total"),
         "corrects_id": lazy_gettext("Corrects"),
         "note": lazy_gettext("Note"),
+        "rate_plugin": lazy_gettext("Exchange rate from plugin"),
     }
     column_formatters = {
         "number": _invoice_links,
@@ -465,7 +466,10 @@ class SupportThreadView(ReadOnly):
 
 
 class VatCheckView(ReadOnly):
-    column_list = ("account_id", "country", "number", "status", "validator", "checked_at")
+    column_list = (
+        "account_id", "country", "number", "status", "source_registry", "validator", "plugin",
+        "checked_at",
+    )  # fmt: skip
     column_filters = ("status", "country")
     column_labels = {
         "account_id": lazy_gettext("Account"),
@@ -473,6 +477,8 @@ class VatCheckView(ReadOnly):
         "number": lazy_gettext("VAT number"),
         "status": lazy_gettext("Status"),
         "validator": lazy_gettext("Checked by"),
+        "source_registry": lazy_gettext("Registry"),
+        "plugin": lazy_gettext("Plugin"),
         "checked_at": lazy_gettext("Checked"),
     }
     column_formatters = {"account_id": _account_link, "status": _label(VAT_STATUSES)}
@@ -939,7 +945,7 @@ def init_admin(app: Flask) -> Admin:
     add(RefundView, Payment, lazy_gettext("Refunds"), "refunds")
     add(InvoiceView, Invoice, lazy_gettext("Invoices"), "invoices")
     add(SupportThreadView, SupportThread, lazy_gettext("Support requests"), "support")
-    add(VatCheckView, VatCheck, lazy_gettext("VIES checks"), "vies")
+    add(VatCheckView, VatCheck, lazy_gettext("VAT checks"), "vies")
     add(RenewalOffView, RenewalOff, lazy_gettext("Why renewal is off"), "renewal-off")
     add(AuditView, AuditEntry, lazy_gettext("Audit log"), "audit")
     add(WebhookView, WebhookDelivery, lazy_gettext("Webhooks"), "webhooks")

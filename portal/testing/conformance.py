@@ -1,4 +1,4 @@
-"""Conformance checks a currency or a VAT validator runs against itself.
+"""Conformance checks a currency, a VAT validator or a payment provider runs against itself.
 
 Each function yields ``(name, check)`` pairs; a check is a function of no arguments that
 raises :class:`AssertionError` with a message when the object breaks the contract. Use them
@@ -12,12 +12,29 @@ in a parametrised test of your own distribution::
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+import itertools
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 from babel.numbers import is_currency
 
-from portal.plugin_api.contracts import CurrencySpec, VatCheck, VatStatus, VatValidator
-from portal.rules.money import minor_units
+from portal.plugin_api.contracts import (
+    CurrencySpec,
+    PaymentEvent,
+    PaymentEventKind,
+    PaymentProvider,
+    PaymentRequest,
+    ProviderError,
+    Redirect,
+    SavedMethod,
+    VatCheck,
+    VatStatus,
+    VatValidator,
+    WebhookRejected,
+)
+from portal.plugin_api.registry import origin
+from portal.rules.money import Money, minor_units
 
 Check = tuple[str, Callable[[], None]]
 
@@ -79,3 +96,197 @@ def vat_validator_checks(
     yield "accepts_the_valid_number", accepts_the_valid_number
     yield "refuses_the_invalid_number", refuses_the_invalid_number
     yield "passes_on_a_country_it_does_not_know", passes_on_a_country_it_does_not_know
+
+
+# -- payment providers ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderHarness:
+    """What the provider checks need besides the provider: how a customer pays on its page,
+    and the signed notification its service sends. Build it on your emulator.
+
+    :param provider: the provider, configured against the emulator.
+    :param pay: the customer pays the attempt behind a :class:`Redirect` on the hosted page.
+    :param notification: ``(body, headers)`` of the signed notification the service sends
+        about that attempt as it stands now.
+    :param saved_method: for a provider that renews (``renewable_brands``), the method a paid
+        attempt saved; ``None`` for one that declares it cannot.
+    :param currency: the currency to pay in; by default the first the provider takes.
+    """
+
+    provider: PaymentProvider
+    pay: Callable[[Redirect], None]
+    notification: Callable[[Redirect], tuple[bytes, Mapping[str, str]]]
+    saved_method: Callable[[Redirect], SavedMethod] | None = None
+    currency: str | None = None
+
+
+#: The names of :func:`provider_checks`, in order: parametrise a test with them and build
+#: the harness inside it (an emulator is a fixture).
+PROVIDER_CHECKS = (
+    "declares_its_capabilities",
+    "labels_in_both_languages",
+    "start_sends_to_a_declared_origin_once_per_key",
+    "a_paid_attempt_is_reported_by_a_verified_webhook",
+    "the_return_reports_the_payment",
+    "a_forged_signature_is_rejected",
+    "a_replayed_notification_is_the_same_event",
+    "refunds_or_declares_it_cannot",
+    "renews_or_declares_it_cannot",
+)
+
+
+def provider_checks(harness: ProviderHarness) -> Iterator[Check]:
+    """What every payment provider must do: declare its capabilities, start a payment on a
+    declared origin (once per idempotency key), report it by a verified webhook and on the
+    return, refuse a forged signature, report a replayed notification as the same event,
+    refund (or declare it cannot), and charge a saved method again (or declare it cannot)."""
+    provider = harness.provider
+    currencies = sorted(getattr(provider, "currencies", None) or ())
+    currency = harness.currency or (currencies[0] if currencies else "PLN")
+    amount = Money(12300, currency)
+    counter = itertools.count(1)
+
+    def request(key: str | None = None) -> PaymentRequest:
+        serial = next(counter)
+        return PaymentRequest(
+            payment_id=f"conformance-{uuid.uuid4().hex}",
+            idempotency_key=key or f"conformance-key-{uuid.uuid4().hex}-{serial}",
+            amount=amount,
+            description="Pakiet Standard",
+            customer_email="customer@example.com",
+            language="en",
+            return_url="https://portal.example/payments/p/return",
+            cancel_url="https://portal.example/payments/p/cancel",
+            webhook_url=f"https://portal.example/webhooks/{provider.name}",
+        )
+
+    def paid() -> tuple[PaymentRequest, Redirect]:
+        asked = request()
+        redirect = provider.start_payment(asked)
+        harness.pay(redirect)
+        return asked, redirect
+
+    def reports_payment(event: PaymentEvent | None, asked: PaymentRequest) -> PaymentEvent:
+        assert isinstance(event, PaymentEvent), f"expected a PaymentEvent, got {event!r}"
+        assert event.kind is PaymentEventKind.SUCCEEDED, event
+        assert event.payment_id == asked.payment_id, "core's payment id is not echoed back"
+        assert event.amount == asked.amount, f"reports {event.amount}, asked {asked.amount}"
+        assert event.event_id, "no event_id"
+        assert event.charge_ref, "no charge_ref: core could not refund it"
+        return event
+
+    def declares_its_capabilities() -> None:
+        assert isinstance(provider.name, str) and provider.name, "no name"
+        assert currencies, "currencies: declare the ISO codes it takes"
+        for code in currencies:
+            assert code.isupper() and is_currency(code), f"{code!r} is not ISO 4217"
+        origins = provider.hosted_origins
+        assert origins and not isinstance(origins, str), "hosted_origins: declare its pages"
+        for value in origins:
+            assert origin(value) == value, f"{value!r} in hosted_origins is not an origin"
+        brands = provider.renewable_brands
+        assert brands is not None, "renewable_brands: declare what it charges again (or none)"
+        assert all(b == b.lower() for b in brands), f"brands are lower case: {brands!r}"
+        assert not brands or provider.saves_methods, "renews but saves_methods is False"
+        assert isinstance(provider.can_refund, bool), "can_refund is not a bool"
+
+    def labels_in_both_languages() -> None:
+        for language in ("pl", "en"):
+            label = provider.label(language)
+            assert isinstance(label, str) and label, f"no label in {language!r}"
+
+    def start_sends_to_a_declared_origin_once_per_key() -> None:
+        asked = request()
+        first = provider.start_payment(asked)
+        assert isinstance(first, Redirect), first
+        assert origin(first.url) in provider.hosted_origins, f"{first.url} is not declared"
+        assert first.provider_ref, "no provider_ref"
+        again = provider.start_payment(asked)
+        assert again.provider_ref == first.provider_ref, "one idempotency key, two payments"
+
+    def a_paid_attempt_is_reported_by_a_verified_webhook() -> None:
+        asked, redirect = paid()
+        body, headers = harness.notification(redirect)
+        reports_payment(provider.parse_webhook(body=body, headers=headers), asked)
+
+    def the_return_reports_the_payment() -> None:
+        asked, redirect = paid()
+        event = provider.complete_return(provider_ref=redirect.provider_ref, params={})
+        reports_payment(event, asked)
+
+    def a_forged_signature_is_rejected() -> None:
+        _asked, redirect = paid()
+        body, headers = harness.notification(redirect)
+        for forged_body, forged_headers in (
+            (body + b" ", headers),  # the body changed after signing
+            (body, {"Content-Type": "application/json"}),  # no signature at all
+        ):
+            try:
+                provider.parse_webhook(body=forged_body, headers=forged_headers)
+            except WebhookRejected:
+                continue
+            raise AssertionError("a forged notification was not rejected (WebhookRejected)")
+
+    def a_replayed_notification_is_the_same_event() -> None:
+        asked, redirect = paid()
+        body, headers = harness.notification(redirect)
+        first = reports_payment(provider.parse_webhook(body=body, headers=headers), asked)
+        again = reports_payment(provider.parse_webhook(body=body, headers=headers), asked)
+        assert first.event_id == again.event_id, "a replay must carry the same event_id"
+
+    def refunds_or_declares_it_cannot() -> None:
+        asked, redirect = paid()
+        body, headers = harness.notification(redirect)
+        event = reports_payment(provider.parse_webhook(body=body, headers=headers), asked)
+        assert event.charge_ref is not None
+        key = f"refund-{asked.payment_id}"
+        if not provider.can_refund:
+            try:
+                provider.refund(charge_ref=event.charge_ref, amount=amount, idempotency_key=key)
+            except ProviderError:
+                return
+            raise AssertionError("can_refund is False, yet refund() did not raise")
+        refunded = provider.refund(charge_ref=event.charge_ref, amount=amount, idempotency_key=key)
+        assert refunded.kind is PaymentEventKind.REFUNDED, refunded
+        assert refunded.amount == amount, f"refunded {refunded.amount} of {amount}"
+        again = provider.refund(charge_ref=event.charge_ref, amount=amount, idempotency_key=key)
+        assert again.amount == amount, "the same refund asked twice gave back more"
+
+    def renews_or_declares_it_cannot() -> None:
+        brands = provider.renewable_brands or frozenset()
+        if not brands:
+            assert harness.saved_method is None, "a saved method given, but no renewable_brands"
+            try:
+                provider.charge_saved(request(), SavedMethod(provider_ref="x", brand="visa"))
+            except ProviderError:
+                return
+            raise AssertionError("declares it cannot renew, yet charge_saved() did not raise")
+        assert harness.saved_method is not None, "renews: give the harness a saved_method"
+        _asked, redirect = paid()
+        method = harness.saved_method(redirect)
+        assert provider.charges_again(method.brand), f"cannot charge {method.brand!r} again"
+        renewal = request()
+        event = provider.charge_saved(renewal, method)
+        assert event.kind in (PaymentEventKind.SUCCEEDED, PaymentEventKind.REQUIRES_ACTION)
+        if event.kind is PaymentEventKind.SUCCEEDED:
+            reports_payment(event, renewal)
+
+    checks = {
+        "declares_its_capabilities": declares_its_capabilities,
+        "labels_in_both_languages": labels_in_both_languages,
+        "start_sends_to_a_declared_origin_once_per_key": (
+            start_sends_to_a_declared_origin_once_per_key
+        ),
+        "a_paid_attempt_is_reported_by_a_verified_webhook": (
+            a_paid_attempt_is_reported_by_a_verified_webhook
+        ),
+        "the_return_reports_the_payment": the_return_reports_the_payment,
+        "a_forged_signature_is_rejected": a_forged_signature_is_rejected,
+        "a_replayed_notification_is_the_same_event": a_replayed_notification_is_the_same_event,
+        "refunds_or_declares_it_cannot": refunds_or_declares_it_cannot,
+        "renews_or_declares_it_cannot": renews_or_declares_it_cannot,
+    }
+    for name in PROVIDER_CHECKS:
+        yield name, checks[name]

@@ -151,7 +151,7 @@ def page() -> ResponseReturnValue:
     form = BillingForm(obj=billing)
     if billing is not None and not billing.country and current_language() == "pl":
         form.country.data = "PL"  # the likely answer; shown, not saved until the form is
-    return render(form, vat.billing_view(billing, settings().member_states))
+    return render(form, vat.billing_view(billing, settings().member_states, settings().foreign))
 
 
 @bp.post("")
@@ -165,7 +165,11 @@ def save() -> ResponseReturnValue:
         return _check(form)
     if not form.validate():
         cap_echoed_fields(form)
-        return render(form, vat.billing_view(account.billing_info, settings().member_states), 400)
+        return render(
+            form,
+            vat.billing_view(account.billing_info, settings().member_states, settings().foreign),
+            400,
+        )
     data = billing_info.BillingData(
         company_name=form.company_name.data or "",
         street=form.street.data or "",

@@ -24,7 +24,6 @@ from flask_login import current_user, login_required
 from portal.infra import audit
 from portal.infra.extensions import db, htmx
 from portal.infra.models import Account, OrderStatus, utcnow
-from portal.plugin_api.registry import registry
 from portal.rules import orders, payments
 from portal.rules.catalogue import Catalogue, PackageCode, Period
 from portal.rules.orders import Pricing
@@ -260,13 +259,16 @@ def _status(form: Form) -> int:
 def show(account: Account, form: Form, status: int | None = None, **extra: Any) -> Response:
     """The edit page, or only its summary for an HTMX request: the same markup."""
     ctx = context(account, form, **extra)
+    ctx["chosen_provider"] = request.values.get("provider", "")
     if not htmx:
         ctx["catalogue"] = current_app.extensions["pakiet.catalogue"]
-        ctx["providers"] = list(registry().payment_providers.values())
+        ctx["providers"] = pay.offered(form.values["currency"])
         ctx["saved_method"] = payments.default_method(account.id)
     elif request.form.get("prices_in", form.values["currency"]) != form.values["currency"]:
-        # The package cards show prices in another currency than chosen: swap them too.
+        # The package cards show prices in another currency than chosen: swap them too,
+        # and the payment methods, which take only some currencies.
         ctx["catalogue"] = current_app.extensions["pakiet.catalogue"]
+        ctx["providers"] = pay.offered(form.values["currency"])
     if status is None:
         status = _status(form)
     return htmx_util.render("checkout/edit.html", "checkout/_summary.html", status, **ctx)
@@ -390,5 +392,5 @@ def order(public_id: str) -> ResponseReturnValue:
         refusal=refusal,
         tax_changed=tax_changed,
         edit_url=edit_url,
-        providers=list(registry().payment_providers.values()),
+        providers=pay.offered(placed.currency),
     )

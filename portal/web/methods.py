@@ -33,7 +33,7 @@ from portal.web import htmx_util
 from portal.web.account import current_account
 from portal.web.checkout import pricing
 from portal.web.helpers import format_day, hands_off_to_providers
-from portal.web.pay import UNAVAILABLE, describe, providers, send_to
+from portal.web.pay import UNAVAILABLE, describe, offered, providers, send_to
 
 bp = Blueprint("methods", __name__, url_prefix="/payment-methods")
 
@@ -98,7 +98,9 @@ def _context(account: Account) -> dict[str, Any]:
         "methods": methods,
         "default_method": next((m for m in methods if m.is_default), None),
         "renewal_total": renewal_total(account),
-        "setup_providers": [p for p in providers().values() if p.saves_methods],
+        "setup_providers": [
+            choice for choice in offered(sub.currency) if providers()[choice.name].saves_methods
+        ],
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from babel.lists import format_list
 from flask import (
@@ -11,6 +12,7 @@ from flask import (
     current_app,
     flash,
     redirect,
+    render_template,
     request,
     url_for,
 )
@@ -40,8 +42,9 @@ from portal.plugin_api.contracts import (
     describe_saved,
 )
 from portal.plugin_api.registry import origin, registry
-from portal.rules import orders, payments
+from portal.rules import lifecycle, orders, payments
 from portal.web.account import current_account
+from portal.web.helpers import hands_off_to_providers
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pay", __name__)
@@ -113,10 +116,41 @@ def providers() -> dict[str, PaymentProvider]:
     return registry().payment_providers
 
 
+@dataclass(frozen=True)
+class Offered:
+    """A payment provider as the customer sees it in a choice: its name and label."""
+
+    name: str
+    label: str
+
+
+def offered(currency: str | None) -> list[Offered]:
+    """The providers a customer may choose for ``currency`` (every one for ``None``), with
+    their labels. A provider whose ``label()`` raises is left out of this request, logged
+    with its plugin's name: the others keep working."""
+    language = current_language()
+    reg = registry()
+    choices = []
+    for provider in reg.providers_for(currency):
+        try:
+            label = provider.label(language)
+            if not isinstance(label, str) or not label:
+                raise TypeError(f"label() returned {label!r}")
+        except Exception:
+            log.exception(
+                "payment provider %r of plugin %r left out: its label() failed",
+                provider.name,
+                reg.owner("payment provider", provider.name),
+            )
+            continue
+        choices.append(Offered(provider.name, label))
+    return choices
+
+
 def accepted_methods() -> str:
     """The "We accept ..." sentence: the labels of the payment providers loaded."""
     language = current_language()
-    labels = [provider.label(language) for provider in providers().values()]
+    labels = [choice.label for choice in offered(None)]
     if not labels:
         return str(
             gettext(
@@ -139,6 +173,8 @@ def _urls(payment_id: str, provider_name: str) -> payments.Urls:
 
 
 def _order_page(order: Order) -> str:
+    if orders.is_renewal(order):
+        return url_for("pay.renewal")
     return url_for("checkout.order", public_id=order.public_id)
 
 
@@ -217,6 +253,25 @@ def pay_order(public_id: str) -> ResponseReturnValue:
     if order is None:
         abort(404)
     return begin(account, order, request.form.get("provider"))
+
+
+@bp.get("/package/renewal")
+@hands_off_to_providers
+@login_required
+def renewal() -> ResponseReturnValue:
+    """Pay the open renewal by hand (R10): for a customer whose method cannot be charged
+    again (a bank transfer, a pay-by-link), with any provider that takes the currency."""
+    account = current_account()
+    order = lifecycle.open_renewal(account.id, utcnow())
+    failure = render_order_failure(order) if order is not None else None
+    return render_template(
+        "pay/renewal.html",
+        order=order,
+        record=order.quote if order is not None else None,
+        failure=failure,
+        providers=offered(order.currency) if order is not None else [],
+        saved_method=payments.default_method(account.id),
+    )
 
 
 def _own_payment(payment_id: str) -> Payment:
@@ -349,6 +404,14 @@ def describe(method: PaymentMethod) -> str:
     """A saved method in the customer's words, e.g. "Visa •••• 4242 (12/2030)"."""
     provider = providers().get(method.provider)
     saved = payments.saved(method)
-    if provider is None:  # a provider switched off since: still say what the method is
-        return describe_saved(saved, saved.brand.title())
-    return provider.describe(saved, current_language())
+    if provider is not None:
+        try:
+            return provider.describe(saved, current_language())
+        except Exception:
+            log.exception(
+                "payment provider %r of plugin %r could not describe a method",
+                provider.name,
+                registry().owner("payment provider", provider.name),
+            )
+    # A provider switched off since, or failing: still say what the method is.
+    return describe_saved(saved, saved.brand.title())

@@ -36,6 +36,10 @@ REFUSALS = {
         "The invoice for this payment is still being issued. Please try again in a few minutes."
     ),
     "not_refundable": lazy_gettext("This payment cannot be refunded."),
+    "provider_cannot_refund": lazy_gettext(
+        "This payment method cannot give money back through the portal. Please write to our "
+        "support team: we refund it to you by hand."
+    ),
     "provider_refused": lazy_gettext(
         "The payment provider did not confirm the full refund. Please contact us."
     ),

@@ -145,3 +145,41 @@ def test_a_renewal_off_answer_is_a_known_reason_and_short(app, subscription_id, 
         with pytest.raises((IntegrityError, DataError)):
             db.session.commit()
         db.session.rollback()
+
+
+def test_the_provenance_migration_goes_down_and_up_again(app):
+    """0014_plugin_provenance (issue 24, point 5): its columns go and come back, and a VIES
+    check made before it is credited to VIES and its plugin."""
+    from flask_migrate import downgrade, upgrade
+
+    def columns(table: str) -> set[str]:
+        return {c["name"] for c in sa.inspect(db.engine).get_columns(table)}
+
+    with app.app_context():
+        downgrade(revision="0012_renewal_off_reasons")
+        db.engine.dispose()
+        assert "rate_plugin" not in columns("invoice")
+        assert {"plugin", "source_registry"}.isdisjoint(columns("vat_check"))
+        account_id = accounts.register_account(
+            catalogue=app.extensions["pakiet.catalogue"],
+            company="Acme",
+            email="a@example.com",
+            password="x" * 12,
+            language="pl",
+            now=utcnow(),
+        ).account_id
+        with db.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO vat_check (account_id, country, number, status, validator,"
+                    " checked_at) VALUES (:a, 'DE', '123456789', 'valid', 'vies', :t)"
+                ),
+                {"a": account_id, "t": utcnow()},
+            )
+        db.session.remove()
+        upgrade()
+        db.engine.dispose()
+        assert "rate_plugin" in columns("invoice")
+        with db.engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT plugin, source_registry FROM vat_check")).one()
+        assert tuple(row) == ("vies", "VIES")

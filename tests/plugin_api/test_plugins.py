@@ -255,9 +255,19 @@ def test_flask_plugins_lists_plugins_with_versions_and_hooks(
     result = app.test_cli_runner().invoke(args=["plugins"])
 
     assert result.exit_code == 0, result.output
-    assert result.output == (
-        f"currencies {pakiet_currencies.__version__} (pakiet): register_currencies\n"
-        "fake 1.2.3 (fakeplugin): payment_settled, register_currencies\n"
+    lines = result.output.splitlines()
+    # Each plugin, what it registered beneath it (issue 24, point 6).
+    assert lines[:4] == [
+        f"currencies {pakiet_currencies.__version__} (pakiet): register_currencies",
+        "  currency: CZK, EUR, PLN, USD",
+        "fake 1.2.3 (fakeplugin): payment_settled, register_currencies",
+        "  currency: HUF",
+    ]
+    # Then the ones that are off, and why; then the warnings of the start-up.
+    assert "off: stripe: not in PLUGINS_ALLOW" in lines
+    assert (
+        "warning: currency HUF of plugin 'fake' has no prices in the catalogue: it is not sold"
+        in lines
     )
 
 
@@ -269,9 +279,13 @@ def test_flask_plugins_leaves_out_blocked_plugins(
 
     result = app.test_cli_runner().invoke(args=["plugins"])
 
-    assert result.output == (
-        f"currencies {pakiet_currencies.__version__} (pakiet): register_currencies\n"
-    )
+    lines = result.output.splitlines()
+    assert lines[:2] == [
+        f"currencies {pakiet_currencies.__version__} (pakiet): register_currencies",
+        "  currency: CZK, EUR, PLN, USD",
+    ]
+    assert "off: fake: blocked by PLUGINS_BLOCK" in lines
+    assert not any(line.startswith("fake ") for line in lines)
 
 
 # -- tracing -----------------------------------------------------------------------------------
@@ -364,3 +378,51 @@ def test_a_start_up_error_names_the_plugin(
     with pytest.raises(PluginError) as excinfo:
         make_app(PLUGINS=[*BUILTIN_PLUGINS, plugin])
     assert message in str(excinfo.value)
+
+
+# -- warnings at start-up (issue 24, point 6) ---------------------------------------------------
+
+
+class NoHooks:
+    """A plugin whose author forgot ``@hookimpl``."""
+
+    def register_currencies(self, plugin_config: PluginConfig) -> list[CurrencySpec]:
+        return [CurrencySpec("HUF", 2, {"pl": "forint", "en": "forint"})]
+
+
+def test_start_up_warns_of_a_plugin_without_hooks_and_of_typos_in_allow_and_block(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(
+        PLUGINS=[*BUILTIN_PLUGINS, NoHooks()],
+        PLUGINS_BLOCK=["stirpe"],
+        PLUGINS_ALLOW=["currencies", "vies", "vat_fromat"],
+    )
+    warnings = registry(app).warnings
+    assert any("NoHooks' implements no hook" in w for w in warnings), warnings
+    assert "PLUGINS_BLOCK names 'stirpe', which is no plugin: a typo?" in warnings
+    assert "PLUGINS_ALLOW names 'vat_fromat', which is no plugin: a typo?" in warnings
+    assert "PLUGINS_ALLOW names 'vies', which is no plugin: a typo?" not in warnings
+    assert "a typo?" in caplog.text  # logged too
+
+
+def test_start_up_warns_of_a_currency_no_provider_takes(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pakiet_stripe.emulator import StripeEmulator
+
+    with StripeEmulator(api_key="sk_test_x", webhook_secret="whsec_x") as stripe:
+        monkeypatch.setattr("pakiet_stripe.client.StripeProvider.currencies", frozenset({"PLN"}))
+        app = make_app(
+            PLUGINS=list(BUILTIN_PLUGINS),
+            PLUGIN_CONFIG={
+                "stripe": {
+                    "api_key": "sk_test_x",
+                    "webhook_secret": "whsec_x",
+                    "api_base": stripe.base_url,
+                }
+            },
+        )
+    warnings = registry(app).warnings
+    assert "currency EUR: no payment provider takes it" in warnings
+    assert "currency PLN: no payment provider takes it" not in warnings

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pakiet_currencies import CURRENCIES
 from pakiet_vat_format import VatFormat
 from portal.plugin_api.contracts import CurrencySpec
-from portal.testing.conformance import currency_checks, vat_validator_checks
+from portal.testing.conformance import (
+    PROVIDER_CHECKS,
+    ProviderHarness,
+    currency_checks,
+    provider_checks,
+    vat_validator_checks,
+)
 
 CURRENCY_CHECKS = [
     pytest.param(check, id=f"{spec.code}-{name}")
@@ -37,3 +47,56 @@ def test_a_currency_that_breaks_iso_4217_fails_its_check() -> None:
     checks["code_is_iso"]()
     with pytest.raises(AssertionError, match="HUF: minor_units 0, ISO 4217 says 2"):
         checks["minor_units_agree_with_iso"]()
+
+
+# -- payment providers: the third party's pay-by-link (tests/thirdparty) -------------------
+
+THIRD_PARTY = Path(__file__).resolve().parent.parent / "thirdparty"
+
+
+@pytest.fixture(scope="module")
+def paybylink() -> Iterator[Any]:
+    sys.path.insert(0, str(THIRD_PARTY))
+    try:
+        from pakiet_paybylink.emulator import PayByLinkEmulator
+
+        with PayByLinkEmulator(merchant_id="m-1", secret="pbl-secret") as emulator:
+            yield emulator
+    finally:
+        sys.path.remove(str(THIRD_PARTY))
+
+
+def paybylink_harness(emulator: Any, **config: Any) -> ProviderHarness:
+    from pakiet_paybylink.provider import PayByLinkProvider
+
+    settings = {"base_url": emulator.base_url, "merchant_id": "m-1", "secret": "pbl-secret"}
+    provider = PayByLinkProvider({**settings, **config})
+    return ProviderHarness(
+        provider=provider,
+        pay=lambda redirect: emulator.pay(redirect.provider_ref),
+        notification=lambda redirect: emulator.notification(redirect.provider_ref),
+    )
+
+
+@pytest.mark.parametrize("name", PROVIDER_CHECKS)
+def test_the_third_party_pay_by_link_provider_conforms(paybylink: Any, name: str) -> None:
+    checks = dict(provider_checks(paybylink_harness(paybylink)))
+    checks[name]()
+
+
+def test_a_provider_that_takes_a_forged_notification_fails_its_check(paybylink: Any) -> None:
+    harness = paybylink_harness(paybylink)
+    careless = harness.provider
+    verified = careless.parse_webhook
+
+    def unverified(*, body: bytes, headers: Any) -> Any:
+        real = paybylink.notification(body_link_id(body))
+        return verified(body=real[0], headers=real[1])
+
+    def body_link_id(body: bytes) -> str:
+        return str(json.loads(body)["link"]["id"])
+
+    careless.parse_webhook = unverified  # type: ignore[method-assign]
+    checks = dict(provider_checks(harness))
+    with pytest.raises(AssertionError, match="forged notification was not rejected"):
+        checks["a_forged_signature_is_rejected"]()

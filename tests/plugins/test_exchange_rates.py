@@ -7,6 +7,7 @@ published; faults as retryable errors; published rates cached; and both answerin
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -24,7 +25,8 @@ from pakiet_nbp.client import MAX_STEPS, NbpClient
 from pakiet_nbp.emulator import NbpEmulator, polish_holidays
 from portal.plugin_api import hookspecs
 from portal.plugin_api.contracts import ExchangeRate, PluginConfig, ProviderError
-from portal.plugin_api.registry import make_plugin_config, registry
+from portal.plugin_api.hookspecs import hookimpl
+from portal.plugin_api.registry import exchange_rate, make_plugin_config, registry
 
 # A Thursday; the day before is an ordinary Wednesday in Poland and in the Czech Republic.
 THURSDAY = dt.date(2026, 11, 26)
@@ -473,3 +475,56 @@ def test_the_app_loads_both_as_built_ins(app: Flask, nbp: NbpEmulator) -> None:
         base="USD", quote="CZK", on_date=MONDAY, plugin_config=reg.plugin_config
     )
     assert czk.source == "ČNB" and czk.effective_date == FRIDAY
+
+
+# -- isolation and provenance (issue 24, point 5) ------------------------------------------
+
+
+class BrokenSource:
+    """A rate source with a bug, asked before the built-ins (tryfirst)."""
+
+    @hookimpl(tryfirst=True)
+    def get_exchange_rate(self, base: str, quote: str, on_date: dt.date) -> Any:
+        raise KeyError("a bug in the plugin")
+
+
+class Overrider:
+    """A wrapper that would replace whatever rate the sources gave."""
+
+    @hookimpl(wrapper=True)
+    def get_exchange_rate(self, base: str, quote: str, on_date: dt.date) -> Any:
+        yield
+        return ExchangeRate(base, quote, Decimal("9.9999"), on_date, "made up")
+
+
+def test_a_rate_source_that_raises_is_left_out_and_the_answer_names_its_plugin(
+    database_url: str, nbp: NbpEmulator, cnb: CnbEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    from portal import create_app
+    from tests.conftest import base_config
+
+    app = create_app(
+        base_config(
+            database_url,
+            PLUGINS=[
+                "pakiet_currencies",
+                "pakiet_nbp",
+                "pakiet_cnb",
+                BrokenSource(),
+                Overrider(),
+            ],
+            PLUGIN_CONFIG={
+                "nbp": {"base_url": nbp.base_url, "timeout": 2},
+                "cnb": {"base_url": cnb.base_url, "timeout": 2},
+            },
+        )
+    )
+    nbp.set_rate("EUR", FRIDAY, "4.2693")
+    with caplog.at_level(logging.ERROR, logger="portal.plugin_api.registry"):
+        answer = exchange_rate(registry(app), "EUR", "PLN", MONDAY)
+    assert answer is not None
+    assert answer.plugin == "pakiet_nbp"  # who gave the rate printed on the invoice
+    assert answer.rate.rate == Decimal("4.2693")  # the wrapper changed nothing
+    [logged] = [r for r in caplog.records if "failed on EUR/PLN" in r.getMessage()]
+    assert "BrokenSource" in logged.getMessage()
+    assert exchange_rate(registry(app), "EUR", "USD", MONDAY) is None

@@ -605,8 +605,10 @@ def test_a_card_removed_before_the_renewal_counts_as_a_failed_charge(app, stripe
         db.session.commit()
     assert run(app, at(dt.date(2026, 12, 1))).failed == 1
     assert subscription(app, account_id).status == "past_due"
-    message = next(m for m in smtp.messages if "could not renew" in decoded_subject(m))
-    assert "There is no saved payment method" in message.get_payload(decode=True).decode()
+    # Nothing left to charge: the renewal's order stays open and the customer is asked to
+    # pay it by hand, with any provider (issue 24, point 3).
+    message = next(m for m in smtp.messages if "pay the renewal" in decoded_subject(m))
+    assert "https://portal.example.com/package/renewal" in message.get_payload(decode=True).decode()
 
 
 # -- auto-renewal off -------------------------------------------------------------------------

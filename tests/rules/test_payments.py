@@ -412,13 +412,27 @@ def test_an_amex_payment_is_refused_and_refunded(app, standard, transfer24):
     assert subscription(app).agents == 3
 
 
-def test_a_visa_payment_saves_the_method_as_default(app, standard, transfer24):
+def test_a_visa_payment_saves_the_method_as_default(app, standard, transfer24, monkeypatch):
+    # The provider declares it can charge Visa again (PaymentProvider.renewable_brands).
+    provider = registry(app).payment_providers["transfer24"]
+    monkeypatch.setattr(provider, "renewable_brands", frozenset({"visa"}), raising=False)
     payment = pending_payment(app, standard)
     with app.app_context():
         outcome = payments.apply_event("transfer24", succeeded(payment, "visa"), now=utcnow())
     assert outcome is payments.Outcome.APPLIED
     [method] = only(app, PaymentMethod)
     assert (method.brand, method.last4, method.is_default) == ("visa", "0005", True)
+
+
+def test_a_method_its_provider_cannot_charge_again_is_not_kept(app, standard, transfer24):
+    """Transfer24 declares no renewable brands: whatever method it reports, the payment is
+    applied and nothing is saved for renewals to charge (core has no brand list of its own)."""
+    payment = pending_payment(app, standard)
+    with app.app_context():
+        outcome = payments.apply_event("transfer24", succeeded(payment, "blik"), now=utcnow())
+    assert outcome is payments.Outcome.APPLIED
+    assert only(app, PaymentMethod) == []
+    assert subscription(app).agents == 5
 
 
 def test_a_report_that_came_before_its_payment_is_applied_when_it_comes_again(

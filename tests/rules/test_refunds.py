@@ -332,3 +332,23 @@ def test_two_requests_at_once_refund_once(app, standard, transfer24, smtp):
     assert set(statuses) <= {200, 409} and 200 in statuses
     assert transfer24.transactions[payment.charge_ref]["refunded"] == 32841
     assert [i.kind for i in invoices(app)] == ["invoice", "credit_note"]
+
+
+def test_a_provider_that_cannot_refund_leaves_the_refund_to_staff(
+    app, standard, transfer24, monkeypatch
+):
+    """A provider declaring ``can_refund = False`` (issue 24, point 3): R14's refund is not
+    offered in the portal, asking anyway changes nothing and the provider is not asked; the
+    customer is sent to support, whose staff refund it by hand."""
+    buy(standard, transfer24)
+    payment = the_payment(app)
+    provider = registry(app).payment_providers["transfer24"]
+    monkeypatch.setattr(provider, "can_refund", False, raising=False)
+    assert refund_link(payment) not in text(standard.get("/invoices"))
+    assert refund_link(payment) not in text(standard.get("/package"))
+    response = ask(standard, payment)
+    assert response.status_code == 409
+    assert "zwrócimy je ręcznie" in text(response)
+    assert transfer24.transactions[payment.charge_ref]["refunded"] == 0
+    assert the_payment(app).status == PaymentStatus.PAID
+    assert subscription(app).package == "standard"

@@ -62,15 +62,23 @@ def test_a_blank_number_is_none(typed):
 
 
 class Says(VatValidator):
-    def __init__(self, name: str, order: int, status: VatStatus | None, offline: bool = False):
+    def __init__(
+        self,
+        name: str,
+        order: int,
+        status: VatStatus | None,
+        offline: bool = False,
+        registry: str | None = "Registry",
+    ):
         self.name, self.order, self.status, self.offline = name, order, status, offline
+        self.registry = None if offline else registry
         self.asked: list[dict[str, object]] = []
 
     def check(self, *, country, number, now, requester=None):
         self.asked.append({"country": country, "number": number, "requester": requester})
         if self.status is None:
             return None
-        return VatCheck(self.status, country, number, self.name, now)
+        return VatCheck(self.status, country, number, self.name, now, registry=self.registry)
 
 
 class OldSignature(VatValidator):
@@ -141,4 +149,29 @@ def test_a_broken_or_nonsensical_validator_counts_as_unavailable(caplog):
         ("broken", VatStatus.UNAVAILABLE, "error"),
         ("nonsense", VatStatus.UNAVAILABLE, "bad_answer"),
     ]
-    assert "broken failed" in caplog.text and "nonsense returned" in caplog.text
+    assert "broken of plugin" in caplog.text and "nonsense of plugin" in caplog.text
+
+
+def test_only_a_registrys_answer_confirms_a_number():
+    """Issue 24, point 4: a checksum that says VALID (no registry named) is no confirmation;
+    the next validator, a registry, decides, and its name is kept with the answer."""
+    checksum = Says("checksum", 10, VatStatus.VALID, registry=None)
+    hmrc = Says("hmrc", 20, VatStatus.VALID, registry="HMRC")
+    verdict = vat.evaluate(PL, settings(checksum, hmrc), NOW)
+    assert verdict.status is VatStatus.VALID
+    assert (verdict.deciding.validator, verdict.deciding.registry) == ("hmrc", "HMRC")
+    alone = vat.evaluate(PL, settings(Says("checksum", 10, VatStatus.VALID, registry=None)), NOW)
+    assert alone.status is None  # no opinion on registration: not confirmed
+    view = vat.verdict_view(PL, "PL", verdict)
+    assert (view.state, view.registry) == (vat.State.VALID, "HMRC")
+
+
+def test_a_broken_validator_is_logged_with_its_plugins_name(caplog):
+    owned = vat.VatSettings(
+        validators=(Broken(), Says("r", 9, VatStatus.VALID)),
+        member_states=EU,
+        requester=None,
+        owners={"broken": "pakiet_broken"},
+    )
+    assert vat.evaluate(PL, owned, NOW).status is VatStatus.VALID
+    assert "VAT validator broken of plugin pakiet_broken failed" in caplog.text

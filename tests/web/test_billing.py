@@ -17,8 +17,11 @@ from pakiet_vies.emulator import VALID, ViesEmulator
 from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import Account, BillingChange, BillingInfo, Invoice, User, VatCheck
+from portal.plugin_api.contracts import VatCheck as Answer
+from portal.plugin_api.contracts import VatStatus, VatValidator
+from portal.plugin_api.hookspecs import hookimpl
 from portal.rules import vat
-from tests.conftest import csrf_token
+from tests.conftest import BUILTIN_PLUGINS, csrf_token
 
 TODAY = dt.date(2026, 11, 26)
 # Far from the real clock, so that the emulator's own dates are not taken as the proof's.
@@ -758,3 +761,62 @@ def test_a_number_the_recheck_no_longer_confirms_cancels_a_reverse_charge_order(
     page = text(client.get(f"/package/orders/{order.public_id}"))
     assert "This order was cancelled: your billing information changed after it was" in page
     assert "Place the order again" in page
+
+
+# -- validators beyond the EU (issue 24, point 4) --------------------------------------------
+
+
+class HmrcLike(VatValidator):
+    """A third party's UK registry check: it declares GB, so core asks it about GB numbers."""
+
+    name, order = "hmrc", 60
+    countries = frozenset({"GB"})
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def check(self, *, country, number, now, requester=None):
+        if country != "GB":
+            return None
+        self.asked.append((country, number))
+        return Answer(VatStatus.VALID, country, number, self.name, now, registry="HMRC")
+
+
+class GbChecksum(VatValidator):
+    """A format-only check that says VALID without a registry: no confirmation."""
+
+    name, order, offline = "gb_checksum", 5, True
+    countries = frozenset({"GB"})
+
+    def check(self, *, country, number, now, requester=None):
+        return Answer(VatStatus.VALID, country, number, self.name, now) if country == "GB" else None
+
+
+class HmrcPlugin:
+    def __init__(self) -> None:
+        self.validator = HmrcLike()
+
+    @hookimpl
+    def register_vat_validators(self, plugin_config):
+        return [GbChecksum(), self.validator]
+
+
+HMRC = HmrcPlugin()
+
+
+@pytest.mark.parametrize("config_overrides", [{"PLUGINS": [*BUILTIN_PLUGINS, HMRC]}], indirect=True)
+def test_a_gb_number_is_confirmed_by_the_validator_that_declares_gb(
+    app, client, auth, demo_accounts, vies
+):
+    login(auth, "pro")
+    assert save(client, country="GB", vat_number="GB 123 4567 89").status_code == 303
+    billing = billing_of(app, "pro")
+    assert (billing.vat_number, billing.vat_status) == ("GB123456789", "valid")
+    assert HMRC.validator.asked[-1] == ("GB", "123456789")
+    assert vies.requests == []  # VIES stays the authority for EU numbers only
+    [check] = checks(app)  # the checksum's VALID is no confirmation and no proof
+    assert (check.country, check.validator, check.source_registry) == ("GB", "hmrc", "HMRC")
+    assert check.plugin == "tests.web.test_billing.HmrcPlugin"  # who gave it, for the admin
+    page = text(client.get("/billing"))
+    assert "Confirmed by HMRC." in page
+    assert "VAT on your invoices: none (buyer outside the EU)." in page
