@@ -45,6 +45,13 @@ STATUS_NAMES = {
     PaymentStatus.PENDING.value: lazy_gettext("Pending"),
 }
 
+BADGES = {
+    PaymentStatus.PAID.value: "badge-active",
+    PaymentStatus.FAILED.value: "badge-suspended",
+    PaymentStatus.PENDING.value: "badge-pending",
+    PaymentStatus.REFUNDED.value: "",
+}
+
 
 def _payments(account_id: int) -> Select[*tuple[Any, ...]]:
     """The account's payment attempts, with their method and invoice."""
@@ -111,7 +118,7 @@ class HistoryRow(NamedTuple):
     kind: str
     amount: str
     status: str
-    status_code: str  # paid, failed, refunded, pending: the badge's class
+    badge: str  # the badge's look (the classes My package uses for the same colours)
     reason: str | None  # why it failed or was refunded without being asked
     method: str
     document_url: str | None
@@ -127,7 +134,7 @@ def _method(row: Any, language: str) -> str:
         return describe_saved(saved, row.brand.title())
     if provider is not None:  # paid on the provider's page: no saved method to name
         return provider.label(language)
-    return str(row.provider or "—")
+    return str(row.provider or "—").title()  # a provider switched off since
 
 
 def _status(row: Any, language: str) -> tuple[str, str | None]:
@@ -158,7 +165,7 @@ def history_rows(rows: Sequence[Any]) -> list[HistoryRow]:
                 kind=str(KIND_NAMES.get(row.kind, row.kind)),
                 amount=format_minor(amount, row.currency, language),
                 status=status,
-                status_code=row.status,
+                badge=BADGES.get(row.status, ""),
                 reason=reason,
                 method=_method(row, language),
                 document_url=f"{base}{row.document_id}.pdf" if row.document_id else None,
