@@ -21,6 +21,7 @@ PAGES = {
     "my-package": "/package",
     "checkout": "/package/edit",
     "invoices": "/invoices",
+    "payments": "/payments",
     "billing": "/billing",
     "support": "/support",
 }

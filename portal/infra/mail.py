@@ -52,18 +52,21 @@ def send_to_account(
     attachments: list[tuple[str, bytes, str]] | None = None,
     **context: Any,
 ) -> None:
-    """Send to the account's invoice e-mail (Billing information), in its language."""
+    """Send to the account's invoice e-mail (Billing information), in its language; an
+    e-mail that carries an invoice or a credit note goes to the billing contacts too (Cc)."""
     account = db.session.get(Account, account_id)
     if account is None:
         return
     language = account_language(account)
     context, documents = _documents(context)
     subject, body = render(name, language, account=account, **context)
+    billing = account.billing_info
     message = EmailMessage(
         subject=subject,
         body=body,
         from_email=current_app.config["MAIL_DEFAULT_SENDER"],
-        to=[account.billing_info.invoice_email],
+        to=[billing.invoice_email],
+        cc=list(billing.billing_contacts or []) if documents else None,
     )
     for filename, content, mimetype in [*(attachments or []), *documents]:
         message.attach(filename, content, mimetype)

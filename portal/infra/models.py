@@ -179,6 +179,10 @@ class BillingInfo(db.Model):  # type: ignore[name-defined]
     country: Mapped[str | None] = mapped_column(String(2))
     vat_number: Mapped[str | None] = mapped_column(String(20))
     invoice_email: Mapped[str] = mapped_column(String(254))
+    # Up to 3 more addresses (lower case, none twice) that get the invoice e-mails too.
+    billing_contacts: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
     # The outcome of the latest check of ``vat_number`` (see VatCheck for the proof).
     vat_status: Mapped[str | None] = mapped_column(String(16))
     vat_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -4,14 +4,19 @@ An edit is recorded as a :class:`BillingChange` with the data before and after, 
 whether the customer asked for it to apply to the last invoice as well. That invoice
 is never rewritten: the invoicing code issues a correcting invoice for it and marks
 the change applied. A new VAT number is checked at once (R15).
+
+Up to :data:`MAX_CONTACTS` billing contacts get the invoice e-mails besides the invoice
+e-mail; they are not printed, so changing only them corrects no invoice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
 from portal.infra.extensions import db
@@ -20,6 +25,42 @@ from portal.rules import vat
 
 # The fields printed on an invoice, in the order of the form.
 FIELDS = ("company_name", "street", "postcode", "city", "country", "vat_number", "invoice_email")
+CONTACTS = "billing_contacts"
+MAX_CONTACTS = 3
+# Addresses are typed one a line, or separated by commas, semicolons or spaces.
+CONTACT_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+class ContactsRefused(ValueError):
+    """The billing contacts as typed cannot be saved: ``reason`` is ``"too_many"`` or
+    ``"invalid"`` (then ``address`` is the first one that is not an e-mail address)."""
+
+    def __init__(self, reason: str, address: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.address = address
+
+
+def clean_contacts(text: str | None, invoice_email: str | None = None) -> tuple[str, ...]:
+    """The billing contacts in ``text``: lower case, each once, in the order typed, without
+    the invoice e-mail itself (it gets every invoice anyway); at most MAX_CONTACTS."""
+    found: list[str] = []
+    main = (invoice_email or "").strip().lower()
+    for word in CONTACT_SEPARATORS.split(text or ""):
+        if not word:
+            continue
+        address = word.lower()
+        if len(address) > 254:
+            raise ContactsRefused("invalid", word[:60] + "…")
+        try:
+            validate_email(address, check_deliverability=False)
+        except EmailNotValidError:
+            raise ContactsRefused("invalid", word[:60]) from None
+        if address != main and address not in found:
+            found.append(address)
+    if len(found) > MAX_CONTACTS:
+        raise ContactsRefused("too_many")
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -33,6 +74,7 @@ class BillingData:
     country: str
     vat_number: str | None  # as typed
     invoice_email: str
+    billing_contacts: tuple[str, ...] = ()  # as clean_contacts gives them
 
 
 class MalformedVatNumber(ValueError):
@@ -51,7 +93,8 @@ class Saved:
 
 
 def snapshot(billing: BillingInfo) -> dict[str, Any]:
-    return {name: getattr(billing, name) for name in FIELDS}
+    printed = {name: getattr(billing, name) for name in FIELDS}
+    return {**printed, CONTACTS: list(billing.billing_contacts or [])}
 
 
 def find(account_id: int) -> BillingInfo | None:
@@ -100,8 +143,14 @@ def save(
         billing = BillingInfo(account_id=account_id, updated_at=now)
         db.session.add(billing)
     before = snapshot(billing)
-    after = {**asdict(data), "vat_number": number.full if number else None}
+    after = {
+        **asdict(data),
+        "vat_number": number.full if number else None,
+        CONTACTS: list(data.billing_contacts),
+    }
     changed = before != after
+    # Only the printed data make a correcting invoice: new contacts change no document.
+    printed_changed = any(before[name] != after[name] for name in FIELDS)
 
     change = None
     if changed:
@@ -113,7 +162,7 @@ def save(
             user_id=user_id,
             before=before,
             after=after,
-            apply_to_last_invoice=apply_to_last_invoice,
+            apply_to_last_invoice=apply_to_last_invoice and printed_changed,
             created_at=now,
         )
         db.session.add(change)

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext, lazy_gettext, ngettext
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, Field, SelectField, StringField
+from wtforms import BooleanField, EmailField, Field, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
 from portal.infra import audit
@@ -43,6 +43,31 @@ def printable(form: FlaskForm, field: Field) -> None:
 def known_country(form: FlaskForm, field: Field) -> None:
     if not countries.is_country(field.data):
         raise ValidationError(gettext("Choose a country from the list."))
+
+
+class ContactsField(TextAreaField):
+    """The billing contacts as typed; ``cleaned`` is what :func:`contacts_valid` made of them."""
+
+    cleaned: tuple[str, ...] = ()
+
+
+def contacts_valid(form: FlaskForm, field: Field) -> None:
+    """At most three more e-mail addresses; the cleaned list is kept as ``field.cleaned``."""
+    try:
+        field.cleaned = billing_info.clean_contacts(field.data, form.invoice_email.data)
+    except billing_info.ContactsRefused as exc:
+        field.cleaned = ()
+        if exc.reason == "too_many":
+            raise ValidationError(
+                ngettext(
+                    "You can add at most %(num)d address.",
+                    "You can add at most %(num)d addresses.",
+                    billing_info.MAX_CONTACTS,
+                )
+            ) from None
+        raise ValidationError(
+            gettext("“%(address)s” is not a valid e-mail address.", address=exc.address)
+        ) from None
 
 
 def _strip(value: Any) -> Any:
@@ -98,6 +123,11 @@ class BillingForm(FlaskForm):
             ),
         ],
     )
+    billing_contacts = ContactsField(
+        lazy_gettext("Also send invoices to"),
+        filters=[_strip],
+        validators=[Length(max=1000, message=AT_MOST), contacts_valid],
+    )
     apply_to_last_invoice = BooleanField(lazy_gettext("Apply to the last invoice as well"))
 
 
@@ -129,6 +159,7 @@ def context(form: BillingForm, view: vat.VatView, **extra: Any) -> dict[str, Any
         "eu_countries": eu,
         "other_countries": others,
         "vies_url": VIES_SELF_CHECK,
+        "max_contacts": billing_info.MAX_CONTACTS,
         **extra,
     }
 
@@ -149,6 +180,7 @@ def page() -> ResponseReturnValue:
     account = current_account()
     billing = account.billing_info
     form = BillingForm(obj=billing)
+    form.billing_contacts.data = "\n".join(billing.billing_contacts or []) if billing else ""
     if billing is not None and not billing.country and current_language() == "pl":
         form.country.data = "PL"  # the likely answer; shown, not saved until the form is
     return render(form, vat.billing_view(billing, settings().member_states, settings().foreign))
@@ -178,6 +210,7 @@ def save() -> ResponseReturnValue:
         country=form.country.data or "",
         vat_number=form.vat_number.data or None,
         invoice_email=(form.invoice_email.data or "").lower(),
+        billing_contacts=form.billing_contacts.cleaned,
     )
     try:
         saved = billing_info.save(

@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from babel.numbers import format_percent
 from flask import Response, render_template
@@ -163,6 +163,33 @@ def cap_echoed_fields(form: Any, limit: int = 300) -> None:
         if field.errors and isinstance(field.data, str) and len(field.data) > limit:
             field.data = echoed(field.data, limit)
             field.raw_data = [field.data]
+
+
+PAGE_SIZE = 50
+MAX_PAGE = 100_000
+
+
+class ListPage(NamedTuple):
+    """One page of a long list (invoices, payments): its number, from 1."""
+
+    number: int = 1
+    size: int = PAGE_SIZE
+    refused: bool = False  # the ``page`` parameter was not a page number (then page 1)
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.size
+
+
+def list_page(args: Any, size: int = PAGE_SIZE) -> ListPage:
+    """The page a list's ``page`` GET parameter asks for; anything but a whole number from
+    1 to MAX_PAGE is refused and reads as page 1."""
+    text = str(args.get("page", "") or "").strip()
+    if not text:
+        return ListPage(1, size)
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_PAGE:
+        return ListPage(int(text), size)
+    return ListPage(1, size, refused=True)
 
 
 def render_error(code: int, message: str | None = None) -> ResponseReturnValue:

@@ -1,29 +1,50 @@
-"""Invoices (R11, R13): the list, downloads as stored, notes printed on a customer copy
-(the issued document never changes; it stays downloadable as issued)."""
+"""Invoices (R11, R13): the list (filtered by year and kind, 50 a page), downloads as
+stored (one document, or a year's as a ZIP), notes printed on a customer copy (the issued
+document never changes; it stays downloadable as issued)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+import re
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from flask import Blueprint, Response, abort, current_app, redirect, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 from flask_login import current_user, login_required
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import aliased
 
 from portal.infra import audit
 from portal.infra.extensions import db, htmx, limiter
 from portal.infra.i18n import current_language
-from portal.infra.models import Account, Invoice, InvoiceRendering, Payment, utcnow
+from portal.infra.models import (
+    Account,
+    Invoice,
+    InvoiceKind,
+    InvoiceRendering,
+    Payment,
+    latest_pdf,
+    utcnow,
+)
 from portal.rules import invoicing
 from portal.rules.refunds import offer
 from portal.web import htmx_util
 from portal.web import refunds as refund_pages
 from portal.web.account import current_account
-from portal.web.helpers import echoed, format_day, format_minor
+from portal.web.helpers import echoed, format_day, format_minor, list_page
 from portal.web.read_only import read_only
 
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
@@ -117,6 +138,42 @@ def _own(public_id: str) -> Invoice:
     return invoice
 
 
+#: The kinds a customer filters the list by, in the order of the filter's choices.
+KIND_NAMES = {
+    InvoiceKind.INVOICE.value: lazy_gettext("Invoices"),
+    InvoiceKind.CREDIT_NOTE.value: lazy_gettext("Credit notes"),
+    InvoiceKind.CORRECTION.value: lazy_gettext("Correcting invoices"),
+}
+YEAR = re.compile(r"^[0-9]{4}$")
+CORRECTED = aliased(Invoice)
+
+
+class Filters(NamedTuple):
+    year: int | None = None
+    kind: str | None = None
+
+    def args(self) -> dict[str, Any]:
+        """The filters as the list's GET parameters (none for "all")."""
+        return {name: value for name, value in self._asdict().items() if value is not None}
+
+
+def parse_filters(args: Mapping[str, str]) -> tuple[Filters, bool]:
+    """The filters of the list's GET parameters, and whether one of them was refused (then
+    it is dropped: the list shows all years or all kinds)."""
+    refused = False
+    year_text = args.get("year", "").strip()
+    year = None
+    if year_text:
+        if YEAR.match(year_text) and 2000 <= int(year_text) <= 9999:
+            year = int(year_text)
+        else:
+            refused = True
+    kind = args.get("kind", "").strip() or None
+    if kind is not None and kind not in KIND_NAMES:
+        kind, refused = None, True
+    return Filters(year, kind), refused
+
+
 @bp.get("")
 @login_required
 @read_only
@@ -125,22 +182,70 @@ def page() -> ResponseReturnValue:
 
 
 def _list_page(account: Account) -> Response:
+    filters, refused = parse_filters(request.args)
+    paging = list_page(request.args)
     # Plain rows of the columns the list shows, not ORM instances: building 120 of them,
-    # each with its two deferred columns, cost more than the query.
-    invoices = db.session.execute(
-        select(*LIST_COLUMNS).where(Invoice.account_id == account.id).order_by(Invoice.id.desc())
+    # each with its two deferred columns, cost more than the query. The number of the
+    # invoice a correction corrects comes with it (it may be on another page).
+    stmt = (
+        select(*LIST_COLUMNS, CORRECTED.number.label("corrects_number"))
+        .outerjoin(CORRECTED, CORRECTED.id == Invoice.corrects_id)
+        .where(Invoice.account_id == account.id)
+    )
+    if filters.year is not None:
+        stmt = stmt.where(Invoice.year == filters.year)
+    if filters.kind is not None:
+        stmt = stmt.where(Invoice.kind == filters.kind)
+    found = db.session.execute(
+        stmt.order_by(Invoice.id.desc()).offset(paging.offset).limit(paging.size + 1)
     ).all()
-    numbers = {i.id: i.number for i in invoices}
+    invoices = found[: paging.size]
+    numbers = {i.corrects_id: i.corrects_number for i in invoices if i.corrects_id}
+    years = list(
+        db.session.scalars(
+            select(Invoice.year)
+            .where(Invoice.account_id == account.id)
+            .group_by(Invoice.year)
+            .order_by(Invoice.year.desc())
+        )
+    )
     refundable = refund_offer(account)
+    status = 200
+    error = None
+    if refused or paging.refused:
+        status = 400
+        error = gettext(
+            "This address asks for a year, kind of document or page that does not exist. "
+            "Choose from the lists below."
+        )
+    elif not invoices and paging.number > 1:
+        status = 404
+        error = gettext("The list has no page %(num)d.", num=paging.number)
+
+    def page_url(number: int) -> str:
+        args = filters.args()
+        if number > 1:
+            args["page"] = number
+        return url_for("invoices.page", **args)
+
     return htmx_util.render(
         "invoices/page.html",
         "invoices/page.html",
-        200,
+        status,
         account=account,
         rows=list_rows(invoices, numbers, refundable),
         editing_id=None,
         note_limit=invoicing.NOTE_LIMIT,
         refundable=refundable,
+        filters=filters,
+        years=years,
+        kind_names=KIND_NAMES,
+        list_error=error,
+        paging=paging,
+        previous_url=page_url(paging.number - 1) if paging.number > 1 else None,
+        next_url=page_url(paging.number + 1) if len(found) > paging.size else None,
+        first_url=page_url(1),
+        any_invoices=bool(years),
         **row_context(),
     )
 
@@ -220,6 +325,82 @@ def xml(public_id: str) -> ResponseReturnValue:
     invoice = _own(public_id)
     _pdf, body = invoicing.documents(invoice)
     return _download(body, invoice.number.replace("/", "-") + ".xml", "application/xml")
+
+
+def safe_filename(number: str, suffix: str) -> str:
+    """A document's file name from its number: ``FV/2026/000012`` -> ``FV-2026-000012.pdf``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", number).strip(".-") + suffix
+
+
+class _Chunks:
+    """A write-only file whose bytes are taken away as they come: ``zipfile`` writes the
+    archive into it and the response sends each document's part as soon as it is written."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.written = 0
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        self.written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.written
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def _year_archive(documents: list[tuple[int, str, str]], year: int) -> Iterator[bytes]:
+    """The ZIP of ``documents`` ((id, number, public id)), one document in memory at a time."""
+    out = _Chunks()
+    # PDFs are compressed inside already: stored as they are, the archive costs no CPU.
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
+        for invoice_id, number, public_id in documents:
+            body = latest_pdf(invoice_id)
+            if body is None:  # numbered but not rendered yet: rendered as a download is
+                body, _xml = invoicing.documents(_own(public_id))
+            archive.writestr(zipfile.ZipInfo(safe_filename(number, ".pdf"), _zip_time(year)), body)
+            yield out.take()
+    yield out.take()
+
+
+def _zip_time(year: int) -> tuple[int, int, int, int, int, int]:
+    """Every entry's timestamp: the archive of a year is the same bytes on every download."""
+    return (year, 1, 1, 0, 0, 0)
+
+
+@bp.get("/year/<int:year>.zip")
+@login_required
+@read_only
+def year_zip(year: int) -> ResponseReturnValue:
+    """The PDFs of every document of the account issued in ``year`` (invoices, credit notes,
+    corrections), named by their numbers; 404 for a year without any."""
+    account = current_account()
+    documents = [
+        (row.id, row.number, row.public_id)
+        for row in db.session.execute(
+            select(Invoice.id, Invoice.number, Invoice.public_id)
+            .where(Invoice.account_id == account.id, Invoice.year == year)
+            .order_by(Invoice.id)
+        )
+    ]
+    if not documents:
+        abort(404)
+    response = Response(
+        stream_with_context(_year_archive(documents, year)), mimetype="application/zip"
+    )
+    response.headers["Content-Disposition"] = f'attachment; filename="invoices-{year}.zip"'
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
 
 
 @bp.get("/<public_id>/note")

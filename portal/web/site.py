@@ -89,6 +89,7 @@ def register(app: Flask) -> None:
         billing,
         checkout,
         entitlements,
+        history,
         invoices,
         methods,
         pay,
@@ -106,6 +107,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(pay.bp)
     app.register_blueprint(methods.bp)
     app.register_blueprint(invoices.bp)
+    app.register_blueprint(history.bp)
     app.register_blueprint(refunds.bp)
     app.register_blueprint(entitlements.bp)
     app.register_blueprint(portal_sessions.bp)

@@ -19,7 +19,7 @@ def test_0011_downgrades_and_upgrades(tmp_path: Path) -> None:
     with app.app_context():
         upgrade()
         assert TABLES <= set(sa.inspect(db.engine).get_table_names())
-        downgrade(revision="0009_email_confirmation")
+        downgrade(revision="0010_billing_contacts")
         assert not TABLES & set(sa.inspect(db.engine).get_table_names())
         upgrade()
         names = set(sa.inspect(db.engine).get_table_names())

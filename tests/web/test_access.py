@@ -256,7 +256,8 @@ def test_every_customer_route_with_another_accounts_ids_is_not_found(
 
 def test_every_customer_page_needs_a_login(client):
     pages = ["/package", "/package/edit", "/billing", "/invoices", "/payment-methods", "/support"]
-    for path in [*pages, "/support/0123456789abcdef0123456789abcdef"]:
+    more = ["/payments", "/invoices/year/2026.zip", "/support/0123456789abcdef0123456789abcdef"]
+    for path in [*pages, *more]:
         response = client.get(path)
         assert response.status_code == 302 and "/login" in response.headers["Location"], path
 

@@ -186,6 +186,7 @@ def test_saving_stores_the_data_and_a_change_record(app, client, auth, demo_acco
             "country": "PL",
             "vat_number": None,
             "invoice_email": "faktury@szprycha.pl",
+            "billing_contacts": [],
         }
 
 

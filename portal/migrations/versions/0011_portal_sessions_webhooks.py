@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "0011_portal_sessions_webhooks"
-down_revision = "0009_email_confirmation"
+down_revision = "0010_billing_contacts"
 branch_labels = None
 depends_on = None
 
