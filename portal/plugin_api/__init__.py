@@ -10,14 +10,15 @@ change, and only after the thing went through one minor version in which it warn
 - at import: ``portal.plugin_api.require_api((1, 1), plugin="pakiet_x")``.
 
 History: 1.0 the first published API; 1.1 ``PaymentRequest.webhook_url``, and
-``PaymentSettled.payment_id`` is core's public payment id (a string, as in every other event).
+``PaymentSettled.payment_id`` is core's public payment id (a string, as in every other event);
+1.2 the ``register_einvoicing_channels`` hook (national e-invoicing: KSeF).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-API_VERSION: tuple[int, int] = (1, 1)
+API_VERSION: tuple[int, int] = (1, 2)
 
 
 class ApiVersionError(RuntimeError):

@@ -650,6 +650,7 @@ def issue_now(payment_id: int, *, now: dt.datetime) -> Invoice | None:
 
     from portal.infra import mail
     from portal.plugin_api.registry import registry
+    from portal.rules import einvoicing
 
     payment = db.session.get(Payment, payment_id)
     if payment is None:
@@ -673,6 +674,9 @@ def issue_now(payment_id: int, *, now: dt.datetime) -> Invoice | None:
     if invoice is None:
         return None
     registry().hook.invoice_issued(event=issued_event(invoice))
+    # Through KSeF (or another country's channel) before its e-mail leaves, so the copy
+    # attached names its national number, or says it was issued in offline mode.
+    einvoicing.after_issue(invoice.id, now=now)
     # Its e-mail was queued with it (issue_for_payment): send it now, or a later run will.
     mail.deliver_pending(now=now, key=f"invoice-{invoice.id}")
     return invoice
@@ -817,6 +821,7 @@ def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
     from flask import current_app
 
     from portal.plugin_api.registry import registry
+    from portal.rules import einvoicing
 
     correction = correct_buyer(
         change_id=change_id,
@@ -827,6 +832,7 @@ def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
     )
     if correction is not None:
         registry().hook.invoice_issued(event=issued_event(correction))
+        einvoicing.after_issue(correction.id, now=now)
         send(correction, now=now)
     return correction
 
