@@ -46,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     from portal.infra.i18n import select_locale
     from portal.plugin_api.registry import PluginError, init_plugins
+    from portal.rules import einvoicing
     from portal.rules.catalogue import load_catalogue
     from portal.rules.tax import load_vat_rates
     from portal.web import auth, read_only, site
@@ -71,6 +72,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise PluginError(f"no currency plugin provides {', '.join(missing)} from the catalogue")
     app.extensions["pakiet.catalogue"] = catalogue
     app.extensions["pakiet.vat_rates"] = load_vat_rates(app.config["VAT_RATES_PATH"])
+    # The PDF a customer downloads or is e-mailed: with KSeF's number or offline mode.
+    app.extensions["pakiet.customer_copy"] = einvoicing.customer_copy
 
     site.register(app)
     from portal.staff.admin import init_admin

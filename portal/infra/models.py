@@ -594,7 +594,7 @@ class EInvoiceSubmission(db.Model):  # type: ignore[name-defined]
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     payload_hash: Mapped[str | None] = mapped_column(String(64))  # SHA-256, base64
-    reference: Mapped[str | None] = mapped_column(String(64))
+    reference: Mapped[str | None] = mapped_column(String(100))
     national_number: Mapped[str | None] = mapped_column(String(64), unique=True)
     assigned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     error_code: Mapped[str | None] = mapped_column(String(32))

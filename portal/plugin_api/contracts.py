@@ -351,6 +351,8 @@ class EInvoicingChannel(abc.ABC):
     later (the background run), with the same payload."""
 
     name: str
+    #: How documents and pages name the system ("KSeF"); ``name`` when empty.
+    title: str = ""
 
     @abc.abstractmethod
     def covers(self, document: Any) -> bool:

@@ -207,7 +207,7 @@ def _apply(
         row.next_try_at = now + RETRY
     else:
         if result.reference:
-            row.reference = result.reference[:64]
+            row.reference = result.reference[:100]
         if result.receipt is not None:
             row.receipt = result.receipt
         if result.state is contracts.EInvoiceState.ACCEPTED and result.national_number:
@@ -303,6 +303,7 @@ class Mark:
     """An invoice's national e-invoicing status as its copy and the list show it."""
 
     channel: str
+    system: str  # the channel's title: "KSeF"
     state: str
     national_number: str | None
     assigned_at: dt.datetime | None
@@ -324,7 +325,7 @@ def mark_of(invoice: Invoice, row: EInvoiceSubmission | None) -> Mark | None:
         return None
     channel = channels().get(row.channel)
     url = None
-    if channel is not None and row.payload_hash:
+    if channel is not None and row.payload_hash and row.state != EInvoiceState.REJECTED.value:
         url = channel.verification_url(
             document=_document(invoice),
             payload_hash=row.payload_hash,
@@ -332,6 +333,7 @@ def mark_of(invoice: Invoice, row: EInvoiceSubmission | None) -> Mark | None:
         )
     return Mark(
         channel=row.channel,
+        system=(channel.title if channel is not None else "") or row.channel,
         state=row.state,
         national_number=row.national_number,
         assigned_at=row.assigned_at,
@@ -348,3 +350,24 @@ def marks(invoice_ids: list[int]) -> dict[int, EInvoiceSubmission]:
         select(EInvoiceSubmission).where(EInvoiceSubmission.invoice_id.in_(invoice_ids))
     )
     return {row.invoice_id: row for row in rows}
+
+
+def customer_copy(invoice: Invoice, stored: bytes) -> bytes:
+    """The PDF the customer gets: the stored rendering, or, for a document a channel
+    covers, the same document rendered again with the channel's stamp (its number, or
+    offline mode, and the QR code). The issued renderings and XML are never rewritten."""
+    found = mark(invoice)
+    if found is None or found.state == EInvoiceState.REJECTED.value:
+        return stored
+    from portal.documents.invoice import EInvoiceStamp
+    from portal.documents.pdf import render
+    from portal.rules.invoicing import from_content
+
+    stamp = EInvoiceStamp(
+        system=found.system,
+        number=found.national_number,
+        offline=found.offline and found.national_number is None,
+        verification_url=found.verification_url,
+    )
+    pdf, _xml = render(from_content(invoice.content, invoice.note), stamp)
+    return pdf

@@ -17,7 +17,7 @@ from portal.infra import audit
 from portal.infra.extensions import db, htmx, limiter
 from portal.infra.i18n import current_language
 from portal.infra.models import Account, Invoice, InvoiceRendering, Payment, utcnow
-from portal.rules import invoicing
+from portal.rules import einvoicing, invoicing
 from portal.rules.refunds import offer
 from portal.web import htmx_util
 from portal.web import refunds as refund_pages
@@ -68,12 +68,34 @@ class ListRow(NamedTuple):
     status: str
     refundable: bool  # the invoice of the payment a refund may be asked for (R14)
     note: str | None
+    einvoice: str | None = None  # "KSeF: <number>", or waiting for it
+
+
+def einvoice_texts(invoice_ids: list[int]) -> dict[int, str]:
+    """What the list says of each invoice's way through KSeF (one query for the page)."""
+    if not einvoicing.channels():
+        return {}
+    texts = {}
+    titles = {name: c.title or name for name, c in einvoicing.channels().items()}
+    for invoice_id, row in einvoicing.marks(invoice_ids).items():
+        if row.channel is None:
+            continue
+        system = titles.get(row.channel, row.channel)
+        if row.national_number:
+            texts[invoice_id] = f"{system}: {row.national_number}"
+        elif row.state == "rejected":
+            texts[invoice_id] = gettext("Refused by %(system)s", system=system)
+        else:
+            texts[invoice_id] = gettext("Waiting for %(system)s", system=system)
+    return texts
 
 
 def list_rows(
     invoices: Iterable[Any], numbers: Mapping[int, str], refundable: Payment | None
 ) -> list[ListRow]:
     """The rows of ``invoices`` (Invoice objects or rows of LIST_COLUMNS)."""
+    invoices = list(invoices)
+    einvoices = einvoice_texts([i.id for i in invoices])
     base = url_for("invoices.page") + "/"
     language = current_language()
     status = {
@@ -98,6 +120,7 @@ def list_rows(
             and i.payment_id == refund_payment
             and i.kind == "invoice",
             note=i.note,
+            einvoice=einvoices.get(i.id),
         )
         for i in invoices
     ]
@@ -193,8 +216,11 @@ def pdf(public_id: str) -> ResponseReturnValue:
     if row is None:  # someone else's, or its documents are not stored yet
         invoice = _own(public_id)
         body, _xml = invoicing.documents(invoice)
+        body = einvoicing.customer_copy(invoice, body)
         return _download(body, invoice.number.replace("/", "-") + ".pdf", "application/pdf")
     number, body = row
+    if einvoicing.channels():  # KSeF's number or offline mode on the copy, when it has one
+        body = einvoicing.customer_copy(_own(public_id), bytes(body))
     return _download(bytes(body), number.replace("/", "-") + ".pdf", "application/pdf")
 
 

@@ -507,9 +507,12 @@ def test_hook_register_einvoicing_channels(app: Flask) -> None:
     assert channels["sdi"].covers(italian)
     submission = EInvoiceSubmission("s1", 1, italian, b"<x/>", "hash", None, offline=False)
     assert channels["sdi"].submit(submission).national_number == "IT-1"
-    assert channels["sdi"].verification_url(
-        document=italian, payload_hash="hash", national_number="IT-1"
-    ) is None  # the default: no QR code on the copy
+    assert (
+        channels["sdi"].verification_url(
+            document=italian, payload_hash="hash", national_number="IT-1"
+        )
+        is None
+    )  # the default: no QR code on the copy
 
 
 @pytest.mark.parametrize(

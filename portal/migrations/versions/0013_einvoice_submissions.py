@@ -27,7 +27,7 @@ def upgrade():
         sa.Column("offline", sa.Boolean(), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=True),
         sa.Column("payload_hash", sa.String(length=64), nullable=True),
-        sa.Column("reference", sa.String(length=64), nullable=True),
+        sa.Column("reference", sa.String(length=100), nullable=True),
         sa.Column("national_number", sa.String(length=64), nullable=True),
         sa.Column("assigned_at", sa.DateTime(), nullable=True),
         sa.Column("error_code", sa.String(length=32), nullable=True),
