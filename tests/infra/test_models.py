@@ -116,3 +116,17 @@ def test_concurrent_signups_with_one_email_make_one_account(app, catalogue):
     assert sorted(outcomes) == ["created"] + ["taken"] * 7
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Account)) == 1
+
+
+def test_the_einvoice_submissions_migration_goes_down_and_up(app):
+    """0013 (issue 23): the submissions table goes with a downgrade and comes back."""
+    from flask_migrate import downgrade, upgrade
+
+    with app.app_context():
+        downgrade(revision="0009_email_confirmation")
+        assert "einvoice_submission" not in sa.inspect(db.engine).get_table_names()
+        upgrade()
+        assert "einvoice_submission" in sa.inspect(db.engine).get_table_names()
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        assert diff == []
