@@ -24,7 +24,7 @@ from portal.infra.extensions import db
 from portal.infra.models import EInvoiceSubmission, Invoice, utcnow
 from portal.plugin_api.registry import PluginError
 from portal.rules import einvoicing, lifecycle
-from tests.conftest import BUILTIN_PLUGINS, base_config, csrf_token
+from tests.conftest import BUILTIN_PLUGINS, at_once, base_config, csrf_token
 from tests.rules.test_invoicing import (
     THIRD_PARTY,
     buy,
@@ -170,6 +170,27 @@ def test_a_delayed_status_is_asked_again_by_the_background_run(app, standard, tr
     assert len(sends(ksef)) == 1  # asked, never sent again
 
 
+@pytest.mark.postgres
+def test_runners_racing_over_an_offline_invoice_send_it_once(app, standard, transfer24, ksef):
+    """Many background runs at once once KSeF is back: the lease and SKIP LOCKED let one
+    of them send it; the others pass it by."""
+    b2b(standard)
+    ksef.set_down(True)
+    buy(standard, transfer24)
+    ksef.set_down(False)
+    later = utcnow() + dt.timedelta(minutes=11)
+
+    def runner() -> int:
+        with app.app_context():
+            accepted = einvoicing.run_due(now=later)
+            db.session.remove()
+            return accepted
+
+    assert sorted(at_once(6, runner, timeout=60)) == [0, 0, 0, 0, 0, 1]
+    [sub] = submissions(app)
+    assert sub.state == "accepted" and len(sends(ksef)) == 1 and len(ksef.accepted) == 1
+
+
 def test_a_rejected_document_keeps_ksefs_error_code_and_is_not_sent_again(
     app, standard, transfer24, ksef
 ):
@@ -283,3 +304,5 @@ def test_without_settings_no_channel_is_installed(app):
     assert registry(plain).einvoicing_channels == {}
     with plain.app_context():
         assert db.session.scalar(select(Invoice.id)) is None
+        db.session.remove()
+        db.engine.dispose()
