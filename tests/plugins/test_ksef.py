@@ -19,12 +19,12 @@ from sqlalchemy import select, update
 from pakiet_ksef import fa3
 from pakiet_ksef.client import KsefConfigError
 from pakiet_ksef.emulator import KsefEmulator
-from portal import create_app
+from portal import create_app, demo
 from portal.infra.extensions import db
 from portal.infra.models import EInvoiceSubmission, Invoice, utcnow
 from portal.plugin_api.registry import PluginError
 from portal.rules import einvoicing, lifecycle
-from tests.conftest import BUILTIN_PLUGINS, at_once, base_config, csrf_token
+from tests.conftest import BUILTIN_PLUGINS, Auth, at_once, base_config, csrf_token
 from tests.rules.test_invoicing import (
     THIRD_PARTY,
     buy,
@@ -202,6 +202,12 @@ def test_a_rejected_document_keeps_ksefs_error_code_and_is_not_sent_again(
     assert "semantyki" in sub.error_message
     run(app, minutes=60)
     assert len(sends(ksef)) == 1 and ksef.accepted == []
+    # Staff see it, with KSeF's code, in the back office's KSeF list.
+    staff = app.test_client()
+    assert Auth(staff).login("admin@demo.example.com", demo.PASSWORD).status_code == 302
+    [invoice] = invoices(app)
+    page = text(staff.get("/admin/einvoices/"))
+    assert invoice.number in page and "450" in page and "rejected" in page
 
 
 def test_a_send_lost_in_a_crash_is_not_registered_twice(app, standard, transfer24, ksef):
