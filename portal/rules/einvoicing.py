@@ -172,6 +172,10 @@ def attempt(submission_id: int, *, now: dt.datetime) -> str | None:
 
     result: EInvoiceResult | None = None
     failure: tuple[str, str] | None = None
+    down = _down_until().get(channel.name)
+    if down is not None and now < down:
+        # Down a moment ago: offline at once, not one more timeout per invoice of the run.
+        return _apply(submission_id, None, ("unavailable", f"{channel.name} is down"), now)
     try:
         if submission.reference:
             result = channel.status(submission)
@@ -179,10 +183,23 @@ def attempt(submission_id: int, *, now: dt.datetime) -> str | None:
             result = channel.submit(submission)
     except ProviderError as exc:
         failure = (exc.code or "unavailable", str(exc))
+        if exc.retryable:
+            _down_until()[channel.name] = now + RETRY
     except Exception as exc:  # a broken channel never loses the document
         log.exception("e-invoice %s: channel %s failed", submission_id, channel.name)
         failure = ("error", str(exc) or type(exc).__name__)
+    if result is not None:
+        _down_until().pop(channel.name, None)
     return _apply(submission_id, result, failure, now)
+
+
+def _down_until() -> dict[str, dt.datetime]:
+    """Channels that were down, and until when this process does not call them (per app:
+    a run with a thousand invoices and KSeF down waits for one timeout, not a thousand)."""
+    from flask import current_app
+
+    down: dict[str, dt.datetime] = current_app.extensions.setdefault("pakiet.einvoicing_down", {})
+    return down
 
 
 def _apply(

@@ -158,6 +158,25 @@ def test_ksef_down_issues_offline_and_the_background_run_sends_it_once(
     assert sent.national_number in printed
 
 
+def test_a_ksef_known_to_be_down_is_not_called_for_every_invoice_of_a_run(
+    app, standard, transfer24, ksef
+):
+    b2b(standard)
+    ksef.set_down(True)
+    buy(standard, transfer24)
+    asked = len(ksef.requests)  # the one call that found KSeF down
+    assert asked == 1
+    with app.app_context():  # due again within the pause: offline at once, no request
+        db.session.execute(update(EInvoiceSubmission).values(next_try_at=utcnow()))
+        db.session.commit()
+        assert einvoicing.run_due(now=utcnow() + dt.timedelta(minutes=1)) == 0
+    assert len(ksef.requests) == asked
+    [sub] = submissions(app)
+    assert sub.state == "offline" and sub.error_code == "unavailable"
+    ksef.set_down(False)
+    assert run(app, minutes=25).einvoices_accepted == 1  # after the pause it is sent
+
+
 def test_a_delayed_status_is_asked_again_by_the_background_run(app, standard, transfer24, ksef):
     ksef.delay_status(2)  # the send's status, and the second look right after it: 150
     b2b(standard)
