@@ -21,6 +21,9 @@ NS = "http://crd.gov.pl/wzor/2025/06/25/13775/"
 FORM_CODE = {"systemCode": "FA (3)", "schemaVersion": "1-0E", "value": "FA"}
 SYSTEM_INFO = "Pakiet"
 
+#: FA(3) FormaPlatnosci: 2 card, 6 bank transfer (other means are "PlatnoscInna").
+PAYMENT_FORMS = {"card": "2", "transfer": "6"}
+
 EU = frozenset(
     "AT BE BG CY CZ DE DK EE EL ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK XI".split()
 )
@@ -224,7 +227,12 @@ def build(
         pay = _el(fa, "Platnosc")
         _el(pay, "Zaplacono", "1")
         _el(pay, "DataZaplaty", doc.issue_date.isoformat())
-        _el(pay, "FormaPlatnosci", "6" if doc.payment_means == "transfer" else "2")
+        means = doc.payment_means or ""
+        if means in PAYMENT_FORMS:
+            _el(pay, "FormaPlatnosci", PAYMENT_FORMS[means])
+        else:  # PayPal and the like: "another form", described
+            _el(pay, "PlatnoscInna", "1")
+            _el(pay, "OpisPlatnosci", {"paypal": "PayPal"}.get(means, means or "online"))
 
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 

@@ -80,6 +80,14 @@ def test_reverse_charge_names_the_eu_buyer_and_the_buyer_accounts_for_vat():
     assert set(text(xml, "fa:Fa/fa:FaWiersz/fa:P_12")) == {"np II"}
 
 
+def test_the_payment_is_stated_with_its_form():
+    assert text(build(samples.DOMESTIC), "fa:Fa/fa:Platnosc/fa:FormaPlatnosci") == ["2"]
+    paypal = build(samples.REVERSE_CHARGE)  # paid through PayPal: another form, described
+    assert text(paypal, "fa:Fa/fa:Platnosc/fa:PlatnoscInna") == ["1"]
+    assert text(paypal, "fa:Fa/fa:Platnosc/fa:OpisPlatnosci") == ["PayPal"]
+    assert text(build(samples.CREDIT_NOTE), "fa:Fa/fa:Platnosc/fa:Zaplacono") == []
+
+
 def test_export_is_outside_polish_vat():
     xml = build(samples.OUTSIDE_EU)
     assert text(xml, "fa:Podmiot2/fa:DaneIdentyfikacyjne/fa:BrakID") == ["1"]
