@@ -72,7 +72,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise PluginError(f"no currency plugin provides {', '.join(missing)} from the catalogue")
     app.extensions["pakiet.catalogue"] = catalogue
     app.extensions["pakiet.vat_rates"] = load_vat_rates(app.config["VAT_RATES_PATH"])
-    # The PDF a customer downloads or is e-mailed: with KSeF's number or offline mode.
+    # Issued documents to KSeF, and the PDF a customer downloads or is e-mailed with KSeF's
+    # number or offline mode (portal.rules.einvoicing; invoicing and mail call them here).
+    app.extensions["pakiet.after_issue"] = einvoicing.after_issue
     app.extensions["pakiet.customer_copy"] = einvoicing.customer_copy
 
     site.register(app)

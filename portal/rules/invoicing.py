@@ -634,6 +634,16 @@ def app_rates() -> RateSource:
     return rate
 
 
+def _after_issue(invoice_id: int, now: dt.datetime) -> None:
+    """The issued invoice to its national e-invoicing channel (``portal.rules.einvoicing
+    .after_issue``, which the app hands over: that module reads invoices through this one)."""
+    from flask import current_app
+
+    after_issue = current_app.extensions.get("pakiet.after_issue")
+    if after_issue is not None:
+        after_issue(invoice_id, now=now)
+
+
 def local_today(now: dt.datetime) -> dt.date:
     """The calendar day of ``now`` in the portal's time zone (invoice dates)."""
     from zoneinfo import ZoneInfo
@@ -650,7 +660,6 @@ def issue_now(payment_id: int, *, now: dt.datetime) -> Invoice | None:
 
     from portal.infra import mail
     from portal.plugin_api.registry import registry
-    from portal.rules import einvoicing
 
     payment = db.session.get(Payment, payment_id)
     if payment is None:
@@ -676,7 +685,7 @@ def issue_now(payment_id: int, *, now: dt.datetime) -> Invoice | None:
     registry().hook.invoice_issued(event=issued_event(invoice))
     # Through KSeF (or another country's channel) before its e-mail leaves, so the copy
     # attached names its national number, or says it was issued in offline mode.
-    einvoicing.after_issue(invoice.id, now=now)
+    _after_issue(invoice.id, now)
     # Its e-mail was queued with it (issue_for_payment): send it now, or a later run will.
     mail.deliver_pending(now=now, key=f"invoice-{invoice.id}")
     return invoice
@@ -821,7 +830,6 @@ def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
     from flask import current_app
 
     from portal.plugin_api.registry import registry
-    from portal.rules import einvoicing
 
     correction = correct_buyer(
         change_id=change_id,
@@ -832,7 +840,7 @@ def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
     )
     if correction is not None:
         registry().hook.invoice_issued(event=issued_event(correction))
-        einvoicing.after_issue(correction.id, now=now)
+        _after_issue(correction.id, now)
         send(correction, now=now)
     return correction
 

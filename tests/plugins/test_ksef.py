@@ -299,7 +299,7 @@ def test_a_consumer_invoice_stays_outside_ksef(app, standard, transfer24, ksef):
 def test_an_invoice_whose_issuer_stopped_before_ksef_is_sent_by_the_run(
     app, standard, transfer24, ksef, monkeypatch
 ):
-    monkeypatch.setattr(einvoicing, "after_issue", lambda invoice_id, now: None)
+    monkeypatch.setitem(app.extensions, "pakiet.after_issue", lambda invoice_id, now: None)
     b2b(standard)
     buy(standard, transfer24)
     assert submissions(app) == []
