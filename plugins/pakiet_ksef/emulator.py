@@ -122,7 +122,9 @@ class _State(EmulatorState):
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     invoices: dict[str, _Invoice] = field(default_factory=dict)  # by reference
     registered: dict[tuple[str, str, str], _Invoice] = field(default_factory=dict)
-    serial: int = 0x0100001AF600
+    # The technical part of KSeF numbers: random, so an emulator started again over the
+    # same database (make run, the journeys) never gives a number twice.
+    serial: int = field(default_factory=lambda: secrets.randbits(44) << 4)
     pending_delays: int = 0
     rejections: list[int] = field(default_factory=list)
     down: bool = False

@@ -182,6 +182,8 @@ def row_context() -> dict[str, Any]:
             "save_note": gettext("Save note"),
         },
         "invoices_url": url_for("invoices.page"),
+        # A column for the national e-invoicing channel (KSeF) when one is installed.
+        "einvoice_title": ", ".join(c.title or c.name for c in einvoicing.channels().values()),
         # The note form's token (Flask-WTF checks it against the session).
         "row_csrf_token": generate_csrf(),
     }

@@ -293,7 +293,9 @@ def test_a_consumer_invoice_stays_outside_ksef(app, standard, transfer24, ksef):
     [sub] = submissions(app)
     assert (sub.channel, sub.state, sub.payload) == (None, "outside", None)
     assert ksef.requests == []
-    assert "KSeF" not in text(standard.get("/invoices"))
+    page = text(standard.get("/invoices"))
+    assert "Czeka na KSeF" not in page and "KSeF: " not in page
+    assert '<td class="einvoice"></td>' in page  # the KSeF column, empty for this one
 
 
 def test_an_invoice_whose_issuer_stopped_before_ksef_is_sent_by_the_run(
