@@ -68,7 +68,7 @@ class ListRow(NamedTuple):
     status: str
     refundable: bool  # the invoice of the payment a refund may be asked for (R14)
     note: str | None
-    einvoice: str | None = None  # "KSeF: <number>", or waiting for it
+    einvoice: str | None = None  # the KSeF number, or waiting for it
 
 
 def einvoice_texts(invoice_ids: list[int]) -> dict[int, str]:
@@ -82,7 +82,7 @@ def einvoice_texts(invoice_ids: list[int]) -> dict[int, str]:
             continue
         system = titles.get(row.channel, row.channel)
         if row.national_number:
-            texts[invoice_id] = f"{system}: {row.national_number}"
+            texts[invoice_id] = row.national_number  # under the column's "KSeF"
         elif row.state == "rejected":
             texts[invoice_id] = gettext("Refused by %(system)s", system=system)
         else:
