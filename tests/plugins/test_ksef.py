@@ -13,12 +13,13 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from ksef_client.utils.ksef_number import is_valid_ksef_number
 from lxml import etree
 from sqlalchemy import select, update
 
 from pakiet_ksef import fa3
 from pakiet_ksef.client import KsefConfigError
-from pakiet_ksef.emulator import KsefEmulator
+from pakiet_ksef.emulator import KsefEmulator, ksef_number
 from portal import create_app, demo
 from portal.infra.extensions import db
 from portal.infra.models import EInvoiceSubmission, Invoice, utcnow
@@ -309,6 +310,14 @@ def test_an_invoice_whose_issuer_stopped_before_ksef_is_sent_by_the_run(
     assert run(app, minutes=1).einvoices_accepted == 1
     [sub] = submissions(app)
     assert sub.state == "accepted" and len(sends(ksef)) == 1
+
+
+def test_the_emulator_numbers_documents_as_ksef_does():
+    # The example of the KSeF docs (faktury/numer-ksef.md): CRC-8, polynomial 0x07.
+    assert ksef_number("5265877635", dt.date(2025, 8, 26), 0x0100001AF629) == (
+        "5265877635-20250826-0100001AF629-AF"
+    )
+    assert is_valid_ksef_number(ksef_number("5260250274", dt.date(2026, 3, 2), 12345))
 
 
 def test_a_real_ksef_without_a_token_stops_start_up_naming_the_setting(database_url):
