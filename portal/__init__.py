@@ -46,7 +46,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     from portal.infra.i18n import select_locale
     from portal.plugin_api.registry import PluginError, init_plugins
-    from portal.rules import webhooks  # noqa: F401  (its listener writes the outbox)
+    from portal.rules import (
+        einvoicing,
+        webhooks,  # noqa: F401  (its listener writes the outbox)
+    )
     from portal.rules.catalogue import load_catalogue
     from portal.rules.tax import load_vat_rates
     from portal.web import auth, read_only, site
@@ -77,6 +80,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         )
     app.extensions["pakiet.catalogue"] = catalogue
     app.extensions["pakiet.vat_rates"] = load_vat_rates(app.config["VAT_RATES_PATH"])
+    # Issued documents to KSeF, and the PDF a customer downloads or is e-mailed with KSeF's
+    # number or offline mode (portal.rules.einvoicing; invoicing and mail call them here).
+    app.extensions["pakiet.after_issue"] = einvoicing.after_issue
+    app.extensions["pakiet.customer_copy"] = einvoicing.customer_copy
 
     site.register(app)
     from portal.staff.admin import init_admin

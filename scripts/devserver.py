@@ -1,6 +1,6 @@
 """`make run`: the portal and the provider emulators in one process, on this machine.
 
-The emulators (Stripe, PayPal, VIES, NBP, ČNB) listen on fixed loopback ports (any free ones
+The emulators (Stripe, PayPal, VIES, NBP, ČNB, KSeF) listen on fixed loopback ports (any free ones
 with ``--free-ports``) and deliver their webhooks to the portal; the portal's plugins are
 pointed at them through ``PLUGIN_CONFIG``. The background run (``flask billing run``:
 renewals, notices, suspensions, retries) runs every minute, as cron would run it in
@@ -33,6 +33,7 @@ from typing import Any
 from werkzeug.serving import make_server
 
 from pakiet_cnb.emulator import CnbEmulator
+from pakiet_ksef.emulator import KsefEmulator
 from pakiet_nbp.emulator import NbpEmulator
 from pakiet_paypal.emulator import PayPalEmulator
 from pakiet_stripe.client import to_stripe_amount
@@ -42,7 +43,14 @@ from pakiet_vies.emulator import ViesEmulator
 STRIPE_KEY = "sk_test_pakiet_demo"
 STRIPE_SECRET = "whsec_pakiet_demo"
 PAYPAL_ID, PAYPAL_SECRET, PAYPAL_WEBHOOK = "pakiet-demo-client", "pakiet-demo-secret", "WH-DEMO"
-PORTS = {"stripe": 12111, "paypal": 12112, "vies": 12113, "nbp": 12114, "cnb": 12115}
+PORTS = {
+    "stripe": 12111,
+    "paypal": 12112,
+    "vies": 12113,
+    "nbp": 12114,
+    "cnb": 12115,
+    "ksef": 12116,
+}
 READY = "PAKIET_READY"
 
 log = logging.getLogger("devserver")
@@ -144,7 +152,16 @@ def main(argv: list[str] | None = None) -> None:
     vies = ViesEmulator(latency=0.3, port=port("vies")).start()
     nbp = NbpEmulator(port=port("nbp")).start()
     cnb = CnbEmulator(port=port("cnb")).start()
-    emulators = {"stripe": stripe, "paypal": paypal, "vies": vies, "nbp": nbp, "cnb": cnb}
+    # The demo's seller is Polish: its B2B invoices go through KSeF (the emulator).
+    ksef = KsefEmulator(port=port("ksef")).start()
+    emulators = {
+        "stripe": stripe,
+        "paypal": paypal,
+        "vies": vies,
+        "nbp": nbp,
+        "cnb": cnb,
+        "ksef": ksef,
+    }
     plugin_config = {
         "stripe": {
             "api_key": STRIPE_KEY,
@@ -160,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         "vies": {"base_url": vies.base_url},
         "nbp": {"base_url": nbp.base_url},
         "cnb": {"base_url": cnb.base_url},
+        "ksef": {"base_url": ksef.base_url, "token": "pakiet-demo-ksef-token"},
     }
     os.environ.setdefault("PAKIET_PLUGIN_CONFIG", json.dumps(plugin_config))
     # A laptop: the shipped SECRET_KEY and per-process rate limits are fine (and the billing
@@ -177,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"Emulators: Stripe {stripe.base_url}, PayPal {paypal.base_url}, VIES {vies.base_url},"
         )
-        print(f"  NBP {nbp.base_url}, ČNB {cnb.base_url}")
+        print(f"  NBP {nbp.base_url}, ČNB {cnb.base_url}, KSeF {ksef.base_url}")
         print("Test cards: 4242 4242 4242 4242 Visa, 5555 5555 5555 4444 Mastercard,")
         print(
             "  4000 0000 0000 0002 declined, 3782 822463 10005 Amex, 4000 0025 0000 3155 3-D Secure"

@@ -83,6 +83,18 @@ class Totals:
 
 
 @dataclass(frozen=True)
+class EInvoiceStamp:
+    """What a national e-invoicing system (KSeF) said of an issued document, printed on the
+    customer's copy. It arrives after issue, so it is never part of the document's content:
+    the copy is rendered again with it, the issued renderings stay as they were."""
+
+    system: str  # "KSeF"
+    number: str | None  # the system's number, once assigned
+    offline: bool  # issued in offline mode: the system was down
+    verification_url: str | None  # the QR code's link (KSeF: KOD I)
+
+
+@dataclass(frozen=True)
 class InvoiceDocument:
     number: str
     kind: DocumentKind

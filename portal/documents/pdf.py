@@ -16,6 +16,7 @@ exactly :func:`portal.documents.facturx.to_cii_xml` of the same document.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 import threading
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import facturx
+import segno
 from babel import Locale
 from babel.numbers import format_decimal
 from facturx.facturx import FACTURX_LEVEL2xsd
@@ -38,7 +40,13 @@ from lxml import etree
 from PIL import ImageCms
 
 from portal.documents.facturx import exemption_reason, strip_controls, to_cii_xml
-from portal.documents.invoice import DocumentKind, InvoiceDocument, Party, VatCategory
+from portal.documents.invoice import (
+    DocumentKind,
+    EInvoiceStamp,
+    InvoiceDocument,
+    Party,
+    VatCategory,
+)
 from portal.rules import dates, periods
 from portal.rules.money import Money
 
@@ -100,6 +108,12 @@ _LABELS: dict[str, dict[str, str]] = {
             "Kopia dla klienta z notatką. Wystawiona faktura pozostaje bez zmian; "
             "notatka nabywcy nie jest jej częścią."
         ),
+        "einvoice_number": "Numer {system}: {number}",
+        "einvoice_offline": "Faktura wystawiona w trybie offline: zostanie przesłana do {system}.",
+        "einvoice_waiting": (
+            "Faktura przesłana do {system}; numer zostanie nadany po jej przyjęciu."
+        ),
+        "einvoice_qr": "Kod QR weryfikacji faktury w {system}:",
         "buyer_before": "Dane nabywcy przed korektą",
         "buyer_after": "Dane nabywcy po korekcie",
         "amounts_unchanged": (
@@ -157,6 +171,10 @@ _LABELS: dict[str, dict[str, str]] = {
             "Customer copy with note. The issued invoice stays unchanged; the buyer's note "
             "is not part of it."
         ),
+        "einvoice_number": "{system} number: {number}",
+        "einvoice_offline": "Issued in offline mode: this invoice will be sent to {system}.",
+        "einvoice_waiting": "Sent to {system}; its number is assigned once it is accepted.",
+        "einvoice_qr": "QR code verifying the invoice in {system}:",
         "buyer_before": "Buyer's data before the correction",
         "buyer_after": "Buyer's data after the correction",
         "amounts_unchanged": (
@@ -320,10 +338,41 @@ def _table(
             table.row(values, style=style)
 
 
-def render_pdf(doc: InvoiceDocument, *, customer_copy: bool = False) -> bytes:
+def render_pdf(
+    doc: InvoiceDocument, stamp: EInvoiceStamp | None = None, *, customer_copy: bool = False
+) -> bytes:
     """The invoice as a plain PDF (no XML yet): see :func:`render` for the Factur-X file.
-    A ``customer_copy`` is marked as such under the title."""
-    return bytes(_layout(doc, customer_copy=customer_copy).output())
+    A ``customer_copy`` is marked as such under the title; a ``stamp`` prints what the
+    national e-invoicing system said of it."""
+    pdf = _layout(doc, customer_copy=customer_copy)
+    if stamp is not None:
+        _einvoice(pdf, doc, stamp)
+    return bytes(pdf.output())
+
+
+def _einvoice(pdf: _InvoicePDF, doc: InvoiceDocument, stamp: EInvoiceStamp) -> None:
+    """The national e-invoicing block: the number, or offline mode, and the QR code with
+    the number under it (or OFFLINE while there is none), as KSeF prescribes."""
+    labels = _labels(doc)
+    pdf.ln(4)
+    if stamp.number:
+        text = labels["einvoice_number"].format(system=stamp.system, number=stamp.number)
+        pdf.text_line(text, bold=True)
+    elif stamp.offline:
+        pdf.text_line(labels["einvoice_offline"].format(system=stamp.system), bold=True)
+    else:
+        pdf.text_line(labels["einvoice_waiting"].format(system=stamp.system), bold=True)
+    if not stamp.verification_url:
+        return
+    pdf.text_line(labels["einvoice_qr"].format(system=stamp.system))
+    image = io.BytesIO()
+    segno.make(stamp.verification_url, error="m").save(image, kind="png", scale=4, border=2)
+    image.seek(0)
+    if pdf.get_y() + 40 > pdf.h - pdf.b_margin:
+        pdf.add_page()
+    pdf.image(image, w=32, h=32)
+    pdf.text_line(stamp.number or "OFFLINE", size=8, bold=True)
+    pdf.text_line(stamp.verification_url, size=7)
 
 
 def _layout(doc: InvoiceDocument, *, customer_copy: bool = False) -> _InvoicePDF:
@@ -597,14 +646,19 @@ def embed_facturx(pdf: bytes, xml: bytes, *, lang: str | None = None) -> bytes:
     return bytes(result)
 
 
-def render(doc: InvoiceDocument) -> tuple[bytes, bytes]:
-    """``(pdf_with_xml, xml)`` of one document: what the issuing code stores."""
+def render(doc: InvoiceDocument, stamp: EInvoiceStamp | None = None) -> tuple[bytes, bytes]:
+    """``(pdf_with_xml, xml)`` of one document: what the issuing code stores. With a
+    ``stamp`` (the customer's copy once KSeF answered) the PDF also shows it; the XML is
+    the same either way."""
     xml = to_cii_xml(doc)
-    return embed_facturx(render_pdf(doc), xml, lang=_locale(doc)), xml
+    return embed_facturx(render_pdf(doc, stamp), xml, lang=_locale(doc)), xml
 
 
-def render_customer_copy(doc: InvoiceDocument, issued_xml: bytes) -> bytes:
+def render_customer_copy(
+    doc: InvoiceDocument, issued_xml: bytes, stamp: EInvoiceStamp | None = None
+) -> bytes:
     """The customer's copy of an issued document with the note of ``doc`` printed on it,
     marked as a copy, carrying the issued XML byte for byte: the issued document (its
     PDF and XML) is never rendered again (DESIGN.md section 2)."""
-    return embed_facturx(render_pdf(doc, customer_copy=True), issued_xml, lang=_locale(doc))
+    pdf = render_pdf(doc, stamp, customer_copy=True)
+    return embed_facturx(pdf, issued_xml, lang=_locale(doc))

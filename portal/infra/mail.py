@@ -92,6 +92,9 @@ def _documents(context: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str,
         pdf = latest_pdf(int(invoice_id))
         if invoice is None or pdf is None:
             raise LookupError(f"no invoice {invoice_id} with a PDF to send")
+        copy = current_app.extensions.get("pakiet.customer_copy")
+        if copy is not None:  # the copy with KSeF's number (portal.rules.einvoicing)
+            pdf = copy(invoice, pdf)
         context[field] = invoice
         attachments.append((f"{invoice.number.replace('/', '-')}.pdf", pdf, "application/pdf"))
     return context, attachments

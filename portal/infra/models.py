@@ -15,6 +15,7 @@ from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -561,6 +562,58 @@ class InvoiceRendering(db.Model):  # type: ignore[name-defined]
     pdf: Mapped[bytes] = mapped_column(LargeBinary)
     note: Mapped[str | None] = mapped_column(String(1000))
     rendered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class EInvoiceState(StrEnum):
+    """Where an issued document stands in a national e-invoicing system (KSeF)."""
+
+    PENDING = "pending"  # to be sent (or waiting for the corrected invoice's number)
+    OFFLINE = "offline"  # the system was down: issued in offline mode, sent when it is back
+    SENT = "sent"  # received by the system, being processed
+    ACCEPTED = "accepted"  # the system's number assigned
+    REJECTED = "rejected"  # refused, with the system's error code
+    OUTSIDE = "outside"  # no channel covers it (B2C, OSS, a seller abroad)
+
+
+class EInvoiceSubmission(db.Model):  # type: ignore[name-defined]
+    """An issued document's way through a national e-invoicing channel, once per invoice.
+
+    Written after the invoice is committed (issuing is unchanged). ``payload`` is the
+    document in the channel's format, made once before the first send, so every retry sends
+    the same bytes (and the offline QR code's hash stays true); ``reference`` is the
+    channel's id of a send, kept before the answer is awaited, so a retry asks its status
+    instead of sending again. ``next_try_at`` is both the retry time and a runner's lease.
+    """
+
+    __tablename__ = "einvoice_submission"
+    __table_args__ = (
+        CheckConstraint(_in("state", EInvoiceState), name="state_known"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        CheckConstraint(
+            "state <> 'accepted' OR (national_number IS NOT NULL AND assigned_at IS NOT NULL)",
+            name="accepted_has_number",
+        ),
+        Index("ix_einvoice_submission_due", "state", "next_try_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"), unique=True)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    payload_hash: Mapped[str | None] = mapped_column(String(64))  # SHA-256, base64
+    reference: Mapped[str | None] = mapped_column(String(100))
+    national_number: Mapped[str | None] = mapped_column(String(64), unique=True)
+    assigned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(String(500))
+    receipt: Mapped[bytes | None] = mapped_column(LargeBinary)  # KSeF's UPO
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_try_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Notice(db.Model):  # type: ignore[name-defined]

@@ -12,7 +12,8 @@ change, and only after the thing went through one minor version in which it warn
 History: 1.0 the first published API; 1.1 ``PaymentRequest.webhook_url``, and
 ``PaymentSettled.payment_id`` is core's public payment id (a string, as in every other event);
 1.2 the providers' declared capabilities ``PaymentProvider.renewable_brands``, ``can_refund`` and
-``charges_again()``, and ``VatCheck.registry`` (who confirmed a number).
+``charges_again()``, ``VatCheck.registry`` (who confirmed a number), and the
+``register_einvoicing_channels`` hook (national e-invoicing: KSeF).
 """
 
 from __future__ import annotations

@@ -330,6 +330,86 @@ class InvoiceFormat(abc.ABC):
         """Render the issued invoice's snapshot as bytes."""
 
 
+# -- national e-invoicing channels (KSeF) ----------------------------------------------------
+
+
+class EInvoiceState(StrEnum):
+    """What a channel reports about one document."""
+
+    SENT = "sent"  # received, still being processed: core asks ``status`` later
+    ACCEPTED = "accepted"  # registered: ``national_number`` and ``assigned_at`` are set
+    REJECTED = "rejected"  # refused for good: ``error_code`` and ``error_message`` say why
+
+
+@dataclass(frozen=True)
+class EInvoiceSubmission:
+    """One issued document handed to a channel (the same on every attempt).
+
+    ``document`` is the issued invoice's :class:`portal.documents.invoice.InvoiceDocument`;
+    ``payload`` is what the channel's ``render`` made of it before the first send (send
+    exactly these bytes); ``reference`` is the channel's id of an earlier send, or ``None``.
+    """
+
+    submission_id: str  # core's id of this submission: stable across retries
+    invoice_id: int
+    document: Any
+    payload: bytes
+    payload_hash: str  # SHA-256 of ``payload``, base64
+    reference: str | None
+    offline: bool  # issued in offline mode: the system was down at the first attempt
+    corrected_national_number: str | None = None
+
+
+@dataclass(frozen=True)
+class EInvoiceResult:
+    """A channel's answer about one submission."""
+
+    state: EInvoiceState
+    reference: str | None = None
+    national_number: str | None = None
+    assigned_at: dt.datetime | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    receipt: bytes | None = None  # the system's proof of receipt (KSeF's UPO)
+
+
+class EInvoicingChannel(abc.ABC):
+    """A national e-invoicing system (Poland's KSeF, Italy's SdI, ...) that issued
+    documents must go through. Core records each covered document's submission after
+    the invoice is committed, calls ``submit`` once and ``status`` until it is final,
+    and keeps the national number. A channel that is down raises a retryable
+    :class:`ProviderError`: the document is then in offline mode and core sends it again
+    later (the background run), with the same payload."""
+
+    name: str
+    #: How documents and pages name the system ("KSeF"); ``name`` when empty.
+    title: str = ""
+
+    @abc.abstractmethod
+    def covers(self, document: Any) -> bool:
+        """Whether this issued ``InvoiceDocument`` must go through this channel."""
+
+    @abc.abstractmethod
+    def render(
+        self, *, document: Any, corrected_national_number: str | None, generated_at: dt.datetime
+    ) -> bytes:
+        """The document in the channel's format (KSeF: FA(3) XML), made once."""
+
+    @abc.abstractmethod
+    def submit(self, submission: EInvoiceSubmission) -> EInvoiceResult:
+        """Send the payload. Return ``SENT`` with a ``reference`` (or a final answer)."""
+
+    @abc.abstractmethod
+    def status(self, submission: EInvoiceSubmission) -> EInvoiceResult:
+        """The state of the send named by ``submission.reference``."""
+
+    def verification_url(
+        self, *, document: Any, payload_hash: str, national_number: str | None
+    ) -> str | None:
+        """The address the visualisation's QR code points to (KSeF's KOD I), or ``None``."""
+        return None
+
+
 # -- events -----------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ import pluggy
 
 from portal.plugin_api.contracts import (
     CurrencySpec,
+    EInvoicingChannel,
     ExchangeRate,
     InvoiceFormat,
     InvoiceIssued,
@@ -65,6 +66,15 @@ def register_invoice_formats(plugin_config: PluginConfig) -> list[InvoiceFormat]
 
     :param plugin_config: ``plugin_config(name)`` returns the plugin's settings.
     :returns: format objects; names must be unique across plugins.
+    """
+
+
+@hookspec
+def register_einvoicing_channels(plugin_config: PluginConfig) -> list[EInvoicingChannel]:
+    """National e-invoicing systems that issued documents go through (KSeF, ...).
+
+    :param plugin_config: ``plugin_config(name)`` returns the plugin's settings.
+    :returns: channel objects; names must be unique across plugins.
     """
 
 

@@ -31,6 +31,7 @@ from portal import plugin_api
 from portal.plugin_api import ApiVersionError, hookspecs, require_api
 from portal.plugin_api.contracts import (
     CurrencySpec,
+    EInvoicingChannel,
     ExchangeRate,
     InvoiceFormat,
     PaymentProvider,
@@ -70,6 +71,7 @@ class Registry:
     payment_providers: dict[str, PaymentProvider] = field(default_factory=dict)
     vat_validators: list[VatValidator] = field(default_factory=list)
     invoice_formats: dict[str, InvoiceFormat] = field(default_factory=dict)
+    einvoicing_channels: dict[str, EInvoicingChannel] = field(default_factory=dict)
     distributions: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: every origin a provider sends customers to (``PaymentProvider.hosted_origins``)
     hosted_origins: tuple[str, ...] = ()
@@ -416,6 +418,14 @@ def init_plugins(app: Flask) -> Registry:
         ),
         "invoice format",
         owners=registry.owners,
+    )
+    registry.einvoicing_channels = _unique(
+        _checked(
+            _collect(pm, "register_einvoicing_channels", config),
+            EInvoicingChannel,
+            "e-invoicing channel",
+        ),
+        "e-invoicing channel",
     )
     for impl in pm.hook.get_exchange_rate.get_hookimpls():
         registry.owners[("rate source", _display_name(impl.plugin_name, impl.plugin))] = (

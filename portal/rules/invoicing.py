@@ -749,6 +749,16 @@ def app_rates() -> RateSource:
     return rate
 
 
+def _after_issue(invoice_id: int, now: dt.datetime) -> None:
+    """The issued invoice to its national e-invoicing channel (``portal.rules.einvoicing
+    .after_issue``, which the app hands over: that module reads invoices through this one)."""
+    from flask import current_app
+
+    after_issue = current_app.extensions.get("pakiet.after_issue")
+    if after_issue is not None:
+        after_issue(invoice_id, now=now)
+
+
 def local_today(now: dt.datetime) -> dt.date:
     """The calendar day of ``now`` in the portal's time zone (invoice dates)."""
     from zoneinfo import ZoneInfo
@@ -789,6 +799,9 @@ def issue_now(payment_id: int, *, now: dt.datetime) -> Invoice | None:
     if invoice is None:
         return None
     registry().hook.invoice_issued(event=issued_event(invoice))
+    # Through KSeF (or another country's channel) before its e-mail leaves, so the copy
+    # attached names its national number, or says it was issued in offline mode.
+    _after_issue(invoice.id, now)
     # Its e-mail was queued with it (issue_for_payment): send it now, or a later run will.
     mail.deliver_pending(now=now, key=f"invoice-{invoice.id}")
     return invoice
@@ -1140,6 +1153,7 @@ def correct_buyer_now(change_id: int, *, now: dt.datetime) -> Invoice | None:
         ).all()
         for document in issued:
             registry().hook.invoice_issued(event=issued_event(document))
+            _after_issue(document.id, now)
             send(document, now=now)
     return latest
 

@@ -141,6 +141,7 @@ class Report:
     notices_sent: int = 0
     notices_failed: int = 0
     invoices_issued: int = 0
+    einvoices_accepted: int = 0  # documents KSeF (or another channel) numbered in this run
     expired: int = 0  # abandoned checkouts closed past their order's expiry
     vat_checked: int = 0
     webhooks_sent: int = 0  # events the chat product took
@@ -161,7 +162,8 @@ class Report:
             f"charges, {self.suspended} suspended, {self.postponed} postponed, "
             f"{self.errors} errors; notices {self.notices_queued} queued, {self.notices_sent} "
             f"sent, {self.notices_failed} not sent; {self.expired} expired checkouts closed; "
-            f"{self.invoices_issued} invoices issued; "
+            f"{self.invoices_issued} invoices issued, {self.einvoices_accepted} accepted by "
+            f"the e-invoicing channel; "
             f"{self.vat_checked} VAT numbers checked; webhooks {self.webhooks_sent} sent, "
             f"{self.webhooks_failed} failed; subscriptions in "
             f"{self.renewal_seconds:.1f} s, invoices and e-mail in {self.invoice_seconds:.1f} s"
@@ -301,7 +303,7 @@ def _follow_ups(now: dt.datetime, deps: Deps, report: Report) -> None:
     """What other parts left for the background: invoices, VAT checks, e-mail."""
     from flask import current_app
 
-    from portal.rules import invoicing, vat, webhooks
+    from portal.rules import einvoicing, invoicing, vat, webhooks
 
     try:
         report.expired = payments.close_expired(now=now, providers=deps.providers)
@@ -328,6 +330,12 @@ def _follow_ups(now: dt.datetime, deps: Deps, report: Report) -> None:
     except Exception:
         db.session.rollback()
         log.exception("rendering invoices left without documents failed")
+        report.errors += 1
+    try:  # KSeF: what an issuer left unsent, offline documents once it is back, statuses
+        report.einvoices_accepted = einvoicing.run_due(now=now)
+    except Exception:
+        db.session.rollback()
+        log.exception("sending e-invoices failed; it is tried again later")
         report.errors += 1
     vat_report = vat.run_due_checks(now=now, limit=500, settings=vat.settings_for(current_app))
     report.vat_checked = vat_report.checked

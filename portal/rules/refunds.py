@@ -319,6 +319,7 @@ def confirm_now(account_id: int, payment_public_id: str, *, now: dt.datetime) ->
 
     from portal.infra import mail
     from portal.plugin_api.registry import registry
+    from portal.rules import einvoicing
 
     reg = registry()
     catalogue = current_app.extensions["pakiet.catalogue"]
@@ -333,6 +334,7 @@ def confirm_now(account_id: int, payment_public_id: str, *, now: dt.datetime) ->
         today=invoicing.local_today(now),
     )
     if result.created:
+        einvoicing.after_issue(result.credit_note.id, now=now)
         # Through the outbox: an SMTP server that is down delays the e-mail, never loses it.
         note = result.credit_note
         key = f"refund-{note.id}"

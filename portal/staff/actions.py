@@ -32,7 +32,7 @@ from portal.plugin_api.contracts import (
     SubscriptionChanged,
     SubscriptionState,
 )
-from portal.rules import invoicing, payments
+from portal.rules import einvoicing, invoicing, payments
 from portal.rules.catalogue import Catalogue, Period
 from portal.rules.money import Money
 from portal.rules.refunds import back_to_free as _free
@@ -324,6 +324,7 @@ def refund(
         now=now,
         today=today,
     )
+    einvoicing.after_issue(credit_note.id, now=now)  # KSeF, once committed
     return StaffRefund(payment=payment, credit_note=credit_note)
 
 

@@ -29,6 +29,7 @@ from portal.infra.extensions import db
 from portal.infra.models import (
     Account,
     AuditEntry,
+    EInvoiceSubmission,
     Invoice,
     InvoiceKind,
     Order,
@@ -441,6 +442,38 @@ class InvoiceView(ReadOnly):
         "vat_minor": _money("vat_minor"),
         "total_minor": _money("total_minor"),
     }
+
+
+def _submission_invoice(view: Any, context: Any, model: EInvoiceSubmission, name: str) -> Any:
+    invoice = db.session.get(Invoice, model.invoice_id)
+    return invoice.number if invoice is not None else model.invoice_id
+
+
+class EInvoiceSubmissionView(ReadOnly):
+    """Each issued document's way through KSeF: a rejection is for staff to act on."""
+
+    column_list = (
+        "invoice_id", "channel", "state", "offline", "national_number", "assigned_at",
+        "error_code", "error_message", "attempts", "next_try_at",
+    )  # fmt: skip
+    column_exclude_list = ("payload", "receipt")
+    column_details_exclude_list = ("payload", "receipt")
+    column_filters = ("state", "channel", "offline")
+    column_searchable_list = ("national_number",)
+    column_default_sort = ("id", True)
+    column_labels = {
+        "invoice_id": lazy_gettext("Invoice"),
+        "channel": lazy_gettext("Channel"),
+        "state": lazy_gettext("Status"),
+        "offline": lazy_gettext("Offline mode"),
+        "national_number": lazy_gettext("KSeF number"),
+        "assigned_at": lazy_gettext("Number assigned"),
+        "error_code": lazy_gettext("Error code"),
+        "error_message": lazy_gettext("Error"),
+        "attempts": lazy_gettext("Attempts"),
+        "next_try_at": lazy_gettext("Next try"),
+    }
+    column_formatters = {"invoice_id": _submission_invoice}
 
 
 def _thread_link(view: Any, context: Any, model: SupportThread, name: str) -> Markup:
@@ -944,6 +977,7 @@ def init_admin(app: Flask) -> Admin:
     add(PaymentView, Payment, lazy_gettext("Payments"), "payments")
     add(RefundView, Payment, lazy_gettext("Refunds"), "refunds")
     add(InvoiceView, Invoice, lazy_gettext("Invoices"), "invoices")
+    add(EInvoiceSubmissionView, EInvoiceSubmission, lazy_gettext("KSeF"), "einvoices")
     add(SupportThreadView, SupportThread, lazy_gettext("Support requests"), "support")
     add(VatCheckView, VatCheck, lazy_gettext("VAT checks"), "vies")
     add(RenewalOffView, RenewalOff, lazy_gettext("Why renewal is off"), "renewal-off")

@@ -39,7 +39,7 @@ from portal.infra.models import (
     latest_pdf,
     utcnow,
 )
-from portal.rules import invoicing
+from portal.rules import einvoicing, invoicing
 from portal.rules.refunds import offer
 from portal.web import htmx_util
 from portal.web import refunds as refund_pages
@@ -91,12 +91,34 @@ class ListRow(NamedTuple):
     refundable: bool  # the invoice of the payment a refund may be asked for (R14)
     note: str | None
     reissue: bool = False  # an invoice issued again for ``corrects`` (another buyer)
+    einvoice: str | None = None  # the KSeF number, or waiting for it
+
+
+def einvoice_texts(invoice_ids: list[int]) -> dict[int, str]:
+    """What the list says of each invoice's way through KSeF (one query for the page)."""
+    if not einvoicing.channels():
+        return {}
+    texts = {}
+    titles = {name: c.title or name for name, c in einvoicing.channels().items()}
+    for invoice_id, row in einvoicing.marks(invoice_ids).items():
+        if row.channel is None:
+            continue
+        system = titles.get(row.channel, row.channel)
+        if row.national_number:
+            texts[invoice_id] = row.national_number  # under the column's "KSeF"
+        elif row.state == "rejected":
+            texts[invoice_id] = gettext("Refused by %(system)s", system=system)
+        else:
+            texts[invoice_id] = gettext("Waiting for %(system)s", system=system)
+    return texts
 
 
 def list_rows(
     invoices: Iterable[Any], numbers: Mapping[int, str], refundable: Payment | None
 ) -> list[ListRow]:
     """The rows of ``invoices`` (Invoice objects or rows of LIST_COLUMNS)."""
+    invoices = list(invoices)
+    einvoices = einvoice_texts([i.id for i in invoices])
     base = url_for("invoices.page") + "/"
     language = current_language()
     status = {
@@ -122,6 +144,7 @@ def list_rows(
             and i.kind == "invoice",
             note=i.note,
             reissue=i.kind == "invoice" and i.corrects_id is not None,
+            einvoice=einvoices.get(i.id),
         )
         for i in invoices
     ]
@@ -268,6 +291,8 @@ def row_context() -> dict[str, Any]:
             "issued_pdf": gettext("PDF as issued"),
         },
         "invoices_url": url_for("invoices.page"),
+        # A column for the national e-invoicing channel (KSeF) when one is installed.
+        "einvoice_title": ", ".join(c.title or c.name for c in einvoicing.channels().values()),
         # The note form's token (Flask-WTF checks it against the session).
         "row_csrf_token": generate_csrf(),
     }
@@ -302,8 +327,11 @@ def pdf(public_id: str) -> ResponseReturnValue:
     if row is None:  # someone else's, or its documents are not stored yet
         invoice = _own(public_id)
         body, _xml = invoicing.documents(invoice)
+        body = einvoicing.customer_copy(invoice, body)
         return _download(body, invoice.number.replace("/", "-") + ".pdf", "application/pdf")
     number, body = row
+    if einvoicing.channels():  # KSeF's number or offline mode on the copy, when it has one
+        body = einvoicing.customer_copy(_own(public_id), bytes(body))
     return _download(bytes(body), number.replace("/", "-") + ".pdf", "application/pdf")
 
 

@@ -156,7 +156,7 @@ def test_the_provenance_migration_goes_down_and_up_again(app):
         return {c["name"] for c in sa.inspect(db.engine).get_columns(table)}
 
     with app.app_context():
-        downgrade(revision="0012_renewal_off_reasons")
+        downgrade(revision="0013_einvoice_submissions")
         db.engine.dispose()
         assert "rate_plugin" not in columns("invoice")
         assert {"plugin", "source_registry"}.isdisjoint(columns("vat_check"))
@@ -183,3 +183,17 @@ def test_the_provenance_migration_goes_down_and_up_again(app):
         with db.engine.connect() as conn:
             row = conn.execute(sa.text("SELECT plugin, source_registry FROM vat_check")).one()
         assert tuple(row) == ("vies", "VIES")
+
+
+def test_the_einvoice_submissions_migration_goes_down_and_up(app):
+    """0013 (issue 23): the submissions table goes with a downgrade and comes back."""
+    from flask_migrate import downgrade, upgrade
+
+    with app.app_context():
+        downgrade(revision="0012_renewal_off_reasons")
+        assert "einvoice_submission" not in sa.inspect(db.engine).get_table_names()
+        upgrade()
+        assert "einvoice_submission" in sa.inspect(db.engine).get_table_names()
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        assert diff == []

@@ -26,6 +26,10 @@ from portal import create_app
 from portal.plugin_api import hookspecs
 from portal.plugin_api.contracts import (
     CurrencySpec,
+    EInvoiceResult,
+    EInvoiceState,
+    EInvoiceSubmission,
+    EInvoicingChannel,
     ExchangeRate,
     InvoiceFormat,
     InvoiceIssued,
@@ -165,6 +169,7 @@ REGISTERED_TYPES: dict[str, type] = {
     "register_payment_providers": PaymentProvider,
     "register_vat_validators": VatValidator,
     "register_invoice_formats": InvoiceFormat,
+    "register_einvoicing_channels": EInvoicingChannel,
 }
 
 
@@ -468,6 +473,61 @@ def test_hook_register_invoice_formats_refuses(
     refused: Callable[..., str], result: object, message: str
 ) -> None:
     assert message in refused(returning("register_invoice_formats", result))
+
+
+# -- register_einvoicing_channels ---------------------------------------------------------
+
+
+@stubbed
+class Sdi(EInvoicingChannel):
+    """Italy's Sistema di Interscambio: an Italian seller's documents, accepted at once."""
+
+    name = "sdi"
+
+    def covers(self, document: Any) -> bool:
+        return bool(document.seller.country == "IT")
+
+    def submit(self, submission: EInvoiceSubmission) -> EInvoiceResult:
+        return EInvoiceResult(EInvoiceState.ACCEPTED, national_number="IT-1", assigned_at=NOW)
+
+
+class Channels:
+    @hookimpl
+    def register_einvoicing_channels(self, plugin_config: PluginConfig) -> list[Any]:
+        return [Sdi()]
+
+
+@with_plugins(Channels)
+def test_hook_register_einvoicing_channels(app: Flask) -> None:
+    channels = registry(app).einvoicing_channels
+    assert list(channels) == ["sdi"]
+    italian = dataclasses.make_dataclass("Doc", ["seller"])(
+        seller=dataclasses.make_dataclass("Party", ["country"])("IT")
+    )
+    assert channels["sdi"].covers(italian)
+    submission = EInvoiceSubmission("s1", 1, italian, b"<x/>", "hash", None, offline=False)
+    assert channels["sdi"].submit(submission).national_number == "IT-1"
+    assert (
+        channels["sdi"].verification_url(
+            document=italian, payload_hash="hash", national_number="IT-1"
+        )
+        is None
+    )  # the default: no QR code on the copy
+
+
+@pytest.mark.parametrize(
+    ("result", "message"),
+    [
+        ([Sdi(), Sdi()], "two plugins register the e-invoicing channel 'sdi'"),
+        (["sdi"], "expected EInvoicingChannel"),
+        ({"sdi": Sdi()}, "register_einvoicing_channels returned"),
+    ],
+    ids=["duplicate", "not-a-channel", "not-a-list"],
+)
+def test_hook_register_einvoicing_channels_refuses(
+    refused: Callable[..., str], result: object, message: str
+) -> None:
+    assert message in refused(returning("register_einvoicing_channels", result))
 
 
 # -- get_exchange_rate -------------------------------------------------------------------

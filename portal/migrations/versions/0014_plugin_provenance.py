@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "0014_plugin_provenance"
-down_revision = "0012_renewal_off_reasons"
+down_revision = "0013_einvoice_submissions"
 branch_labels = None
 depends_on = None
 
