@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from ksef_client.utils.ksef_number import is_valid_ksef_number
+from facturx import get_xml_from_pdf
 from lxml import etree
 from sqlalchemy import select, update
 
@@ -31,6 +32,7 @@ from tests.rules.test_invoicing import (
     buy,
     change_billing,
     invoices,
+    note,
     pdf_text,
     standard,
     text,
@@ -120,6 +122,28 @@ def test_a_paid_b2b_invoice_gets_its_ksef_number_and_upo(app, standard, transfer
     # The issued documents never change: the stored EN 16931 XML says nothing of KSeF.
     assert sub.national_number.encode() not in invoice.xml
     assert run(app).einvoices_accepted == 0 and len(sends(ksef)) == 1
+
+
+def test_a_note_after_issue_goes_on_the_customer_copy_with_the_ksef_number(
+    app, standard, transfer24, ksef
+):
+    """Issue 23, points 1 and 8 together: the copy of a KSeF invoice noted after issue shows
+    the note, says it is the customer copy and shows KSeF's number; it carries the issued
+    XML, and the PDF as issued stays as it was."""
+    b2b(standard)
+    buy(standard, transfer24)
+    [invoice] = invoices(app)
+    [sub] = submissions(app)
+    base = f"/invoices/{invoice.public_id}"
+    issued_pdf = standard.get(base + "/issued.pdf").data
+    assert note(standard, invoice, "PO 4711").status_code == 200
+    copy = standard.get(base + ".pdf").data
+    printed = pdf_text(copy)
+    assert "PO 4711" in printed and "Kopia dla klienta z notatką" in printed
+    assert sub.national_number in printed
+    _name, embedded = get_xml_from_pdf(copy, check_xsd=False)
+    assert embedded == standard.get(base + ".xml").data == bytes(invoice.xml)
+    assert standard.get(base + "/issued.pdf").data == issued_pdf
 
 
 def test_ksef_down_issues_offline_and_the_background_run_sends_it_once(
