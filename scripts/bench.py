@@ -73,6 +73,8 @@ PERIOD_END = dt.date(2026, 12, 1)  # every subscription renews on this day
 RUN_AT = dt.datetime(2026, 12, 1, 2, 30, tzinfo=ZoneInfo("Europe/Warsaw")).astimezone(dt.UTC)
 BATCH = 5000
 USER_AGENT = "pakiet-bench/1.0"
+SLOW_PROVIDER = 0.3  # seconds: how long a real Stripe takes to answer a charge
+SLOW_RENEWALS = 500  # due subscriptions in the round with the slow provider
 
 
 @dataclass(frozen=True)
@@ -976,16 +978,25 @@ def table_marks(app: Any) -> dict[str, int]:
 
 
 def bench_renewals(
-    results: Results, sizes: Sizes, app: Any, env: dict[str, str], runners: list[int]
+    results: Results,
+    sizes: Sizes,
+    app: Any,
+    env: dict[str, str],
+    runners: list[tuple[int, float]],
+    emulator: Any,
 ) -> None:
+    """Rounds of ``flask billing run`` over the due subscriptions: (runners, the emulator's
+    latency per call). Each runner keeps RENEWAL_THREADS (4) charges in flight."""
     from portal.infra.extensions import db
 
     now = RUN_AT.isoformat()
     startup, _ = flask_command(env, "plugins")  # the app's start-up alone
     marks = table_marks(app)
-    rates: dict[int, float] = {}  # renewals per second by number of runners
-    for round_number, count in enumerate(runners):
-        reset_renewals(app, marks, PERIOD_END - dt.timedelta(days=round_number), sizes.renewals)
+    rates: dict[int, float] = {}  # renewals per second by number of runners (no latency)
+    for round_number, (count, latency) in enumerate(runners):
+        due = sizes.renewals if not latency else min(sizes.renewals, SLOW_RENEWALS)
+        reset_renewals(app, marks, PERIOD_END - dt.timedelta(days=round_number), due)
+        emulator.latency = latency
         command = [str(BIN / "flask"), "--app", "wsgi", "billing", "run", "--now", now]
         started = time.perf_counter()
         processes = [
@@ -1012,18 +1023,24 @@ def bench_renewals(
             )
             db.session.remove()
             db.engine.dispose()
-        assert renewed == sizes.renewals and invoices == renewed, (renewed, invoices, outputs)
+        emulator.latency = 0.0
+        assert renewed == due and invoices == renewed, (renewed, invoices, outputs)
         runners_text = f"{count} runner{'s' if count > 1 else ''}"
+        if latency:
+            runners_text += f", the provider answering in {latency * 1000:.0f} ms"
         rate = renewed / max(renewing, 1e-9)
-        rates[count] = rate
         verdict = ""
-        if results.backend == "postgresql" and count == 1:
+        if latency:
+            verdict = f"; target ≥ 20/s {'met' if rate >= 20 else 'MISSED'}"
+        elif results.backend == "postgresql" and count == 1:
             verdict = f"; target ≥ 100/s {'met' if rate >= 100 else 'MISSED'}"
         elif results.backend == "postgresql" and 1 in rates:
             scale = rate / rates[1]
             verdict = (
                 f"; {scale:.2f}× one runner, target ≥ 1.6× {'met' if scale >= 1.6 else 'MISSED'}"
             )
+        if not latency:
+            rates[count] = rate
         results.jobs.append(
             (
                 f"subscriptions renewed (charged, next period on), {runners_text}",
@@ -1138,7 +1155,10 @@ def run_backend(backend: str, sizes: Sizes, workdir: Path, parts: set[str]) -> R
         if "jobs" in parts:
             bench_issue(results, sizes, app, env)
             print(f"[{backend}] {results.jobs[-1]}", flush=True)
-            bench_renewals(results, sizes, app, env, [1, 2] if backend == "postgresql" else [1])
+            rounds = (
+                [(1, 0.0), (2, 0.0), (1, SLOW_PROVIDER)] if backend == "postgresql" else [(1, 0.0)]
+            )
+            bench_renewals(results, sizes, app, env, rounds, emulator)
             bench_charges(results, sizes, env, cards, workdir)
         with app.app_context():
             db.engine.dispose()

@@ -84,6 +84,9 @@ DEFAULTS: dict[str, Any] = {
     # account is suspended; renewal notices go this many days ahead, per billing period.
     "RENEWAL_RETRY_DAYS": [1, 3, 5],
     "RENEWAL_NOTICE_DAYS": {"month": 7, "year": 30},
+    # Renewals one `billing run` keeps in flight at once (threads; PostgreSQL only, SQLite
+    # has a single writer): a provider takes ~300 ms to answer a charge.
+    "RENEWAL_THREADS": 4,
     # Service tokens of the chat product for GET /api/v1/accounts/<id>/entitlements.
     "ENTITLEMENTS_TOKENS": [],
     "SELLER": {
