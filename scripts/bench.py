@@ -986,7 +986,8 @@ def bench_renewals(
     emulator: Any,
 ) -> None:
     """Rounds of ``flask billing run`` over the due subscriptions: (runners, the emulator's
-    latency per call). Each runner keeps RENEWAL_THREADS (4) charges in flight."""
+    latency per call). With the emulator answering at once each runner renews one at a time
+    (its own cost); with a latency it keeps RENEWAL_THREADS (8) charges in flight."""
     from portal.infra.extensions import db
 
     now = RUN_AT.isoformat()
@@ -998,6 +999,10 @@ def bench_renewals(
         reset_renewals(app, marks, PERIOD_END - dt.timedelta(days=round_number), due)
         emulator.latency = latency
         command = [str(BIN / "flask"), "--app", "wsgi", "billing", "run", "--now", now]
+        if not latency:
+            # The runner's own cost: one renewal at a time (the emulator answers at once,
+            # so threads would only share the same CPUs).
+            command += ["--threads", "1"]
         started = time.perf_counter()
         processes = [
             subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)

@@ -85,8 +85,9 @@ DEFAULTS: dict[str, Any] = {
     "RENEWAL_RETRY_DAYS": [1, 3, 5],
     "RENEWAL_NOTICE_DAYS": {"month": 7, "year": 30},
     # Renewals one `billing run` keeps in flight at once (threads; PostgreSQL only, SQLite
-    # has a single writer): a provider takes ~300 ms to answer a charge.
-    "RENEWAL_THREADS": 4,
+    # has a single writer): a provider takes ~300 ms to answer a charge, so 20 renewals a
+    # second need 6 or more in flight. Each thread holds a database connection.
+    "RENEWAL_THREADS": 8,
     # Service tokens of the chat product for GET /api/v1/accounts/<id>/entitlements.
     "ENTITLEMENTS_TOKENS": [],
     "SELLER": {
