@@ -10,7 +10,7 @@ compares weakly.
 
 The front-end files (``portal/web/assets.py``) are the same bytes for every request: their
 compressed form is kept per process, keyed by the file's ETag. Pages are compressed per
-request at level 6, where gzip gives most of its gain (a 69 KB invoices list: ~1 ms).
+request at level 6 (the 57 KB invoices list of 120 rows: 4.7 KB, 0.33 ms of CPU).
 """
 
 from __future__ import annotations
