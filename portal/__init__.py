@@ -38,6 +38,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         csrf,
         db,
         htmx,
+        limit_only_limited_views,
         limiter,
         login_manager,
         mail,
@@ -64,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     htmx.init_app(app)
     mail.init_app(app)
     limiter.init_app(app)
+    limit_only_limited_views(app)
     babel.init_app(app, locale_selector=select_locale)
     auth.init_login(app, login_manager)
     read_only.init_app(app)

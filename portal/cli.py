@@ -58,11 +58,17 @@ def register_commands(app: Flask) -> None:
     @click.option(
         "--limit", default=None, type=click.IntRange(min=1), help="At most N subscriptions."
     )
-    def billing_run_command(now_text: str | None, limit: int | None) -> None:
+    @click.option(
+        "--threads",
+        default=None,
+        type=click.IntRange(min=1, max=32),
+        help="Renewals in flight at once (default: RENEWAL_THREADS; SQLite: 1).",
+    )
+    def billing_run_command(now_text: str | None, limit: int | None, threads: int | None) -> None:
         """Do everything that is due: renewals, suspensions, notices, retries of failed
         charges and VAT checks, postponed invoices, queued e-mail. Idempotent; run it every
         minute from cron or a systemd timer, on any number of nodes at once."""
-        report = lifecycle.run_now(_parse_now(now_text), limit=limit)
+        report = lifecycle.run_now(_parse_now(now_text), limit=limit, threads=threads)
         click.echo(report.line())
 
     @app.cli.command("vat-recheck")

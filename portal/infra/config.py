@@ -84,6 +84,10 @@ DEFAULTS: dict[str, Any] = {
     # account is suspended; renewal notices go this many days ahead, per billing period.
     "RENEWAL_RETRY_DAYS": [1, 3, 5],
     "RENEWAL_NOTICE_DAYS": {"month": 7, "year": 30},
+    # Renewals one `billing run` keeps in flight at once (threads; PostgreSQL only, SQLite
+    # has a single writer): a provider takes ~300 ms to answer a charge, so 20 renewals a
+    # second need 6 or more in flight. Each thread holds a database connection.
+    "RENEWAL_THREADS": 8,
     # Service tokens of the chat product for GET /api/v1/accounts/<id>/entitlements.
     "ENTITLEMENTS_TOKENS": [],
     # POST /api/v1/portal-sessions (docs/integration.md): where a link may send the customer

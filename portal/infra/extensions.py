@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_babel import Babel
 from flask_htmx import HTMX
 from flask_limiter import Limiter
@@ -50,3 +52,39 @@ def sqlite_foreign_keys(app: object) -> None:
             cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+
+
+def limit_only_limited_views(app: Any) -> None:
+    """Run Flask-Limiter's check only for the views that have a limit.
+
+    Flask-Limiter checks every request in a ``before_request`` hook, resolving the view's
+    limits each time although only the views decorated with ``@limiter.limit`` have any (no
+    default or application-wide limits are set). With no limits to apply it does nothing but
+    cost time on every page, so the hook is replaced by one that calls it for a decorated
+    view only (whether a view is decorated is looked up once per endpoint). Should default
+    or application-wide limits ever be configured, every request is checked as before.
+    """
+    from flask import request
+    from flask_limiter.util import get_qualified_name
+
+    manager = limiter.limit_manager
+    if manager.default_limits or manager.application_limits:
+        return
+    check = limiter._check_request_limit
+    hooks = app.before_request_funcs.setdefault(None, [])
+    if check not in hooks:
+        return
+    marked: set[str] = limiter._marked_for_limiting  # names of the decorated views
+    limited: dict[str | None, bool] = {}
+
+    def check_limited_view() -> None:
+        endpoint = request.endpoint
+        if endpoint not in limited:
+            view = app.view_functions.get(endpoint or "")
+            limited[endpoint] = view is not None and (
+                get_qualified_name(view) in marked or manager.has_hints(endpoint or "")
+            )
+        if limited[endpoint]:
+            check()
+
+    hooks[hooks.index(check)] = check_limited_view

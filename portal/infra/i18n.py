@@ -14,9 +14,11 @@ from flask_login import current_user
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from markupsafe import Markup
+from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.infra.extensions import db
+from portal.infra.models import User
 
 bp = Blueprint("i18n", __name__)
 log = logging.getLogger(__name__)
@@ -140,7 +142,7 @@ def set_language() -> ResponseReturnValue:
     if code is None:  # an unknown code is ignored
         return response
     if current_user.is_authenticated:
-        current_user.language = code
+        db.session.execute(update(User).where(User.id == current_user.id).values(language=code))
         db.session.commit()
     response.set_cookie(
         current_app.config["LANGUAGE_COOKIE"],

@@ -32,6 +32,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -250,12 +251,70 @@ def next_check(sub: Subscription, now: dt.datetime, settings: Settings) -> dt.da
 # -- the run --------------------------------------------------------------------------------
 
 
-def run(*, now: dt.datetime, deps: Deps, limit: int | None = None) -> Report:
-    """Do everything that is due at ``now`` (see the module docs). Idempotent."""
+def run(*, now: dt.datetime, deps: Deps, limit: int | None = None, threads: int = 1) -> Report:
+    """Do everything that is due at ``now`` (see the module docs). Idempotent.
+
+    ``threads`` > 1 keeps that many renewals in flight at once (a provider answers a charge
+    in a few hundred milliseconds, during which a runner would otherwise wait): each thread
+    renews as another runner would, in its own application context and database session,
+    claiming with ``SKIP LOCKED`` and leasing before its charge, so the guarantees are those
+    of many runners. SQLite has a single writer: there it is always one thread."""
     report = Report()
     started = time.perf_counter()
+    budget = _Budget(limit)
+    if threads > 1 and db.engine.dialect.name != "sqlite":
+        from flask import current_app
+
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        parts = [Report() for _ in range(threads)]
+
+        def renew_in_thread(part: Report) -> None:
+            with app.app_context():
+                try:
+                    _renew_due(now, deps, budget, part)
+                finally:
+                    db.session.remove()
+
+        workers = [
+            threading.Thread(target=renew_in_thread, args=(part,), name=f"renewals-{n}")
+            for n, part in enumerate(parts)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        for part in parts:
+            report.add(part)
+    else:
+        _renew_due(now, deps, budget, report)
+    report.renewal_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    _follow_ups(now, deps, report)
+    report.invoice_seconds = time.perf_counter() - started
+    return report
+
+
+class _Budget:
+    """How many more subscriptions a run may look at (``--limit``), shared by its threads."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.left = limit
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        if self.left is None:
+            return True
+        with self.lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+
+def _renew_due(now: dt.datetime, deps: Deps, budget: _Budget, report: Report) -> None:
+    """Renew (or fail, suspend, notify) each subscription with work due, one at a time."""
     last_id = 0
-    while limit is None or report.checked < limit:
+    while budget.take():
         sub = _claim(now, last_id)
         if sub is None:
             db.session.rollback()
@@ -292,11 +351,6 @@ def run(*, now: dt.datetime, deps: Deps, limit: int | None = None) -> Report:
             except Exception:  # the change is committed; the hook is not called again
                 db.session.rollback()
                 log.exception("subscription %s: a follow-up failed", last_id)
-    report.renewal_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    _follow_ups(now, deps, report)
-    report.invoice_seconds = time.perf_counter() - started
-    return report
 
 
 def _follow_ups(now: dt.datetime, deps: Deps, report: Report) -> None:
@@ -890,7 +944,11 @@ def deps_for(app: Any) -> Deps:
     )
 
 
-def run_now(now: dt.datetime | None = None, limit: int | None = None) -> Report:
+def run_now(
+    now: dt.datetime | None = None, limit: int | None = None, threads: int | None = None
+) -> Report:
     from flask import current_app
 
-    return run(now=now or utcnow(), deps=deps_for(current_app), limit=limit)
+    if threads is None:
+        threads = int(current_app.config.get("RENEWAL_THREADS", 1))
+    return run(now=now or utcnow(), deps=deps_for(current_app), limit=limit, threads=threads)

@@ -73,6 +73,9 @@ def kit_config(url: str, **extra: Any) -> dict[str, Any]:
         "LOGIN_RATE_LIMIT": "1000 per minute",
         "NOTE_RATE_LIMIT": "1000 per minute",
         "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+        # A test's in-process billing run renews one subscription at a time, in the test's
+        # own session; the threads (RENEWAL_THREADS) are tested where they are the subject.
+        "RENEWAL_THREADS": 1,
     }
     config.update(extra)
     return config

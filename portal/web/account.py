@@ -22,7 +22,8 @@ def current_account() -> Account:
     """The logged-in customer's account; staff without one get a 404."""
     if current_user.account_id is None:
         abort(404)
-    # Loaded with the user, with its subscription and billing data (auth.load_user).
+    # With its subscription and billing data: detached from the user's row in a read-only
+    # view, attached otherwise (portal/web/session_user.py).
     account = current_user.account
     if not isinstance(account, Account):
         abort(404)

@@ -35,16 +35,15 @@ from flask_babel import gettext, lazy_gettext
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import joinedload
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from portal.infra import mail
 from portal.infra.extensions import db, limiter
 from portal.infra.i18n import current_language, home_url, safe_next
-from portal.infra.models import Account, User, utcnow
+from portal.infra.models import User, utcnow
 from portal.rules import accounts
+from portal.web import session_user
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
@@ -57,17 +56,6 @@ COMMON_PASSWORDS = frozenset(
     {"1234567890", "qwertyuiop", "password12", "password123", "haslo12345", "zaq12wsxcde"}
 )
 REQUIRED = lazy_gettext("This field is required.")
-
-# Built once per process: building it with its loader options cost as much as running it.
-USER_WITH_ACCOUNT = (
-    select(User)
-    .where(User.id == bindparam("user_id"))
-    .options(
-        joinedload(User.account).options(
-            joinedload(Account.subscription), joinedload(Account.billing_info)
-        )
-    )
-)
 
 
 def strong_password(form: FlaskForm, field: PasswordField) -> None:
@@ -172,16 +160,8 @@ def init_login(app: Flask, manager: LoginManager) -> None:
     # client address Werkzeug gives, which is the proxy's view only with PROXY_HOPS > 0.
     manager._session_identifier_generator = session_identifier
 
-    @manager.user_loader
-    def load_user(session_id: str) -> User | None:
-        # Every customer page needs the account, its package and billing data: one query.
-        user_id, _, version = session_id.partition(":")
-        if not user_id.isdigit() or not version.isdigit():
-            return None
-        user = db.session.scalar(USER_WITH_ACCOUNT, {"user_id": int(user_id)})
-        if not isinstance(user, User) or user.session_version != int(version):
-            return None  # a revoked session (log-out, new password, staff)
-        return user
+    # One narrow row per request, with the session checks (portal/web/session_user.py).
+    manager.user_loader(session_user.load)
 
 
 def session_identifier() -> str:

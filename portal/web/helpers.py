@@ -236,8 +236,8 @@ def lifecycle_banner() -> Any:
     from portal.infra.models import Subscription, utcnow
     from portal.rules import lifecycle
 
-    if not current_user.is_authenticated or current_user.account is None:
+    if not current_user.is_authenticated or current_user.account_id is None:
         return None
-    sub = current_user.account.subscription  # loaded with the user (auth.load_user)
+    sub = current_user.subscription  # with the user's row (web/session_user.py)
     settings = lifecycle.settings_for(current_app)
     return lifecycle.banner(sub if isinstance(sub, Subscription) else None, utcnow(), settings)

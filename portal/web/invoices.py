@@ -46,6 +46,7 @@ from portal.web import refunds as refund_pages
 from portal.web.account import current_account
 from portal.web.helpers import echoed, format_day, format_minor, list_page
 from portal.web.read_only import read_only
+from portal.web.session_user import narrow_user
 
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
 
@@ -152,9 +153,12 @@ def list_rows(
 
 def _own(public_id: str) -> Invoice:
     """An invoice of the logged-in account; anyone else's is a 404."""
-    account = current_account()
+    if current_user.account_id is None:
+        abort(404)
     invoice = db.session.scalar(
-        select(Invoice).where(Invoice.public_id == public_id, Invoice.account_id == account.id)
+        select(Invoice).where(
+            Invoice.public_id == public_id, Invoice.account_id == current_user.account_id
+        )
     )
     if not isinstance(invoice, Invoice):
         abort(404)
@@ -318,6 +322,7 @@ def _download(body: bytes, filename: str, mimetype: str) -> Response:
 @bp.get("/<public_id>.pdf")
 @login_required
 @read_only
+@narrow_user
 def pdf(public_id: str) -> ResponseReturnValue:
     if current_user.account_id is None:
         abort(404)
@@ -349,6 +354,7 @@ def issued_pdf(public_id: str) -> ResponseReturnValue:
 @bp.get("/<public_id>.xml")
 @login_required
 @read_only
+@narrow_user
 def xml(public_id: str) -> ResponseReturnValue:
     invoice = _own(public_id)
     _pdf, body = invoicing.documents(invoice)

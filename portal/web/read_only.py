@@ -57,7 +57,13 @@ def init_app(app: Flask) -> None:
     def end_read_only(_exc: BaseException | None) -> None:
         if marked() and db.session.info.pop(FLAG, False):
             db.session.info.pop(AUTOCOMMIT, None)
-            db.session.rollback()  # nothing was written; the connection goes back as it came
+            session = db.session()
+            if session.in_transaction():
+                # Nothing was written. Closing the connection while its transaction is still
+                # open rolls back once; closing the session first would roll back and then
+                # have the pool roll back again as the connection is checked in.
+                session.connection().close()
+            session.close()
 
 
 @event.listens_for(Session, "before_flush")

@@ -88,6 +88,7 @@ def register(app: Flask) -> None:
         auth,
         billing,
         checkout,
+        compression,
         entitlements,
         history,
         invoices,
@@ -124,6 +125,8 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["payment_failure"] = pay.failure_message
     app.jinja_env.globals["accepted_methods"] = pay.accepted_methods
     app.jinja_env.globals["lifecycle_banner"] = lifecycle_banner
+    app.jinja_env.globals["asset_url"] = assets.asset_url
+    compression.init_app(app)
 
     @app.context_processor
     def template_globals() -> dict[str, Any]:

@@ -230,3 +230,37 @@ def test_a_change_made_while_a_runner_holds_the_subscription_waits_and_applies_a
             dt.date(2027, 1, 1),
         )
     assert len(stripe_emulator.objects("payment_intent")) == 1
+
+
+def test_one_runner_keeps_several_charges_in_flight_and_charges_each_once(
+    app, stripe_emulator, monkeypatch
+):
+    """A provider that takes 300 ms to answer (as Stripe does): one run with four threads
+    has several charges under way at once (issue 26), and each subscription is still
+    renewed, charged and invoiced once."""
+    from pakiet_stripe.client import StripeProvider
+    from portal.rules import lifecycle
+
+    seed(app, stripe_emulator, 12)
+    stripe_emulator.latency = 0.3
+    in_flight, most = 0, 0
+    lock = threading.Lock()
+    charge = StripeProvider.charge_saved
+
+    def counted_charge(self, request, method):
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        try:
+            return charge(self, request, method)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    monkeypatch.setattr(StripeProvider, "charge_saved", counted_charge)
+    with app.app_context():
+        report = lifecycle.run_now(RUN_AT, threads=4)
+    assert (report.checked, report.renewed, report.errors) == (12, 12, 0)
+    assert most > 1  # several charges were waiting on the provider together
+    assert_each_once(app, stripe_emulator, 12)

@@ -1,0 +1,163 @@
+"""The signed-in user of a request, from one narrow row (issue 26).
+
+Flask-Login's user loader runs on every signed-in request. It used to load the ORM ``User``
+with its account, subscription and billing data (46 columns, four tables, attached ORM
+objects): about a third of a light page's cost. It now runs one SQLAlchemy Core statement
+and answers a :class:`SessionUser`, a plain object with what the session checks and every
+page need (id, account, e-mail, role, language, session version):
+
+- the session checks are unchanged: the row carries ``session_version``, and a session whose
+  version no longer matches (log-out, a new password, staff revoking) is refused;
+- the row also brings the account's subscription (a LEFT JOIN, no extra round trip), which
+  the lifecycle banner of every customer page reads;
+- a view marked ``@read_only`` that uses the account (My package, the live summary, the
+  invoices list) gets the account and its billing data in the same statement, as *detached*
+  ORM objects built from the row (:func:`account`): a view that only reads gets one round
+  trip and no unit of work; touching anything that was not loaded raises
+  ``DetachedInstanceError`` instead of querying behind its back. Views marked
+  ``@narrow_user`` (the downloads) need the account's id only and skip the account's
+  columns;
+- any other view that asks for the account (every view that writes) gets it attached, with
+  its subscription and billing data, from one ORM query the first time it asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app, request
+from flask_login import UserMixin
+from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy.orm import attributes, joinedload, make_transient_to_detached
+
+from portal.infra.extensions import db
+from portal.infra.models import Account, BillingInfo, Subscription, User
+from portal.web.read_only import FLAG as READ_ONLY
+
+View = TypeVar("View", bound=Callable[..., Any])
+M = TypeVar("M")
+
+NARROW = "pakiet_narrow_user"
+
+USER_COLUMNS = ("id", "account_id", "email", "role", "language", "session_version")
+_user = User.__table__
+_sub = Subscription.__table__
+_account = Account.__table__
+_billing = BillingInfo.__table__
+
+
+def _labelled(table: Any, prefix: str) -> list[Any]:
+    return [column.label(f"{prefix}{column.key}") for column in table.c]
+
+
+def _statement(with_account: bool) -> Select[Any]:
+    columns = [_user.c[name] for name in USER_COLUMNS] + _labelled(_sub, "s_")
+    joined = _user.outerjoin(_sub, _sub.c.account_id == _user.c.account_id)
+    if with_account:
+        columns += _labelled(_account, "a_") + _labelled(_billing, "b_")
+        joined = joined.outerjoin(_account, _account.c.id == _user.c.account_id).outerjoin(
+            _billing, _billing.c.account_id == _user.c.account_id
+        )
+    return select(*columns).select_from(joined).where(_user.c.id == bindparam("user_id"))
+
+
+# Built once per process (building a statement costs about as much as running it).
+USER_ROW = _statement(with_account=False)
+USER_ROW_WITH_ACCOUNT = _statement(with_account=True)
+
+ACCOUNT_WITH_PACKAGE = (
+    select(Account)
+    .where(Account.id == bindparam("account_id"))
+    .options(joinedload(Account.subscription), joinedload(Account.billing_info))
+)
+
+
+def narrow_user(view: View) -> View:
+    """Mark a read-only view that needs the user's account id only, not the account."""
+    setattr(view, NARROW, True)
+    return view
+
+
+class SessionUser(UserMixin):
+    """The signed-in person of one request (Flask-Login's ``current_user``)."""
+
+    def __init__(self, row: Row[Any]) -> None:
+        self.id: int = row.id
+        self.account_id: int | None = row.account_id
+        self.email: str = row.email
+        self.role: str = row.role
+        self.language: str | None = row.language
+        self.session_version: int = row.session_version
+        self._row = row
+        self._subscription: Subscription | None = None
+        self._account: Account | None = None
+
+    def get_id(self) -> str:
+        """As :meth:`User.get_id`: the id and the session version."""
+        return f"{self.id}:{self.session_version}"
+
+    @property
+    def account(self) -> Account | None:
+        """The account: attached (one ORM query, once) in a view that may write; detached,
+        from the loader's row, in a read-only view."""
+        if self.account_id is None:
+            return None
+        if self._account is None:
+            if hasattr(self._row, "a_id"):
+                self._account = _detached_account(self._row, self.subscription)
+            else:
+                self._account = db.session.scalar(
+                    ACCOUNT_WITH_PACKAGE, {"account_id": self.account_id}
+                )
+        return self._account
+
+    @property
+    def subscription(self) -> Subscription | None:
+        """The account's subscription as it stands for this request's pages: the attached
+        one once the view has loaded the account (it may have changed it), else the one
+        the loader's row brought."""
+        if self._account is not None:
+            return self._account.subscription
+        if self._subscription is None and self._row.s_id is not None:
+            self._subscription = _detached(Subscription, self._row, "s_")
+        return self._subscription
+
+
+def load(session_id: str) -> SessionUser | None:
+    """Flask-Login's user loader: the session's user if its session is still valid."""
+    user_id, _, version = session_id.partition(":")
+    if not user_id.isdigit() or not version.isdigit():
+        return None
+    statement = USER_ROW_WITH_ACCOUNT if _account_in_row() else USER_ROW
+    row = db.session.execute(statement, {"user_id": int(user_id)}).first()
+    if row is None or row.session_version != int(version):
+        return None  # a revoked session (log-out, new password, staff)
+    return SessionUser(row)
+
+
+def _account_in_row() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, READ_ONLY, False)) and not getattr(view, NARROW, False)
+
+
+def _detached(model: type[M], row: Row[Any], prefix: str) -> M:
+    """A detached ORM object of ``model`` from the ``prefix``-labelled columns of ``row``."""
+    mapping = row._mapping
+    instance = model.__mapper__.class_manager.new_instance()  # type: ignore[attr-defined]
+    for column in model.__table__.c:  # type: ignore[attr-defined]
+        attributes.set_committed_value(instance, column.key, mapping[f"{prefix}{column.key}"])
+    make_transient_to_detached(instance)
+    return instance  # type: ignore[no-any-return]
+
+
+def _detached_account(row: Row[Any], sub: Subscription | None) -> Account:
+    account = _detached(Account, row, "a_")
+    billing = _detached(BillingInfo, row, "b_") if row.b_id is not None else None
+    attributes.set_committed_value(account, "subscription", sub)
+    attributes.set_committed_value(account, "billing_info", billing)
+    if sub is not None:
+        attributes.set_committed_value(sub, "account", account)
+    if billing is not None:
+        attributes.set_committed_value(billing, "account", account)
+    return account

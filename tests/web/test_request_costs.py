@@ -1,0 +1,138 @@
+"""What every signed-in request pays (issue 26): the user in one narrow statement, one
+rollback for a read-only view, the rate limiter only where a view is limited, the same
+statements for My package and the summary whatever the number of accounts.
+
+Counts and statements, not timings: the timings are ``make bench``'s job.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from werkzeug.security import generate_password_hash
+
+from portal.infra.extensions import db, limiter
+from portal.infra.models import Account, User, utcnow
+from tests.conftest import PASSWORD
+from tests.web.test_sql_per_page import TODAY, counting, make_account, page_statements
+
+
+@pytest.fixture
+def one_account(app, monkeypatch) -> None:
+    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
+    with app.app_context():
+        make_account("only", 3, generate_password_hash(PASSWORD), 1)
+        db.session.commit()
+
+
+def add_accounts(app, count: int) -> None:
+    """``count`` more accounts with a user each, in bulk."""
+    now = utcnow()
+    with app.app_context():
+        first = (db.session.scalar(sa.select(sa.func.max(Account.id))) or 0) + 1
+        ids = range(first, first + count)
+        db.session.execute(
+            sa.insert(Account), [{"id": i, "name": f"Firma {i}", "created_at": now} for i in ids]
+        )
+        db.session.execute(
+            sa.insert(User),
+            [
+                {
+                    "account_id": i,
+                    "email": f"user{i}@firma.example.com",
+                    "password_hash": "x",
+                    "created_at": now,
+                }
+                for i in ids
+            ],
+        )
+        db.session.commit()
+
+
+def test_a_signed_in_page_loads_its_user_in_one_narrow_statement(app, one_account):
+    pages = page_statements(app, app.test_client(), "only")
+    for page, statements in pages.items():
+        user = statements[0]
+        assert "FROM user_account" in user, page
+        # Only what the session checks and the pages need: not the password hash.
+        assert "password_hash" not in user and "email_confirmed_at" not in user, page
+        assert sum("user_account" in s for s in statements) == 1, (page, statements)
+    # A download needs the account's id only: no account or billing columns.
+    assert "billing_info" not in pages["pdf"][0] and "account.name" not in pages["pdf"][0]
+    assert len(pages["pdf"]) == 2
+    # My package and the summary read the account with the user, in the same statement.
+    assert len(pages["summary"]) == 1
+    assert "billing_info" in pages["my package"][0]
+    assert not any("FROM account" in s for s in pages["my package"][1:])
+
+
+def test_my_package_and_the_summary_run_the_same_statements_at_1_and_many_accounts(
+    app, one_account
+):
+    alone = page_statements(app, app.test_client(), "only")
+    add_accounts(app, 500)
+    among_many = page_statements(app, app.test_client(), "only")
+    for page in ("summary", "my package"):
+        assert len(among_many[page]) == len(alone[page]), (page, alone[page], among_many[page])
+    assert len(alone["summary"]) == 1
+    assert len(alone["my package"]) <= 4  # the user; default method, attempt, refund offer
+
+
+def test_a_revoked_session_is_refused_by_the_narrow_loader(app, one_account, client):
+    assert page_statements(app, client, "only")["my package"]
+    with app.app_context():
+        db.session.execute(sa.update(User).values(session_version=User.session_version + 1))
+        db.session.commit()
+    for path in ("/package", "/invoices"):
+        answer = client.get(path)
+        assert answer.status_code == 302 and "/login" in answer.headers["Location"], path
+
+
+def test_a_read_only_view_rolls_back_once(app, one_account):
+    client = app.test_client()
+    page_statements(app, client, "only")  # signed in
+    with app.app_context():
+        engine = db.engine
+    rollbacks: list[str] = []
+
+    def on_rollback(conn) -> None:
+        rollbacks.append("connection")
+
+    def on_reset(dbapi_connection, record, state=None) -> None:
+        if state is None or not state.transaction_was_reset:
+            rollbacks.append("pool")  # the pool rolls back again as it takes it back
+
+    sa.event.listen(engine, "rollback", on_rollback)
+    sa.event.listen(engine.pool, "reset", on_reset)
+    try:
+        for path in ("/package", "/invoices"):
+            rollbacks.clear()
+            assert client.get(path).status_code == 200
+            assert rollbacks == ["connection"], (path, rollbacks)
+    finally:
+        sa.event.remove(engine, "rollback", on_rollback)
+        sa.event.remove(engine.pool, "reset", on_reset)
+
+
+def test_the_rate_limiter_checks_only_the_views_that_have_a_limit(app, client, auth, monkeypatch):
+    manager = limiter.limit_manager
+    checked: list[str | None] = []
+    resolve = manager.resolve_limits
+
+    def counting_resolve(app_, endpoint, *args, **kwargs):
+        checked.append(endpoint)
+        return resolve(app_, endpoint, *args, **kwargs)
+
+    monkeypatch.setattr(manager, "resolve_limits", counting_resolve)
+    for path in ("/package", "/invoices", "/package/edit", "/"):
+        client.get(path)
+    assert checked == []  # no limit on these views: nothing to check
+    auth.login("nobody@example.com")  # limited (the limits themselves: test_sessions_passwords)
+    assert "auth.login" in checked
+    assert set(checked) == {"auth.login"}
+
+
+def test_no_statement_is_counted_for_an_anonymous_visitor(app, client):
+    with counting(app) as statements:
+        assert client.get("/package").status_code == 302
+    assert statements == []
