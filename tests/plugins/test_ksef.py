@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from ksef_client.utils.ksef_number import is_valid_ksef_number
 from facturx import get_xml_from_pdf
+from ksef_client.utils.ksef_number import is_valid_ksef_number
 from lxml import etree
 from sqlalchemy import select, update
 
