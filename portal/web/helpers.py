@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, TypeVar
 from babel.numbers import format_percent
 from flask import Response, render_template
 from flask.typing import ResponseReturnValue
-from flask_babel import format_date, lazy_gettext
+from flask_babel import format_date, format_time, lazy_gettext
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
@@ -112,6 +112,14 @@ def format_day(value: dt.date | str | None, language: str | None = None) -> str:
         return _long_date(value, language)
     # A moment: Flask-Babel moves it into the user's time zone first, in the same format.
     return str(format_date(value, dates.FORMAT))
+
+
+def format_moment(value: dt.datetime | None) -> str:
+    """A moment written the one way of the language (the ``moment`` filter): its day as
+    every page writes days, then the time, both in the user's time zone."""
+    if value is None:
+        return "—"
+    return f"{format_date(value, dates.FORMAT)}, {format_time(value, 'HH:mm')}"
 
 
 def _long_date(value: dt.date, language: str) -> str:

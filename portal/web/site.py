@@ -29,6 +29,7 @@ from portal.web.helpers import (
     _money_filter,
     _rate_filter,
     content_security_policy,
+    format_moment,
     lifecycle_banner,
     render_error,
     render_error_safely,
@@ -120,6 +121,7 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["minor"] = _minor_filter
     app.jinja_env.filters["rate"] = _rate_filter
     app.jinja_env.filters["datetime"] = format_datetime
+    app.jinja_env.filters["moment"] = format_moment
     app.jinja_env.filters["country_name"] = lambda code: countries.name(code, current_language())
     app.jinja_env.globals["describe_method"] = pay.describe
     app.jinja_env.globals["payment_failure"] = pay.failure_message

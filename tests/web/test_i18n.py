@@ -82,3 +82,22 @@ def test_users_preference_is_remembered_and_wins(app, client, auth):
     page = heading(client, "/package", **{"Accept-Language": "pl"})
     assert "My package" in page
     assert '<html lang="en">' in page
+
+
+@pytest.mark.parametrize(
+    ("language", "written"),
+    [("pl", "26 sierpnia 2026, 08:55"), ("en", "August 26, 2026, 08:55")],
+)
+def test_a_moment_is_written_as_days_are_with_the_time_after(app, language, written):
+    """Issue 25, point 6: one way per language. The consultation number's time, an order's
+    expiry and a support message were '8/26/26, 8:55 AM' or '26 August 2026, 08:55' beside
+    pages that write 'August 26, 2026'; the ``moment`` filter writes the day as they do."""
+    import datetime as dt
+
+    from portal.rules.dates import long_day
+
+    moment = dt.datetime(2026, 8, 26, 6, 55, tzinfo=dt.UTC)  # 08:55 in Warsaw (summer)
+    with app.test_request_context(headers={"Accept-Language": language}):
+        rendered = app.jinja_env.from_string("{{ when | moment }}").render(when=moment)
+    assert rendered == written
+    assert rendered.startswith(long_day(moment.date(), language))
