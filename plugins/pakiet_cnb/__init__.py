@@ -2,8 +2,9 @@
 
 Answers ``get_exchange_rate(base, quote="CZK", ...)`` for every currency of ČNB's daily
 fixing with the rate of one unit (``Rate / Amount``: HUF, JPY and others are fixed per 100)
-in the fixing of the last working day before the sale date: the fixing in force on the day
-before, which on a weekend or holiday is the last one declared before it. Any other pair
+in the fixing in force on the sale date, the tax-point day (§ 4 odst. 5 ZDPH): that day's
+own fixing (declared after 14:30 Prague time; until then the invoice waits), or on a
+weekend or holiday the last one declared before it. Any other pair
 (including ``CZK`` to ``CZK``) it passes with ``None``.
 
 Settings (``PLUGIN_CONFIG["cnb"]``):
@@ -61,10 +62,10 @@ def forget_clients() -> None:
     _clients.clear()
 
 
-def rate_before(cnb: CnbClient, base: str, on_date: dt.date) -> ExchangeRate:
-    """``1 base = rate CZK`` from the fixing of the last working day before ``on_date``;
+def rate_on(cnb: CnbClient, base: str, on_date: dt.date) -> ExchangeRate:
+    """``1 base = rate CZK`` from the fixing in force on ``on_date`` (the tax-point day);
     ``table`` is the fixing's serial number of its year (``"229"``)."""
-    found = cnb.rate_before(base, on_date)
+    found = cnb.rate_on(base, on_date)
     return ExchangeRate(
         base=base,
         quote=QUOTE,
@@ -84,4 +85,4 @@ def get_exchange_rate(
     enabled, base_url, timeout = settings(plugin_config("cnb"))
     if not enabled:
         return None
-    return rate_before(client(base_url, timeout), base, on_date)
+    return rate_on(client(base_url, timeout), base, on_date)

@@ -124,18 +124,21 @@ class CnbClient:
 
     # -- rates ---------------------------------------------------------------------------
 
-    def rate_before(self, code: str, sale_date: dt.date) -> CnbRate:
-        """The rate of ``code`` in the fixing of the last working day before ``sale_date``.
+    def rate_on(self, code: str, tax_point: dt.date) -> CnbRate:
+        """The rate of ``code`` in the fixing in force on ``tax_point`` (§ 4 odst. 5 ZDPH:
+        the rate ČNB declared valid for the day the tax point falls on): the day's own
+        fixing, or on a weekend or holiday the last one declared before it.
 
         Raises :class:`~portal.plugin_api.contracts.ProviderError`:
         ``retryable`` when ČNB could not be
-        asked, gave no usable answer, or has not declared that day's fixing yet; not
-        retryable when the fixing lacks ``code``.
+        asked, gave no usable answer, or has not declared that day's fixing yet (before
+        14:30 Prague time: the invoice waits for it); not retryable when the fixing lacks
+        ``code``.
         """
         code = code.upper()
-        if type(sale_date) is not dt.date:
-            raise TypeError(f"sale_date must be a datetime.date, got {sale_date!r}")
-        fixing = self.fixing_for(sale_date - dt.timedelta(days=1))
+        if type(tax_point) is not dt.date:
+            raise TypeError(f"tax_point must be a datetime.date, got {tax_point!r}")
+        fixing = self.fixing_for(tax_point)
         row = fixing.rows.get(code)
         if row is None:
             raise _error(

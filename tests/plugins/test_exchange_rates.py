@@ -293,10 +293,13 @@ def test_nbp_faults_are_not_cached(nbp: NbpEmulator) -> None:
 # -- ČNB -----------------------------------------------------------------------------------
 
 
-def test_cnb_a_weekday_sale_takes_the_fixing_of_the_day_before(cnb: CnbEmulator) -> None:
+def test_cnb_a_weekday_sale_takes_the_fixing_of_that_day(cnb: CnbEmulator) -> None:
+    """§ 4 odst. 5 ZDPH: the rate ČNB declared for the tax-point day (not the day before,
+    which is the Polish rule of NBP)."""
     cnb.set_rate("EUR", WEDNESDAY, "24.305")
+    cnb.set_rate("EUR", dt.date(2026, 11, 24), "24.999")
 
-    rate = cnb_rate(cnb, "EUR", THURSDAY)
+    rate = cnb_rate(cnb, "EUR", WEDNESDAY)
 
     assert rate == ExchangeRate(
         base="EUR",
@@ -316,18 +319,18 @@ def test_cnb_divides_by_the_amount_column(cnb: CnbEmulator) -> None:
     cnb.set_rate("IDR", WEDNESDAY, "1.270")  # CZK per 1000 rupiahs
     assert "|100|HUF|6.231" in cnb.daily_txt(WEDNESDAY)
 
-    huf = cnb_rate(cnb, "HUF", THURSDAY)
-    idr = cnb_rate(cnb, "IDR", THURSDAY)
+    huf = cnb_rate(cnb, "HUF", WEDNESDAY)
+    idr = cnb_rate(cnb, "IDR", WEDNESDAY)
 
     assert type(huf.rate) is Decimal and str(huf.rate) == "0.06231"
     assert type(idr.rate) is Decimal and str(idr.rate) == "0.001270"
     assert CNB_DEMO_RATES["JPY"].amount == 100
 
 
-def test_cnb_a_monday_sale_takes_fridays_fixing_in_one_request(cnb: CnbEmulator) -> None:
+def test_cnb_a_sunday_sale_takes_fridays_fixing_in_one_request(cnb: CnbEmulator) -> None:
     cnb.set_rate("USD", FRIDAY, "20.987")
 
-    rate = cnb_rate(cnb, "USD", MONDAY)
+    rate = cnb_rate(cnb, "USD", dt.date(2026, 11, 22))
 
     assert (rate.rate, rate.effective_date) == (Decimal("20.987"), FRIDAY)
     # ČNB answers Sunday's date with the fixing in force then, Friday's, dated in the file.
@@ -338,11 +341,11 @@ def test_cnb_a_monday_sale_takes_fridays_fixing_in_one_request(cnb: CnbEmulator)
     ("sale", "fixing_day"),
     [
         # 17 November (a Tuesday), Struggle for Freedom and Democracy Day.
-        (dt.date(2026, 11, 18), dt.date(2026, 11, 16)),
+        (dt.date(2026, 11, 17), dt.date(2026, 11, 16)),
         # Easter Monday, the weekend and Good Friday: back to Thursday 2 April.
-        (dt.date(2026, 4, 7), dt.date(2026, 4, 2)),
+        (dt.date(2026, 4, 6), dt.date(2026, 4, 2)),
         # 28 September, a Monday holiday, and the weekend before it.
-        (dt.date(2026, 9, 29), dt.date(2026, 9, 25)),
+        (dt.date(2026, 9, 28), dt.date(2026, 9, 25)),
     ],
     ids=["17-november", "easter", "28-september"],
 )
@@ -389,7 +392,7 @@ def test_cnb_faults_are_retryable_and_a_retry_succeeds(cnb: CnbEmulator, fault: 
     assert excinfo.value.retryable
     assert str(excinfo.value).startswith("ČNB: ")
 
-    assert ask().effective_date == WEDNESDAY
+    assert ask().effective_date == THURSDAY
 
 
 def test_cnb_a_fixing_not_declared_yet_is_not_taken_for_a_holiday() -> None:
@@ -398,18 +401,18 @@ def test_cnb_a_fixing_not_declared_yet_is_not_taken_for_a_holiday() -> None:
     with CnbEmulator(holidays={THURSDAY}) as cnb:
         client = CnbClient(cnb.base_url, 2, today=fixed_today(THURSDAY))
         with pytest.raises(ProviderError) as excinfo:
-            client.rate_before("EUR", dt.date(2026, 11, 27))
+            client.rate_on("EUR", THURSDAY)
         assert excinfo.value.retryable
         assert excinfo.value.code == "not_published"
 
         client.today = fixed_today(dt.date(2026, 11, 27))
-        assert client.rate_before("EUR", dt.date(2026, 11, 27)).effective_date == WEDNESDAY
+        assert client.rate_on("EUR", THURSDAY).effective_date == WEDNESDAY
 
 
 def test_cnb_fixings_are_cached_for_every_currency(cnb: CnbEmulator) -> None:
     eur = cnb_rate(cnb, "EUR", MONDAY)
     assert cnb_rate(cnb, "EUR", MONDAY) == eur
-    assert cnb_rate(cnb, "HUF", MONDAY).effective_date == FRIDAY
+    assert cnb_rate(cnb, "HUF", MONDAY).effective_date == MONDAY
     assert len(cnb.requests) == 1, "one file holds every currency of the day"
 
 
