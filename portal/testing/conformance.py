@@ -1,4 +1,5 @@
-"""Conformance checks a currency, a VAT validator or a payment provider runs against itself.
+"""Conformance checks a currency, a VAT validator, an exchange-rate source or a payment
+provider runs against itself.
 
 Each function yields ``(name, check)`` pairs; a check is a function of no arguments that
 raises :class:`AssertionError` with a message when the object breaks the contract. Use them
@@ -16,11 +17,13 @@ import itertools
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 from babel.numbers import is_currency
 
 from portal.plugin_api.contracts import (
     CurrencySpec,
+    ExchangeRate,
     PaymentEvent,
     PaymentEventKind,
     PaymentProvider,
@@ -58,6 +61,58 @@ def currency_checks(spec: CurrencySpec) -> Iterator[Check]:
     yield "code_is_iso", code_is_iso
     yield "minor_units_agree_with_iso", minor_units_agree_with_iso
     yield "named_in_both_languages", named_in_both_languages
+
+
+#: ``ask(base, quote, on_date)``: the source's answer, as ``get_exchange_rate`` gives it.
+RateAsk = Callable[[str, str, dt.date], ExchangeRate | None]
+
+
+def rate_source_checks(
+    ask: RateAsk,
+    *,
+    published: tuple[str, str],
+    unpublished: tuple[str, str],
+    on_date: dt.date,
+) -> Iterator[Check]:
+    """What every exchange-rate source must do. ``published`` is a pair it answers on
+    ``on_date`` (a past working day its emulator or service knows), ``unpublished`` one it
+    must pass on with ``None`` (another source may know it)."""
+
+    def answer() -> ExchangeRate:
+        found = ask(*published, on_date)
+        assert isinstance(found, ExchangeRate), f"{published} on {on_date}: got {found!r}"
+        return found
+
+    def answers_the_pair_it_was_asked() -> None:
+        found = answer()
+        assert (found.base, found.quote) == published, f"asked {published}, got {found}"
+
+    def the_rate_is_an_exact_positive_decimal() -> None:
+        rate = answer().rate
+        assert type(rate) is Decimal, f"the rate is {type(rate).__name__}, not Decimal"
+        assert rate.is_finite() and rate > 0, f"the rate is {rate}"
+
+    def the_rate_is_not_from_the_future() -> None:
+        found = answer()
+        assert found.effective_date <= on_date, f"{found.effective_date} is after {on_date}"
+
+    def names_its_source() -> None:
+        found = answer()
+        assert found.source.strip(), "an invoice prints the source: it needs a name"
+        assert found.table is None or found.table.strip(), "an empty table number"
+
+    def the_same_day_gives_the_same_rate() -> None:
+        assert answer() == answer(), "an invoice of the same day must get the same rate"
+
+    def passes_on_a_pair_it_does_not_publish() -> None:
+        assert ask(*unpublished, on_date) is None, f"answered {unpublished}: pass with None"
+
+    yield "answers_the_pair_it_was_asked", answers_the_pair_it_was_asked
+    yield "the_rate_is_an_exact_positive_decimal", the_rate_is_an_exact_positive_decimal
+    yield "the_rate_is_not_from_the_future", the_rate_is_not_from_the_future
+    yield "names_its_source", names_its_source
+    yield "the_same_day_gives_the_same_rate", the_same_day_gives_the_same_rate
+    yield "passes_on_a_pair_it_does_not_publish", passes_on_a_pair_it_does_not_publish
 
 
 def vat_validator_checks(

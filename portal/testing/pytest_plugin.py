@@ -18,6 +18,13 @@ Installed with the portal, so a plugin's own test suite gets, without copying an
     tokens read from the pages, as a browser would; :class:`Auth` does the same for you).
     A new customer has no billing country or address yet, and nothing is sold without
     them: ``Auth(client).fill_billing()`` saves them through the Billing information form.
+``pakiet_staff``
+    another client, signed in as staff (an admin, as ``flask create-admin`` makes one), for
+    the back office at ``/admin/``.
+:class:`Checkout`
+    buys through the real checkout as a browser does (the live summary's quote, Pay with
+    the provider you name): ``Checkout(pakiet_customer).pay("my_provider")`` answers the
+    redirect to your provider's page.
 
 The fixtures are prefixed ``pakiet_`` so that they never shadow a project's own.
 """
@@ -252,6 +259,73 @@ class Auth:
     def logout(self) -> Any:
         token = csrf_token(self.client, "/package")
         return self.client.post("/logout", data={"csrf_token": token})
+
+
+class Checkout:
+    """The checkout through its real forms: the live summary (its quote digest, which Pay
+    must name) and Pay with a chosen provider, CSRF included."""
+
+    QUOTE_RE = re.compile(r'name="quote_digest" value="([0-9a-f]*)"')
+    KEY_RE = re.compile(r'name="idempotency_key" value="([^"]+)"')
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def choice(
+        self,
+        *,
+        package: str = "standard",
+        period: str = "month",
+        agents: int = 1,
+        conversations: int = 100,
+        currency: str = "PLN",
+    ) -> dict[str, str]:
+        return {
+            "package": package,
+            "period": period,
+            "agents": str(agents),
+            "conversations": str(conversations),
+            "currency": currency,
+        }
+
+    def summary(self, **choice: Any) -> Any:
+        """The live summary of ``choice`` (as HTMX asks for it): the response."""
+        data = {"csrf_token": csrf_token(self.client, "/package/edit"), **self.choice(**choice)}
+        return self.client.post("/package/summary", data=data, headers={"HX-Request": "true"})
+
+    def pay(self, provider: str, **choice: Any) -> Any:
+        """Press Pay for ``choice`` with ``provider``: the response (a 303 to the provider's
+        page when the order is placed and the payment started)."""
+        summary = self.summary(**choice)
+        digest = self.QUOTE_RE.search(summary.get_data(as_text=True))
+        assert digest, f"the summary offers no Pay ({summary.status_code})"
+        key = self.KEY_RE.search(self.client.get("/package/edit").get_data(as_text=True))
+        assert key, "the edit page has no idempotency key"
+        data = {
+            "csrf_token": csrf_token(self.client, "/package/edit"),
+            **self.choice(**choice),
+            "action": "pay",
+            "quote_digest": digest.group(1),
+            "idempotency_key": key.group(1),
+            "provider": provider,
+        }
+        return self.client.post("/package/edit", data=data)
+
+
+STAFF_EMAIL = "staff@example.com"
+
+
+@pytest.fixture
+def pakiet_staff(pakiet_app: Flask) -> FlaskClient:
+    """A client signed in as staff (a second client: use it beside ``pakiet_customer``)."""
+    from portal.infra.models import utcnow
+    from portal.rules import accounts
+
+    with pakiet_app.app_context():
+        accounts.create_admin(email=STAFF_EMAIL, password=PASSWORD, now=utcnow())
+    client = pakiet_app.test_client()
+    assert Auth(client).login(STAFF_EMAIL).status_code == 302
+    return client
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -100,3 +101,86 @@ def test_a_provider_that_takes_a_forged_notification_fails_its_check(paybylink: 
     checks = dict(provider_checks(harness))
     with pytest.raises(AssertionError, match="forged notification was not rejected"):
         checks["a_forged_signature_is_rejected"]()
+
+
+# -- exchange-rate sources -------------------------------------------------------------------
+
+# A past Thursday both emulators know (the day before is a working day in PL and CZ).
+RATE_DAY = dt.date(2026, 11, 26)
+RATE_CHECKS = [
+    "answers_the_pair_it_was_asked",
+    "the_rate_is_an_exact_positive_decimal",
+    "the_rate_is_not_from_the_future",
+    "names_its_source",
+    "the_same_day_gives_the_same_rate",
+    "passes_on_a_pair_it_does_not_publish",
+]
+
+
+def rate_asker(module: Any, name: str, base_url: str) -> Callable[..., Any]:
+    from portal.plugin_api.registry import make_plugin_config
+
+    config = make_plugin_config({name: {"base_url": base_url, "timeout": 5}})
+
+    def ask(base: str, quote: str, on_date: Any) -> Any:
+        return module.get_exchange_rate(
+            base=base, quote=quote, on_date=on_date, plugin_config=config
+        )
+
+    return ask
+
+
+@pytest.mark.parametrize("name", RATE_CHECKS)
+def test_the_nbp_and_cnb_rate_sources_conform(name: str) -> None:
+    import pakiet_cnb
+    import pakiet_nbp
+    from pakiet_cnb.emulator import CnbEmulator
+    from pakiet_nbp.emulator import NbpEmulator
+    from portal.testing.conformance import rate_source_checks
+
+    pakiet_nbp.forget_clients()
+    pakiet_cnb.forget_clients()
+    with NbpEmulator() as nbp, CnbEmulator() as cnb:
+        for module, key, url, published in (
+            (pakiet_nbp, "nbp", nbp.base_url, ("EUR", "PLN")),
+            (pakiet_cnb, "cnb", cnb.base_url, ("EUR", "CZK")),
+        ):
+            checks = dict(
+                rate_source_checks(
+                    rate_asker(module, key, url),
+                    published=published,
+                    unpublished=("EUR", "USD"),
+                    on_date=RATE_DAY,
+                )
+            )
+            assert list(checks) == RATE_CHECKS
+            checks[name]()
+    pakiet_nbp.forget_clients()
+    pakiet_cnb.forget_clients()
+
+
+def test_a_rate_source_that_answers_a_float_or_the_future_fails_its_checks() -> None:
+    from decimal import Decimal
+
+    from portal.plugin_api.contracts import ExchangeRate
+    from portal.testing.conformance import rate_source_checks
+
+    def careless(base: str, quote: str, on_date: dt.date) -> ExchangeRate | None:
+        if quote != "PLN":
+            return ExchangeRate(base, quote, Decimal(1), on_date, "Everything")  # answers all
+        late = on_date + dt.timedelta(days=1)
+        return ExchangeRate(base, quote, 4.2, late, "Careless")  # type: ignore[arg-type]
+
+    checks = dict(
+        rate_source_checks(
+            careless, published=("EUR", "PLN"), unpublished=("EUR", "USD"), on_date=RATE_DAY
+        )
+    )
+    for name in (
+        "the_rate_is_an_exact_positive_decimal",
+        "the_rate_is_not_from_the_future",
+        "passes_on_a_pair_it_does_not_publish",
+    ):
+        with pytest.raises(AssertionError):
+            checks[name]()
+    checks["answers_the_pair_it_was_asked"]()

@@ -27,6 +27,7 @@ from portal.infra.extensions import db
 from portal.infra.models import Invoice, Order, Payment, PaymentMethod, Subscription, User
 from portal.plugin_api.registry import registry
 from portal.rules import lifecycle
+from portal.testing.pytest_plugin import Checkout
 from tests.conftest import (
     BUILTIN_PLUGINS,
     Auth,
@@ -116,23 +117,8 @@ def text(response: Any) -> str:
 
 
 def buy(client: Any, provider: str, currency: str = "PLN") -> Any:
-    """Press Pay for Standard, 2 agents, on the edit page's form."""
-    data = {
-        "csrf_token": csrf_token(client, "/package/edit"),
-        "package": "standard",
-        "period": "month",
-        "agents": "2",
-        "conversations": "100",
-        "currency": currency,
-    }
-    summary = text(client.post("/package/summary", data=data, headers={"HX-Request": "true"}))
-    digest = re.search(r'name="quote_digest" value="([0-9a-f]*)"', summary)
-    assert digest, summary
-    page = text(client.get("/package/edit"))
-    key = re.search(r'name="idempotency_key" value="([^"]+)"', page)
-    assert key
-    data.update(action="pay", quote_digest=digest.group(1), idempotency_key=key.group(1))
-    return client.post("/package/edit", data={**data, "provider": provider})
+    """Press Pay for Standard, 2 agents, on the edit page's form (the kit's driver)."""
+    return Checkout(client).pay(provider, agents=2, currency=currency)
 
 
 def pay_at_paybylink(client: Any, emulator: Any, response: Any) -> Any:
