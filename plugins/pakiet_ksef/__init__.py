@@ -8,7 +8,10 @@ stands in for KSeF in the tests and the demo.
 
 Settings (``PLUGIN_CONFIG["ksef"]``): ``base_url`` (``https://api.ksef.mf.gov.pl``, the
 ``-test``/``-demo`` ones, or the emulator's), ``token`` (the seller's KSeF token: required
-with a real KSeF, start-up stops naming it otherwise), ``qr_base_url`` (derived from
+with a real KSeF, start-up stops naming it otherwise), ``offline_certificate`` (``serial``
+and ``private_key`` PEM or ``private_key_file``, optional ``password``: the seller's KSeF
+offline certificate, which signs the QR code KOD II of an invoice issued while KSeF is down;
+required with a real KSeF), ``qr_base_url`` (derived from
 ``base_url``), ``timeout`` in seconds (10) and ``enabled``. Without a ``base_url`` and a
 ``token`` the channel is not installed (a seller outside Poland needs none).
 """

@@ -12,10 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from ksef_client import KsefClient, KsefClientOptions
 from ksef_client.config import KsefEnvironment, KsefQrEnvironment
 from ksef_client.exceptions import KsefHttpError
@@ -50,6 +53,47 @@ def _nip(document: Any) -> str:
     return vat_id.removeprefix("PL")
 
 
+def _offline_certificate(setting: Any, real: bool) -> tuple[str, str, str | None]:
+    """``(serial, private key PEM, password)`` of the seller's KSeF offline certificate
+    (``PLUGIN_CONFIG['ksef']['offline_certificate']``: ``serial`` and ``private_key`` (PEM
+    text) or ``private_key_file``, optional ``password``), which signs KOD II. Required by a
+    real KSeF; the emulator, without one, signs with a key made for this process."""
+    if not setting:
+        if real:
+            raise KsefConfigError(
+                "PLUGIN_CONFIG['ksef']['offline_certificate'] is not set: an invoice issued "
+                "while KSeF is down carries a QR code (KOD II) signed with the seller's KSeF "
+                "offline certificate; give its serial and private key"
+            )
+        key = ec.generate_private_key(ec.SECP256R1())
+        made = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode("ascii")
+        return "EMULATOR", made, None
+    if not isinstance(setting, Mapping) or not setting.get("serial"):
+        raise KsefConfigError(
+            "PLUGIN_CONFIG['ksef']['offline_certificate'] needs 'serial' and 'private_key' "
+            "(or 'private_key_file')"
+        )
+    pem: Any = setting.get("private_key")
+    if not pem and setting.get("private_key_file"):
+        try:
+            pem = Path(str(setting["private_key_file"])).read_text("ascii")
+        except OSError as exc:
+            raise KsefConfigError(
+                "PLUGIN_CONFIG['ksef']['offline_certificate']['private_key_file'] cannot be "
+                f"read: {exc}"
+            ) from exc
+    if not pem:
+        raise KsefConfigError(
+            "PLUGIN_CONFIG['ksef']['offline_certificate'] needs 'private_key' or 'private_key_file'"
+        )
+    password = setting.get("password")
+    return str(setting["serial"]), str(pem), str(password) if password else None
+
+
 class KsefChannel(EInvoicingChannel):
     name = "ksef"
     title = "KSeF"
@@ -64,6 +108,7 @@ class KsefChannel(EInvoicingChannel):
                 "seller's KSeF token (generated in KSeF for the seller's NIP)"
             )
         self.token = str(token or "emulator")
+        self.offline_certificate = _offline_certificate(config.get("offline_certificate"), real)
         self.qr_base_url = str(
             config.get("qr_base_url") or REAL.get(self.base_url) or self.base_url + "/qr"
         ).rstrip("/")
@@ -140,6 +185,23 @@ class KsefChannel(EInvoicingChannel):
         service = VerificationLinkService(self._options())
         return service.build_invoice_verification_url(
             _nip(document), document.issue_date, payload_hash
+        )
+
+    def certificate_url(self, *, document: Any, payload_hash: str) -> str | None:
+        """KOD II of a document issued offline: ``{qr}/certificate/Nip/{NIP}/{NIP}/{serial}/
+        {hash}/{signature}``, the path signed with the seller's KSeF offline certificate's
+        key (ECDSA P-256 or RSA-PSS, by ``ksef-client``)."""
+        serial, key_pem, password = self.offline_certificate
+        service = VerificationLinkService(self._options())
+        nip = _nip(document)
+        return service.build_certificate_verification_url(
+            seller_nip=nip,
+            context_identifier_type="Nip",
+            context_identifier_value=nip,
+            certificate_serial=serial,
+            invoice_hash=payload_hash,
+            private_key_pem=key_pem,
+            private_key_password=password,
         )
 
     # -- the API calls ----------------------------------------------------------------------

@@ -92,6 +92,7 @@ class EInvoiceStamp:
     number: str | None  # the system's number, once assigned
     offline: bool  # issued in offline mode: the system was down
     verification_url: str | None  # the QR code's link (KSeF: KOD I)
+    certificate_url: str | None = None  # issued offline: KOD II, signed by the seller
 
 
 @dataclass(frozen=True)

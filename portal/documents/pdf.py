@@ -373,6 +373,15 @@ def _einvoice(pdf: _InvoicePDF, doc: InvoiceDocument, stamp: EInvoiceStamp) -> N
     pdf.image(image, w=32, h=32)
     pdf.text_line(stamp.number or "OFFLINE", size=8, bold=True)
     pdf.text_line(stamp.verification_url, size=7)
+    if stamp.certificate_url:  # KOD II: the seller's offline certificate vouches for it
+        image = io.BytesIO()
+        segno.make(stamp.certificate_url, error="m").save(image, kind="png", scale=4, border=2)
+        image.seek(0)
+        if pdf.get_y() + 40 > pdf.h - pdf.b_margin:
+            pdf.add_page()
+        pdf.image(image, w=32, h=32)
+        pdf.text_line("CERTYFIKAT", size=8, bold=True)
+        pdf.text_line(stamp.certificate_url, size=7)
 
 
 def _layout(doc: InvoiceDocument, *, customer_copy: bool = False) -> _InvoicePDF:

@@ -409,6 +409,11 @@ class EInvoicingChannel(abc.ABC):
         """The address the visualisation's QR code points to (KSeF's KOD I), or ``None``."""
         return None
 
+    def certificate_url(self, *, document: Any, payload_hash: str) -> str | None:
+        """For a document issued offline: the second QR code's address, signed with the
+        seller's offline certificate (KSeF's KOD II, "CERTYFIKAT"), or ``None``."""
+        return None
+
 
 # -- events -----------------------------------------------------------------------------------
 

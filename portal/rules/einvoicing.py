@@ -326,6 +326,7 @@ class Mark:
     assigned_at: dt.datetime | None
     offline: bool
     verification_url: str | None
+    certificate_url: str | None = None  # KOD II of a document issued offline
 
     @property
     def waiting(self) -> bool:
@@ -341,13 +342,16 @@ def mark_of(invoice: Invoice, row: EInvoiceSubmission | None) -> Mark | None:
     if row is None or row.channel is None:
         return None
     channel = channels().get(row.channel)
-    url = None
+    url = certificate = None
     if channel is not None and row.payload_hash and row.state != EInvoiceState.REJECTED.value:
+        document = _document(invoice)
         url = channel.verification_url(
-            document=_document(invoice),
+            document=document,
             payload_hash=row.payload_hash,
             national_number=row.national_number,
         )
+        if row.offline:  # issued offline: the copy carries KOD II as well, for good
+            certificate = channel.certificate_url(document=document, payload_hash=row.payload_hash)
     return Mark(
         channel=row.channel,
         system=(channel.title if channel is not None else "") or row.channel,
@@ -356,6 +360,7 @@ def mark_of(invoice: Invoice, row: EInvoiceSubmission | None) -> Mark | None:
         assigned_at=row.assigned_at,
         offline=row.offline,
         verification_url=url,
+        certificate_url=certificate,
     )
 
 
@@ -385,6 +390,7 @@ def customer_copy(invoice: Invoice, stored: bytes) -> bytes:
         number=found.national_number,
         offline=found.offline and found.national_number is None,
         verification_url=found.verification_url,
+        certificate_url=found.certificate_url,
     )
     issued = issued_note(invoice)
     if invoice.note and invoice.note != issued:

@@ -8,11 +8,15 @@ number of the invoice it corrects, B2C staying outside, and the start-up errors.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import re
 from collections.abc import Iterator
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from facturx import get_xml_from_pdf
 from ksef_client.utils.ksef_number import is_valid_ksef_number
 from lxml import etree
@@ -41,6 +45,12 @@ from tests.rules.test_invoicing import (
 
 __all__ = ["standard", "transfer24"]
 
+# The seller's KSeF offline certificate's key, which signs KOD II (an EC P-256 key).
+OFFLINE_KEY = ec.generate_private_key(ec.SECP256R1())
+OFFLINE_KEY_PEM = OFFLINE_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode("ascii")
+OFFLINE_SERIAL = "0123456789ABCDEF"
 KSEF_NUMBER = re.compile(r"5260250274-\d{8}-[0-9A-F]{12}-[0-9A-F]{2}")
 
 
@@ -61,7 +71,12 @@ def config_overrides(transfer24, ksef, smtp, monkeypatch):
                 "api_key": "t24-key",
                 "notify_secret": "t24-secret",
             },
-            "ksef": {"base_url": ksef.base_url, "token": "ksef-token", "timeout": 5},
+            "ksef": {
+                "base_url": ksef.base_url,
+                "token": "ksef-token",
+                "timeout": 5,
+                "offline_certificate": {"serial": OFFLINE_SERIAL, "private_key": OFFLINE_KEY_PEM},
+            },
         },
         "MAIL_BACKEND": "smtp",
         "MAIL_SERVER": "127.0.0.1",
@@ -162,6 +177,15 @@ def test_ksef_down_issues_offline_and_the_background_run_sends_it_once(
     [attachment] = [part for part in message.walk() if part.get_filename()]
     printed = " ".join(pdf_text(attachment.get_payload(decode=True)).split())
     assert "trybie offline" in printed and "/invoice/5260250274/" in printed
+    # ...with KOD II beside KOD I: the link signed with the seller's offline certificate.
+    assert "CERTYFIKAT" in printed
+    assert "/certificate/Nip/5260250274/5260250274/0123456789ABCDEF/" in printed
+    with app.app_context():
+        link = einvoicing.mark(db.session.get(Invoice, invoice.id)).certificate_url
+    signed, signature = link.removeprefix("https://").removeprefix("http://").rsplit("/", 1)
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    OFFLINE_KEY.public_key().verify(der, signed.encode(), ec.ECDSA(hashes.SHA256()))
     assert "Czeka na KSeF" in text(standard.get("/invoices"))
     payload = sub.payload
 
@@ -342,6 +366,18 @@ def test_the_emulator_numbers_documents_as_ksef_does():
         "5265877635-20250826-0100001AF629-AF"
     )
     assert is_valid_ksef_number(ksef_number("5260250274", dt.date(2026, 3, 2), 12345))
+
+
+def test_a_real_ksef_without_an_offline_certificate_stops_start_up_naming_it(database_url):
+    config = base_config(
+        database_url,
+        PLUGIN_CONFIG={"ksef": {"base_url": "https://api-test.ksef.mf.gov.pl", "token": "t"}},
+    )
+    with pytest.raises(
+        PluginError, match=r"pakiet_ksef.*PLUGIN_CONFIG\['ksef'\]\['offline_certificate'\]"
+    ) as info:
+        create_app(config)
+    assert isinstance(info.value.__cause__, KsefConfigError)
 
 
 def test_a_real_ksef_without_a_token_stops_start_up_naming_the_setting(database_url):
