@@ -93,6 +93,7 @@ class EInvoiceStamp:
     offline: bool  # issued in offline mode: the system was down
     verification_url: str | None  # the QR code's link (KSeF: KOD I)
     certificate_url: str | None = None  # issued offline: KOD II, signed by the seller
+    assigned_on: dt.date | None = None  # the day the system assigned ``number``
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ _LABELS: dict[str, dict[str, str]] = {
             "notatka nabywcy nie jest jej częścią."
         ),
         "einvoice_number": "Numer {system}: {number}",
+        "einvoice_assigned": "Numer {system}: {number}, nadany {date}",
         "einvoice_offline": "Faktura wystawiona w trybie offline: zostanie przesłana do {system}.",
         "einvoice_waiting": (
             "Faktura przesłana do {system}; numer zostanie nadany po jej przyjęciu."
@@ -172,6 +173,7 @@ _LABELS: dict[str, dict[str, str]] = {
             "is not part of it."
         ),
         "einvoice_number": "{system} number: {number}",
+        "einvoice_assigned": "{system} number: {number}, assigned on {date}",
         "einvoice_offline": "Issued in offline mode: this invoice will be sent to {system}.",
         "einvoice_waiting": "Sent to {system}; its number is assigned once it is accepted.",
         "einvoice_qr": "QR code verifying the invoice in {system}:",
@@ -356,7 +358,12 @@ def _einvoice(pdf: _InvoicePDF, doc: InvoiceDocument, stamp: EInvoiceStamp) -> N
     labels = _labels(doc)
     pdf.ln(4)
     if stamp.number:
-        text = labels["einvoice_number"].format(system=stamp.system, number=stamp.number)
+        if stamp.assigned_on is not None:
+            text = labels["einvoice_assigned"].format(
+                system=stamp.system, number=stamp.number, date=_date(doc, stamp.assigned_on)
+            )
+        else:
+            text = labels["einvoice_number"].format(system=stamp.system, number=stamp.number)
         pdf.text_line(text, bold=True)
     elif stamp.offline:
         pdf.text_line(labels["einvoice_offline"].format(system=stamp.system), bold=True)

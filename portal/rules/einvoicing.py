@@ -374,6 +374,13 @@ def marks(invoice_ids: list[int]) -> dict[int, EInvoiceSubmission]:
     return {row.invoice_id: row for row in rows}
 
 
+def _local_day(moment: dt.datetime) -> dt.date:
+    """The calendar day of ``moment`` in the portal's time zone (as invoice dates are)."""
+    from portal.rules.invoicing import local_today
+
+    return local_today(moment)
+
+
 def customer_copy(invoice: Invoice, stored: bytes) -> bytes:
     """The PDF the customer gets: the stored rendering, or, for a document a channel
     covers, the same document rendered again with the channel's stamp (its number, or
@@ -391,6 +398,7 @@ def customer_copy(invoice: Invoice, stored: bytes) -> bytes:
         offline=found.offline and found.national_number is None,
         verification_url=found.verification_url,
         certificate_url=found.certificate_url,
+        assigned_on=_local_day(found.assigned_at) if found.assigned_at else None,
     )
     issued = issued_note(invoice)
     if invoice.note and invoice.note != issued:

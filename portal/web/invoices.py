@@ -107,6 +107,10 @@ def einvoice_texts(invoice_ids: list[int]) -> dict[int, str]:
         system = titles.get(row.channel, row.channel)
         if row.national_number:
             texts[invoice_id] = row.national_number  # under the column's "KSeF"
+            if row.assigned_at is not None:
+                texts[invoice_id] += " · " + format_day(
+                    invoicing.local_today(row.assigned_at), current_language()
+                )
         elif row.state == "rejected":
             texts[invoice_id] = gettext("Refused by %(system)s", system=system)
         else:

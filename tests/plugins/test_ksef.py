@@ -130,6 +130,14 @@ def test_a_paid_b2b_invoice_gets_its_ksef_number_and_upo(app, standard, transfer
     printed = pdf_text(standard.get(f"/invoices/{invoice.public_id}.pdf").data)
     assert sub.national_number in printed
     assert "/invoice/5260250274/" in printed
+    # ...with the day KSeF assigned it, in the list and on the copy.
+    with app.app_context():
+        from portal.rules.dates import long_day
+        from portal.rules.invoicing import local_today
+
+        assigned = long_day(local_today(sub.assigned_at), "pl")
+    assert f"{sub.national_number}, nadany {assigned}" in " ".join(printed.split())
+    assert f"{sub.national_number} · {assigned}" in text(standard.get("/invoices"))
     # ...and so does the copy e-mailed, which left after KSeF answered.
     [message] = smtp.messages
     [attachment] = [part for part in message.walk() if part.get_filename()]
