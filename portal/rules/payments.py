@@ -447,8 +447,6 @@ class Held:
     payment: Payment
     order: Order
     subscription: Subscription
-    # The payment was created in this transaction (see apply_in_transaction).
-    fresh: bool = False
 
 
 @dataclass
@@ -497,50 +495,11 @@ def apply_in_transaction(
     """:func:`apply_event` inside the caller's transaction (the renewal run's, which holds
     the subscription's lock, and the order's and payment's: ``held``). The caller commits,
     then makes the returned calls (hooks, the invoice). A replayed event raises
-    :class:`DuplicateEvent` after a rollback.
-
-    ``held.fresh``: the event reports the charge of a payment this same transaction
-    created, so there is nothing to claim first: its id names that charge, and no other
-    transaction can apply it to a payment it cannot see yet. The handlers run first and
-    the record is written once, with its outcome (:func:`_record_statement`)."""
-    if held is not None and held.fresh and _about(held.payment, provider_name, event):
-        record = _record_statement(db.session.get_bind().dialect.name)
-        if record is not None:
-            row = ProviderEvent(provider=provider_name, event_id=event.event_id)  # not added
-            result = _apply(row, provider_name, event, now, refund, held)
-            values = {
-                "provider": provider_name,
-                "event_id": event.event_id,
-                "type": event.kind.value,
-                "payment_id": row.payment_id,
-                "outcome": row.outcome,
-                "received_at": now,
-            }
-            # Nothing pending is flushed first: the caller's changes go out at its commit,
-            # where the subscription's UPDATE also carries its next look (lifecycle).
-            with db.session.no_autoflush:
-                if db.session.execute(record, values).first() is None:
-                    db.session.rollback()
-                    raise DuplicateEvent(event.event_id)
-            return result
+    :class:`DuplicateEvent` after a rollback."""
     recorded = _record_event(provider_name, event, now)
     if recorded is None:
         raise DuplicateEvent(event.event_id)
     return _apply(recorded, provider_name, event, now, refund, held)
-
-
-@functools.cache
-def _record_statement(dialect: str) -> Any:
-    """The record of an event applied in this transaction, with its outcome, in one
-    statement (built once per dialect; ``None`` where there is no ``ON CONFLICT``).
-
-    A record of the same id that named no known payment (a report of the charge by another
-    route, say a webhook, that came while this transaction had not committed the payment)
-    is taken over: the event is applied now, once. Any other record means it was applied
-    before: the statement returns no row."""
-    table = ProviderEvent.__table__
-    stmt = _taking_over(dialect, table, ("payment_id", "outcome"))
-    return None if stmt is None else stmt.returning(table.c.id)
 
 
 def _about(payment: Payment, provider_name: str, event: PaymentEvent) -> bool:
