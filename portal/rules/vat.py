@@ -463,6 +463,7 @@ class VatView:
     checked_at: dt.datetime | None = None
     retry_at: dt.datetime | None = None
     registry: str | None = None  # who confirmed it (VIES, HMRC)
+    in_eu: bool = True  # VIES is the register asked (else a validator of that country)
 
 
 def problem_view(error: VatNumberError, raw: str, country: str) -> VatView:
@@ -494,6 +495,7 @@ def verdict_view(
         checked_at=answer.checked_at if answer else None,
         retry_at=retry_at,
         registry=answer.registry if answer else None,
+        in_eu=number.in_eu,
     )
 
 

@@ -775,11 +775,14 @@ class HmrcLike(VatValidator):
 
     def __init__(self) -> None:
         self.asked: list[tuple[str, str]] = []
+        self.down = False
 
     def check(self, *, country, number, now, requester=None):
         if country != "GB":
             return None
         self.asked.append((country, number))
+        if self.down:
+            return Answer(VatStatus.UNAVAILABLE, country, number, self.name, now)
         return Answer(VatStatus.VALID, country, number, self.name, now, registry="HMRC")
 
 
@@ -821,3 +824,18 @@ def test_a_gb_number_is_confirmed_by_the_validator_that_declares_gb(
     page = text(client.get("/billing"))
     assert "Confirmed by HMRC." in page
     assert "VAT on your invoices: none (buyer outside the EU)." in page
+
+
+@pytest.mark.parametrize("config_overrides", [{"PLUGINS": [*BUILTIN_PLUGINS, HMRC]}], indirect=True)
+def test_a_gb_register_that_cannot_answer_is_not_called_vies(
+    app, client, auth, demo_accounts, vies, monkeypatch
+):
+    """Issue 24, point 4: the pending message names the country's register, not VIES."""
+    monkeypatch.setattr(HMRC.validator, "down", True)
+    login(auth, "pro")
+    assert save(client, country="GB", vat_number="GB 123 4567 89").status_code == 303
+    assert billing_of(app, "pro").vat_status == "pending"
+    page = text(client.get("/billing"))
+    assert "The register of United Kingdom cannot answer" in page or "Rejestr kraju" in page
+    assert "VIES cannot answer" not in page and "VIES nie może" not in page
+    assert vies.requests == []
