@@ -107,6 +107,15 @@ def test_checkout_has_two_columns_with_the_summary_in_view(page: Page) -> None:
     expect(
         page.locator("#summary").get_by_role("button", name=re.compile("Zapłać|Pay"))
     ).to_be_in_viewport()
+    # Every row's amounts end at the same right edge (the hidden unit-price column once
+    # shifted the header's and the lines' amounts one column left of the totals').
+    page.locator("input[name=agents]").fill("5")
+    expect(page.locator("#summary .summary-table")).to_be_visible()
+    rights = page.evaluate(
+        "() => [...document.querySelectorAll('#summary .summary-table tr')]"
+        ".map(r => Math.round(r.lastElementChild.getBoundingClientRect().right))"
+    )
+    assert len(rights) >= 4 and len(set(rights)) == 1, rights
 
 
 def test_checkout_is_one_column_on_a_phone(contexts: Contexts) -> None:
