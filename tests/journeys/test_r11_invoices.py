@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from urllib.parse import urljoin
 
 from playwright.sync_api import expect
 from pypdf import PdfReader
@@ -71,6 +72,12 @@ def test_the_invoice_of_a_purchase_is_listed_downloaded_annotated_and_emailed(
 
     # A note, added in the list, is shown there and printed on the invoice.
     note = t.pick("Zamówienie nr ZK/4711, dział rowerów", "Purchase order PO-4711, bike unit")
+    # The PDF as issued, before any note (with KSeF on, the plain download is a copy
+    # stamped with the KSeF number assigned after issue, so not the issued bytes).
+    pdf_href = new.get_by_role("link", name="PDF", exact=True).get_attribute("href")
+    assert pdf_href is not None and pdf_href.endswith(".pdf")
+    issued_url = urljoin(me.page.url, pdf_href.removesuffix(".pdf") + "/issued.pdf")
+    issued_before = me.page.request.get(issued_url).body()
     new.get_by_role("link", name=t("Add note"), exact=True).click()
     field = me.page.get_by_role(
         "textbox",
@@ -98,7 +105,9 @@ def test_the_invoice_of_a_purchase_is_listed_downloaded_annotated_and_emailed(
     with me.page.expect_download() as download:
         rows.first.get_by_role("link", name=t("PDF as issued"), exact=True).click()
     issued = download.value.path().read_bytes()
-    assert issued == first_pdf, "the issued PDF changed after a note"
+    assert issued == issued_before, "the issued PDF changed after a note"
+    printed = " ".join(pdf_text(issued).split())
+    assert number in printed and " ".join(note.split()) not in printed
 
     # In another browser (nothing cached) the invoice carries the note.
     elsewhere = customer(contexts, portal, t)
