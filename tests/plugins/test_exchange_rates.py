@@ -446,7 +446,7 @@ def test_hook_get_exchange_rate_from_the_built_in_plugins(
         "PLN",
         nbp.mid("EUR", WEDNESDAY),
     )
-    assert (eur_czk.source, eur_czk.quote, eur_czk.effective_date) == ("ČNB", "CZK", WEDNESDAY)
+    assert (eur_czk.source, eur_czk.quote, eur_czk.effective_date) == ("ČNB", "CZK", THURSDAY)
     assert rate("CZK", "PLN").source == "NBP"
     assert rate("PLN", "CZK").source == "ČNB"
     assert rate("EUR", "USD") is None
@@ -477,7 +477,7 @@ def test_the_app_loads_both_as_built_ins(app: Flask, nbp: NbpEmulator) -> None:
     czk = reg.hook.get_exchange_rate(
         base="USD", quote="CZK", on_date=MONDAY, plugin_config=reg.plugin_config
     )
-    assert czk.source == "ČNB" and czk.effective_date == FRIDAY
+    assert czk.source == "ČNB" and czk.effective_date == MONDAY
 
 
 # -- isolation and provenance (issue 24, point 5) ------------------------------------------
