@@ -514,3 +514,22 @@ def test_a_summary_arriving_while_pay_is_pressed_does_not_swallow_the_click(
     page.wait_for_timeout(100)  # htmx swaps right after the answer
     page.mouse.up()
     expect_order_page(page, words, amount)
+
+
+@LANGUAGES
+def test_a_summary_arriving_while_pay_has_the_focus_keeps_it_there(
+    page: Page, live_server: LiveServer, words: Words
+) -> None:
+    """A keyboard user who reached Pay stays on Pay when a summary lands (the old one went to
+    the page's body: the next Tab started again at the top)."""
+    goto_edit_page(page, words, agents=5)
+    amount = server_total(live_server, STANDARD, words, agents=5)
+    expect_amounts(page, words, amount)
+    pay_button(page).focus()
+    page.evaluate("() => { document.getElementById('summary').dataset.old = 'yes'; }")
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/package/summary"):
+        page.evaluate("htmx.trigger(document.getElementById('checkout'), 'refresh')")
+    expect(page.locator("#summary[data-old]")).to_have_count(0)  # swapped: a new button
+    expect(pay_button(page)).to_be_focused()
+    page.keyboard.press("Enter")
+    expect_order_page(page, words, amount)
