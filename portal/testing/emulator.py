@@ -51,28 +51,69 @@ and in a test::
         assert [seen.path for seen in hello.requests] == ["/greeting"]
 
 Faults (:meth:`Emulator.fail_next`) answer the next requests in place of the service: an
-HTTP status with a short text, ``"timeout"`` (no answer until the client gives up or the
-emulator stops) or ``"garbage"`` (HTTP 200 and an HTML page, as a proxy's error page
-would be). :attr:`Emulator.latency` delays every answer; :meth:`EmulatorHandler.send_trickle`
-sends a reply one byte at a time, for clients that must bound a whole exchange.
+HTTP status with the service's error body (:meth:`EmulatorHandler.fault_body`),
+``"timeout"`` (no answer until the client hangs up, the emulator stops or
+:data:`HANG_SECONDS` pass), ``"close"`` (the connection closed unanswered) or ``"garbage"``
+(HTTP 200 and a body the client cannot read, by default a proxy's HTML error page). A fault
+can be limited to the requests whose path starts with ``path``, and can be ``processed``:
+the request is carried out and only its answer is lost, as when the network fails after the
+service acted (the test of a client's idempotent retry). :attr:`Emulator.latency` delays
+every answer; :meth:`EmulatorHandler.send_trickle` sends a reply one byte at a time, for
+clients that must bound a whole exchange.
+
+An emulator with its own routing (a large API, hosted pages, webhooks it sends) uses the
+same pieces: its handler reads :attr:`EmulatorHandler.emulator`, takes a fault with
+:meth:`EmulatorHandler.take_fault` and answers it with :meth:`EmulatorHandler.answer_fault`;
+background threads (a webhook sender) start in an overridden :meth:`Emulator.start` and end
+in :meth:`Emulator.stop`, which sets :attr:`Emulator.stopping` first. The Stripe and PayPal
+emulators are built this way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import select
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast
 
 #: The faults :meth:`Emulator.fail_next` takes besides an HTTP status.
-FAULTS = ("timeout", "garbage")
+FAULTS = ("timeout", "close", "garbage")
+#: A fault: an HTTP status or one of :data:`FAULTS`.
+Fault = int | Literal["timeout", "close", "garbage"]
 #: How long a ``"timeout"`` fault holds its request at the most (clients give up sooner).
 HANG_SECONDS = 30.0
+
+
+@dataclass
+class FaultPlan:
+    """A fault queued by :meth:`Emulator.fail_next`: ``remaining`` more requests (whose path
+    starts with ``path``, when set) get ``fault``; ``processed`` ones are carried out first."""
+
+    fault: Fault
+    path: str | None = None
+    processed: bool = False
+    remaining: int = 1
+
+
+def check_fault(fault: int | str) -> Fault:
+    """``fault`` as a :data:`Fault` (``"503"`` from a command line is 503), or ValueError."""
+    if isinstance(fault, str) and fault.isdigit():
+        fault = int(fault)
+    if isinstance(fault, int):
+        if not 100 <= fault <= 599:
+            raise ValueError(f"not an HTTP status: {fault}")
+        return fault
+    if fault not in FAULTS:
+        raise ValueError(f"a fault is an HTTP status or one of {FAULTS}: {fault!r}")
+    return cast(Fault, fault)
 
 
 @dataclass
@@ -92,7 +133,7 @@ class EmulatorState:
     """What every emulator keeps; subclass it (a ``@dataclass``) with the service's own."""
 
     latency: float = 0.0  # seconds before every answer
-    faults: deque[int | str] = field(default_factory=deque)
+    faults: deque[FaultPlan] = field(default_factory=deque)
     requests: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -106,12 +147,16 @@ class EmulatorHandler(BaseHTTPRequestHandler, Generic[S]):
     running emulator's :class:`EmulatorState`) and the helpers below."""
 
     state: S
+    #: The running :class:`Emulator` (for an emulator that routes requests itself).
+    emulator: Emulator[S]
     protocol_version = "HTTP/1.1"
     #: What a ``"garbage"`` fault answers with HTTP 200.
     garbage_page: ClassVar[bytes] = b"<html><body><h1>Service unavailable</h1></body></html>"
     garbage_type: ClassVar[str] = "text/html"
     #: The content type of :meth:`send_text` and of the text of a status fault.
     text_type: ClassVar[str] = "text/plain; charset=utf-8"
+    #: A ``processed`` fault taken by :meth:`begin`: the next answer is replaced by it.
+    lost_answer: FaultPlan | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read :attr:`Emulator.requests` instead."""
@@ -122,29 +167,77 @@ class EmulatorHandler(BaseHTTPRequestHandler, Generic[S]):
         """Record the request (with ``body``), wait the latency and answer a queued fault.
 
         ``True`` when the request is dealt with (a fault answered it, or the emulator is
-        stopping): the handler then returns without answering."""
+        stopping): the handler then returns without answering. A ``processed`` fault lets
+        the handler carry the request out; its answer is then replaced by the fault."""
         state = self.state
         with state.lock:
             state.requests.append(Seen(self.command, self.path, body))
-            fault = state.faults.popleft() if state.faults else None
             latency = state.latency
         if self.pause(latency):
             return True
-        if fault is None:
+        plan = self.take_fault()
+        if plan is None:
             return False
+        if plan.processed:
+            self.lost_answer = plan
+            return False
+        self.answer_fault(plan.fault)
+        return True
+
+    def read_body(self) -> bytes:
+        """The request's body (read even when a fault answers: a socket closed with unread
+        input is reset, and the client would see the reset instead of the fault)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def take_fault(self) -> FaultPlan | None:
+        """The first queued fault for this request's path, counted as used; ``None`` if none."""
+        path = self.path.split("?", 1)[0]
+        state = self.state
+        with state.lock:
+            for plan in state.faults:
+                if plan.path is None or path.startswith(plan.path):
+                    plan.remaining -= 1
+                    if plan.remaining <= 0:
+                        state.faults.remove(plan)
+                    return plan
+        return None
+
+    def answer_fault(self, fault: Fault) -> None:
+        """Answer ``fault`` in place of the service (see the module's docs)."""
         if fault == "timeout":
-            self.state.stopping.wait(HANG_SECONDS)
+            self.stall()
+        elif fault == "close":
             self.close_connection = True
         elif fault == "garbage":
-            self.send_body(200, self.garbage_page, self.garbage_type)
+            self._write(200, self.garbage_page, self.garbage_type, {})
         else:
-            status = int(fault)
-            self.send_text(status, self.fault_text(status))
-        return True
+            body, content_type = self.fault_body(int(fault))
+            self._write(int(fault), body, content_type, {})
+
+    def fault_body(self, status: int) -> tuple[bytes, str]:
+        """The body and content type a status fault answers with; override to answer the
+        service's own error document (by default :meth:`fault_text` as text)."""
+        return self.fault_text(status).encode(), self.text_type
 
     def fault_text(self, status: int) -> str:
         """The text a status fault answers with; override to mimic the service's."""
         return f"{status} Error"
+
+    def stall(self) -> None:
+        """Answer nothing until the client hangs up (its timeout), the emulator stops or
+        :data:`HANG_SECONDS` pass; then close the connection."""
+        connection = self.connection
+        deadline = time.monotonic() + HANG_SECONDS
+        while not self.state.stopping.is_set() and time.monotonic() < deadline:
+            readable, _, _ = select.select([connection], [], [], 0.05)
+            if readable:
+                try:
+                    if not connection.recv(1):
+                        break
+                except OSError:
+                    break
+        self.close_connection = True
 
     def pause(self, seconds: float) -> bool:
         """Sleep ``seconds``; ``True`` when the emulator is stopping (answer nothing)."""
@@ -152,12 +245,29 @@ class EmulatorHandler(BaseHTTPRequestHandler, Generic[S]):
 
     # -- answers ---------------------------------------------------------------------------
 
-    def send_body(self, status: int, body: bytes, content_type: str) -> None:
-        """Answer ``status`` with ``body``; a client that gave up is no error."""
+    def send_body(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer ``status`` with ``body`` (and ``headers``; empty values are left out); a
+        client that gave up is no error. A ``processed`` fault answers in its place."""
+        if self.lost_answer is not None:
+            plan, self.lost_answer = self.lost_answer, None
+            self.answer_fault(plan.fault)
+            return
+        self._write(status, body, content_type, headers or {})
+
+    def _write(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in headers.items():
+                if value:
+                    self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
         except OSError:  # the client timed out and closed the connection
@@ -166,8 +276,9 @@ class EmulatorHandler(BaseHTTPRequestHandler, Generic[S]):
     def send_text(self, status: int, text: str, content_type: str | None = None) -> None:
         self.send_body(status, text.encode(), content_type or self.text_type)
 
-    def send_json(self, status: int, data: Any) -> None:
-        self.send_body(status, json.dumps(data, ensure_ascii=False).encode(), "application/json")
+    def send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(data, ensure_ascii=False).encode()
+        self.send_body(status, body, "application/json", headers)
 
     def send_trickle(
         self, status: int, body: bytes, content_type: str, interval: float = 0.5
@@ -199,9 +310,12 @@ class Emulator(Generic[S]):
     #: The command line prints ``{title} emulator at {base_url}``.
     title: ClassVar[str] = "HTTP"
     handler: ClassVar[type[EmulatorHandler[Any]]] = EmulatorHandler
+    #: Whether :meth:`stop` waits for the requests being answered (nothing outlives it).
+    join_requests: ClassVar[bool] = False
 
-    def __init__(self, state: S, port: int = 0) -> None:
+    def __init__(self, state: S, port: int = 0, host: str = "127.0.0.1") -> None:
         self.state = state
+        self._host = host
         self._port = port
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -211,9 +325,13 @@ class Emulator(Generic[S]):
     def start(self) -> Self:
         self.state.stopping.clear()
         # A handler class per server: each running emulator answers from its own state.
-        handler = type(f"{type(self).__name__}Handler", (self.handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
-        self._server.daemon_threads = True
+        handler = type(
+            f"{type(self).__name__}Handler",
+            (self.handler,),
+            {"state": self.state, "emulator": self},
+        )
+        self._server = _Server((self._host, self._port), handler)
+        self._server.daemon_threads = not self.join_requests
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},  # so that stop() returns at once
@@ -247,7 +365,13 @@ class Emulator(Generic[S]):
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the emulator is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set by :meth:`stop`: what the emulator's own threads (a webhook sender) wait on."""
+        return self.state.stopping
 
     # -- what tests read and set -----------------------------------------------------------
 
@@ -269,13 +393,32 @@ class Emulator(Generic[S]):
     def latency(self, seconds: float) -> None:
         self.state.latency = seconds
 
-    def fail_next(self, status: int | str = 500, count: int = 1) -> None:
-        """Answer the next ``count`` requests with HTTP ``status``, or ``"timeout"`` (no
-        answer until the client gives up) or ``"garbage"`` (HTTP 200 and an HTML page)."""
-        if not isinstance(status, int) and status not in FAULTS:
-            raise ValueError(f"a fault is an HTTP status or one of {FAULTS}: {status!r}")
+    def fail_next(
+        self,
+        status: int | str = 500,
+        count: int = 1,
+        *,
+        path: str | None = None,
+        processed: bool = False,
+    ) -> None:
+        """Answer the next ``count`` requests (whose path starts with ``path``, when given)
+        with HTTP ``status``, or ``"timeout"``, ``"close"`` or ``"garbage"`` (see the
+        module's docs). With ``processed`` each request is carried out and only its answer
+        is lost."""
+        if count < 1:
+            raise ValueError(f"count must be at least 1: {count}")
+        plan = FaultPlan(check_fault(status), path, processed, count)
         with self.state.lock:
-            self.state.faults.extend([status] * count)
+            self.state.faults.append(plan)
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer (timeouts, tests) is not an error; anything
+        else (an emulator's bug) is printed, as the standard server does."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
 
 
 def serve_until_interrupted(emulator: Emulator[Any]) -> None:
