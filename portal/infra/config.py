@@ -54,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_RATE_LIMIT": "10 per minute",
     # Saving an invoice note renders a PDF: a person needs a few a minute, a script more.
     "NOTE_RATE_LIMIT": "20 per minute",
+    # The PDFs customers download, kept per process by what decides their bytes
+    # (portal/web/copy_cache.py); 0 switches the cache off.
+    "PDF_CACHE_BYTES": 32 * 1024 * 1024,
     # Request bodies: forms are small; a provider's webhook may be larger (that route only).
     "MAX_CONTENT_LENGTH": 256 * 1024,
     "WEBHOOK_MAX_CONTENT_LENGTH": 1024 * 1024,

@@ -659,7 +659,7 @@ def set_note(
     such, that carries the issued XML: the download gives that copy (R11), and the original
     stays downloadable. A note entered before issue (carried over from an earlier invoice)
     is printed on the invoice itself. Two renderings at most are kept: the issued one and
-    the latest copy, which a new note replaces; a note set back to the issued one (or
+    the latest copy, which a new note replaces (a new row: stored renderings never change); a note set back to the issued one (or
     removed, when the invoice had none) drops the copy.
     """
     cleaned = clean_note(note)
@@ -680,15 +680,14 @@ def set_note(
             db.session.delete(copy)
     else:
         pdf = render_copy(from_content(invoice.content, cleaned), bytes(invoice.xml))
-        if copies:
-            latest = copies[-1]
-            latest.pdf, latest.note, latest.rendered_at = pdf, cleaned, now
-            for older in copies[:-1]:  # left by earlier versions, which kept every one
-                db.session.delete(older)
-        else:
-            db.session.add(
-                InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=cleaned, rendered_at=now)
-            )
+        # A new row replaces the copy (and any left by earlier versions, which kept every
+        # one): a stored rendering never changes, so its id names its bytes (the download
+        # cache, portal/web/copy_cache.py, relies on it).
+        for copy in copies:
+            db.session.delete(copy)
+        db.session.add(
+            InvoiceRendering(invoice_id=invoice.id, pdf=pdf, note=cleaned, rendered_at=now)
+        )
     db.session.commit()
     return invoice
 

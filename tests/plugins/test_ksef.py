@@ -195,6 +195,9 @@ def test_ksef_down_issues_offline_and_the_background_run_sends_it_once(
     der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
     OFFLINE_KEY.public_key().verify(der, signed.encode(), ec.ECDSA(hashes.SHA256()))
     assert "Czeka na KSeF" in text(standard.get("/invoices"))
+    # The copy downloaded now says the same (and is kept by the download cache).
+    downloaded = " ".join(pdf_text(standard.get(f"/invoices/{invoice.public_id}.pdf").data).split())
+    assert "trybie offline" in downloaded
     payload = sub.payload
 
     assert run(app).einvoices_accepted == 0  # still down: nothing lost, tried again later
@@ -211,8 +214,10 @@ def test_ksef_down_issues_offline_and_the_background_run_sends_it_once(
     [body] = sends(ksef)
     assert body["offlineMode"] is True
     assert run(app, minutes=60).einvoices_accepted == 0 and len(sends(ksef)) == 1
+    # Downloaded again once KSeF assigned its number: the new copy, not the cached one.
     printed = pdf_text(standard.get(f"/invoices/{invoice.public_id}.pdf").data)
     assert sent.national_number in printed
+    assert "trybie offline" not in " ".join(printed.split())
 
 
 def test_a_ksef_known_to_be_down_is_not_called_for_every_invoice_of_a_run(

@@ -234,3 +234,52 @@ def test_the_invoices_page_lists_every_invoice_of_the_big_account(app, accounts)
     html = client.get("/invoices").get_data(as_text=True)
     assert len(re.findall(r'href="/invoices/i-big-\d+\.pdf"', html)) == 40
     assert "i-small-" not in html and "i-other" not in html
+
+
+def test_a_pdf_downloaded_again_is_one_narrow_statement_without_its_bytes(app, accounts):
+    """The copy is kept per process by what decides its bytes (portal/web/copy_cache.py):
+    downloaded again, it costs the user and one statement, which reads no PDF."""
+    client = app.test_client()
+    assert Auth(client).login("small@firma.example.com").status_code == 302
+    first = client.get("/invoices/i-small-0.pdf")
+    assert first.status_code == 200 and first.data == PDF
+    with counting(app) as statements:
+        again = client.get("/invoices/i-small-0.pdf")
+    assert (again.status_code, again.data, again.headers["ETag"]) == (
+        200,
+        PDF,
+        first.headers["ETag"],
+    )
+    assert len(statements) == 2, statements  # the user; the copy's facts
+    assert not any("invoice_rendering.pdf" in s for s in statements), statements
+    # Someone else's invoice stays a 404, cached or not.
+    other = app.test_client()
+    assert Auth(other).login("big@firma.example.com").status_code == 302
+    assert other.get("/invoices/i-small-0.pdf").status_code == 404
+
+
+def test_a_note_saved_after_a_download_reaches_the_next_download(app, accounts):
+    client = app.test_client()
+    assert Auth(client).login("small@firma.example.com").status_code == 302
+    first = client.get("/invoices/i-small-0.pdf")
+    with app.app_context():
+        invoice = db.session.scalar(sa.select(Invoice).where(Invoice.public_id == "i-small-0"))
+        db.session.add(InvoiceRendering(invoice_id=invoice.id, pdf=PDF + b"% note\n"))
+        db.session.commit()
+    again = client.get("/invoices/i-small-0.pdf")
+    assert again.data == PDF + b"% note\n" and again.headers["ETag"] != first.headers["ETag"]
+
+
+def test_the_copy_cache_keeps_to_its_size_and_evicts_the_least_recently_used() -> None:
+    from portal.web.copy_cache import CopyCache
+
+    cache = CopyCache(max_bytes=10)
+    cache.put("a", b"aaaa")
+    cache.put("b", b"bbbb")
+    assert cache.get("a") is not None  # a is now the most recent
+    cache.put("c", b"cccc")  # 12 bytes: b goes
+    assert (cache.get("b"), len(cache), cache.size) == (None, 2, 8)
+    assert cache.get("a").body == b"aaaa" and cache.get("c").body == b"cccc"
+    served = cache.put("big", b"x" * 11)  # larger than the cache: served, not kept
+    assert served.body == b"x" * 11 and cache.get("big") is None
+    assert CopyCache(max_bytes=0).put("a", b"a").etag  # switched off: nothing kept
