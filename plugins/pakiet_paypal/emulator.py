@@ -13,6 +13,10 @@ for its webhook id, with the event unchanged.
 
 Tests use :class:`PayPalEmulator`; the demo runs
 ``python -m pakiet_paypal.emulator --port 12112 --webhook-url http://127.0.0.1:5000/webhooks/paypal``.
+
+The server, the latency, the faults (``fail_next``) and their answers are the plugin
+authors' kit, :mod:`portal.testing.emulator`; PayPal routes its requests itself and sends
+its webhooks from a thread of its own.
 """
 
 from __future__ import annotations
@@ -37,15 +41,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Literal
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Self
 from urllib.error import HTTPError, URLError
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from urllib.request import Request, urlopen
 
+from portal.testing.emulator import Emulator, EmulatorHandler, EmulatorState, Fault, Seen
+
+__all__ = ["Delivery", "Fault", "PayPalEmulator", "RecordedRequest", "main"]
+
 JSON = dict[str, Any]
-Fault = int | Literal["timeout", "close", "garbage"]
 
 AUTH_ALGO = "SHA256withRSA"
 DECLINED_MARKER = "declined"
@@ -146,15 +152,14 @@ class Delivery:
     headers: Mapping[str, str]
 
 
-@dataclass(frozen=True)
-class RecordedRequest:
-    """A request the emulator received (the approval pages included)."""
+@dataclass(kw_only=True)
+class RecordedRequest(Seen):
+    """A request the emulator received (the approval pages included): the kit's
+    :class:`~portal.testing.emulator.Seen` (``method``, ``path`` without the query,
+    ``body``: parsed JSON, a form as a dict, or None) with the query and the headers."""
 
-    method: str
-    path: str
     query: Mapping[str, str]
-    headers: Mapping[str, str]
-    body: Any  # parsed JSON, a form as a dict, or None
+    headers: Mapping[str, str]  # names in lower case
 
 
 @dataclass
@@ -250,14 +255,6 @@ class _SetupToken:
     payment_token_id: str | None = None
 
 
-@dataclass
-class _FaultRule:
-    fault: Fault
-    path: str | None
-    remaining: int
-    after_processing: bool
-
-
 @dataclass(order=True)
 class _Queued:
     due: float
@@ -274,15 +271,52 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class PayPalEmulator:
+@dataclass
+class PayPalState(EmulatorState):
+    """The kit's state (requests, faults, latency, ``stopping``). PayPal's own data (orders,
+    captures, tokens, webhooks) stays on :class:`PayPalEmulator`, under its ``_lock``."""
+
+
+class _Handler(EmulatorHandler[PayPalState]):
+    emulator: PayPalEmulator
+    # PayPal's answers as before the kit: HTTP/1.0 (one request a connection), its server
+    # header, a ``Paypal-Debug-Id`` on every answer and its error body on a status fault.
+    protocol_version = "HTTP/1.0"
+    server_version = "PayPal-Emulator/1.0"
+    garbage_page = b'{"id": "5O190127TN36'  # JSON cut short
+    garbage_type = "application/json"
+
+    def do_GET(self) -> None:
+        self.emulator._handle(self, "GET")
+
+    def do_POST(self) -> None:
+        self.emulator._handle(self, "POST")
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        if self.command in ("GET", "POST"):
+            self.send_header("Paypal-Debug-Id", _id(13, "0123456789abcdef"))
+
+    def fault_body(self, status: int) -> tuple[bytes, str]:
+        return json.dumps(_Error(status).body()).encode(), "application/json"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.emulator.verbose:
+            BaseHTTPRequestHandler.log_message(self, format, *args)
+
+
+class PayPalEmulator(Emulator[PayPalState]):
     """PayPal on ``127.0.0.1``: start it, point the plugin's ``base_url`` at it.
 
     ``webhook_url`` receives signed notifications (after ``webhook_delay`` seconds, twice
     when ``webhook_duplicates``); without it events are only recorded in :attr:`events`.
+    ``start()``, ``stop()``, ``with``, ``latency`` and the faults are the kit's
+    :class:`~portal.testing.emulator.Emulator`.
     """
 
-    #: how long a ``"timeout"`` fault holds a request before dropping it (stop() cuts it)
-    hang_seconds = 30.0
+    name, title, handler = "paypal", "PayPal", _Handler
+    #: Request threads are joined on stop(), so nothing outlives it.
+    join_requests = True
 
     def __init__(
         self,
@@ -297,6 +331,7 @@ class PayPalEmulator:
         host: str = "127.0.0.1",
         verbose: bool = False,
     ) -> None:
+        super().__init__(PayPalState(), port, host)
         self.client_id = client_id
         self.client_secret = client_secret
         self.webhook_id = webhook_id
@@ -304,14 +339,11 @@ class PayPalEmulator:
         self.webhook_delay = webhook_delay
         self.webhook_duplicates = webhook_duplicates
         self.verbose = verbose
-        self._address = (host, port)
         self._signing_key = secrets.token_bytes(32)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
         self._base_url: str | None = None
-        self._threads: list[threading.Thread] = []
+        self._webhooks: threading.Thread | None = None
         self._tokens: dict[str, float] = {}
         self._orders: dict[str, _Order] = {}
         self._captures: dict[str, _Capture] = {}
@@ -324,49 +356,25 @@ class PayPalEmulator:
         self._deliveries: list[Delivery] = []
         self._queue: list[_Queued] = []
         self._seq = 0
-        self._faults: list[_FaultRule] = []
-        self._requests: list[RecordedRequest] = []
         self.errors: list[str] = []  # unexpected exceptions inside the emulator
 
     # -- life cycle ---------------------------------------------------------------------
 
-    def start(self) -> PayPalEmulator:
-        server = _Server(self._address, _Handler)
-        server.emulator = self
-        self._server = server
-        host, port = server.server_address[:2]
-        self._base_url = f"http://{host!s}:{port}"
-        serve = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="paypal-emulator"
-        )
-        deliver = threading.Thread(target=self._deliver_loop, name="paypal-webhooks")
-        self._threads = [serve, deliver]
-        for thread in self._threads:
-            thread.start()
+    def start(self) -> Self:
+        super().start()
+        self._base_url = super().base_url  # still known after stop(), as links are
+        self._webhooks = threading.Thread(target=self._deliver_loop, name="paypal-webhooks")
+        self._webhooks.start()
         return self
 
     def stop(self) -> None:
-        self._stopping.set()
+        self.stopping.set()
         with self._changed:
             self._changed.notify_all()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()  # joins the request threads
-            self._server = None
-        for thread in self._threads:
-            thread.join()
-        self._threads = []
-
-    def __enter__(self) -> PayPalEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().stop()  # joins the request threads (join_requests)
+        if self._webhooks is not None:
+            self._webhooks.join()
+            self._webhooks = None
 
     @property
     def base_url(self) -> str:
@@ -396,10 +404,12 @@ class PayPalEmulator:
 
     def fail_next(
         self,
-        status: Fault = 500,
+        status: int | str = 500,
+        count: int = 1,
         *,
         path: str | None = None,
-        times: int = 1,
+        processed: bool = False,
+        times: int | None = None,
         after_processing: bool = False,
     ) -> None:
         """Make the next ``times`` API requests (whose path starts with ``path``) fail.
@@ -407,10 +417,16 @@ class PayPalEmulator:
         ``status`` is an HTTP status answered with PayPal's error body, ``"timeout"`` (hold
         the request, then drop it), ``"close"`` (close the connection unanswered) or
         ``"garbage"`` (200 with malformed JSON). With ``after_processing`` the request is
-        carried out first, so only the answer is lost.
+        carried out first, so only the answer is lost. Only API requests (``/v1/``,
+        ``/v2/``, ``/v3/``) fail; the buyer's pages never do. ``count`` and ``processed``
+        are the kit's names for ``times`` and ``after_processing``.
         """
-        with self._lock:
-            self._faults.append(_FaultRule(status, path, times, after_processing))
+        super().fail_next(
+            status,
+            count if times is None else times,
+            path=path,
+            processed=processed or after_processing,
+        )
 
     def forget_request_ids(self) -> None:
         """Drop stored ``PayPal-Request-Id`` answers, as PayPal does after 6 hours."""
@@ -448,11 +464,6 @@ class PayPalEmulator:
             return list(self._deliveries)
 
     @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    @property
     def orders(self) -> dict[str, JSON]:
         with self._lock:
             return {key: self._order_json(order) for key, order in self._orders.items()}
@@ -476,46 +487,29 @@ class PayPalEmulator:
 
     def _handle(self, handler: _Handler, method: str) -> None:
         url = urlsplit(handler.path)
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length) if length else b""
+        raw = handler.read_body()
         headers = {key.lower(): value for key, value in handler.headers.items()}
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
-        is_api = url.path.startswith(("/v1/", "/v2/", "/v3/"))
-        with self._lock:
-            self._requests.append(
-                RecordedRequest(method, url.path, query, headers, _parse_body(headers, raw))
+        body = _parse_body(headers, raw)
+        with self.state.lock:
+            self.state.requests.append(
+                RecordedRequest(method, url.path, body, query=query, headers=headers)
             )
-            rule = self._take_fault(url.path) if is_api else None
-        if rule is not None and not rule.after_processing:
-            self._send_fault(handler, rule.fault)
+            latency = self.state.latency
+        if handler.pause(latency):
             return
+        is_api = url.path.startswith(("/v1/", "/v2/", "/v3/"))
+        plan = handler.take_fault() if is_api else None
+        if plan is not None and not plan.processed:
+            handler.answer_fault(plan.fault)
+            return
+        handler.lost_answer = plan  # a processed fault answers in place of the response
         try:
             response = self._route(method, url.path, query, headers, raw)
         except Exception as exc:  # an emulator bug must not look like a dropped connection
             self.errors.append(f"{method} {url.path}: {exc!r}")
             response = _json_response(500, _Error(500).body())
-        if rule is not None:
-            self._send_fault(handler, rule.fault)
-        else:
-            _send(handler, response)
-
-    def _take_fault(self, path: str) -> _FaultRule | None:
-        for rule in self._faults:
-            if rule.path is None or path.startswith(rule.path):
-                rule.remaining -= 1
-                if rule.remaining <= 0:
-                    self._faults.remove(rule)
-                return rule
-        return None
-
-    def _send_fault(self, handler: _Handler, fault: Fault) -> None:
-        if fault == "timeout":
-            self._stopping.wait(self.hang_seconds)
-        elif fault == "garbage":
-            _send(handler, _Response(200, b'{"id": "5O190127TN36', "application/json"))
-        elif isinstance(fault, int):
-            _send(handler, _json_response(fault, _Error(fault).body()))
-        # "close" and a timed-out "timeout": the server closes the socket unanswered.
+        handler.send_body(response.status, response.body, response.content_type, response.headers)
 
     def _route(
         self,
@@ -1239,12 +1233,12 @@ class PayPalEmulator:
     def _deliver_loop(self) -> None:
         while True:
             with self._changed:
-                while not self._stopping.is_set() and (
+                while not self.stopping.is_set() and (
                     not self._queue or self._queue[0].due > time.monotonic()
                 ):
                     wait = self._queue[0].due - time.monotonic() if self._queue else None
                     self._changed.wait(wait)
-                if self._stopping.is_set():
+                if self.stopping.is_set():
                     return
                 item = self._queue.pop(0)
                 body, headers = self._transmission(item.event)
@@ -1452,42 +1446,6 @@ def _redirect(location: str) -> _Response:
 # -- small helpers --------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    # Request threads are joined on server_close(), so nothing outlives stop().
-    daemon_threads = False
-    block_on_close = True
-    emulator: PayPalEmulator
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away mid-answer (timeouts, tests) is not an error."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "PayPal-Emulator/1.0"
-
-    def do_GET(self) -> None:
-        self.server.emulator._handle(self, "GET")
-
-    def do_POST(self) -> None:
-        self.server.emulator._handle(self, "POST")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.emulator.verbose:
-            super().log_message(format, *args)
-
-
-def _send(handler: BaseHTTPRequestHandler, response: _Response) -> None:
-    handler.send_response(response.status)
-    handler.send_header("Content-Type", response.content_type)
-    handler.send_header("Content-Length", str(len(response.body)))
-    handler.send_header("Paypal-Debug-Id", _id(13, "0123456789abcdef"))
-    for key, value in response.headers.items():
-        handler.send_header(key, value)
-    handler.end_headers()
-    handler.wfile.write(response.body)
-
-
 def _json_response(status: int, body: JSON) -> _Response:
     return _Response(status, json.dumps(body).encode())
 
@@ -1603,6 +1561,7 @@ def main(
     parser.add_argument(
         "--webhook-duplicates", action="store_true", help="deliver every webhook twice"
     )
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
     args = parser.parse_args(argv)
     emulator = PayPalEmulator(
@@ -1616,6 +1575,7 @@ def main(
         host=args.host,
         verbose=not args.quiet,
     )
+    emulator.latency = args.latency
     with emulator:
         print(
             f"PayPal emulator on {emulator.base_url} (webhooks to {args.webhook_url})", flush=True
