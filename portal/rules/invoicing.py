@@ -659,8 +659,9 @@ def set_note(
     such, that carries the issued XML: the download gives that copy (R11), and the original
     stays downloadable. A note entered before issue (carried over from an earlier invoice)
     is printed on the invoice itself. Two renderings at most are kept: the issued one and
-    the latest copy, which a new note replaces (a new row: stored renderings never change); a note set back to the issued one (or
-    removed, when the invoice had none) drops the copy.
+    the latest copy, which a new note replaces (with a new row: a stored rendering never
+    changes); a note set back to the issued one (or removed, when the invoice had none)
+    drops the copy.
     """
     cleaned = clean_note(note)
     ensure_rendered(invoice, now=now)  # the issued rendering, and its e-mail, come first

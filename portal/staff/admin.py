@@ -212,6 +212,24 @@ def _label(names: dict[Any, Any]) -> Any:
     return formatter
 
 
+def _provider(view: Any, context: Any, model: Any, name: str) -> Markup | str:
+    """A payment provider by the name customers see (its code on hover, as the filter
+    takes it); a provider switched off since, or whose label() fails, by its code."""
+    code = getattr(model, name)
+    if code is None:
+        return "—"
+    from portal.plugin_api.registry import registry
+
+    provider = registry().payment_providers.get(code)
+    try:
+        label = provider.label(_language()) if provider is not None else None
+    except Exception:  # a plugin's fault must not take the staff list down
+        label = None
+    if not isinstance(label, str) or not label:
+        return str(code)
+    return Markup('<span title="{}">{}</span>').format(code, label)
+
+
 def _yes_no(view: Any, context: Any, model: Any, name: str) -> str:
     value = getattr(model, name)
     return "—" if value is None else str(gettext("Yes") if value else gettext("No"))
@@ -387,6 +405,7 @@ class PaymentView(ReadOnly):
     }
     column_formatters = {
         "account_id": _account_link,
+        "provider": _provider,
         "amount_minor": _money("amount_minor"),
         "refunded_minor": _money("refunded_minor"),
         "status": _refund_link,

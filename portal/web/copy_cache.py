@@ -1,12 +1,12 @@
 """The PDFs customers download, kept per process by what decides their bytes.
 
 A download's bytes follow from facts that never change once written: the stored rendering
-(rows are never updated: a new note writes a new one) and, when a national e-invoicing channel covers the
-document, the state of its submission (the channel's number, offline mode). Reading those
-facts is one narrow statement (:data:`portal.web.invoices.COPY_FACTS`); when they are the
-ones of a copy already served by this process, its bytes and ETag come from here and the
-stored PDF is neither fetched nor stamped again (a KSeF-stamped copy is a new rendering:
-tens of milliseconds). A missed or changed key goes the long way and is stored.
+(rows are never updated: a new note writes a new one) and, when a national e-invoicing
+channel covers the document, the state of its submission (the channel's number, offline
+mode). Reading those facts is one narrow statement (``portal.web.invoices.COPY_FACTS``);
+when they are the ones of a copy this process served before, its bytes and ETag come from
+here, and the stored PDF is neither fetched nor stamped again (stamping a KSeF copy renders
+the document again: tens of milliseconds). A new key goes the long way and is stored.
 
 The cache holds at most ``PDF_CACHE_BYTES`` (LRU; 0 switches it off). Each gunicorn worker
 has its own: nothing is shared, so nothing can go stale across processes.

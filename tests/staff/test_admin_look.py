@@ -21,7 +21,8 @@ RAW_CODES = {
     "free", "standard", "pro", "month", "year", "active", "past_due", "suspended", "pending",
     "paid", "failed", "refunded", "superseded", "invoice", "correction", "credit_note", "open",
     "answered", "closed", "valid", "invalid", "customer", "admin", "refund_request",
-    "place_order", "auto_renew", "billing_info", "True", "False", "pl", "en",
+    "place_order", "auto_renew", "billing_info", "True", "False", "pl", "en", "stripe",
+    "paypal",
 }  # fmt: skip
 
 
@@ -139,3 +140,33 @@ def test_the_dashboard_counts_failed_renewals_and_open_support_requests(
         db.session.commit()
     failed = "failed renewal waiting" if retrying + 1 == 1 else "failed renewals waiting"
     assert f"{retrying + 1} {failed} for a retry" in text(client.get("/admin/"))
+
+
+@pytest.mark.parametrize("language", ["pl", "en"])
+def test_the_payments_list_names_the_provider_as_customers_see_it(
+    app, client, auth, demo_accounts, language
+):
+    from portal.infra.models import Payment
+
+    with app.app_context():
+        account_id = db.session.scalar(select(func.min(Account.id)))
+        for n, provider in enumerate(["stripe", "gone24"]):  # gone24: switched off since
+            db.session.add(
+                Payment(
+                    public_id=f"p-admin-{n}",
+                    account_id=account_id,
+                    provider=provider,
+                    idempotency_key=f"k-admin-{n}",
+                    status="paid",
+                    amount_minor=10947,
+                    currency="PLN",
+                )
+            )
+        db.session.commit()
+    login(auth, "admin")
+    assert choose(client, language).status_code == 302
+    page = client.get("/admin/payments/").get_data(as_text=True)
+    card = {"pl": "Karta płatnicza (Visa, Mastercard)", "en": "Card (Visa, Mastercard)"}
+    assert f'<span title="stripe">{card[language]}</span>' in page
+    shown = cells(page)
+    assert "gone24" in shown and "stripe" not in shown
