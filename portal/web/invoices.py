@@ -8,6 +8,7 @@ import re
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
+from urllib.parse import urlencode
 
 from flask import (
     Blueprint,
@@ -233,6 +234,17 @@ def parse_filters(args: Mapping[str, str]) -> tuple[Filters, bool]:
     return Filters(year, kind), refused
 
 
+def list_state(args: Mapping[str, str]) -> dict[str, Any]:
+    """Where in the list a customer is (its filters and page, each only when valid): a note
+    saved or cancelled without JavaScript goes back there, not to the first page."""
+    filters, refused = parse_filters(args)
+    paging = list_page(args)
+    state = {} if refused else filters.args()
+    if paging.number > 1 and not paging.refused:
+        state["page"] = paging.number
+    return state
+
+
 @bp.get("")
 @login_required
 @read_only
@@ -305,13 +317,14 @@ def _list_page(account: Account) -> Response:
         next_url=page_url(paging.number + 1) if len(found) > paging.size else None,
         first_url=page_url(1),
         any_invoices=bool(years),
-        **row_context(),
+        **row_context(list_state(request.args)),
     )
 
 
-def row_context() -> dict[str, Any]:
+def row_context(state: Mapping[str, Any]) -> dict[str, Any]:
     """What every row of the list shows alike, translated and built once per page rather
-    than once per row (a list of 120 invoices spent most of its time here)."""
+    than once per row (a list of 120 invoices spent most of its time here). ``state``: the
+    list's filters and page (:func:`list_state`), which the note form carries back."""
     return {
         "row_text": {
             "refund": gettext("Request refund"),
@@ -327,6 +340,9 @@ def row_context() -> dict[str, Any]:
             "issued_pdf": gettext("PDF as issued"),
         },
         "invoices_url": url_for("invoices.page"),
+        "list_state": state,
+        "list_query": f"?{urlencode(state)}" if state else "",
+        "list_url": url_for("invoices.page", **state),
         # A column for the national e-invoicing channel (KSeF) when one is installed.
         "einvoice_title": ", ".join(c.title or c.name for c in einvoicing.channels().values()),
         # The note form's token (Flask-WTF checks it against the session).
@@ -499,7 +515,7 @@ def row(public_id: str) -> ResponseReturnValue:
     """The invoice's row as the list shows it (the note form's Cancel)."""
     invoice = _own(public_id)
     if not htmx:
-        return redirect(url_for("invoices.page", _anchor=f"invoice-{invoice.public_id}"), 303)
+        return redirect(_back_to_list(invoice, request.args), 303)
     return _note_response(invoice, 200, editing=False)
 
 
@@ -550,9 +566,13 @@ def note(public_id: str) -> ResponseReturnValue:
     if carry_over:
         account.invoice_note = invoice.note
         db.session.commit()
-    if not htmx:  # without JavaScript: back to the whole list, at this invoice
-        return redirect(url_for("invoices.page", _anchor=f"invoice-{invoice.public_id}"), 303)
+    if not htmx:  # without JavaScript: back to the list where it was, at this invoice
+        return redirect(_back_to_list(invoice, request.form), 303)
     return _note_response(invoice, 200, editing=False)
+
+
+def _back_to_list(invoice: Invoice, args: Mapping[str, str]) -> str:
+    return url_for("invoices.page", **list_state(args), _anchor=f"invoice-{invoice.public_id}")
 
 
 def _note_response(invoice: Invoice, status: int, *, editing: bool, **form: Any) -> Response:
@@ -575,6 +595,6 @@ def _note_response(invoice: Invoice, status: int, *, editing: bool, **form: Any)
         editing_id=invoice.public_id if editing else None,
         note_limit=invoicing.NOTE_LIMIT,
         refundable=refundable,
-        **row_context(),
+        **row_context(list_state(request.form if request.method == "POST" else request.args)),
         **form,
     )

@@ -25,7 +25,7 @@ from portal.infra.models import (
     Subscription,
     User,
 )
-from tests.conftest import PASSWORD, Auth
+from tests.conftest import PASSWORD, Auth, csrf_token
 from tests.web.test_sql_per_page import counting
 
 CONFIRMED = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -380,3 +380,42 @@ def test_a_year_downloads_as_one_zip_of_its_own_documents(app, mixed):
 def test_the_zip_needs_a_login(app, mixed):
     response = app.test_client().get("/invoices/year/2025.zip")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_a_note_without_javascript_comes_back_to_the_page_and_filters_it_left(app, many):
+    """The note link of a row on page 2 of a filtered list carries where the list was; its
+    own page (no JavaScript) keeps it in the form, and Save and Cancel go back there."""
+    client = login(app, many["big"])
+    second = client.get("/invoices?year=2026&kind=invoice&page=2").get_data(as_text=True)
+    link = re.search(r'<a href="(/invoices/[^"/]+/note\?[^"]+)"', second).group(1)
+    link = link.replace("&amp;", "&")
+    assert link.endswith("/note?year=2026&kind=invoice&page=2")
+    public_id = link.split("/")[2]
+
+    form = client.get(link).get_data(as_text=True)  # the note's own page
+    for name, value in [("year", "2026"), ("kind", "invoice"), ("page", "2")]:
+        assert f'<input type="hidden" name="{name}" value="{value}">' in form
+    back = f"/invoices?year=2026&kind=invoice&page=2#invoice-{public_id}"
+    assert f'href="{back.replace("&", "&amp;")}"' in form  # Cancel
+
+    token = csrf_token(client, link)
+    saved = client.post(
+        f"/invoices/{public_id}/note",
+        data={"csrf_token": token, "note": "", "year": "2026", "kind": "invoice", "page": "2"},
+    )
+    assert (saved.status_code, saved.headers["Location"]) == (303, back)
+    row = client.get(f"/invoices/{public_id}/row?year=2026&page=2")  # Cancel's HTMX target
+    assert row.headers["Location"] == f"/invoices?year=2026&page=2#invoice-{public_id}"
+
+
+def test_a_note_form_drops_a_list_state_it_cannot_read(app, many):
+    client = login(app, many["big"])
+    public_id = re.search(
+        r'href="/invoices/([^"/]+)/note"', client.get("/invoices").get_data(as_text=True)
+    ).group(1)
+    token = csrf_token(client, f"/invoices/{public_id}/note")
+    saved = client.post(
+        f"/invoices/{public_id}/note",
+        data={"csrf_token": token, "note": "", "year": "//evil.example", "page": "x"},
+    )
+    assert saved.headers["Location"] == f"/invoices#invoice-{public_id}"
