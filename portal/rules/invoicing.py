@@ -282,7 +282,7 @@ def build_document(
         and order.tax_treatment == "domestic"
         and vat.minor
     ):
-        rate = rates(cur, "CZK", sale_date)
+        rate = _rate_of(rates(cur, "CZK", sale_date))
         if rate is None:
             raise ProviderError(f"no CZK exchange rate for {cur} on {sale_date}", retryable=True)
         vat_in_pln = VatInPln(
@@ -323,12 +323,20 @@ def _rate_of(answer: Any) -> Any:
     return getattr(answer, "rate", None) if hasattr(answer, "plugin") else answer
 
 
-def _rate_plugin(doc: InvoiceDocument, rates: RateSource) -> str | None:
-    """The plugin that gave the rate printed on ``doc`` (asked before: an answer kept)."""
-    if doc.vat_in_pln is None:
-        return None
-    plugin = getattr(rates(doc.currency, "PLN", doc.sale_date), "plugin", None)
-    return plugin[:100] if isinstance(plugin, str) else None
+class _RecordingRates:
+    """A rate source that remembers which plugin answered (``registry.RateAnswer``): the
+    plugin of the rate printed on a document is stored with it, without asking again."""
+
+    def __init__(self, rates: RateSource) -> None:
+        self.rates = rates
+        self.plugin: str | None = None
+
+    def __call__(self, base: str, quote: str, on_date: dt.date) -> Any:
+        answer = self.rates(base, quote, on_date)
+        plugin = getattr(answer, "plugin", None)
+        if isinstance(plugin, str):
+            self.plugin = plugin[:100]
+        return answer
 
 
 def to_content(doc: InvoiceDocument) -> dict[str, Any]:
@@ -519,6 +527,7 @@ def issue_for_payment(
     series = seller.get("invoice_series", "FV")
     seller_key = seller.get("vat_id") or seller["name"]
     note = account.invoice_note
+    asked = _RecordingRates(rates)
     doc = build_document(
         number="",
         kind=DocumentKind.INVOICE,
@@ -527,7 +536,7 @@ def issue_for_payment(
         seller=seller,
         issue_date=today,
         language=language,
-        rates=rates,
+        rates=asked,
         note=note,
         tax_point=_tax_point(order, payment.id, day_of),
     )
@@ -558,7 +567,7 @@ def issue_for_payment(
         xml=UNRENDERED,
         note=note,
         created_at=now,
-        rate_plugin=_rate_plugin(doc, rates),
+        rate_plugin=asked.plugin if doc.vat_in_pln is not None else None,
     )
     try:
         db.session.add(invoice)
@@ -1028,18 +1037,22 @@ def _reissue(
     # The VAT in the seller's currency (art. 106e ust. 11, § 4 odst. 5 ZDPH) only where the
     # seller's own VAT is due in another currency, at the rate of the original sale date.
     pln = None
+    rate_plugin = None
     national = NATIONAL_CURRENCY.get(seller["country"])
     if treatment == "domestic" and vat.minor and national and cur != national:
         if original.vat_in_pln is not None:
             known = original.vat_in_pln
             pln = replace(known, amount=Money(vat.minor, national) * known.rate)
-        elif national_rate is not None:
+            rate_plugin = last.rate_plugin  # the original's rate, printed again
+        elif _rate_of(national_rate) is not None:
+            known_rate = _rate_of(national_rate)
             pln = VatInPln(
-                amount=Money(vat.minor, national) * national_rate.rate,
-                rate=national_rate.rate,
-                table=national_rate.table or "",
-                rate_date=national_rate.effective_date,
+                amount=Money(vat.minor, national) * known_rate.rate,
+                rate=known_rate.rate,
+                table=known_rate.table or "",
+                rate_date=known_rate.effective_date,
             )
+            rate_plugin = getattr(national_rate, "plugin", None)
     _issue_linked(
         last,
         InvoiceKind.CREDIT_NOTE,
@@ -1075,6 +1088,7 @@ def _reissue(
     reissued = Invoice(
         public_id=secrets.token_hex(16),
         account_id=last.account_id,
+        rate_plugin=rate_plugin[:100] if isinstance(rate_plugin, str) else None,
         seller_key=last.seller_key,
         series=series,
         year=today.year,

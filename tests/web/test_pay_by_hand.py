@@ -273,6 +273,77 @@ def test_a_provider_whose_label_raises_is_left_out_and_the_others_work(
     assert the_subscription(app).package == "standard"
 
 
+def test_a_czech_sellers_euro_invoice_states_its_vat_in_czk_at_cnbs_rate(
+    app, client, customer, paybylink
+):
+    """The same for a Czech seller (§ 4 odst. 5 ZDPH): a Czech buyer paying in EUR gets the
+    VAT in CZK at ČNB's rate, through the rate sources as installed, and the invoice names
+    the plugin that gave it."""
+    app.config["SELLER"] = {
+        "name": "Pakiet CZ s.r.o.",
+        "street": "Vodičkova 41",
+        "postcode": "110 00",
+        "city": "Praha",
+        "country": "CZ",
+        "vat_id": "CZ27082440",
+        "invoice_series": "FV",
+    }
+    billing = {
+        "csrf_token": csrf_token(client, "/billing"),
+        "company_name": "Nowa Firma s.r.o.",
+        "street": "Václavské náměstí 1",
+        "postcode": "110 00",
+        "city": "Praha",
+        "country": "CZ",
+        "vat_number": "",
+        "invoice_email": "faktury@firma.example.com",
+    }
+    assert client.post("/billing", data=billing).status_code == 303
+    response = pay_at_paybylink(client, paybylink, buy(client, "paybylink", currency="EUR"))
+    assert response.headers["Location"] == "/package"
+    with app.app_context():
+        [invoice] = db.session.scalars(select(Invoice).where(Invoice.currency == "EUR")).all()
+        stated = invoice.content["vat_in_pln"]
+        assert stated["amount"]["currency"] == "CZK" and stated["table"]
+        assert invoice.content["vat_rate"] == "0.21"
+        assert invoice.rate_plugin == "pakiet_cnb"
+
+
+def test_an_invoice_issued_again_to_a_polish_buyer_states_its_vat_in_pln_and_its_plugin(
+    app, client, customer, paybylink
+):
+    """A Czech consumer's euro invoice (Czech VAT through OSS: no PLN line) issued again to a
+    Polish company: Polish VAT, stated in PLN at NBP's rate of the original sale date, from
+    the rate sources as installed, and the invoice issued again names the plugin."""
+
+    def billing(country: str, city: str, street: str, postcode: str, **extra: str) -> Any:
+        data = {
+            "csrf_token": csrf_token(client, "/billing"),
+            "company_name": "Szprycha",
+            "street": street,
+            "postcode": postcode,
+            "city": city,
+            "country": country,
+            "vat_number": "",
+            "invoice_email": "faktury@firma.example.com",
+            **extra,
+        }
+        return client.post("/billing", data=data)
+
+    assert billing("CZ", "Praha", "Václavské náměstí 1", "110 00").status_code == 303
+    response = pay_at_paybylink(client, paybylink, buy(client, "paybylink", currency="EUR"))
+    assert response.headers["Location"] == "/package"
+    moved = billing("PL", "Kraków", "ul. Rowerowa 2", "30-001", apply_to_last_invoice="y")
+    assert moved.status_code == 303
+    with app.app_context():
+        first, credit, again = db.session.scalars(select(Invoice).order_by(Invoice.id)).all()
+        assert first.content["vat_in_pln"] is None and first.rate_plugin is None
+        assert credit.kind == "credit_note" and again.corrects_id == first.id
+        assert again.content["vat_rate"] == "0.23" and again.currency == "EUR"
+        assert again.content["vat_in_pln"]["amount"]["currency"] == "PLN"
+        assert again.rate_plugin == "pakiet_nbp"
+
+
 def test_the_exchange_rate_on_an_invoice_names_its_plugin_in_the_admin(
     app, client, customer, paybylink, auth
 ):
