@@ -274,8 +274,9 @@ class VatCheck:
     reason: str | None = None
     #: the registry that gave this answer, as the customer may read it (``"VIES"``,
     #: ``"HMRC"``), or ``None`` for a check of the number's form alone (format, check
-    #: digit). Only a registry's ``VALID`` confirms a number and allows the reverse charge;
-    #: the page names it ("confirmed by HMRC on ..."). Plugin API 1.2.
+    #: digit). Only a registry's ``VALID`` confirms a number and allows the reverse charge,
+    #: and for an EU number only VIES's (``"VIES"``); the page names it ("confirmed by HMRC
+    #: on ..."). Plugin API 1.2.
     registry: str | None = None
 
 

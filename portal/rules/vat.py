@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 NORTHERN_IRELAND = "XI"
 _VAT_PREFIX = {"GR": "EL"}  # ISO code -> VAT-number prefix, where they differ
 _ISO = {"EL": "GR", "XI": "GB"}  # VAT-number prefix -> ISO code of the country
+#: The registry whose answer alone confirms an EU number (and allows the reverse charge).
+EU_REGISTRY = "VIES"
 MAX_NUMBER = 20  # the column; the longest EU number with its prefix has 14
 _SEPARATORS = re.compile(r"[\s.\-/_,]+")
 _ALLOWED = re.compile(r"^[A-Z0-9+*]+$")  # Irish numbers may contain + and *
@@ -220,6 +222,11 @@ def _ask(
     validator: VatValidator, number: VatNumber, settings: VatSettings, now: dt.datetime
 ) -> contracts.VatCheck | None:
     assert number.checked
+    declared = getattr(validator, "countries", None) or frozenset()
+    if declared and number.asked_as not in declared:
+        # A validator for GB, NO or CH numbers is not asked about another country's: it
+        # cannot know (its INVALID would refuse a good number).
+        return None
     kwargs: dict[str, Any] = {"country": number.asked_as, "number": number.national, "now": now}
     if _accepts_requester(validator):
         kwargs["requester"] = settings.requester
@@ -256,6 +263,21 @@ def _ask(
         # has no opinion on whether the number is registered, and the next one is asked.
         log.info(
             "VAT validator %s answered VALID without a registry: not a confirmation", validator.name
+        )
+        return None
+    if (
+        answer.status is Answer.VALID
+        and number.in_eu
+        and str(answer.registry).strip().upper() != EU_REGISTRY
+    ):
+        # VIES stays the authority for EU numbers: only its answer allows the reverse charge.
+        log.warning(
+            "VAT validator %s of plugin %s confirmed EU number %s from %r, not VIES: not a"
+            " confirmation",
+            validator.name,
+            settings.owner(validator.name),
+            number.full,
+            answer.registry,
         )
         return None
     return answer

@@ -68,7 +68,7 @@ class Says(VatValidator):
         order: int,
         status: VatStatus | None,
         offline: bool = False,
-        registry: str | None = "Registry",
+        registry: str | None = "VIES",
     ):
         self.name, self.order, self.status, self.offline = name, order, status, offline
         self.registry = None if offline else registry
@@ -156,14 +156,39 @@ def test_only_a_registrys_answer_confirms_a_number():
     """Issue 24, point 4: a checksum that says VALID (no registry named) is no confirmation;
     the next validator, a registry, decides, and its name is kept with the answer."""
     checksum = Says("checksum", 10, VatStatus.VALID, registry=None)
-    hmrc = Says("hmrc", 20, VatStatus.VALID, registry="HMRC")
-    verdict = vat.evaluate(PL, settings(checksum, hmrc), NOW)
+    vies = Says("vies", 20, VatStatus.VALID, registry="VIES")
+    verdict = vat.evaluate(PL, settings(checksum, vies), NOW)
     assert verdict.status is VatStatus.VALID
-    assert (verdict.deciding.validator, verdict.deciding.registry) == ("hmrc", "HMRC")
+    assert (verdict.deciding.validator, verdict.deciding.registry) == ("vies", "VIES")
     alone = vat.evaluate(PL, settings(Says("checksum", 10, VatStatus.VALID, registry=None)), NOW)
     assert alone.status is None  # no opinion on registration: not confirmed
     view = vat.verdict_view(PL, "PL", verdict)
-    assert (view.state, view.registry) == (vat.State.VALID, "HMRC")
+    assert (view.state, view.registry) == (vat.State.VALID, "VIES")
+
+
+class ForCountries(Says):
+    """A registry of numbers outside the EU (GB, NO, CH), first in line."""
+
+    def __init__(self, status: VatStatus, countries: frozenset[str], registry: str = "HMRC"):
+        super().__init__("hmrc", 1, status, registry=registry)
+        self.countries = countries
+
+
+def test_vies_stays_the_authority_for_eu_numbers():
+    """Issue 24, point 4: a registry validator asked first cannot confirm an EU number (only
+    VIES allows the reverse charge), and one that declares GB is not asked about a PL
+    number at all (its INVALID would refuse a good number)."""
+    anywhere = ForCountries(VatStatus.VALID, frozenset())  # declares no countries: EU's
+    vies = Says("vies", 20, VatStatus.INVALID, registry="VIES")
+    verdict = vat.evaluate(PL, settings(anywhere, vies), NOW)
+    assert (verdict.status, verdict.deciding.validator) == (VatStatus.INVALID, "vies")
+    assert anywhere.asked and vies.asked
+
+    gb_only = ForCountries(VatStatus.INVALID, frozenset({"GB"}))
+    vies = Says("vies", 20, VatStatus.VALID, registry="VIES")
+    verdict = vat.evaluate(PL, settings(gb_only, vies), NOW)
+    assert (verdict.status, verdict.deciding.validator) == (VatStatus.VALID, "vies")
+    assert gb_only.asked == []  # not its country
 
 
 def test_a_broken_validator_is_logged_with_its_plugins_name(caplog):
