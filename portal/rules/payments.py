@@ -771,8 +771,8 @@ def refund_stale(payment_id: int) -> bool:
     )
     db.session.rollback()
     provider = registry().payment_providers.get(name)
-    if provider is None or charge_ref is None:
-        log.error("payment %s must be refunded by staff (%s)", public_id, name)
+    if provider is None or charge_ref is None or provider.can_refund is not True:
+        log.error("payment %s must be refunded by staff, outside the portal (%s)", public_id, name)
         return False
     try:
         event = provider.refund(
@@ -800,13 +800,18 @@ def refund_stale(payment_id: int) -> bool:
 
 def refund_due(limit: int = 100) -> int:
     """Refund what :func:`refund_stale` could not at the time (the background run):
-    payments paid for an order that no longer held and not given back yet."""
+    payments paid for an order that no longer held and not given back yet. Payments of a
+    provider that cannot refund (``can_refund``) are left to staff: not asked every run."""
+    from portal.plugin_api.registry import registry
+
+    refunding = [p.name for p in registry().payment_providers.values() if p.can_refund is True]
     due = db.session.scalars(
         select(Payment.id)
         .where(
             Payment.status == PaymentStatus.PAID.value,
             Payment.failure_code.is_not(None),
             Payment.refunded_minor < Payment.amount_minor,
+            Payment.provider.in_(refunding),
         )
         .order_by(Payment.id)
         .limit(limit)

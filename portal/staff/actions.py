@@ -266,6 +266,9 @@ def refund(
     if provider is None or payment.charge_ref is None:
         db.session.rollback()
         raise StaffRefused("no_provider")
+    if provider.can_refund is not True:  # the provider declares it cannot give money back
+        db.session.rollback()
+        raise StaffRefused("cannot_refund")
     before = {"refunded_minor": payment.refunded_minor, "status": payment.status}
     key = f"staff-refund-{payment.public_id}-{payment.refunded_minor}-{amount.minor}"
     charge_ref, provider_name = payment.charge_ref, payment.provider

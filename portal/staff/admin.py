@@ -81,6 +81,9 @@ REFUSALS = {
         " are %(below)s and %(above)s."
     ),
     "no_provider": lazy_gettext("The payment's provider is not available; refund it there."),
+    "cannot_refund": lazy_gettext(
+        "The payment's provider cannot give money back through the portal; refund it there."
+    ),
     "provider_error": lazy_gettext("The provider refused or did not answer: %(message)s"),
     "bad_amount": lazy_gettext("Enter the amount as a number, e.g. 12.50."),
     "empty": lazy_gettext("Please write your message."),

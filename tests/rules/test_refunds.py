@@ -352,3 +352,44 @@ def test_a_provider_that_cannot_refund_leaves_the_refund_to_staff(
     assert transfer24.transactions[payment.charge_ref]["refunded"] == 0
     assert the_payment(app).status == PaymentStatus.PAID
     assert subscription(app).package == "standard"
+
+
+def test_money_a_provider_cannot_refund_is_left_to_staff_by_the_background_run_and_the_admin(
+    app, standard, transfer24, monkeypatch
+):
+    """The same provider (``can_refund = False``), for money that must go back: a second
+    payment for an order that no longer holds. The background run does not ask the provider
+    (not every minute, not ever), and the admin's refund says to refund it there."""
+    from portal.infra.models import utcnow
+    from portal.rules import accounts, payments
+    from tests.conftest import Auth
+    from tests.rules.test_payments import back_from_bank, bank_token, place_and_pay
+
+    first_token = bank_token(place_and_pay(standard, agents="5"))
+    second_token = bank_token(place_and_pay(standard, agents="6"))
+    provider = registry(app).payment_providers["transfer24"]
+    monkeypatch.setattr(provider, "can_refund", False, raising=False)
+    asked: list[str] = []
+    monkeypatch.setattr(provider, "refund", lambda **kwargs: asked.append(kwargs["charge_ref"]))
+    back_from_bank(standard, transfer24, first_token)
+    back_from_bank(standard, transfer24, second_token)
+    with app.app_context():
+        second = db.session.scalars(select(Payment).order_by(Payment.id)).all()[1]
+        assert (second.status, second.failure_code) == ("paid", "quote_stale")
+        second_id = second.id
+        assert payments.refund_due() == 0
+        assert payments.refund_stale(second_id) is False
+        accounts.create_admin(email="boss@pakiet.example.com", password="x" * 12, now=utcnow())
+    assert asked == []
+    staff = app.test_client()
+    assert Auth(staff).login("boss@pakiet.example.com", "x" * 12).status_code == 302
+    path = f"/admin/actions/payment/{second_id}/refund"
+    response = staff.post(
+        path,
+        data={"csrf_token": csrf_token(staff, path), "amount": "1.00", "refunded_seen": "0"},
+    )
+    assert response.status_code == 422
+    assert "nie zwraca pieniędzy przez portal" in response.get_data(as_text=True)
+    assert asked == []
+    with app.app_context():
+        assert db.session.get(Payment, second_id).refunded_minor == 0
