@@ -85,6 +85,34 @@ def test_the_third_party_pay_by_link_provider_conforms(paybylink: Any, name: str
     checks[name]()
 
 
+@pytest.fixture(scope="module")
+def transfer24() -> Iterator[Any]:
+    sys.path.insert(0, str(THIRD_PARTY))
+    try:
+        from pakiet_transfer24.emulator import Transfer24Emulator
+
+        with Transfer24Emulator(api_key="t24-key", notify_secret="t24-secret") as emulator:
+            yield emulator
+    finally:
+        sys.path.remove(str(THIRD_PARTY))
+
+
+@pytest.mark.parametrize("name", PROVIDER_CHECKS)
+def test_the_third_party_bank_transfer_provider_conforms(transfer24: Any, name: str) -> None:
+    """pakiet-transfer24, the docs' worked example of a payment plugin."""
+    from pakiet_transfer24.provider import Transfer24Provider
+
+    provider = Transfer24Provider(
+        {"base_url": transfer24.base_url, "api_key": "t24-key", "notify_secret": "t24-secret"}
+    )
+    harness = ProviderHarness(
+        provider=provider,
+        pay=lambda redirect: transfer24.decide(redirect.provider_ref, "pay"),
+        notification=lambda redirect: transfer24.notification(redirect.provider_ref),
+    )
+    dict(provider_checks(harness))[name]()
+
+
 def test_a_provider_that_takes_a_forged_notification_fails_its_check(paybylink: Any) -> None:
     harness = paybylink_harness(paybylink)
     careless = harness.provider

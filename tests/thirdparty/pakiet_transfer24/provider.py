@@ -32,6 +32,9 @@ def sign(secret: str, body: bytes) -> str:
 class Transfer24Provider(PaymentProvider):
     name = "transfer24"
     currencies = frozenset({"PLN"})
+    saves_methods = False  # a bank transfer: nothing to charge again
+    renewable_brands: frozenset[str] = frozenset()  # renewals are paid by hand
+    can_refund = True  # /api/v1/refunds gives money back
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.base_url = str(config["base_url"]).rstrip("/")
