@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from portal.infra.config import ROOT, check_production, load_config
+from portal.infra.config import ROOT, TEMPLATES_DIR, check_production, load_config
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -17,7 +17,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         __name__,
         instance_path=os.environ.get("PAKIET_INSTANCE_PATH", str(ROOT / "instance")),
         instance_relative_config=True,
-        template_folder=str(ROOT / "templates"),
+        template_folder=str(TEMPLATES_DIR),
         static_folder=None,
     )
     load_config(app, test_config)

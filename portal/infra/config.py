@@ -16,7 +16,32 @@ from flask import Flask
 from portal.rules.catalogue import DEFAULT_PATH as CATALOGUE_PATH
 from portal.rules.tax import DEFAULT_PATH as VAT_RATES_PATH
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+#: The ``portal`` package's own folder, and the folder above it: the repository in a source
+#: checkout (and so with an editable install), ``site-packages`` once the wheel is installed.
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+ROOT = PACKAGE_DIR.parent
+#: What the wheel ships of the repository's other folders (setup.py's ``build_py``):
+#: ``templates/``, ``translations/<lang>/LC_MESSAGES/messages.mo`` and, under ``static/``,
+#: the front-end files installed from npm.
+SHIPPED = PACKAGE_DIR / "_shipped"
+
+
+def data_path(in_repository: str, shipped: str) -> Path:
+    """Where the app reads what lives outside ``portal/`` in the repository (the page
+    templates, the translations, the front-end files under ``node_modules``).
+
+    In a source checkout (``ROOT`` holds ``pyproject.toml``), the repository's own
+    ``in_repository`` when it exists, so an edit shows at once; otherwise (an installed
+    wheel) the copy built into the package, ``portal/_shipped/<shipped>``.
+    """
+    repository = ROOT / in_repository
+    if (ROOT / "pyproject.toml").is_file() and repository.exists():
+        return repository
+    return SHIPPED / shipped
+
+
+TEMPLATES_DIR = data_path("templates", "templates")
+TRANSLATIONS_DIR = data_path("translations", "translations")
 
 #: The shipped key: only accepted in development mode (see :func:`check_production`).
 DEV_SECRET_KEY = "dev-only-secret-change-me"
@@ -43,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
     # R18: what a browser asking for none of LANGUAGES reads.
     "FALLBACK_LANGUAGE": "en",
     "BABEL_DEFAULT_TIMEZONE": "Europe/Warsaw",
-    "BABEL_TRANSLATION_DIRECTORIES": str(ROOT / "translations"),
+    "BABEL_TRANSLATION_DIRECTORIES": str(TRANSLATIONS_DIR),
     "LANGUAGE_COOKIE": "pakiet_lang",
     "PLUGINS_AUTOLOAD": True,
     "PLUGINS": [],

@@ -17,17 +17,17 @@ from pathlib import Path
 from flask import Blueprint, abort, current_app, send_from_directory, url_for
 from flask.typing import ResponseReturnValue
 
-from portal.infra.config import ROOT
+from portal.infra.config import data_path
 
 bp = Blueprint("assets", __name__)
 
-NODE_MODULES = ROOT / "node_modules"
-OWN = ROOT / "portal" / "web" / "static"
+OWN = Path(__file__).resolve().parent / "static"
 
-# Public name -> file under node_modules (or the app's own static folder).
+# Public name -> file under node_modules (an installed wheel: its copy under
+# portal/_shipped/static, see data_path), or the app's own static folder.
 FILES: dict[str, Path] = {
-    "htmx.min.js": NODE_MODULES / "htmx.org" / "dist" / "htmx.min.js",
-    "pico.min.css": NODE_MODULES / "@picocss" / "pico" / "css" / "pico.min.css",
+    "htmx.min.js": data_path("node_modules/htmx.org/dist/htmx.min.js", "static/htmx.min.js"),
+    "pico.min.css": data_path("node_modules/@picocss/pico/css/pico.min.css", "static/pico.min.css"),
     "pakiet.css": OWN / "pakiet.css",
     "pakiet.js": OWN / "pakiet.js",
     "admin.css": OWN / "admin.css",
