@@ -29,7 +29,7 @@ from portal.rules import orders, payment_methods, payments, renewal_off
 from portal.rules.catalogue import Period
 from portal.rules.money import Money
 from portal.rules.pricing import ChangeRefused, Selection
-from portal.web import htmx_util
+from portal.web import htmx_util, pay
 from portal.web.account import current_account
 from portal.web.checkout import pricing
 from portal.web.helpers import format_day, hands_off_to_providers
@@ -44,11 +44,11 @@ REFUSALS = {
         "Your account is suspended: pay for a new period in My package to reactivate it."
     ),
     "brand_not_accepted": lazy_gettext(
-        "We accept only Visa and Mastercard cards (and PayPal). Please add another card."
+        "This card cannot be charged for renewals, so it cannot be saved. Please add another "
+        "card or payment method."
     ),
     "amex_not_accepted": lazy_gettext(
-        "American Express cards are not accepted: we accept only Visa and Mastercard cards "
-        "(and PayPal). Please add another card."
+        "American Express cards are not accepted. Please add another card or payment method."
     ),
     "method_of_another_account": lazy_gettext("This payment method cannot be used here."),
     "unknown_method": lazy_gettext("This payment method is no longer saved."),
@@ -57,6 +57,16 @@ REFUSALS = {
         "is switched off with it."
     ),
 }
+
+
+def _refusal(code: str) -> str:
+    """Why a method was refused; a refused card says what is accepted (the providers loaded)."""
+    message = str(REFUSALS[code])
+    if code in pay.NAMES_ACCEPTED:
+        return f"{message} {pay.accepted_methods()}"
+    return message
+
+
 BUSY = lazy_gettext("This payment method is being charged right now. Please try again in a minute.")
 SETUP_KEY = "pakiet_setup"
 
@@ -126,7 +136,7 @@ def auto_renew() -> ResponseReturnValue:
     try:
         payments.set_auto_renew(account_id=account.id, on=wanted == "on")
     except payments.PaymentRefused as exc:
-        error = str(REFUSALS[exc.code])
+        error = _refusal(exc.code)
         db.session.rollback()
     db.session.refresh(account.subscription)
     if error is None and before != account.subscription.auto_renew:
@@ -200,7 +210,7 @@ def setup_return(provider_name: str) -> ResponseReturnValue:
     except ProviderError:
         flash(gettext("The new payment method was not saved. Please try again."), "error")
     except payments.PaymentRefused as exc:
-        flash(str(REFUSALS[exc.code]), "error")
+        flash(_refusal(exc.code), "error")
     else:
         flash(gettext("Your new payment method is saved and will be used from now on."), "success")
     return redirect(url_for("methods.page"), code=303)
@@ -285,7 +295,7 @@ def remove(method_id: int) -> ResponseReturnValue:
             method=_own_method(account, method_id),
             sub=account.subscription,
             switches_off=True,
-            error=str(REFUSALS[exc.code]),
+            error=_refusal(exc.code),
         ), 422
     audit.record_customer(
         current_user,

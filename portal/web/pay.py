@@ -54,8 +54,12 @@ UNAVAILABLE = lazy_gettext(
 )
 # Why a payment did not go through, in the customer's words (codes from providers/core).
 FAILURES = {
-    "card_declined": lazy_gettext("Your bank declined the card. Try another card or PayPal."),
-    "generic_decline": lazy_gettext("Your bank declined the card. Try another card or PayPal."),
+    "card_declined": lazy_gettext(
+        "Your bank declined the card. Try another card or another payment method."
+    ),
+    "generic_decline": lazy_gettext(
+        "Your bank declined the card. Try another card or another payment method."
+    ),
     "insufficient_funds": lazy_gettext("The card has insufficient funds. Try another card."),
     "expired_card": lazy_gettext("The card has expired. Try another card."),
     "incorrect_cvc": lazy_gettext("The card's security code was wrong. Try again."),
@@ -69,12 +73,12 @@ FAILURES = {
         "Your bank asks you to confirm this payment. Continue to confirm it."
     ),
     "brand_not_accepted": lazy_gettext(
-        "We accept only Visa and Mastercard cards (and PayPal). The payment was refunded in "
-        "full; please pay with another card."
+        "This card cannot be charged again for renewals, so it is not accepted. The payment "
+        "was refunded in full; please pay with another card or payment method."
     ),
     "amex_not_accepted": lazy_gettext(
-        "American Express cards are not accepted: we accept only Visa and Mastercard cards "
-        "(and PayPal). The payment was refunded in full; please pay with another card."
+        "American Express cards are not accepted. The payment was refunded in full; please pay "
+        "with another card or payment method."
     ),
     "provider_unavailable": UNAVAILABLE,
     "quote_stale": lazy_gettext(
@@ -108,8 +112,15 @@ REFUSALS = {
 }
 
 
+#: Failures that name what is accepted: the sentence is built from the providers loaded.
+NAMES_ACCEPTED = frozenset({"brand_not_accepted", "amex_not_accepted"})
+
+
 def failure_message(code: str | None) -> str:
-    return str(FAILURES.get(code or "", GENERIC_FAILURE))
+    message = str(FAILURES.get(code or "", GENERIC_FAILURE))
+    if code in NAMES_ACCEPTED:
+        return f"{message} {accepted_methods()}"
+    return message
 
 
 def providers() -> dict[str, PaymentProvider]:

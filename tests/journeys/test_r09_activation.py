@@ -43,7 +43,7 @@ def test_a_declined_card_says_why_and_a_retry_activates_the_package(
     soft = Soft()
     with soft.check("the order page after Back from a declined card"):
         expect(me.page.get_by_role("alert")).to_have_text(
-            t("Your bank declined the card. Try another card or PayPal.")
+            t("Your bank declined the card. Try another card or another payment method.")
         )
     expect(me.page.locator(".badge")).to_have_text(t("Awaiting payment"))
     me.go("My package")

@@ -579,8 +579,14 @@ def test_the_order_page_says_why_an_amex_was_refused(app, standard, transfer24):
         )
     page = text(standard.get(f"/package/orders/{only(app, Order)[0].public_id}"))
     # R8: the refusal names American Express, on our side, in the customer's language.
-    assert "Karty American Express nie są akceptowane" in page
-    assert page.count("Przyjmujemy tylko karty Visa i Mastercard (oraz PayPal)") == 1
+    refusal = (
+        "Karty American Express nie są akceptowane. Płatność została zwrócona w całości; zapłać"
+        " inną kartą lub metodą płatności. Przyjmujemy: "
+    )
+    assert page.count(refusal) == 1, page
+    # What is accepted comes from the providers loaded: here the bank transfer alone.
+    accepted = page.split(refusal, 1)[1].split(".", 1)[0]
+    assert accepted == "Przelew online (Transfer24)"
 
 
 def test_the_return_and_the_cancel_ask_the_provider_outside_any_transaction(
