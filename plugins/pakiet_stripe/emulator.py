@@ -37,7 +37,6 @@ import json
 import logging
 import re
 import secrets
-import select
 import signal
 import string
 import threading
@@ -48,9 +47,17 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, cast
+from typing import Any, Literal, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from portal.testing.emulator import (
+    Emulator,
+    EmulatorHandler,
+    EmulatorState,
+    Fault,
+    FaultPlan,
+    Seen,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +137,9 @@ TEST_CARDS = {
     "4000003800000446": CardBehaviour("visa", authentication="on_session"),
 }
 
-Fault = int | Literal["timeout", "close", "garbage"]
 OutcomeStatus = Literal["succeeded", "requires_action", "declined", "invalid", "closed"]
+
+HTML = "text/html; charset=utf-8"
 
 _ALPHABET = string.ascii_letters + string.digits
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
@@ -427,12 +435,6 @@ class ApiCall:
     fault: Fault | None = None  # injected by fail_next()
 
 
-@dataclass(frozen=True)
-class _FaultPlan:
-    fault: Fault
-    processed: bool
-
-
 @dataclass(order=True)
 class _Queued:
     due: float
@@ -464,11 +466,62 @@ class _Stored:
     request_id: str
 
 
+# -- HTTP plumbing ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _State(EmulatorState):
+    """The kit's part (latency, queued faults, requests seen, ``stopping``); Stripe's objects,
+    events and deliveries stay on :class:`StripeEmulator`, under its own lock."""
+
+
+class _Handler(EmulatorHandler[_State]):
+    """Hands every request to :meth:`StripeEmulator._handle`; answers as Stripe's servers do."""
+
+    emulator: StripeEmulator
+    server_version = "stripe-emulator"
+    sys_version = ""
+    # HTTP/1.0: one request per connection, so no client keeps a socket open between tests.
+    protocol_version = "HTTP/1.0"
+    # A "garbage" fault: HTTP 200 and JSON cut short.
+    garbage_page = b'{"id": "cs_test_'
+    garbage_type = "application/json"
+
+    def do_GET(self) -> None:
+        self.emulator._handle(self, "GET")
+
+    def do_POST(self) -> None:
+        self.emulator._handle(self, "POST")
+
+    def do_DELETE(self) -> None:
+        self.emulator._handle(self, "DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def fault_body(self, status: int) -> tuple[bytes, str]:
+        """A status fault answers Stripe's ``api_error``."""
+        message = "An unknown error occurred (injected by the emulator)."
+        body = {"error": {"type": "api_error", "message": message}}
+        return json.dumps(body, indent=2).encode(), "application/json"
+
+    def send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        """JSON as Stripe writes it (indented by two spaces)."""
+        self.send_body(status, json.dumps(data, indent=2).encode(), "application/json", headers)
+
+    def read_form(self) -> dict[str, str]:
+        """The request's form-encoded body, flat (``a[b]`` stays one key)."""
+        return dict(parse_qsl(self.read_body().decode(), keep_blank_values=True))
+
+
 # -- the emulator ----------------------------------------------------------------------------------
 
 
-class StripeEmulator:
+class StripeEmulator(Emulator[_State]):
     """Stripe's API and hosted pages on ``127.0.0.1``, for tests and the demo.
+
+    The server, the latency and the faults (:meth:`fail_next`) are the emulator kit's
+    (:class:`~portal.testing.emulator.Emulator`); webhooks are sent by a thread of its own.
 
     :param api_key: the secret key requests must carry (``Authorization: Bearer ...``).
     :param webhook_secret: signs webhooks (``whsec_...``).
@@ -476,7 +529,13 @@ class StripeEmulator:
     :param webhook_delay: seconds before each webhook is sent.
     :param webhook_duplicates: send every webhook twice, as Stripe may.
     :param port: ``0`` picks a free port.
+    :param latency: seconds every API call takes before it is handled (a slow network or
+        Stripe); :attr:`latency` changes it later.
     """
+
+    name, title, handler = "stripe", "Stripe", _Handler
+    # Request threads are joined on stop(), so it leaves none behind.
+    join_requests = True
 
     def __init__(
         self,
@@ -491,9 +550,8 @@ class StripeEmulator:
         port: int = 0,
         latency: float = 0.0,
     ) -> None:
+        super().__init__(_State(latency=latency), port, host)
         self.api_key = api_key
-        # Seconds every API call takes before it is handled (a slow network or Stripe).
-        self.latency = latency
         # Set when an API call arrives (before its latency): tests wait on it.
         self.call_started = threading.Event()
         self.webhook_secret = webhook_secret
@@ -501,66 +559,52 @@ class StripeEmulator:
         self.webhook_delay = webhook_delay
         self.webhook_duplicates = webhook_duplicates
         self.webhook_attempts = webhook_attempts
-        self.host = host
-        self.port = port
         self._lock = threading.RLock()
         self._objects: dict[str, dict[str, Json]] = {kind: {} for kind in _NOUNS}
         self._setups: dict[str, _SessionSetup] = {}
         self._cards: dict[str, CardBehaviour] = {}
         self._set_up: set[str] = set()
         self._idempotent: dict[tuple[str, str], _Stored] = {}
-        self._faults: list[_FaultPlan] = []
         self._calls: list[ApiCall] = []
         self._events: list[Json] = []
         self._deliveries: list[Delivery] = []
         self._queue: list[_Queued] = []
         self._seq = 0
         self._deliveries_changed = threading.Condition()
-        self._stopping = threading.Event()
         self._context = threading.local()
-        self._server: ThreadingHTTPServer | None = None
-        self._threads: list[threading.Thread] = []
+        self._deliverer: threading.Thread | None = None
 
     # -- life cycle --------------------------------------------------------------------------------
 
-    def start(self) -> StripeEmulator:
-        server = _Server((self.host, self.port), _Handler)
-        server.emulator = self
-        self._server = server
-        self.port = server.server_address[1]
-        self._stopping.clear()
-        serve = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="stripe-emulator", daemon=True
+    def start(self) -> Self:
+        super().start()
+        # The port asked for, from now on the one served (port=0 picked a free one).
+        self._port = int(self.base_url.rsplit(":", 1)[1])
+        self._deliverer = threading.Thread(
+            target=self._deliver_loop, name="stripe-webhooks", daemon=True
         )
-        deliver = threading.Thread(target=self._deliver_loop, name="stripe-webhooks", daemon=True)
-        self._threads = [serve, deliver]
-        for thread in self._threads:
-            thread.start()
+        self._deliverer.start()
         log.info("Stripe emulator listening at %s", self.base_url)
         return self
 
     def stop(self) -> None:
         """Stop serving and delivering; undelivered webhooks are dropped."""
-        self._stopping.set()
+        self.stopping.set()
         with self._deliveries_changed:
             self._deliveries_changed.notify_all()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()  # also waits for the request threads
-            self._server = None
-        for thread in self._threads:
-            thread.join()
-        self._threads = []
-
-    def __enter__(self) -> StripeEmulator:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().stop()
+        if self._deliverer is not None:
+            self._deliverer.join()
+            self._deliverer = None
 
     @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The port served (once started; before, the one asked for: 0 picks a free one)."""
+        return self._port
 
     # -- the Python API for tests ------------------------------------------------------------------
 
@@ -718,18 +762,29 @@ class StripeEmulator:
             )
             self._objects["payment_intent"][intent_id] = intent
 
-    def fail_next(self, status: Fault = 500, *, times: int = 1, processed: bool = False) -> None:
-        """Make the next ``times`` API calls fail.
+    def fail_next(
+        self,
+        status: int | str = 500,
+        count: int = 1,
+        *,
+        times: int | None = None,
+        path: str | None = None,
+        processed: bool = False,
+    ) -> None:
+        """Make the next ``times`` API calls fail (``count`` is the kit's name for it; none
+        when it is below 1). Hosted pages and test controls are never failed.
 
         :param status: an HTTP status (answered with an ``api_error`` body), ``"timeout"`` (no
             answer until the client gives up), ``"close"`` (the connection is closed without
             an answer) or ``"garbage"`` (HTTP 200 with a body that is not JSON).
+        :param path: only calls whose path starts with it (``/v1/refunds``).
         :param processed: carry the call out first and lose only the answer, as when a
             network fails after Stripe acted; a retry with the same idempotency key then
             gets the stored answer.
         """
-        with self._lock:
-            self._faults.extend(_FaultPlan(status, processed) for _ in range(times))
+        calls = count if times is None else times
+        if calls >= 1:
+            super().fail_next(status, calls, path=path, processed=processed)
 
     @property
     def events(self) -> list[Json]:
@@ -791,88 +846,67 @@ class StripeEmulator:
         path = url.path
         if path.startswith("/v1/"):
             self._handle_api(handler, method, path, url.query)
-        elif path.startswith("/c/pay/"):
+            return
+        with self.state.lock:  # an API call is recorded with its body, in _handle_api
+            self.state.requests.append(Seen(method, handler.path))
+        if path.startswith("/c/pay/"):
             self._handle_checkout_page(handler, method, path.removeprefix("/c/pay/"))
         elif path == "/3d_secure_2/hosted":
             self._handle_3ds_page(handler, method, dict(parse_qsl(url.query)))
         elif path.startswith("/_emulator/") and method == "POST":
             self._handle_control(handler, path.removeprefix("/_emulator/"))
         else:
-            _send_html(handler, 404, _page("Not found", "<p>Nothing here.</p>"))
+            handler.send_text(404, _page("Not found", "<p>Nothing here.</p>"), HTML)
 
     def _handle_control(self, handler: _Handler, action: str) -> None:
         """Test controls for a process that runs the emulator (``scripts/devserver.py``):
         not Stripe's API. ``POST /_emulator/fail_next`` (``status``, ``times``) and
         ``POST /_emulator/webhook_delay`` (``seconds``) do what the Python API does."""
-        form = _read_form(handler)
+        form = handler.read_form()
         try:
             if action == "fail_next":
-                status = form.get("status", "500")
-                if status.isdigit():
-                    self.fail_next(int(status), times=int(form.get("times", "1")))
-                elif status in ("timeout", "close", "garbage"):
-                    self.fail_next(cast(Fault, status), times=int(form.get("times", "1")))
-                else:
-                    raise ValueError(f"no such fault: {status}")
+                # The kit's check_fault reads the status: "503", "timeout", "close", "garbage".
+                self.fail_next(form.get("status", "500"), times=int(form.get("times", "1")))
             elif action == "webhook_delay":
                 self.webhook_delay = float(form["seconds"])
             else:
-                _send_json(handler, 404, {"error": f"no control {action!r}"})
+                handler.send_json(404, {"error": f"no control {action!r}"})
                 return
         except (KeyError, ValueError) as exc:
-            _send_json(handler, 400, {"error": str(exc)})
+            handler.send_json(400, {"error": str(exc)})
             return
-        _send_json(handler, 200, {"ok": True})
+        handler.send_json(200, {"ok": True})
 
     def _handle_api(self, handler: _Handler, method: str, path: str, query: str) -> None:
         # Read the body even when failing: closing a socket with unread input resets it, and
         # the client would see a reset instead of the injected fault.
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length).decode() if length else ""
+        body = handler.read_body().decode()
+        with self.state.lock:
+            self.state.requests.append(Seen(method, handler.path, body or None))
         self.call_started.set()
-        if self.latency:
-            time.sleep(self.latency)
-        with self._lock:
-            plan = self._faults.pop(0) if self._faults else None
+        if handler.pause(self.latency):  # the emulator is stopping: no answer
+            return
+        plan = handler.take_fault()
         if plan is not None and not plan.processed:
-            self._inject(handler, plan.fault, path, body or query)
+            self._answer_fault(handler, plan, path, body or query)
             return
         status, payload, headers = self._api(method, path, body or query, handler.headers)
         if plan is not None:
-            self._inject(handler, plan.fault, path, body or query)
+            self._answer_fault(handler, plan, path, body or query)
             return
-        _send_json(handler, status, payload, headers)
+        handler.send_json(status, payload, headers)
 
-    def _inject(self, handler: _Handler, fault: Fault, path: str, raw: str) -> None:
+    def _answer_fault(self, handler: _Handler, plan: FaultPlan, path: str, raw: str) -> None:
+        """Record the faulted call (``status`` 0 when nothing is answered), then let the kit
+        answer the fault."""
+        fault = plan.fault
         log.info("injecting fault %r into %s %s", fault, handler.command, path)
         status = fault if isinstance(fault, int) else 200 if fault == "garbage" else 0
         key = handler.headers.get("Idempotency-Key") if handler.command == "POST" else None
         params = dict(parse_qsl(raw, keep_blank_values=True))
         with self._lock:
             self._calls.append(ApiCall(handler.command, path, params, key, status, fault=fault))
-        if fault == "timeout":
-            self._stall(handler)
-        elif fault == "close":
-            handler.close_connection = True
-        elif fault == "garbage":
-            _send_bytes(handler, 200, b'{"id": "cs_test_', "application/json")
-        else:
-            message = "An unknown error occurred (injected by the emulator)."
-            _send_json(handler, int(fault), {"error": {"type": "api_error", "message": message}})
-
-    def _stall(self, handler: _Handler) -> None:
-        """Answer nothing until the client hangs up (its timeout) or the emulator stops."""
-        connection = handler.connection
-        deadline = time.monotonic() + 60
-        while not self._stopping.is_set() and time.monotonic() < deadline:
-            readable, _, _ = select.select([connection], [], [], 0.05)
-            if readable:
-                try:
-                    if not connection.recv(1):
-                        break
-                except OSError:
-                    break
-        handler.close_connection = True
+        handler.answer_fault(fault)
 
     def _api(
         self, method: str, path: str, raw: str, headers: Any
@@ -1872,16 +1906,16 @@ class StripeEmulator:
         with self._lock:
             session = self._objects["checkout.session"].get(session_id)
             if session is None:
-                _send_html(handler, 404, _page("Stripe", "<p>This page does not exist.</p>"))
+                handler.send_text(404, _page("Stripe", "<p>This page does not exist.</p>"), HTML)
                 return
             if method == "GET" and not action:
                 self._expire_if_due(session)
-                _send_html(handler, 200, _checkout_page(session, self._setups[session_id]))
+                handler.send_text(200, _checkout_page(session, self._setups[session_id]), HTML)
                 return
             if method != "POST" or action not in ("", "authenticate"):
-                _send_html(handler, 405, _page("Stripe", "<p>Method not allowed.</p>"))
+                handler.send_text(405, _page("Stripe", "<p>Method not allowed.</p>"), HTML)
                 return
-            form = _read_form(handler)
+            form = handler.read_form()
             if action == "authenticate":
                 outcome = self._authenticate_session(session_id, form.get("outcome") == "complete")
             else:
@@ -1893,35 +1927,34 @@ class StripeEmulator:
                 )
             setup = self._setups[session_id]
         if outcome.status == "succeeded" and outcome.redirect_url:
-            _redirect(handler, outcome.redirect_url)
+            handler.send_body(303, b"", "text/plain", {"Location": outcome.redirect_url})
         elif outcome.status == "requires_action":
-            _send_html(handler, 200, _three_d_secure_page(f"/c/pay/{session_id}/authenticate"))
+            handler.send_text(200, _three_d_secure_page(f"/c/pay/{session_id}/authenticate"), HTML)
         else:
             page = _checkout_page(
                 session, setup, error=outcome.message, number=form.get("cardNumber")
             )
-            _send_html(handler, 200, page)
+            handler.send_text(200, page, HTML)
 
     def _handle_3ds_page(self, handler: _Handler, method: str, query: dict[str, str]) -> None:
         intent_id = query.get("payment_intent", "")
         with self._lock:
             intent = self._objects["payment_intent"].get(intent_id)
             if intent is None:
-                _send_html(handler, 404, _page("Stripe", "<p>This page does not exist.</p>"))
+                handler.send_text(404, _page("Stripe", "<p>This page does not exist.</p>"), HTML)
                 return
             if method == "GET":
                 action = _with_query("/3d_secure_2/hosted", {"payment_intent": intent_id})
-                _send_html(handler, 200, _three_d_secure_page(action))
+                handler.send_text(200, _three_d_secure_page(action), HTML)
                 return
             outcome = self._authenticate_intent(
-                intent_id, _read_form(handler).get("outcome") == "complete"
+                intent_id, handler.read_form().get("outcome") == "complete"
             )
         if outcome.redirect_url:
-            _redirect(handler, outcome.redirect_url)
+            handler.send_body(303, b"", "text/plain", {"Location": outcome.redirect_url})
         else:
-            _send_html(
-                handler, 410, _page("Stripe", f"<p>{html.escape(outcome.message or '')}</p>")
-            )
+            page = _page("Stripe", f"<p>{html.escape(outcome.message or '')}</p>")
+            handler.send_text(410, page, HTML)
 
     # -- webhooks ----------------------------------------------------------------------------------
 
@@ -1952,13 +1985,13 @@ class StripeEmulator:
     def _deliver_loop(self) -> None:
         while True:
             with self._deliveries_changed:
-                while not self._stopping.is_set():
+                while not self.stopping.is_set():
                     now = time.monotonic()
                     if self._queue and self._queue[0].due <= now:
                         break
                     wait = self._queue[0].due - now if self._queue else None
                     self._deliveries_changed.wait(wait)
-                if self._stopping.is_set():
+                if self.stopping.is_set():
                     return
                 item = heapq.heappop(self._queue)
             delivery = self._deliver(item)
@@ -1995,73 +2028,6 @@ class StripeEmulator:
             status, error = None, str(exc)
         log.info("webhook %s %s -> %s", event_type, event_id, status or error)
         return Delivery(event_id, event_type, item.attempt, body, headers, status, error)
-
-
-# -- HTTP plumbing ---------------------------------------------------------------------------------
-
-
-class _Server(ThreadingHTTPServer):
-    emulator: StripeEmulator
-    # Request threads are joined on server_close(), so stop() leaves none behind.
-    daemon_threads = False
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "stripe-emulator"
-    sys_version = ""
-    # HTTP/1.0: one request per connection, so no client keeps a socket open between tests.
-    protocol_version = "HTTP/1.0"
-
-    def do_GET(self) -> None:
-        self.server.emulator._handle(self, "GET")
-
-    def do_POST(self) -> None:
-        self.server.emulator._handle(self, "POST")
-
-    def do_DELETE(self) -> None:
-        self.server.emulator._handle(self, "DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-
-def _send_bytes(
-    handler: _Handler,
-    status: int,
-    body: bytes,
-    content_type: str,
-    headers: dict[str, str] | None = None,
-) -> None:
-    handler.send_response(status)
-    handler.send_header("Content-Type", content_type)
-    handler.send_header("Content-Length", str(len(body)))
-    for name, value in (headers or {}).items():
-        if value:
-            handler.send_header(name, value)
-    handler.end_headers()
-    handler.wfile.write(body)
-
-
-def _send_json(
-    handler: _Handler, status: int, payload: Json, headers: dict[str, str] | None = None
-) -> None:
-    body = json.dumps(payload, indent=2).encode()
-    _send_bytes(handler, status, body, "application/json", headers)
-
-
-def _send_html(handler: _Handler, status: int, page: str) -> None:
-    _send_bytes(handler, status, page.encode(), "text/html; charset=utf-8")
-
-
-def _redirect(handler: _Handler, location: str) -> None:
-    _send_bytes(handler, 303, b"", "text/plain", {"Location": location})
-
-
-def _read_form(handler: _Handler) -> dict[str, str]:
-    length = int(handler.headers.get("Content-Length") or 0)
-    raw = handler.rfile.read(length).decode() if length else ""
-    return dict(parse_qsl(raw, keep_blank_values=True))
 
 
 def _parse_expiry(text: str) -> tuple[int, int] | None:
@@ -2271,6 +2237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhook-url", help="where to POST signed webhooks")
     parser.add_argument("--webhook-delay", type=float, default=0.0, help="seconds before each")
     parser.add_argument("--webhook-duplicates", action="store_true", help="send each twice")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each API call")
     parser.add_argument("--quiet", action="store_true", help="log only warnings")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -2285,6 +2252,7 @@ def main(argv: list[str] | None = None) -> int:
         webhook_duplicates=args.webhook_duplicates,
         host=args.host,
         port=args.port,
+        latency=args.latency,
     )
     stop = threading.Event()
     with _signals_stop(stop), emulator:
