@@ -413,6 +413,11 @@ class Emulator(Generic[S]):
 
 
 class _Server(ThreadingHTTPServer):
+    # Clients that open many connections at once (a billing run's threads, a benchmark's 16
+    # connections) must not find the listen queue full (the default is 5): a dropped SYN
+    # is retried after a second or more, and looks like a slow service.
+    request_queue_size = 128
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away mid-answer (timeouts, tests) is not an error; anything
         else (an emulator's bug) is printed, as the standard server does."""
