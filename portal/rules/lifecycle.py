@@ -618,7 +618,7 @@ def _renew(
     claimed = _Claimed(sub.id, sub.version, _sold(sub), order.id, payment.id)
     _set_next_check(sub.id, now + deps.settings.renewal_lease)
     db.session.commit()
-    event = provider.charge_saved(request, card)
+    event = payments.provider_call(provider, "charge_saved", provider.charge_saved, request, card)
     sub, order, payment = _relock(claimed)
     choice = sub.auto_renew  # the customer may have switched it during the call
     try:

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
@@ -52,6 +52,7 @@ from portal.rules.catalogue import PackageCode, Period
 from portal.rules.money import Money
 from portal.rules.tax import missing_for_invoice
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 #: Why an order is not paid as it was: its VAT no longer follows from the buyer's data.
@@ -309,11 +310,12 @@ def start(
         card = saved(method)
         db.session.commit()
         try:
-            event = provider.charge_saved(request, card)
+            event = provider_call(provider, "charge_saved", provider.charge_saved, request, card)
         except ProviderError as exc:
-            # The provider did not answer: this attempt ends failed, so nothing stays
-            # "pending" and Pay starts a new attempt. Should the charge have gone through
-            # after all, its report finds this order paid or changed and is refunded.
+            # The provider did not answer (or its plugin failed): this attempt ends failed,
+            # so nothing stays "pending" and Pay starts a new attempt. Should the charge have
+            # gone through after all, its report finds this order paid or changed and is
+            # refunded.
             log.warning(
                 "saved-method charge of %s at %s failed: %s", payment.public_id, provider.name, exc
             )
@@ -325,7 +327,7 @@ def start(
         return payment
     db.session.commit()
     try:
-        redirect = provider.start_payment(request)
+        redirect = provider_call(provider, "start_payment", provider.start_payment, request)
     except ProviderError:
         _fail_attempt(payment_id, "provider_unavailable")  # Pay starts a new attempt
         raise
@@ -340,6 +342,27 @@ def start(
         started.provider_ref = redirect.provider_ref
     db.session.commit()
     return redirect
+
+
+def provider_call(provider: PaymentProvider, what: str, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``; anything but a :class:`ProviderError` raised by the provider's plugin
+    (a bug) is logged with the plugin's name and becomes one ("not available now"), so the
+    customer gets a clear message and the attempt ends failed instead of a 500 and an
+    attempt left pending."""
+    try:
+        return call(*args)
+    except ProviderError:
+        raise
+    except Exception as exc:
+        from portal.plugin_api.registry import registry
+
+        log.exception(
+            "payment provider %r of plugin %r failed in %s",
+            provider.name,
+            registry().owner("payment provider", provider.name),
+            what,
+        )
+        raise ProviderError(f"{provider.name}.{what} failed: {exc!r}") from exc
 
 
 def _customer_ref(account_id: int, provider: str) -> str | None:

@@ -24,11 +24,11 @@ from portal.infra.models import (
     PaymentMethod,
     PaymentStatus,
 )
-from portal.plugin_api.contracts import SavedMethod, describe_saved
+from portal.plugin_api.contracts import SavedMethod
 from portal.web import htmx_util
 from portal.web.account import current_account
 from portal.web.helpers import format_day, format_minor, list_page
-from portal.web.pay import failure_message, providers
+from portal.web.pay import describe_with, failure_message, offered
 from portal.web.read_only import read_only
 
 bp = Blueprint("history", __name__)
@@ -125,16 +125,13 @@ class HistoryRow(NamedTuple):
     document_number: str | None
 
 
-def _method(row: Any, language: str) -> str:
-    provider = providers().get(row.provider) if row.provider else None
+def _method(row: Any, language: str, labels: dict[str, str]) -> str:
     if row.brand:
         saved = SavedMethod(provider_ref="", brand=row.brand, last4=row.last4, email=row.email)
-        if provider is not None:
-            return provider.describe(saved, language)
-        return describe_saved(saved, row.brand.title())
-    if provider is not None:  # paid on the provider's page: no saved method to name
-        return provider.label(language)
-    return str(row.provider or "—").title()  # a provider switched off since
+        return describe_with(row.provider or "", saved, language)
+    # Paid on the provider's page: no saved method to name, the provider's label (a provider
+    # switched off since, or whose label() fails, by its name).
+    return labels.get(row.provider or "", str(row.provider or "—").title())
 
 
 def _status(row: Any, language: str) -> tuple[str, str | None]:
@@ -154,6 +151,7 @@ def _status(row: Any, language: str) -> tuple[str, str | None]:
 def history_rows(rows: Sequence[Any]) -> list[HistoryRow]:
     language = current_language()
     base = url_for("invoices.page") + "/"
+    labels = {choice.name: choice.label for choice in offered(None)}  # once per page
     result = []
     for row in rows:
         status, reason = _status(row, language)
@@ -167,7 +165,7 @@ def history_rows(rows: Sequence[Any]) -> list[HistoryRow]:
                 status=status,
                 badge=BADGES.get(row.status, ""),
                 reason=reason,
-                method=_method(row, language),
+                method=_method(row, language, labels),
                 document_url=f"{base}{row.document_id}.pdf" if row.document_id else None,
                 document_number=row.document_number,
             )

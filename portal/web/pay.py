@@ -38,6 +38,7 @@ from portal.plugin_api.contracts import (
     PaymentProvider,
     ProviderError,
     Redirect,
+    SavedMethod,
     WebhookRejected,
     describe_saved,
 )
@@ -323,7 +324,9 @@ def returned(payment_id: str) -> ResponseReturnValue:
         ref, public_id = payment.provider_ref, payment.public_id
         db.session.commit()  # nothing read or written stays open while the provider answers
         try:
-            event = provider.complete_return(provider_ref=ref, params=dict(request.args))
+            event = payments.provider_call(
+                provider, "complete_return", _complete_return, provider, ref, dict(request.args)
+            )
         except ProviderError as exc:
             # Not settled yet, or the provider is slow: the webhook will finish it (R9).
             log.info("return of %s not settled: %s", public_id, exc)
@@ -331,6 +334,10 @@ def returned(payment_id: str) -> ResponseReturnValue:
             payments.apply_event(payment.provider, event, now=utcnow())
         db.session.refresh(payment)
     return _after(payment, order)
+
+
+def _complete_return(provider: PaymentProvider, ref: str, params: dict[str, str]) -> PaymentEvent:
+    return provider.complete_return(provider_ref=ref, params=params)
 
 
 @bp.get("/payments/<payment_id>/cancel")
@@ -413,16 +420,23 @@ def render_order_failure(order: Order) -> str | None:
 
 def describe(method: PaymentMethod) -> str:
     """A saved method in the customer's words, e.g. "Visa •••• 4242 (12/2030)"."""
-    provider = providers().get(method.provider)
-    saved = payments.saved(method)
+    return describe_with(method.provider, payments.saved(method), current_language())
+
+
+def describe_with(provider_name: str, saved: SavedMethod, language: str) -> str:
+    """``saved`` as its provider names it; a provider switched off since, or whose
+    ``describe()`` fails (logged with its plugin), still says what the method is."""
+    provider = providers().get(provider_name)
     if provider is not None:
         try:
-            return provider.describe(saved, current_language())
+            text = provider.describe(saved, language)
+            if isinstance(text, str) and text:
+                return text
+            raise TypeError(f"describe() returned {text!r}")
         except Exception:
             log.exception(
                 "payment provider %r of plugin %r could not describe a method",
                 provider.name,
                 registry().owner("payment provider", provider.name),
             )
-    # A provider switched off since, or failing: still say what the method is.
     return describe_saved(saved, saved.brand.title())

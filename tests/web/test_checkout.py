@@ -143,7 +143,9 @@ def test_nothing_to_change_disables_pay(client, auth, demo_accounts):
     login(auth, "standard")
     page = text(summary(client))
     assert "nie ma nic do zmiany ani do zapłaty" in page
-    assert re.search(r'<button type="submit" name="action" value="pay"\s+disabled', page)
+    assert re.search(
+        r'<button type="submit" id="pay-button" name="action" value="pay"\s+disabled', page
+    )
 
 
 def test_yearly_to_monthly_is_refused_with_a_support_link(client, auth, demo_accounts):
@@ -502,7 +504,7 @@ def test_without_a_billing_country_and_address_the_checkout_asks_for_them_before
     assert response.status_code == 422
     assert "Zanim zapłacisz, podaj kraj i adres do faktury" in page
     assert '<a href="/billing">Uzupełnij dane do faktury</a>' in page
-    assert '<button type="submit" name="action" value="pay" disabled' in page
+    assert '<button type="submit" id="pay-button" name="action" value="pay" disabled' in page
     assert "23%" not in page and "23 %" not in page
     key = re.search(
         r'name="idempotency_key" value="([^"]+)"', text(client.get("/package/edit"))

@@ -360,3 +360,60 @@ def test_the_exchange_rate_on_an_invoice_names_its_plugin_in_the_admin(
     assert Auth(staff).login("admin@demo.example.com", demo.PASSWORD).status_code == 302
     page = text(staff.get("/admin/invoices/"))
     assert number in page and "pakiet_nbp" in page
+
+
+def test_a_provider_whose_start_fails_with_a_bug_gives_a_clear_message_not_a_500(
+    app, client, customer, paybylink, caplog, monkeypatch
+):
+    """Issue 24, point 5: anything a provider's start_payment raises, not only a
+    ProviderError, is taken out of this request, logged with its plugin's name; the customer
+    reads why and can pay again (the attempt ended failed, not left pending)."""
+    broken = registry(app).payment_providers["transfer24"]
+
+    def start_payment(request: Any) -> Any:
+        raise KeyError("redirect_url")  # a bug in the plugin
+
+    monkeypatch.setattr(broken, "start_payment", start_payment)
+    with caplog.at_level(logging.ERROR, logger="portal.rules.payments"):
+        response = buy(client, "transfer24")
+    assert response.status_code == 303
+    page = text(client.get(response.headers["Location"]))
+    assert "Operator płatności nie odpowiedział" in page
+    assert any(
+        "'transfer24'" in r.getMessage() and "'pakiet_transfer24'" in r.getMessage()
+        for r in caplog.records
+    )
+    with app.app_context():
+        [payment] = db.session.scalars(select(Payment)).all()
+        assert (payment.status, payment.failure_code) == ("failed", "provider_unavailable")
+    # ...and paying again with another provider works.
+    again = pay_at_paybylink(client, paybylink, buy(client, "paybylink"))
+    assert again.headers["Location"] == "/package"
+
+
+def test_a_provider_whose_describe_fails_still_names_the_method_on_every_page(
+    app, client, customer, paybylink, caplog, monkeypatch
+):
+    with app.app_context():
+        account_id = db.session.scalar(select(User.account_id).where(User.email == FREE))
+        db.session.add(
+            PaymentMethod(
+                account_id=account_id,
+                provider="paybylink",
+                provider_ref="alias-1",
+                brand="blik",
+                is_default=True,
+            )
+        )
+        db.session.commit()
+    broken = registry(app).payment_providers["paybylink"]
+
+    def describe(method: Any, language: str) -> str:
+        raise RuntimeError("describe broke")
+
+    monkeypatch.setattr(broken, "describe", describe)
+    for path in ("/payment-methods", "/package", "/payments"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+    assert "Blik" in text(client.get("/payment-methods"))
+    assert "could not describe a method" in caplog.text and "pakiet_paybylink" in caplog.text
