@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,181 @@ def test_a_provider_that_takes_a_forged_notification_fails_its_check(paybylink: 
     checks = dict(provider_checks(harness))
     with pytest.raises(AssertionError, match="forged notification was not rejected"):
         checks["a_forged_signature_is_rejected"]()
+
+
+def test_a_forged_json_notification_says_something_else() -> None:
+    """The forgery changes what was signed, not only bytes a JSON parser skips (PayPal's
+    verification API checks the event, so a space added to the body is no forgery)."""
+    from portal.testing.conformance import tampered
+
+    for body in (b'{"id": "E1", "link": {"id": "L1"}}', b" {}", b'{"forged": 1}'):
+        forged = tampered(body)
+        assert json.loads(forged) != json.loads(body), forged
+        assert forged != body
+    assert tampered(b"a=1&b=2") == b"a=1&b=2 "
+
+
+# -- payment providers: the bundled Stripe and PayPal plugins -----------------------------------
+
+STRIPE_KEY = "sk_test_pakiet_conformance"
+STRIPE_WEBHOOK_SECRET = "whsec_pakiet_conformance"
+VISA = "4242424242424242"
+
+
+@pytest.fixture(scope="module")
+def stripe_emulator() -> Iterator[Any]:
+    from pakiet_stripe.emulator import StripeEmulator
+
+    with StripeEmulator(api_key=STRIPE_KEY, webhook_secret=STRIPE_WEBHOOK_SECRET) as emulator:
+        yield emulator
+
+
+def stripe_notification(emulator: Any, session_id: str) -> tuple[bytes, dict[str, str]]:
+    """The latest event about the Checkout Session, signed as Stripe sends it."""
+    about = [
+        event
+        for event in emulator.events
+        if event["type"].startswith("checkout.session.")
+        and event["data"]["object"]["id"] == session_id
+    ]
+    assert about, f"Stripe sent no event about {session_id}"
+    body = json.dumps(about[-1], indent=2).encode()
+    return body, {
+        "Content-Type": "application/json; charset=utf-8",
+        "Stripe-Signature": emulator.sign(body),
+    }
+
+
+def stripe_saved_method(emulator: Any, session_id: str) -> Any:
+    """The card the paid session saved for off-session use, as Stripe keeps it."""
+    from portal.plugin_api.contracts import SavedMethod
+
+    [session] = [s for s in emulator.objects("checkout.session") if s["id"] == session_id]
+    [intent] = [
+        i for i in emulator.objects("payment_intent") if i["id"] == session["payment_intent"]
+    ]
+    assert intent["setup_future_usage"] == "off_session", "the card was not saved"
+    [method] = [
+        m for m in emulator.objects("payment_method") if m["id"] == intent["payment_method"]
+    ]
+    assert method["customer"] == session["customer"], "the card is not on the customer"
+    card = method["card"]
+    return SavedMethod(
+        provider_ref=method["id"],
+        brand=card["brand"],
+        customer_ref=method["customer"],
+        last4=card["last4"],
+        exp_month=card["exp_month"],
+        exp_year=card["exp_year"],
+    )
+
+
+@pytest.mark.parametrize("name", PROVIDER_CHECKS)
+def test_the_bundled_stripe_provider_conforms(stripe_emulator: Any, name: str) -> None:
+    from pakiet_stripe.client import StripeProvider
+
+    emulator = stripe_emulator
+    provider = StripeProvider(
+        {
+            "api_key": STRIPE_KEY,
+            "webhook_secret": STRIPE_WEBHOOK_SECRET,
+            "api_base": emulator.base_url,
+            "timeout": 5,
+            "max_network_retries": 0,
+        }
+    )
+
+    def pay(redirect: Any) -> None:
+        outcome = emulator.pay(redirect.provider_ref, card=VISA)
+        assert outcome.status == "succeeded", outcome
+
+    harness = ProviderHarness(
+        provider=provider,
+        pay=pay,
+        notification=lambda redirect: stripe_notification(emulator, redirect.provider_ref),
+        saved_method=lambda redirect: stripe_saved_method(emulator, redirect.provider_ref),
+    )
+    try:
+        dict(provider_checks(harness))[name]()
+    finally:
+        provider.close()
+
+
+PAYPAL_CLIENT_ID = "conformance-client"
+PAYPAL_CLIENT_SECRET = "conformance-secret"
+PAYPAL_WEBHOOK_ID = "WH-CONFORMANCE"
+
+
+@pytest.fixture(scope="module")
+def paypal_emulator() -> Iterator[Any]:
+    from pakiet_paypal.emulator import PayPalEmulator
+
+    emulator = PayPalEmulator(
+        client_id=PAYPAL_CLIENT_ID,
+        client_secret=PAYPAL_CLIENT_SECRET,
+        webhook_id=PAYPAL_WEBHOOK_ID,
+    ).start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+    assert emulator.errors == []
+
+
+def paypal_order_of(resource: Mapping[str, Any]) -> str | None:
+    """The order an event's resource is about (an order, or a capture of one)."""
+    related = resource.get("supplementary_data", {}).get("related_ids", {})
+    return related.get("order_id") or resource.get("id")
+
+
+def paypal_notification(emulator: Any, order_id: str) -> tuple[bytes, dict[str, str]]:
+    """The latest event about the order, signed as PayPal sends it."""
+    about = [
+        event
+        for event in emulator.events
+        if event["event_type"].startswith(("CHECKOUT.ORDER.", "PAYMENT.CAPTURE."))
+        and paypal_order_of(event["resource"]) == order_id
+    ]
+    assert about, f"PayPal sent no event about {order_id}"
+    latest = about[-1]
+    body, headers = emulator.signed_notification(latest["event_type"], latest["resource"])
+    return body, dict(headers)
+
+
+@pytest.mark.parametrize("name", PROVIDER_CHECKS)
+def test_the_bundled_paypal_provider_conforms(paypal_emulator: Any, name: str) -> None:
+    from pakiet_paypal.client import PayPalProvider
+
+    emulator = paypal_emulator
+    provider = PayPalProvider(
+        {
+            "client_id": PAYPAL_CLIENT_ID,
+            "client_secret": PAYPAL_CLIENT_SECRET,
+            "base_url": emulator.base_url,
+            "webhook_id": PAYPAL_WEBHOOK_ID,
+            "timeout": 5,
+        }
+    )
+
+    def saved_method(redirect: Any) -> Any:
+        """The vault token the paid order saved: PayPal vaults the account when the approved
+        order is captured, which the return does (the webhook would do the same)."""
+        event = provider.complete_return(provider_ref=redirect.provider_ref, params={})
+        assert event.method is not None, f"{redirect.provider_ref} saved no PayPal account"
+        vaulted = emulator.payment_tokens.get(event.method.provider_ref)
+        assert vaulted is not None, f"{event.method.provider_ref} is not in PayPal's vault"
+        return event.method
+
+    harness = ProviderHarness(
+        provider=provider,
+        pay=lambda redirect: emulator.approve(redirect.provider_ref, "jan.kowalski@example.com"),
+        notification=lambda redirect: paypal_notification(emulator, redirect.provider_ref),
+        saved_method=saved_method,
+    )
+    try:
+        dict(provider_checks(harness))[name]()
+    finally:
+        provider.close()
 
 
 # -- exchange-rate sources -------------------------------------------------------------------
