@@ -27,6 +27,8 @@ from portal.plugin_api.contracts import PluginConfig, VatCheck, VatStatus, VatVa
 from portal.plugin_api.hookspecs import hookimpl
 from portal.plugin_api.http import service_settings
 
+PAKIET_API = (1, 2)  # VatCheck.registry: VIES names itself on every answer
+
 __version__ = "1.0.0"
 
 #: The prefixes VIES answers for: the 27 member states (Greece as EL) and Northern Ireland.

@@ -339,6 +339,22 @@ def _warn_at_start(app: Flask, pm: pluggy.PluginManager, registry: Registry) -> 
         for name in app.config[setting] or ():
             if name not in known:
                 registry.warn(f"{setting} names {name!r}, which is no plugin: a typo?")
+    for validator in registry.vat_validators:
+        owner = registry.owners.get(("VAT validator", validator.name))
+        module = pm.get_plugin(owner) if owner else None
+        declared = getattr(module, "PAKIET_API", None)
+        if getattr(validator, "offline", False) or (
+            isinstance(declared, tuple) and tuple(declared[:2]) >= (1, 2)
+        ):
+            continue
+        # Plugin API 1.2 changed what VALID means: without VatCheck.registry it confirms
+        # nothing (a checksum). A validator written before says so neither way: warn.
+        registry.warn(
+            f"VAT validator {validator.name!r} of plugin {owner!r} does not declare plugin API"
+            " 1.2 (PAKIET_API): since 1.2 its VALID confirms a number only with"
+            " VatCheck.registry set (the registry that answered); set it, then declare"
+            " PAKIET_API = (1, 2)"
+        )
     if registry.payment_providers:
         taken = {c for p in registry.payment_providers.values() for c in p.currencies}
         for code in sorted(registry.currencies):

@@ -357,10 +357,38 @@ class SecondPLN:
         return [CurrencySpec("PLN", 2, {})]
 
 
+class HalfProvider:
+    """A provider class without ``start_payment`` (an abstract method): instantiating it in
+    the hook raises TypeError, which start-up reports with the plugin's name."""
+
+    @hookimpl
+    def register_payment_providers(self, plugin_config: PluginConfig) -> list[Any]:
+        from portal.plugin_api.contracts import PaymentProvider
+
+        class Half(PaymentProvider):  # type: ignore[misc]
+            name = "half"
+
+            def label(self, language: str) -> str:
+                return "Half"
+
+        return [Half()]  # type: ignore[abstract]
+
+
+class TwoOfOneName:
+    @hookimpl
+    def register_payment_providers(self, plugin_config: PluginConfig) -> list[Any]:
+        from pakiet_paybylink.provider import PayByLinkProvider
+
+        config = {"base_url": "http://127.0.0.1:9", "merchant_id": "m", "secret": "s"}
+        return [PayByLinkProvider(config), PayByLinkProvider(config)]
+
+
 @pytest.mark.parametrize(
     ("plugin", "name", "message"),
     [
         (RaisingRegister(), "raising", "plugin 'raising': register_payment_providers raised"),
+        (HalfProvider(), "half", "plugin 'half': register_payment_providers raised"),
+        (TwoOfOneName(), "twice", "'paybylink'"),
         (NotAList(), "notalist", "plugin 'notalist': register_vat_validators returned 'vies'"),
         (WrongType(), "wrongtype", "plugin 'wrongtype' returned <class 'object'>"),
         (
@@ -369,15 +397,28 @@ class SecondPLN:
             "two plugins register the currency 'PLN': 'second' and 'pakiet_currencies'",
         ),
     ],
-    ids=["raising-register", "not-a-list", "wrong-type", "duplicate"],
+    ids=[
+        "raising-register",
+        "missing-abstract-method",
+        "two-providers-one-name",
+        "not-a-list",
+        "wrong-type",
+        "duplicate",
+    ],
 )
 def test_a_start_up_error_names_the_plugin(
-    make_app: Callable[..., Flask], plugin: object, name: str, message: str
+    make_app: Callable[..., Flask],
+    plugin: object,
+    name: str,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "thirdparty"))
     plugin.__name__ = name  # type: ignore[attr-defined]
     with pytest.raises(PluginError) as excinfo:
         make_app(PLUGINS=[*BUILTIN_PLUGINS, plugin])
     assert message in str(excinfo.value)
+    assert f"'{name}'" in str(excinfo.value)  # the plugin is named
 
 
 # -- warnings at start-up (issue 24, point 6) ---------------------------------------------------
@@ -426,3 +467,44 @@ def test_start_up_warns_of_a_currency_no_provider_takes(
     warnings = registry(app).warnings
     assert "currency EUR: no payment provider takes it" in warnings
     assert "currency PLN: no payment provider takes it" not in warnings
+
+
+def test_start_up_warns_of_a_vat_validator_written_before_api_1_2(
+    make_app: Callable[..., Flask],
+) -> None:
+    """Plugin API 1.2 changed what a validator's VALID means (without ``VatCheck.registry``
+    it confirms nothing): a validator plugin that does not declare 1.2 is named at start-up;
+    one that does, and the offline format check, are not."""
+    import types
+
+    from portal.plugin_api.contracts import VatValidator
+    from portal.plugin_api.hookspecs import hookimpl
+
+    def validator_plugin(module_name: str, validator_name: str, api: Any) -> types.ModuleType:
+        class Registry(VatValidator):
+            name, order = validator_name, 30
+
+            def check(self, *, country: str, number: str, now: Any) -> None:
+                return None
+
+        module = types.ModuleType(module_name)
+        if api is not None:
+            module.PAKIET_API = api  # type: ignore[attr-defined]
+
+        @hookimpl
+        def register_vat_validators(plugin_config: Any) -> list[VatValidator]:
+            return [Registry()]
+
+        module.register_vat_validators = register_vat_validators  # type: ignore[attr-defined]
+        return module
+
+    app = make_app(
+        PLUGINS=[
+            *BUILTIN_PLUGINS,
+            validator_plugin("pakiet_old_registry", "old_registry", None),
+            validator_plugin("pakiet_new_registry", "new_registry", (1, 2)),
+        ]
+    )
+    warned = [w for w in registry(app).warnings if "does not declare plugin API 1.2" in w]
+    assert len(warned) == 1, registry(app).warnings
+    assert "'old_registry'" in warned[0] and "VatCheck.registry" in warned[0]
