@@ -508,3 +508,26 @@ def test_start_up_warns_of_a_vat_validator_written_before_api_1_2(
     warned = [w for w in registry(app).warnings if "does not declare plugin API 1.2" in w]
     assert len(warned) == 1, registry(app).warnings
     assert "'old_registry'" in warned[0] and "VatCheck.registry" in warned[0]
+
+
+def test_flask_plugins_lists_the_providers_validators_and_rate_sources_of_the_built_ins(
+    make_app: Callable[..., Flask],
+) -> None:
+    """Issue 24, point 6: every kind a plugin registers is listed beneath it."""
+    from pakiet_stripe.emulator import StripeEmulator
+
+    with StripeEmulator(api_key="sk_test_x", webhook_secret="whsec_x") as stripe:
+        config = {"api_key": "sk_test_x", "webhook_secret": "whsec_x", "api_base": stripe.base_url}
+        app = make_app(PLUGINS=list(BUILTIN_PLUGINS), PLUGIN_CONFIG={"stripe": config})
+        output = app.test_cli_runner().invoke(args=["plugins"]).output
+    lines = output.splitlines()
+    for plugin, registered in [
+        ("pakiet_stripe", "payment provider: stripe"),
+        ("pakiet_vies", "VAT validator: vies"),
+        ("pakiet_vat_format", "VAT validator: vat_format"),
+        ("pakiet_nbp", "rate source: pakiet_nbp"),
+        ("pakiet_cnb", "rate source: pakiet_cnb"),
+        ("pakiet_paypal", "registered nothing (not configured, or switched off in its settings)"),
+    ]:
+        [at] = [i for i, line in enumerate(lines) if line.startswith(f"{plugin} ")]
+        assert lines[at + 1] == f"  {registered}", output
