@@ -144,6 +144,15 @@ def vat_validator_checks(
         result = answer(invalid)
         assert result is not None and result.status == VatStatus.INVALID, result
 
+    def a_registrys_valid_names_the_registry() -> None:
+        # Plugin API 1.2: a VALID without VatCheck.registry confirms nothing (a checksum).
+        result = answer(valid)
+        if validator.offline or result is None or result.status != VatStatus.VALID:
+            return
+        assert isinstance(result.registry, str) and result.registry.strip(), (
+            f"VALID without the registry that answered: it confirms nothing ({result!r})"
+        )
+
     def passes_on_a_country_it_does_not_know() -> None:
         result = validator.check(country="QQ", number="123", now=now)
         assert result is None or result.status == VatStatus.UNAVAILABLE, result
@@ -151,6 +160,7 @@ def vat_validator_checks(
     yield "has_a_name", has_a_name
     yield "accepts_the_valid_number", accepts_the_valid_number
     yield "refuses_the_invalid_number", refuses_the_invalid_number
+    yield "a_registrys_valid_names_the_registry", a_registrys_valid_names_the_registry
     yield "passes_on_a_country_it_does_not_know", passes_on_a_country_it_does_not_know
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from pakiet_currencies import CURRENCIES
 from pakiet_vat_format import VatFormat
-from portal.plugin_api.contracts import CurrencySpec
+from portal.plugin_api.contracts import CurrencySpec, VatCheck, VatStatus, VatValidator
 from portal.testing.conformance import (
     PROVIDER_CHECKS,
     ProviderHarness,
@@ -40,6 +40,44 @@ def test_bundled_currencies_conform(check: Callable[[], None]) -> None:
 )
 def test_the_offline_vat_validator_conforms(name: str, check: Callable[[], None]) -> None:
     check()
+
+
+@pytest.fixture(scope="module")
+def vies_emulator() -> Iterator[Any]:
+    from pakiet_vies.emulator import ViesEmulator
+
+    with ViesEmulator() as emulator:
+        yield emulator
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n for n, _ in vat_validator_checks(VatFormat(), country="PL", valid="", invalid="")],
+)
+def test_the_vies_validator_conforms(vies_emulator: Any, name: str) -> None:
+    """The bundled registry validator, on its emulator (the valid and the invalid number
+    are two of the emulator's)."""
+    from pakiet_vies import ViesValidator
+    from pakiet_vies.client import ViesClient
+
+    validator = ViesValidator(ViesClient(vies_emulator.base_url, 2.0))
+    checks = dict(
+        vat_validator_checks(validator, country="PL", valid="9574890682", invalid="3960306202")
+    )
+    checks[name]()
+
+
+def test_a_registry_validator_without_its_registry_fails_its_check() -> None:
+    class Nameless(VatValidator):
+        name, order = "nameless", 50
+
+        def check(self, *, country: str, number: str, now: Any) -> VatCheck | None:
+            status = VatStatus.VALID if number == "1" else VatStatus.INVALID
+            return VatCheck(status, country, number, self.name, now)  # no registry
+
+    checks = dict(vat_validator_checks(Nameless(), country="GB", valid="1", invalid="2"))
+    with pytest.raises(AssertionError, match="VALID without the registry"):
+        checks["a_registrys_valid_names_the_registry"]()
 
 
 def test_a_currency_that_breaks_iso_4217_fails_its_check() -> None:
