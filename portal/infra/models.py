@@ -515,6 +515,10 @@ class Invoice(db.Model):  # type: ignore[name-defined]
             postgresql_where=text(UNRENDERED_SQL),
             sqlite_where=text(UNRENDERED_SQL),
         ),
+        # The invoices list: an account's newest first (50 a page), by year and its years,
+        # without reading every invoice of the account (issue 26, point 2).
+        Index("ix_invoice_account_newest", "account_id", "id"),
+        Index("ix_invoice_account_year", "account_id", "year", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

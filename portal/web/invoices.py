@@ -24,7 +24,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext, lazy_gettext
 from flask_login import current_user, login_required
 from flask_wtf.csrf import generate_csrf
-from sqlalchemy import bindparam, select
+from sqlalchemy import Integer, bindparam, select, text
 from sqlalchemy.orm import aliased
 
 from portal.infra import audit
@@ -91,6 +91,22 @@ COPY_FACTS = (
     .limit(1)
 )
 RENDERING_PDF = select(InvoiceRendering.pdf).where(InvoiceRendering.id == bindparam("id"))
+
+# The years the account has invoices in, newest first, one index lookup per year (a "skip
+# scan" down ix_invoice_account_year): a GROUP BY read every invoice of the account, 3 ms
+# for 12,000 (the list's cost grew with the data).
+YEARS = text(
+    """
+    WITH RECURSIVE years(year) AS (
+        SELECT max(year) FROM invoice WHERE account_id = :account_id
+        UNION ALL
+        SELECT (SELECT max(i.year) FROM invoice AS i
+                WHERE i.account_id = :account_id AND i.year < years.year)
+        FROM years WHERE years.year IS NOT NULL
+    )
+    SELECT year FROM years WHERE year IS NOT NULL
+    """
+).columns(year=Integer)  # a SELECT, as read-only views require
 
 # What a row of the list reads (invoices/_rows.html); a note's response passes the Invoice.
 LIST_COLUMNS = (
@@ -272,14 +288,7 @@ def _list_page(account: Account) -> Response:
     ).all()
     invoices = found[: paging.size]
     numbers = {i.corrects_id: i.corrects_number for i in invoices if i.corrects_id}
-    years = list(
-        db.session.scalars(
-            select(Invoice.year)
-            .where(Invoice.account_id == account.id)
-            .group_by(Invoice.year)
-            .order_by(Invoice.year.desc())
-        )
-    )
+    years = list(db.session.scalars(YEARS, {"account_id": account.id}))
     refundable = refund_offer(account)
     status = 200
     error = None

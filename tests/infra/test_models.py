@@ -197,3 +197,24 @@ def test_the_einvoice_submissions_migration_goes_down_and_up(app):
         with db.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
         assert diff == []
+
+
+def test_the_invoice_list_indexes_migration_goes_down_and_up(app):
+    """0015 (issue 26, point 2): the list's two indexes go with a downgrade and come back."""
+    from flask_migrate import downgrade, upgrade
+
+    def indexes() -> set[str]:
+        return {i["name"] for i in sa.inspect(db.engine).get_indexes("invoice")}
+
+    wanted = {"ix_invoice_account_newest", "ix_invoice_account_year"}
+    with app.app_context():
+        assert wanted <= indexes()
+        downgrade(revision="0014_plugin_provenance")
+        db.engine.dispose()
+        assert wanted.isdisjoint(indexes())
+        upgrade()
+        db.engine.dispose()
+        assert wanted <= indexes()
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        assert diff == []
