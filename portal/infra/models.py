@@ -424,6 +424,9 @@ class Payment(db.Model):  # type: ignore[name-defined]
             "refunded_minor >= 0 AND refunded_minor <= amount_minor", name="refund_within_amount"
         ),
         CheckConstraint("length(currency) = 3 AND currency = upper(currency)", name="currency"),
+        # The refund offer (R14) reads an account's first two settled payments on My package
+        # and the invoices list: in order, without sorting all of them (issue 26, point 2).
+        Index("ix_payment_account_settled", "account_id", "settled_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,4 +1,4 @@
-"""invoice list indexes: an account's newest invoices, and by year
+"""invoice list indexes: an account's newest invoices, by year, and its settled payments
 
 Revision ID: 0015_invoice_list_indexes
 Revises: 0014_plugin_provenance
@@ -16,6 +16,10 @@ depends_on = None
 
 
 def upgrade():
+    with op.batch_alter_table("payment", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_payment_account_settled", ["account_id", "settled_at", "id"], unique=False
+        )
     with op.batch_alter_table("invoice", schema=None) as batch_op:
         batch_op.create_index("ix_invoice_account_newest", ["account_id", "id"], unique=False)
         batch_op.create_index(
@@ -27,3 +31,5 @@ def downgrade():
     with op.batch_alter_table("invoice", schema=None) as batch_op:
         batch_op.drop_index("ix_invoice_account_year")
         batch_op.drop_index("ix_invoice_account_newest")
+    with op.batch_alter_table("payment", schema=None) as batch_op:
+        batch_op.drop_index("ix_payment_account_settled")
