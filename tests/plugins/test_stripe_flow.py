@@ -104,7 +104,9 @@ def account_rows(app, email: str):
         methods = db.session.scalars(
             select(PaymentMethod).where(PaymentMethod.account_id == user.account_id)
         ).all()
-        pays = db.session.scalars(select(Payment).where(Payment.account_id == user.account_id))
+        pays = db.session.scalars(
+            select(Payment).where(Payment.account_id == user.account_id).order_by(Payment.id)
+        )
         pays = pays.all()
         db.session.expunge_all()
         return sub, methods, pays
@@ -167,7 +169,7 @@ def test_a_declined_card_says_why_and_nothing_is_activated(app, login, stripe_em
         cancel = f"/payments/{payment.public_id}/cancel"
     page = text(client.get(client.get(cancel).headers["Location"]))
     # Leaving after a decline says why the card did not go through, not only that they left.
-    assert "Twój bank odrzucił kartę. Użyj innej karty lub PayPal." in page
+    assert "Twój bank odrzucił kartę. Użyj innej karty lub innej metody płatności." in page
     assert "Anulowano płatność" not in page
     sub, methods, pays = account_rows(app, "free@demo.example.com")
     assert (sub.package, methods, pays[0].status) == ("free", [], PaymentStatus.FAILED)
