@@ -417,3 +417,62 @@ def test_a_provider_whose_describe_fails_still_names_the_method_on_every_page(
         assert page.status_code == 200, path
     assert "Blik" in text(client.get("/payment-methods"))
     assert "could not describe a method" in caplog.text and "pakiet_paybylink" in caplog.text
+
+
+def test_a_purchase_fires_payment_settled_with_the_payment_id_the_provider_was_given(
+    app, client, customer, paybylink, monkeypatch
+):
+    """Issue 24, point 7, at run time: the id in PaymentRequest, in the provider's events
+    and in payment_settled is one and the same public id."""
+    from portal.plugin_api.hookspecs import hookimpl
+
+    settled: list[Any] = []
+
+    class Listener:
+        @hookimpl
+        def payment_settled(self, event: Any) -> None:
+            settled.append(event)
+
+    registry(app).pm.register(Listener(), name="listener")
+    provider = registry(app).payment_providers["paybylink"]
+    requested: list[str] = []
+    start = provider.start_payment
+
+    def recording(request: Any) -> Any:
+        requested.append(request.payment_id)
+        return start(request)
+
+    monkeypatch.setattr(provider, "start_payment", recording)
+    response = pay_at_paybylink(client, paybylink, buy(client, "paybylink"))
+    assert response.headers["Location"] == "/package"
+    with app.app_context():
+        [payment] = db.session.scalars(select(Payment)).all()
+        public_id = payment.public_id
+    assert requested == [public_id]
+    assert [event.payment_id for event in settled] == [public_id]
+    assert isinstance(settled[0].payment_id, str)
+
+
+def test_the_vat_check_admin_names_the_plugin_that_answered(app, client, customer, auth):
+    """Issue 24, point 5: a VAT check's answer records its plugin, shown to staff."""
+    from portal.infra.models import VatCheck
+
+    with app.app_context():
+        account_id = db.session.scalar(select(User.account_id).where(User.email == FREE))
+        db.session.add(
+            VatCheck(
+                account_id=account_id,
+                country="DE",
+                number="123456789",
+                status="valid",
+                validator="vies",
+                checked_at=at(TODAY),
+                plugin="pakiet_vies",
+                source_registry="VIES",
+            )
+        )
+        db.session.commit()
+    staff = app.test_client()
+    assert Auth(staff).login("admin@demo.example.com", demo.PASSWORD).status_code == 302
+    page = text(staff.get("/admin/vies/"))
+    assert "pakiet_vies" in page and "123456789" in page
