@@ -351,6 +351,9 @@ class Order(db.Model):  # type: ignore[name-defined]
         ),
         CheckConstraint("total_minor = net_minor + vat_minor", name="total_adds_up"),
         CheckConstraint("expires_at > created_at", name="expires_after_created"),
+        # My package reads the account's checkout attempt of the last day (R9): from its
+        # orders of that day, whatever the number of its payments (issue 26, point 2).
+        Index("ix_checkout_order_account_created", "account_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -40,7 +41,17 @@ def active(account_id: int) -> list[PaymentMethod]:
     )
 
 
-def valid_through(method: PaymentMethod) -> dt.date | None:
+class Expiring(Protocol):
+    """A saved method's expiry: a :class:`PaymentMethod` row or a plugin's ``SavedMethod``."""
+
+    @property
+    def exp_month(self) -> int | None: ...
+
+    @property
+    def exp_year(self) -> int | None: ...
+
+
+def valid_through(method: Expiring) -> dt.date | None:
     """The last day a card can be charged (the end of its expiry month); None: no expiry."""
     if method.exp_year is None or method.exp_month is None:
         return None
@@ -48,7 +59,7 @@ def valid_through(method: PaymentMethod) -> dt.date | None:
     return dt.date(method.exp_year, method.exp_month, last)
 
 
-def expires_before(method: PaymentMethod | None, day: dt.date | None) -> bool:
+def expires_before(method: Expiring | None, day: dt.date | None) -> bool:
     """Whether ``method`` can no longer be charged on ``day`` (a renewal date)."""
     if method is None or day is None:
         return False

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from portal.infra.extensions import db
@@ -1140,42 +1140,28 @@ class Attempt:
     order_payable: bool  # its order can still be paid (pending, not expired)
 
 
-# The latest payment attempt on a checkout order (renewal orders have their own schedule,
-# see lifecycle) placed within the last day: built once per process (My package runs it).
-LATEST_ATTEMPT = (
-    select(Payment, Order.status, Order.public_id, Order.expires_at)
-    .join(Order, Payment.order_id == Order.id)
-    .where(
-        Payment.account_id == bindparam("account_id"),
-        Order.created_at > bindparam("since"),
-        Order.idempotency_key.not_like("renewal-%"),
-    )
-    .order_by(Payment.id.desc())
-    .limit(1)
-)
-
-
-def latest_attempt(account_id: int, now: dt.datetime) -> Attempt | None:
-    """The customer's latest checkout payment if it is pending or failed, else ``None``.
+def attempt_of(
+    status: str,
+    failure_code: str | None,
+    amount: Money,
+    order_status: str,
+    order_public_id: str,
+    expires_at: dt.datetime,
+    now: dt.datetime,
+) -> Attempt | None:
+    """What My package says of the customer's latest checkout payment (read by
+    :mod:`portal.rules.overview`): pending or failed, else ``None``.
 
     Pending never outlives its order's expiry: a customer who left the provider's page sees
     "payment pending" (and My package polls) that long at most; the background run then
     closes the attempt at the provider (:func:`close_expired`)."""
-    row = db.session.execute(
-        LATEST_ATTEMPT, {"account_id": account_id, "since": now - dt.timedelta(days=1)}
-    ).first()
-    if row is None:
-        return None
-    payment, order_status, order_public_id, expires_at = row
     payable = order_status == OrderStatus.PENDING and expires_at > now
-    failed = payment.status == PaymentStatus.FAILED or (
-        payment.status == PaymentStatus.PENDING and not payable
-    )
-    if payment.status == PaymentStatus.PENDING and payable:
-        return Attempt(True, None, payment.amount, order_public_id, payable)
+    failed = status == PaymentStatus.FAILED or (status == PaymentStatus.PENDING and not payable)
+    if status == PaymentStatus.PENDING and payable:
+        return Attempt(True, None, amount, order_public_id, payable)
     if failed and order_status in (OrderStatus.PENDING, OrderStatus.FAILED):
-        code = payment.failure_code if payment.status == PaymentStatus.FAILED else "expired"
-        return Attempt(False, code, payment.amount, order_public_id, payable)
+        code = failure_code if status == PaymentStatus.FAILED else "expired"
+        return Attempt(False, code, amount, order_public_id, payable)
     return None
 
 

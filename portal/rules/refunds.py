@@ -91,15 +91,15 @@ def deadline(payment: Payment, tz: ZoneInfo) -> dt.datetime:
 # and refunded at once (a stale second checkout, a refused card brand: it carries the reason)
 # bought nothing and does not count. Built once per process: My package and the invoices
 # list run it on every view.
+FIRST_PAID_PACKAGE_CRITERIA = (
+    Payment.order_id.is_not(None),
+    Payment.settled_at.is_not(None),
+    Payment.status.in_([PaymentStatus.PAID.value, PaymentStatus.REFUNDED.value]),
+    Payment.failure_code.is_(None),
+)
 FIRST_PAID_PACKAGE_PAYMENTS = (
     select(Payment)
-    .where(
-        Payment.account_id == bindparam("account_id"),
-        Payment.order_id.is_not(None),
-        Payment.settled_at.is_not(None),
-        Payment.status.in_([PaymentStatus.PAID.value, PaymentStatus.REFUNDED.value]),
-        Payment.failure_code.is_(None),
-    )
+    .where(Payment.account_id == bindparam("account_id"), *FIRST_PAID_PACKAGE_CRITERIA)
     .order_by(Payment.settled_at, Payment.id)
     .limit(2)
 )

@@ -20,9 +20,9 @@ from portal.infra.models import utcnow
 from portal.rules import billing_info, countries, invoicing, payments, vat
 from portal.rules.tax import TaxDecision, decide
 from portal.web import htmx_util
-from portal.web.account import current_account
 from portal.web.checkout import pricing, today
 from portal.web.helpers import cap_echoed_fields
+from portal.web.session_user import current_account
 
 bp = Blueprint("billing", __name__, url_prefix="/billing")
 

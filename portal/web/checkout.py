@@ -30,9 +30,9 @@ from portal.rules.orders import Pricing
 from portal.rules.pricing import ChangeRefused, Quote, RefusalReason, Selection, fit_conversations
 from portal.rules.tax import TaxDecision
 from portal.web import htmx_util, pay
-from portal.web.account import current_account
 from portal.web.helpers import echoed, hands_off_to_providers
 from portal.web.read_only import read_only
+from portal.web.session_user import current_account
 
 bp = Blueprint("checkout", __name__, url_prefix="/package")
 

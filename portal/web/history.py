@@ -26,10 +26,10 @@ from portal.infra.models import (
 )
 from portal.plugin_api.contracts import SavedMethod
 from portal.web import htmx_util
-from portal.web.account import current_account
 from portal.web.helpers import format_day, format_minor, list_page
 from portal.web.pay import describe_with, failure_message, offered
 from portal.web.read_only import read_only
+from portal.web.session_user import current_account
 
 bp = Blueprint("history", __name__)
 

@@ -44,11 +44,10 @@ from portal.rules import einvoicing, invoicing
 from portal.rules.refunds import offer
 from portal.web import htmx_util
 from portal.web import refunds as refund_pages
-from portal.web.account import current_account
 from portal.web.copy_cache import copy_cache, etag_of
 from portal.web.helpers import echoed, format_day, format_minor, list_page
 from portal.web.read_only import read_only
-from portal.web.session_user import narrow_user
+from portal.web.session_user import current_account, narrow_user
 
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
 

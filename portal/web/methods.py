@@ -30,10 +30,10 @@ from portal.rules.catalogue import Period
 from portal.rules.money import Money
 from portal.rules.pricing import ChangeRefused, Selection
 from portal.web import htmx_util, pay
-from portal.web.account import current_account
 from portal.web.checkout import pricing
 from portal.web.helpers import format_day, hands_off_to_providers
 from portal.web.pay import UNAVAILABLE, describe, offered, providers, send_to
+from portal.web.session_user import current_account
 
 bp = Blueprint("methods", __name__, url_prefix="/payment-methods")
 

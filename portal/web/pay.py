@@ -44,8 +44,8 @@ from portal.plugin_api.contracts import (
 )
 from portal.plugin_api.registry import origin, registry
 from portal.rules import lifecycle, orders, payments
-from portal.web.account import current_account
 from portal.web.helpers import hands_off_to_providers
+from portal.web.session_user import current_account
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pay", __name__)
@@ -421,6 +421,11 @@ def render_order_failure(order: Order) -> str | None:
 def describe(method: PaymentMethod) -> str:
     """A saved method in the customer's words, e.g. "Visa •••• 4242 (12/2030)"."""
     return describe_with(method.provider, payments.saved(method), current_language())
+
+
+def describe_saved_method(provider_name: str, saved: SavedMethod) -> str:
+    """A saved method read without its row (My package's one statement), as :func:`describe`."""
+    return describe_with(provider_name, saved, current_language())
 
 
 def describe_with(provider_name: str, saved: SavedMethod, language: str) -> str:

@@ -16,7 +16,7 @@ from portal.infra.i18n import current_language
 from portal.infra.models import Account, Payment, utcnow
 from portal.plugin_api.contracts import ProviderError
 from portal.rules import refunds
-from portal.web.account import current_account
+from portal.web.session_user import current_account
 
 bp = Blueprint("refunds", __name__, url_prefix="/refunds")
 

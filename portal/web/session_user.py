@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app, request
-from flask_login import UserMixin
+from flask import abort, current_app, request
+from flask_login import UserMixin, current_user
 from sqlalchemy import Row, Select, bindparam, select
 from sqlalchemy.orm import attributes, joinedload, make_transient_to_detached
 
@@ -160,4 +160,16 @@ def _detached_account(row: Row[Any], sub: Subscription | None) -> Account:
         attributes.set_committed_value(sub, "account", account)
     if billing is not None:
         attributes.set_committed_value(billing, "account", account)
+    return account
+
+
+def current_account() -> Account:
+    """The logged-in customer's account; staff without one get a 404."""
+    if current_user.account_id is None:
+        abort(404)
+    # With its subscription and billing data: detached from the user's row in a read-only
+    # view, attached otherwise (portal/web/session_user.py).
+    account = current_user.account
+    if not isinstance(account, Account):
+        abort(404)
     return account

@@ -124,6 +124,7 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["moment"] = format_moment
     app.jinja_env.filters["country_name"] = lambda code: countries.name(code, current_language())
     app.jinja_env.globals["describe_method"] = pay.describe
+    app.jinja_env.globals["describe_saved_method"] = pay.describe_saved_method
     app.jinja_env.globals["payment_failure"] = pay.failure_message
     app.jinja_env.globals["accepted_methods"] = pay.accepted_methods
     app.jinja_env.globals["lifecycle_banner"] = lifecycle_banner

@@ -14,8 +14,8 @@ from portal.infra.extensions import htmx
 from portal.infra.models import Account, utcnow
 from portal.rules import support
 from portal.web import htmx_util
-from portal.web.account import current_account
 from portal.web.helpers import echoed
+from portal.web.session_user import current_account
 
 bp = Blueprint("support", __name__, url_prefix="/support")
 

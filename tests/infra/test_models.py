@@ -219,3 +219,23 @@ def test_the_invoice_list_indexes_migration_goes_down_and_up(app):
         with db.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
         assert diff == []
+
+
+def test_the_package_page_index_migration_goes_down_and_up(app):
+    """0016 (issue 26, point 2): My package's index on an account's orders by creation."""
+    from flask_migrate import downgrade, upgrade
+
+    def indexes() -> set[str]:
+        return {i["name"] for i in sa.inspect(db.engine).get_indexes("checkout_order")}
+
+    with app.app_context():
+        assert "ix_checkout_order_account_created" in indexes()
+        downgrade(revision="0015_invoice_list_indexes")
+        db.engine.dispose()
+        assert "ix_checkout_order_account_created" not in indexes()
+        upgrade()
+        db.engine.dispose()
+        assert "ix_checkout_order_account_created" in indexes()
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        assert diff == []

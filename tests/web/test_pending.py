@@ -94,3 +94,59 @@ def test_the_attempt_shown_is_the_latest_one(app, standard, transfer24):
     assert PENDING not in page and "nie doszła do skutku" not in page
     with app.app_context():
         assert lifecycle.run_now(utcnow() + dt.timedelta(hours=1)).expired == 0
+
+
+def test_the_latest_attempt_is_the_newest_payment_even_on_an_older_order(
+    app, standard, transfer24
+):
+    """A retry on the first order after a second one failed: the retry is what happened last
+    (My package reads the newest payment of the day's orders, not the newest order's)."""
+    from portal.infra.extensions import db
+
+    bank_token(place_and_pay(standard, agents="5"))
+    with app.app_context():
+        first = db.session.get(Payment, only(app, Payment)[0].id)
+        order = db.session.get(Order, first.order_id)
+        second = Order(
+            **{
+                c.key: getattr(order, c.key)
+                for c in Order.__table__.columns
+                if c.key not in ("id", "public_id", "idempotency_key", "created_at")
+            },
+            public_id="second-order",
+            idempotency_key="second",
+            created_at=order.created_at + dt.timedelta(seconds=30),
+        )
+        db.session.add(second)
+        db.session.flush()
+        declined = dict(
+            account_id=first.account_id,
+            provider=first.provider,
+            amount_minor=first.amount_minor,
+            currency=first.currency,
+        )
+        db.session.add(
+            Payment(
+                **declined,
+                public_id="declined-on-second",
+                order_id=second.id,
+                idempotency_key="declined-on-second",
+                status=PaymentStatus.FAILED.value,
+                failure_code="card_declined",
+            )
+        )
+        db.session.flush()
+        # The retry on the first order, after the second's decline: the newest payment.
+        db.session.add(
+            Payment(
+                **declined,
+                public_id="retry-on-first",
+                order_id=order.id,
+                idempotency_key="retry-on-first",
+                status=PaymentStatus.PENDING.value,
+            )
+        )
+        db.session.commit()
+    page = my_package(standard)
+    assert PENDING in page and POLLS in page
+    assert "nie doszła do skutku" not in page

@@ -1,0 +1,146 @@
+"""What My package shows besides the account, read in one statement (issue 26).
+
+The page needs three small facts: the default saved method (R7), the customer's latest
+checkout attempt of the last day (R9: pending or failed) and whether a refund may be
+offered (R14: the account has exactly one paid package payment). Each is a derived table
+of at most one row, independent of the others (the account is a parameter, not a
+correlation), left-joined to a one-row base: one round trip, the same SQL on PostgreSQL
+and SQLite, and each part an index walk whatever the number of accounts, payments or
+orders (``ix_checkout_order_account_created``, ``ix_payment_account_settled``).
+
+Only the rare account with exactly one paid payment goes on to :func:`refunds.offer`, which
+checks the rest of R14 (the deadline, the provider, the invoice) with its own statements.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, func, literal_column, select, true
+from sqlalchemy.orm import aliased
+
+from portal.infra.extensions import db
+from portal.infra.models import Account, Order, Payment, PaymentMethod, PaymentStatus
+from portal.plugin_api.contracts import SavedMethod
+from portal.rules import payments, refunds
+from portal.rules.money import Money
+
+# A pending checkout shows for a day at most (its order expires sooner): see payments.Attempt.
+ATTEMPT_WINDOW = dt.timedelta(days=1)
+
+_METHOD = (
+    select(
+        PaymentMethod.provider.label("method_provider"),
+        PaymentMethod.provider_ref,
+        PaymentMethod.customer_ref,
+        PaymentMethod.brand,
+        PaymentMethod.last4,
+        PaymentMethod.exp_month,
+        PaymentMethod.exp_year,
+        PaymentMethod.email,
+    )
+    .where(
+        PaymentMethod.account_id == bindparam("account_id"),
+        PaymentMethod.removed_at.is_(None),
+        PaymentMethod.is_default.is_(True),
+    )
+    .order_by(PaymentMethod.id)
+    .limit(1)
+    .subquery("method")
+)
+
+# The newest payment on the account's checkout orders of the last day (usually none): found
+# from those orders, each one's newest payment by its index, never by walking the payments
+# newest first (which a planner picks for ORDER BY id DESC LIMIT 1, and which costs an
+# account with years of renewals, or the whole table, a scan).
+_PAYMENT = aliased(Payment)
+_OF_ORDER = aliased(Order)
+_NEWEST = (
+    select(
+        func.max(
+            select(func.max(_PAYMENT.id)).where(_PAYMENT.order_id == _OF_ORDER.id).scalar_subquery()
+        )
+    )
+    .where(
+        _OF_ORDER.account_id == bindparam("account_id"),
+        _OF_ORDER.created_at > bindparam("since"),
+        _OF_ORDER.idempotency_key.not_like("renewal-%"),
+    )
+    .scalar_subquery()
+)
+_ATTEMPT = (
+    select(
+        Payment.status.label("payment_status"),
+        Payment.failure_code,
+        Payment.amount_minor,
+        Payment.currency,
+        Order.status.label("order_status"),
+        Order.public_id.label("order_public_id"),
+        Order.expires_at,
+    )
+    .join(Order, Payment.order_id == Order.id)
+    .where(Payment.id == _NEWEST, Payment.account_id == bindparam("account_id"))
+    .subquery("attempt")
+)
+
+# How many of the first two paid package payments there are (refunds.offer needs one).
+_PAID = (
+    select(func.count().label("paid"))
+    .select_from(
+        select(Payment.id)
+        .where(Payment.account_id == bindparam("account_id"), *refunds.FIRST_PAID_PACKAGE_CRITERIA)
+        .limit(2)
+        .subquery("first_paid")
+    )
+    .subquery("paid")
+)
+
+_BASE = select(literal_column("1").label("one")).subquery("base")
+
+PACKAGE_FACTS = (
+    select(_METHOD, _ATTEMPT, _PAID.c.paid)
+    .select_from(_BASE)
+    .outerjoin(_METHOD, true())
+    .outerjoin(_ATTEMPT, true())
+    .outerjoin(_PAID, true())
+)
+
+
+@dataclass(frozen=True)
+class PackageFacts:
+    method_provider: str | None  # the default method's provider, None without one
+    method: SavedMethod | None
+    attempt: payments.Attempt | None
+    refundable: Payment | None  # the payment a refund may be asked for now (R14)
+
+
+def package_facts(account: Account, now: dt.datetime, refund_now: dt.datetime) -> PackageFacts:
+    """``refund_now``: the refund pages' clock (R14's deadline), ``now`` the checkout's."""
+    row = db.session.execute(
+        PACKAGE_FACTS, {"account_id": account.id, "since": now - ATTEMPT_WINDOW}
+    ).one()
+    method = None
+    if row.method_provider is not None:
+        method = SavedMethod(
+            provider_ref=row.provider_ref,
+            brand=row.brand,
+            customer_ref=row.customer_ref,
+            last4=row.last4,
+            exp_month=row.exp_month,
+            exp_year=row.exp_year,
+            email=row.email,
+        )
+    attempt = None
+    if row.payment_status is not None:
+        attempt = payments.attempt_of(
+            PaymentStatus(row.payment_status),
+            row.failure_code,
+            Money(row.amount_minor, row.currency),
+            row.order_status,
+            row.order_public_id,
+            row.expires_at,
+            now,
+        )
+    refundable = refunds.offer(account, refund_now) if row.paid == 1 else None
+    return PackageFacts(row.method_provider, method, attempt, refundable)
