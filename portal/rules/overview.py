@@ -84,26 +84,13 @@ _ATTEMPT = (
     .subquery("attempt")
 )
 
-# How many of the first two paid package payments there are (refunds.offer needs one).
-_PAID = (
-    select(func.count().label("paid"))
-    .select_from(
-        select(Payment.id)
-        .where(Payment.account_id == bindparam("account_id"), *refunds.FIRST_PAID_PACKAGE_CRITERIA)
-        .limit(2)
-        .subquery("first_paid")
-    )
-    .subquery("paid")
-)
-
 _BASE = select(literal_column("1").label("one")).subquery("base")
 
 PACKAGE_FACTS = (
-    select(_METHOD, _ATTEMPT, _PAID.c.paid)
+    select(_METHOD, _ATTEMPT, refunds.FIRST_PAID_PACKAGE_COUNT.label("paid"))
     .select_from(_BASE)
     .outerjoin(_METHOD, true())
     .outerjoin(_ATTEMPT, true())
-    .outerjoin(_PAID, true())
 )
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 
 from portal.infra.extensions import db
 from portal.infra.models import (
@@ -102,6 +102,19 @@ FIRST_PAID_PACKAGE_PAYMENTS = (
     .where(Payment.account_id == bindparam("account_id"), *FIRST_PAID_PACKAGE_CRITERIA)
     .order_by(Payment.settled_at, Payment.id)
     .limit(2)
+)
+
+# How many of those two there are, as a column any statement of the account's pages can
+# carry (``account_id`` bound): only an account with exactly one goes on to :func:`offer`.
+FIRST_PAID_PACKAGE_COUNT = (
+    select(func.count())
+    .select_from(
+        select(Payment.id)
+        .where(Payment.account_id == bindparam("account_id"), *FIRST_PAID_PACKAGE_CRITERIA)
+        .limit(2)
+        .subquery("first_paid")
+    )
+    .scalar_subquery()
 )
 
 

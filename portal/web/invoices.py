@@ -4,6 +4,7 @@ document never changes; it stays downloadable as issued)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -24,7 +25,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext, lazy_gettext
 from flask_login import current_user, login_required
 from flask_wtf.csrf import generate_csrf
-from sqlalchemy import Integer, bindparam, select, text
+from sqlalchemy import Integer, Select, bindparam, select, text
 from sqlalchemy.orm import aliased
 
 from portal.infra import audit
@@ -40,7 +41,7 @@ from portal.infra.models import (
     latest_pdf,
     utcnow,
 )
-from portal.rules import einvoicing, invoicing
+from portal.rules import einvoicing, invoicing, refunds
 from portal.rules.refunds import offer
 from portal.web import htmx_util
 from portal.web import refunds as refund_pages
@@ -267,28 +268,49 @@ def page() -> ResponseReturnValue:
     return _list_page(current_account())
 
 
+@functools.cache
+def list_statement(by_year: bool, by_kind: bool) -> Select[*tuple[Any, ...]]:
+    """A page of the list, newest first, built once per filter combination.
+
+    Plain rows of the columns the list shows, not ORM instances: building 120 of them, each
+    with its two deferred columns, cost more than the query. The number of the invoice a
+    correction corrects comes with it (it may be on another page), and so does how many paid
+    package payments the account has (the refund offer, R14, needs exactly one).
+    """
+    stmt = (
+        select(
+            *LIST_COLUMNS,
+            CORRECTED.number.label("corrects_number"),
+            refunds.FIRST_PAID_PACKAGE_COUNT.label("first_paid"),
+        )
+        .outerjoin(CORRECTED, CORRECTED.id == Invoice.corrects_id)
+        .where(Invoice.account_id == bindparam("account_id"))
+    )
+    if by_year:
+        stmt = stmt.where(Invoice.year == bindparam("year"))
+    if by_kind:
+        stmt = stmt.where(Invoice.kind == bindparam("kind"))
+    return stmt.order_by(Invoice.id.desc()).offset(bindparam("offset")).limit(bindparam("limit"))
+
+
 def _list_page(account: Account) -> Response:
     filters, refused = parse_filters(request.args)
     paging = list_page(request.args)
-    # Plain rows of the columns the list shows, not ORM instances: building 120 of them,
-    # each with its two deferred columns, cost more than the query. The number of the
-    # invoice a correction corrects comes with it (it may be on another page).
-    stmt = (
-        select(*LIST_COLUMNS, CORRECTED.number.label("corrects_number"))
-        .outerjoin(CORRECTED, CORRECTED.id == Invoice.corrects_id)
-        .where(Invoice.account_id == account.id)
-    )
-    if filters.year is not None:
-        stmt = stmt.where(Invoice.year == filters.year)
-    if filters.kind is not None:
-        stmt = stmt.where(Invoice.kind == filters.kind)
     found = db.session.execute(
-        stmt.order_by(Invoice.id.desc()).offset(paging.offset).limit(paging.size + 1)
+        list_statement(filters.year is not None, filters.kind is not None),
+        {
+            "account_id": account.id,
+            "year": filters.year,
+            "kind": filters.kind,
+            "offset": paging.offset,
+            "limit": paging.size + 1,
+        },
     ).all()
     invoices = found[: paging.size]
     numbers = {i.corrects_id: i.corrects_number for i in invoices if i.corrects_id}
     years = list(db.session.scalars(YEARS, {"account_id": account.id}))
-    refundable = refund_offer(account)
+    # Only an account with exactly one paid package payment can be offered a refund (R14).
+    refundable = refund_offer(account) if invoices and invoices[0].first_paid == 1 else None
     status = 200
     error = None
     if refused or paging.refused:
