@@ -3,10 +3,11 @@
 A download's bytes follow from facts that never change once written: the stored rendering
 (rows are never updated: a new note writes a new one) and, when a national e-invoicing
 channel covers the document, the state of its submission (the channel's number, offline
-mode). Reading those facts is one narrow statement (``portal.web.invoices.COPY_FACTS``);
-when they are the ones of a copy this process served before, its bytes and ETag come from
-here, and the stored PDF is neither fetched nor stamped again (stamping a KSeF copy renders
-the document again: tens of milliseconds). A new key goes the long way and is stored.
+mode). Reading those facts is one narrow statement (``portal.web.invoices.COPY_FACTS``), in
+the same round trip as the user (``session_user.along_with_user``); when they are the ones
+of a copy this process served before, its bytes and ETag come from here, and the stored
+PDF is neither fetched nor stamped again (stamping a KSeF copy renders the document again:
+tens of milliseconds). A new key goes the long way and is stored.
 
 The cache holds at most ``PDF_CACHE_BYTES`` (LRU; 0 switches it off). Each gunicorn worker
 has its own: nothing is shared, so nothing can go stale across processes.

@@ -48,7 +48,7 @@ from portal.web import refunds as refund_pages
 from portal.web.copy_cache import copy_cache, etag_of
 from portal.web.helpers import echoed, format_day, format_minor, list_page
 from portal.web.read_only import read_only
-from portal.web.session_user import current_account, narrow_user
+from portal.web.session_user import along_with_user, current_account, narrow_user
 
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
 
@@ -68,12 +68,14 @@ LATEST_PDF = (
 
 # One narrow query: what decides the bytes of the copy the customer downloads (the number,
 # the latest rendering, which never changes once stored, and the submission to a national
-# e-invoicing channel), for the account's own invoice; no bytes. The key of
-# portal/web/copy_cache.py.
+# e-invoicing channel); no bytes. The key of portal/web/copy_cache.py. It rides with the
+# user's row (along_with_user), joined on the user's account: someone else's invoice is
+# not found.
 COPY_FACTS = (
     select(
+        Invoice.account_id,
         Invoice.number,
-        InvoiceRendering.id,
+        InvoiceRendering.id.label("rendering_id"),
         EInvoiceSubmission.channel,
         EInvoiceSubmission.state,
         EInvoiceSubmission.national_number,
@@ -83,10 +85,7 @@ COPY_FACTS = (
     )
     .join(InvoiceRendering, InvoiceRendering.invoice_id == Invoice.id)
     .outerjoin(EInvoiceSubmission, EInvoiceSubmission.invoice_id == Invoice.id)
-    .where(
-        Invoice.public_id == bindparam("public_id"),
-        Invoice.account_id == bindparam("account_id"),
-    )
+    .where(Invoice.public_id == bindparam("public_id"))
     .order_by(InvoiceRendering.id.desc())
     .limit(1)
 )
@@ -400,19 +399,17 @@ def _download(body: bytes, filename: str, mimetype: str, etag: str | None = None
 @bp.get("/<public_id>.pdf")
 @login_required
 @read_only
-@narrow_user
+@along_with_user(COPY_FACTS)
 def pdf(public_id: str) -> ResponseReturnValue:
     if current_user.account_id is None:
         abort(404)
-    facts = db.session.execute(
-        COPY_FACTS, {"public_id": public_id, "account_id": current_user.account_id}
-    ).one_or_none()
+    facts = current_user.along  # read with the user, in the same statement
     if facts is None:  # someone else's (a 404), or its documents are not stored yet
         return _copy_the_long_way(public_id)
-    number, rendering_id = facts[0], facts[1]
+    number, rendering_id = facts[1], facts[2]
     stamped = bool(einvoicing.channels())
     # The submission decides the copy only when a channel stamps it (KSeF's number, offline).
-    key = tuple(facts[1:]) if stamped else rendering_id
+    key = tuple(facts[2:]) if stamped else rendering_id
     cache = copy_cache()
     found = cache.get(key)
     if found is None:

@@ -39,6 +39,7 @@ View = TypeVar("View", bound=Callable[..., Any])
 M = TypeVar("M")
 
 NARROW = "pakiet_narrow_user"
+ALONG = "pakiet_along_with_user"
 
 USER_COLUMNS = ("id", "account_id", "email", "role", "language", "session_version")
 _user = User.__table__
@@ -79,6 +80,30 @@ def narrow_user(view: View) -> View:
     return view
 
 
+def along_with_user(facts: Select[*tuple[Any, ...]]) -> Callable[[View], View]:
+    """Mark a narrow read-only view (:func:`narrow_user`) whose first statement rides in the
+    loader's round trip: ``facts`` (one row at most, with an ``account_id`` column, bound
+    to the view's arguments by name) is left-joined to the user's row *on the user's
+    account*, so another account's row never joins: the owner check is the join. The
+    view reads it as :attr:`SessionUser.along` (``None``: nothing of the user's). The
+    session checks are those of every request: the user's row decides, the facts ride."""
+    along = facts.subquery("along")
+    columns = [_user.c[name] for name in USER_COLUMNS] + _labelled(_sub, "s_")
+    columns += [column.label(f"f_{column.key}") for column in along.c]
+    joined = _user.outerjoin(_sub, _sub.c.account_id == _user.c.account_id).outerjoin(
+        along, along.c.account_id == _user.c.account_id
+    )
+    statement = select(*columns).select_from(joined).where(_user.c.id == bindparam("user_id"))
+    keys = [f"f_{column.key}" for column in along.c]
+
+    def mark(view: View) -> View:
+        setattr(view, NARROW, True)
+        setattr(view, ALONG, (statement, keys))
+        return view
+
+    return mark
+
+
 class SessionUser(UserMixin):
     """The signed-in person of one request (Flask-Login's ``current_user``)."""
 
@@ -92,6 +117,7 @@ class SessionUser(UserMixin):
         self._row = row
         self._subscription: Subscription | None = None
         self._account: Account | None = None
+        self.along: tuple[Any, ...] | None = None  # see along_with_user
 
     def get_id(self) -> str:
         """As :meth:`User.get_id`: the id and the session version."""
@@ -129,16 +155,25 @@ def load(session_id: str) -> SessionUser | None:
     user_id, _, version = session_id.partition(":")
     if not user_id.isdigit() or not version.isdigit():
         return None
-    statement = USER_ROW_WITH_ACCOUNT if _account_in_row() else USER_ROW
-    row = db.session.execute(statement, {"user_id": int(user_id)}).first()
+    view = current_app.view_functions.get(request.endpoint or "")
+    read_only = bool(getattr(view, READ_ONLY, False))
+    along = getattr(view, ALONG, None) if read_only else None
+    if along is not None:
+        statement, keys = along
+        params = {**(request.view_args or {}), "user_id": int(user_id)}
+    else:
+        keys = []
+        statement = (
+            USER_ROW_WITH_ACCOUNT if read_only and not getattr(view, NARROW, False) else USER_ROW
+        )
+        params = {"user_id": int(user_id)}
+    row = db.session.execute(statement, params).first()
     if row is None or row.session_version != int(version):
         return None  # a revoked session (log-out, new password, staff)
-    return SessionUser(row)
-
-
-def _account_in_row() -> bool:
-    view = current_app.view_functions.get(request.endpoint or "")
-    return bool(getattr(view, READ_ONLY, False)) and not getattr(view, NARROW, False)
+    user = SessionUser(row)
+    if keys and row.f_account_id is not None:
+        user.along = tuple(row._mapping[key] for key in keys)
+    return user
 
 
 def _detached(model: type[M], row: Row[Any], prefix: str) -> M:

@@ -238,7 +238,8 @@ def test_the_invoices_page_lists_every_invoice_of_the_big_account(app, accounts)
 
 def test_a_pdf_downloaded_again_is_one_narrow_statement_without_its_bytes(app, accounts):
     """The copy is kept per process by what decides its bytes (portal/web/copy_cache.py):
-    downloaded again, it costs the user and one statement, which reads no PDF."""
+    downloaded again, it costs one statement, the user's with the copy's facts (joined on the
+    user's account), which reads no PDF."""
     client = app.test_client()
     assert Auth(client).login("small@firma.example.com").status_code == 302
     first = client.get("/invoices/i-small-0.pdf")
@@ -250,12 +251,14 @@ def test_a_pdf_downloaded_again_is_one_narrow_statement_without_its_bytes(app, a
         PDF,
         first.headers["ETag"],
     )
-    assert len(statements) == 2, statements  # the user; the copy's facts
+    assert len(statements) == 1, statements  # the user with the copy's facts
+    assert "FROM user_account" in statements[0] and "invoice_rendering" in statements[0]
     assert not any("invoice_rendering.pdf" in s for s in statements), statements
     # Someone else's invoice stays a 404, cached or not.
     other = app.test_client()
     assert Auth(other).login("big@firma.example.com").status_code == 302
     assert other.get("/invoices/i-small-0.pdf").status_code == 404
+    assert other.get("/invoices/no-such-invoice.pdf").status_code == 404
 
 
 def test_a_note_saved_after_a_download_reaches_the_next_download(app, accounts):
