@@ -96,9 +96,7 @@ def test_the_attempt_shown_is_the_latest_one(app, standard, transfer24):
         assert lifecycle.run_now(utcnow() + dt.timedelta(hours=1)).expired == 0
 
 
-def test_the_latest_attempt_is_the_newest_payment_even_on_an_older_order(
-    app, standard, transfer24
-):
+def test_the_latest_attempt_is_the_newest_payment_even_on_an_older_order(app, standard, transfer24):
     """A retry on the first order after a second one failed: the retry is what happened last
     (My package reads the newest payment of the day's orders, not the newest order's)."""
     from portal.infra.extensions import db
