@@ -14,8 +14,10 @@ import email.message
 import os
 import shutil
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
@@ -211,6 +213,70 @@ def smtp_config(inbox: Inbox) -> dict[str, Any]:
         "MAIL_USE_TLS": False,
         "MAIL_TIMEOUT": 5,
     }
+
+
+# -- the third parties' payment providers (tests/thirdparty) ------------------------------
+
+# Real distributions written against the public contract only, each with its own emulator:
+# ``pakiet-transfer24`` (redirect and notify) and ``pakiet-paybylink`` (redirect only).
+THIRD_PARTY = Path(__file__).resolve().parent / "thirdparty"
+THIRD_PARTY_SETTINGS: dict[str, dict[str, str]] = {
+    "paybylink": {"merchant_id": "m-1", "secret": "pbl-secret"},
+    "transfer24": {"api_key": "t24-key", "notify_secret": "t24-secret"},
+}
+
+
+def third_party_emulator(name: str) -> Any:
+    """The emulator of the third party's provider ``name`` (``paybylink`` or
+    ``transfer24``), not yet started: :data:`THIRD_PARTY` must be on ``sys.path``."""
+    if name == "paybylink":
+        from pakiet_paybylink.emulator import PayByLinkEmulator
+
+        return PayByLinkEmulator(**THIRD_PARTY_SETTINGS[name])
+    from pakiet_transfer24.emulator import Transfer24Emulator
+
+    return Transfer24Emulator(**THIRD_PARTY_SETTINGS[name])
+
+
+def third_party_config(name: str, emulator: Any) -> dict[str, Any]:
+    """The ``PLUGIN_CONFIG`` entry of the provider ``name`` talking to ``emulator``."""
+    return {"base_url": emulator.base_url, **THIRD_PARTY_SETTINGS[name]}
+
+
+@contextmanager
+def third_party_on_path() -> Iterator[None]:
+    sys.path.insert(0, str(THIRD_PARTY))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(THIRD_PARTY))
+
+
+def module_emulator(name: str) -> Any:
+    """A module-scoped fixture ``name``: the provider's emulator, started once for the
+    module (a module-scoped ``live_server`` needs one); ``paybylink = module_emulator(
+    "paybylink")`` in a test module overrides the function-scoped fixture below."""
+
+    @pytest.fixture(scope="module", name=name)
+    def emulator_fixture() -> Iterator[Any]:
+        with third_party_on_path(), third_party_emulator(name) as emulator:
+            yield emulator
+
+    return emulator_fixture
+
+
+@pytest.fixture
+def paybylink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.syspath_prepend(str(THIRD_PARTY))
+    with third_party_emulator("paybylink") as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def transfer24(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.syspath_prepend(str(THIRD_PARTY))
+    with third_party_emulator("transfer24") as emulator:
+        yield emulator
 
 
 # -- the browser (tests/browser, tests/journeys) ----------------------------------------

@@ -13,8 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
@@ -35,9 +33,9 @@ from tests.conftest import (
     csrf_token,
     decoded_subject,
     smtp_config,
+    third_party_config,
 )
 
-THIRD_PARTY = Path(__file__).resolve().parents[1] / "thirdparty"
 TODAY = dt.date(2026, 11, 26)
 RENEWAL_DAY = dt.date(2026, 12, 26)
 WARSAW = ZoneInfo("Europe/Warsaw")
@@ -49,40 +47,14 @@ def at(day: dt.date, hour: int = 10) -> dt.datetime:
 
 
 @pytest.fixture
-def paybylink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.syspath_prepend(str(THIRD_PARTY))
-    from pakiet_paybylink.emulator import PayByLinkEmulator
-
-    with PayByLinkEmulator(merchant_id="m-1", secret="pbl-secret") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def transfer24(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.syspath_prepend(str(THIRD_PARTY))
-    from pakiet_transfer24.emulator import Transfer24Emulator
-
-    with Transfer24Emulator(api_key="t24-key", notify_secret="t24-secret") as emulator:
-        yield emulator
-
-
-@pytest.fixture
 def config_overrides(paybylink: Any, transfer24: Any, smtp: Inbox) -> dict[str, Any]:
     return {
         **smtp_config(smtp),
         "PUBLIC_URL": "https://portal.example.com",
         "PLUGINS": [*BUILTIN_PLUGINS, "pakiet_paybylink", "pakiet_transfer24"],
         "PLUGIN_CONFIG": {
-            "paybylink": {
-                "base_url": paybylink.base_url,
-                "merchant_id": "m-1",
-                "secret": "pbl-secret",
-            },
-            "transfer24": {
-                "base_url": transfer24.base_url,
-                "api_key": "t24-key",
-                "notify_secret": "t24-secret",
-            },
+            "paybylink": third_party_config("paybylink", paybylink),
+            "transfer24": third_party_config("transfer24", transfer24),
         },
     }
 
