@@ -279,6 +279,41 @@ def transfer24(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield emulator
 
 
+# -- Stripe, PayPal and the transfer at once (webhook replays, faults, bodies) -----------
+
+PAYPAL_SETTINGS = {"client_id": "cid", "client_secret": "secret", "webhook_id": "WH-1"}
+
+
+@pytest.fixture
+def paypal() -> Iterator[Any]:
+    from pakiet_paypal.emulator import PayPalEmulator
+
+    with PayPalEmulator(**PAYPAL_SETTINGS) as emulator:
+        yield emulator
+
+
+def providers_config(
+    stripe_emulator: Any, paypal: Any, transfer24: Any, *, timeout: float
+) -> dict[str, Any]:
+    """``PLUGINS`` and ``PLUGIN_CONFIG`` for the built-in plugins and the third party's
+    transfer, each provider talking to its emulator (Stripe with the emulator's keys, no
+    retries) and giving up on a call after ``timeout`` seconds (the transfer has none)."""
+    return {
+        "PLUGINS": [*BUILTIN_PLUGINS, "pakiet_transfer24"],
+        "PLUGIN_CONFIG": {
+            "stripe": {
+                "api_key": stripe_emulator.api_key,
+                "webhook_secret": stripe_emulator.webhook_secret,
+                "api_base": stripe_emulator.base_url,
+                "max_network_retries": 0,
+                "timeout": timeout,
+            },
+            "paypal": {**PAYPAL_SETTINGS, "base_url": paypal.base_url, "timeout": timeout},
+            "transfer24": third_party_config("transfer24", transfer24),
+        },
+    }
+
+
 # -- the browser (tests/browser, tests/journeys) ----------------------------------------
 
 
