@@ -166,6 +166,25 @@ def auth(client: FlaskClient) -> Auth:
     return Auth(client)
 
 
+def billing_form(
+    client: FlaskClient, country: str = "PL", city: str = "Gdańsk", **overrides: str
+) -> dict[str, str]:
+    """The billing-data form as ``/billing`` takes it, with a CSRF token read from that
+    page: the demo's Polish company in Gdańsk, in ``country`` and ``city`` when given, with
+    ``overrides`` (``street``, ``vat_number``, any other field) over the rest."""
+    return {
+        "csrf_token": csrf_token(client, "/billing"),
+        "company_name": "Sklep Rowerowy Szprycha Sp. z o.o.",
+        "street": "ul. Długa 5",
+        "postcode": "80-831",
+        "city": city,
+        "country": country,
+        "vat_number": "",
+        "invoice_email": "faktury@szprycha.pl",
+        **overrides,
+    }
+
+
 class Inbox:
     """A real SMTP server on loopback (aiosmtpd) that keeps what it receives."""
 

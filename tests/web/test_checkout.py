@@ -15,7 +15,7 @@ from portal.infra.models import Order, OrderStatus, Subscription, User
 from portal.rules import orders
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.pricing import Selection
-from tests.conftest import csrf_token
+from tests.conftest import billing_form, csrf_token
 
 TODAY = dt.date(2026, 11, 26)
 
@@ -515,16 +515,15 @@ def test_without_a_billing_country_and_address_the_checkout_asks_for_them_before
     assert "Zanim zapłacisz, podaj kraj i adres do faktury" in text(refused)
     assert order_count(app) == 0
 
-    data = {
-        "csrf_token": csrf_token(client, "/billing"),
-        "company_name": "Nowa Firma s.r.o.",
-        "street": "Václavské náměstí 1",
-        "postcode": "110 00",
-        "city": "Praha",
-        "country": "CZ",
-        "vat_number": "",
-        "invoice_email": "nowy@firma.example.com",
-    }
+    data = billing_form(
+        client,
+        country="CZ",
+        city="Praha",
+        company_name="Nowa Firma s.r.o.",
+        street="Václavské náměstí 1",
+        postcode="110 00",
+        invoice_email="nowy@firma.example.com",
+    )
     assert client.post("/billing", data=data).status_code == 303
     priced = text(summary(client, agents="2"))
     assert "Zanim zapłacisz" not in priced

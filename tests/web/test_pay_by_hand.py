@@ -30,6 +30,7 @@ from tests.conftest import (
     BUILTIN_PLUGINS,
     Auth,
     Inbox,
+    billing_form,
     csrf_token,
     decoded_subject,
     smtp_config,
@@ -260,16 +261,15 @@ def test_a_czech_sellers_euro_invoice_states_its_vat_in_czk_at_cnbs_rate(
         "vat_id": "CZ27082440",
         "invoice_series": "FV",
     }
-    billing = {
-        "csrf_token": csrf_token(client, "/billing"),
-        "company_name": "Nowa Firma s.r.o.",
-        "street": "Václavské náměstí 1",
-        "postcode": "110 00",
-        "city": "Praha",
-        "country": "CZ",
-        "vat_number": "",
-        "invoice_email": "faktury@firma.example.com",
-    }
+    billing = billing_form(
+        client,
+        country="CZ",
+        city="Praha",
+        company_name="Nowa Firma s.r.o.",
+        street="Václavské náměstí 1",
+        postcode="110 00",
+        invoice_email="faktury@firma.example.com",
+    )
     assert client.post("/billing", data=billing).status_code == 303
     response = pay_at_paybylink(client, paybylink, buy(client, "paybylink", currency="EUR"))
     assert response.headers["Location"] == "/package"
@@ -289,17 +289,16 @@ def test_an_invoice_issued_again_to_a_polish_buyer_states_its_vat_in_pln_and_its
     the rate sources as installed, and the invoice issued again names the plugin."""
 
     def billing(country: str, city: str, street: str, postcode: str, **extra: str) -> Any:
-        data = {
-            "csrf_token": csrf_token(client, "/billing"),
-            "company_name": "Szprycha",
-            "street": street,
-            "postcode": postcode,
-            "city": city,
-            "country": country,
-            "vat_number": "",
-            "invoice_email": "faktury@firma.example.com",
+        data = billing_form(
+            client,
+            country,
+            city,
+            company_name="Szprycha",
+            street=street,
+            postcode=postcode,
+            invoice_email="faktury@firma.example.com",
             **extra,
-        }
+        )
         return client.post("/billing", data=data)
 
     assert billing("CZ", "Praha", "Václavské náměstí 1", "110 00").status_code == 303
