@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -40,6 +40,9 @@ from portal.testing.pytest_plugin import (  # the kit's, re-exported for the tes
     kit_config,
     migrate,
 )
+
+if TYPE_CHECKING:
+    from portal.infra.models import Account, Order, PaymentMethod
 
 __all__ = ["CSRF_RE", "PASSWORD", "Auth", "csrf_token"]
 
@@ -183,6 +186,94 @@ def billing_form(
         "invoice_email": "faktury@szprycha.pl",
         **overrides,
     }
+
+
+# -- rows made directly (the invoice list, SQL per page, the checkout's history) ---------
+
+
+def paid_account_with_card(
+    name: str,
+    *,
+    password_hash: str,
+    created_at: dt.datetime,
+    confirmed_at: dt.datetime,
+    street: str,
+    city: str,
+    language: str,
+    method_created_at: dt.datetime | None = None,
+) -> tuple[Account, PaymentMethod]:
+    """``Firma {name}``, a Polish company on Standard (monthly, 2 agents, PLN, renewing,
+    10 Nov to 10 Dec 2026) whose user ``{name}@firma.example.com`` confirmed the address at
+    ``confirmed_at``, with a saved default Visa ending 4242 (created at ``method_created_at``,
+    or the model's default): added to the session and flushed, in an app context."""
+    from portal.infra.models import Account, BillingInfo, PaymentMethod, Subscription, User
+
+    address = f"{name}@firma.example.com"
+    account = Account(name=f"Firma {name}", created_at=created_at)
+    account.billing_info = BillingInfo(
+        company_name=account.name,
+        country="PL",
+        street=street,
+        city=city,
+        invoice_email=address,
+        updated_at=created_at,
+    )
+    account.subscription = Subscription(
+        package="standard",
+        period="month",
+        agents=2,
+        conversations=100,
+        currency="PLN",
+        status="active",
+        period_start=dt.date(2026, 11, 10),
+        period_end=dt.date(2026, 12, 10),
+        auto_renew=True,
+        period_net_minor=17800,
+    )
+    user = User(
+        account=account,
+        email=address,
+        password_hash=password_hash,
+        language=language,
+        email_confirmed_at=confirmed_at,
+    )
+    db.session.add_all([account, user])
+    db.session.flush()
+    method = PaymentMethod(
+        account_id=account.id,
+        provider="stripe",
+        provider_ref=f"pm_{name}",
+        customer_ref=f"cus_{name}",
+        brand="visa",
+        last4="4242",
+        exp_month=12,
+        exp_year=2034,
+        is_default=True,
+        **({} if method_created_at is None else {"created_at": method_created_at}),
+    )
+    db.session.add(method)
+    db.session.flush()
+    return account, method
+
+
+def standard_order(**fields: Any) -> Order:
+    """An order for Standard, monthly, 2 agents, 100 conversations, in PLN under Polish VAT
+    (what the tests' orders made directly share); ``fields`` give the rest or differ."""
+    from portal.infra.models import Order
+
+    return Order(
+        **{
+            "subscription_version": 1,
+            "package": "standard",
+            "period": "month",
+            "agents": 2,
+            "conversations": 100,
+            "currency": "PLN",
+            "tax_treatment": "domestic",
+            "quote": {},
+            **fields,
+        }
+    )
 
 
 class Inbox:

@@ -15,7 +15,7 @@ from portal.infra.models import Order, OrderStatus, Subscription, User
 from portal.rules import orders
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.pricing import Selection
-from tests.conftest import billing_form, csrf_token
+from tests.conftest import billing_form, csrf_token, standard_order
 
 TODAY = dt.date(2026, 11, 26)
 
@@ -336,22 +336,15 @@ def test_summary_sql_is_constant_in_the_accounts_history(app, client, auth, demo
         sub = db.session.scalar(select(Subscription).where(Subscription.currency == "PLN"))
         for i in range(40):
             db.session.add(
-                Order(
+                standard_order(
                     public_id=f"{i:032d}",
                     account_id=sub.account_id,
                     idempotency_key=f"key-{i:020d}",
-                    subscription_version=1,
-                    package="standard",
-                    period="month",
                     agents=3,
-                    conversations=100,
-                    currency="PLN",
                     subtotal_minor=0,
                     net_minor=0,
                     vat_minor=0,
                     total_minor=0,
-                    tax_treatment="domestic",
-                    quote={},
                     created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
                     expires_at=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
                 )
