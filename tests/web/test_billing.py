@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from sqlalchemy import func, select
 
 from pakiet_vies.emulator import VALID, ViesEmulator
-from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import Account, BillingChange, BillingInfo, Invoice, User, VatCheck
 from portal.plugin_api.contracts import VatCheck as Answer
@@ -22,8 +21,8 @@ from portal.plugin_api.contracts import VatStatus, VatValidator
 from portal.plugin_api.hookspecs import hookimpl
 from portal.rules import vat
 from tests.conftest import BUILTIN_PLUGINS, billing_form, csrf_token
+from tests.web.conftest import login, text
 
-TODAY = dt.date(2026, 11, 26)
 # Far from the real clock, so that the emulator's own dates are not taken as the proof's.
 NOW = dt.datetime(2031, 3, 3, 12, 0, tzinfo=dt.UTC)
 VIES_SELF_CHECK = 'href="https://ec.europa.eu/taxation_customs/vies/"'
@@ -50,21 +49,6 @@ def config_overrides(request: pytest.FixtureRequest, vies: ViesEmulator) -> dict
         "VAT_CHECK_RATE_LIMIT": "1000 per minute",
         **getattr(request, "param", {}),
     }
-
-
-@pytest.fixture
-def demo_accounts(app, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
-    with app.app_context():
-        demo.load(catalogue, today=TODAY)
-
-
-def login(auth, who: str) -> None:
-    assert auth.login(f"{who}@demo.example.com", demo.PASSWORD).status_code == 302
-
-
-def text(response) -> str:
-    return response.get_data(as_text=True).replace("\xa0", " ")
 
 
 def save(client, **fields: str):

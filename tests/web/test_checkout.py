@@ -9,30 +9,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
-from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import Order, OrderStatus, Subscription, User
 from portal.rules import orders
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.pricing import Selection
 from tests.conftest import billing_form, csrf_token, standard_order
-
-TODAY = dt.date(2026, 11, 26)
-
-
-@pytest.fixture
-def demo_accounts(app, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
-    with app.app_context():
-        demo.load(catalogue, today=TODAY)
-
-
-def login(auth, who: str) -> None:
-    assert auth.login(f"{who}@demo.example.com", demo.PASSWORD).status_code == 302
-
-
-def text(response) -> str:
-    return response.get_data(as_text=True).replace("\xa0", " ")
+from tests.web.conftest import TODAY, login, text
 
 
 def form_data(client, **fields) -> dict[str, str]:
