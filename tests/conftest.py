@@ -14,11 +14,13 @@ import email.message
 import os
 import shutil
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -38,6 +40,9 @@ from portal.testing.pytest_plugin import (  # the kit's, re-exported for the tes
     kit_config,
     migrate,
 )
+
+if TYPE_CHECKING:
+    from portal.infra.models import Account, Order, PaymentMethod
 
 __all__ = ["CSRF_RE", "PASSWORD", "Auth", "csrf_token"]
 
@@ -164,6 +169,113 @@ def auth(client: FlaskClient) -> Auth:
     return Auth(client)
 
 
+def billing_form(
+    client: FlaskClient, country: str = "PL", city: str = "Gdańsk", **overrides: str
+) -> dict[str, str]:
+    """The billing-data form as ``/billing`` takes it, with a CSRF token read from that
+    page: the demo's Polish company in Gdańsk, in ``country`` and ``city`` when given, with
+    ``overrides`` (``street``, ``vat_number``, any other field) over the rest."""
+    return {
+        "csrf_token": csrf_token(client, "/billing"),
+        "company_name": "Sklep Rowerowy Szprycha Sp. z o.o.",
+        "street": "ul. Długa 5",
+        "postcode": "80-831",
+        "city": city,
+        "country": country,
+        "vat_number": "",
+        "invoice_email": "faktury@szprycha.pl",
+        **overrides,
+    }
+
+
+# -- rows made directly (the invoice list, SQL per page, the checkout's history) ---------
+
+
+def paid_account_with_card(
+    name: str,
+    *,
+    password_hash: str,
+    created_at: dt.datetime,
+    confirmed_at: dt.datetime,
+    street: str,
+    city: str,
+    language: str,
+    method_created_at: dt.datetime | None = None,
+) -> tuple[Account, PaymentMethod]:
+    """``Firma {name}``, a Polish company on Standard (monthly, 2 agents, PLN, renewing,
+    10 Nov to 10 Dec 2026) whose user ``{name}@firma.example.com`` confirmed the address at
+    ``confirmed_at``, with a saved default Visa ending 4242 (created at ``method_created_at``,
+    or the model's default): added to the session and flushed, in an app context."""
+    from portal.infra.models import Account, BillingInfo, PaymentMethod, Subscription, User
+
+    address = f"{name}@firma.example.com"
+    account = Account(name=f"Firma {name}", created_at=created_at)
+    account.billing_info = BillingInfo(
+        company_name=account.name,
+        country="PL",
+        street=street,
+        city=city,
+        invoice_email=address,
+        updated_at=created_at,
+    )
+    account.subscription = Subscription(
+        package="standard",
+        period="month",
+        agents=2,
+        conversations=100,
+        currency="PLN",
+        status="active",
+        period_start=dt.date(2026, 11, 10),
+        period_end=dt.date(2026, 12, 10),
+        auto_renew=True,
+        period_net_minor=17800,
+    )
+    user = User(
+        account=account,
+        email=address,
+        password_hash=password_hash,
+        language=language,
+        email_confirmed_at=confirmed_at,
+    )
+    db.session.add_all([account, user])
+    db.session.flush()
+    method = PaymentMethod(
+        account_id=account.id,
+        provider="stripe",
+        provider_ref=f"pm_{name}",
+        customer_ref=f"cus_{name}",
+        brand="visa",
+        last4="4242",
+        exp_month=12,
+        exp_year=2034,
+        is_default=True,
+        **({} if method_created_at is None else {"created_at": method_created_at}),
+    )
+    db.session.add(method)
+    db.session.flush()
+    return account, method
+
+
+def standard_order(**fields: Any) -> Order:
+    """An order for Standard, monthly, 2 agents, 100 conversations, in PLN under Polish VAT
+    (what the tests' orders made directly share); ``fields`` give the rest or differ."""
+    from portal.infra.models import Order
+
+    return Order(
+        **{
+            "subscription_version": 1,
+            "package": "standard",
+            "period": "month",
+            "agents": 2,
+            "conversations": 100,
+            "currency": "PLN",
+            "tax_treatment": "domestic",
+            "quote": {},
+            **fields,
+        }
+    )
+
+
 class Inbox:
     """A real SMTP server on loopback (aiosmtpd) that keeps what it receives."""
 
@@ -210,6 +322,105 @@ def smtp_config(inbox: Inbox) -> dict[str, Any]:
         "MAIL_PORT": inbox.port,
         "MAIL_USE_TLS": False,
         "MAIL_TIMEOUT": 5,
+    }
+
+
+# -- the third parties' payment providers (tests/thirdparty) ------------------------------
+
+# Real distributions written against the public contract only, each with its own emulator:
+# ``pakiet-transfer24`` (redirect and notify) and ``pakiet-paybylink`` (redirect only).
+THIRD_PARTY = Path(__file__).resolve().parent / "thirdparty"
+THIRD_PARTY_SETTINGS: dict[str, dict[str, str]] = {
+    "paybylink": {"merchant_id": "m-1", "secret": "pbl-secret"},
+    "transfer24": {"api_key": "t24-key", "notify_secret": "t24-secret"},
+}
+
+
+def third_party_emulator(name: str) -> Any:
+    """The emulator of the third party's provider ``name`` (``paybylink`` or
+    ``transfer24``), not yet started: :data:`THIRD_PARTY` must be on ``sys.path``."""
+    if name == "paybylink":
+        from pakiet_paybylink.emulator import PayByLinkEmulator
+
+        return PayByLinkEmulator(**THIRD_PARTY_SETTINGS[name])
+    from pakiet_transfer24.emulator import Transfer24Emulator
+
+    return Transfer24Emulator(**THIRD_PARTY_SETTINGS[name])
+
+
+def third_party_config(name: str, emulator: Any) -> dict[str, Any]:
+    """The ``PLUGIN_CONFIG`` entry of the provider ``name`` talking to ``emulator``."""
+    return {"base_url": emulator.base_url, **THIRD_PARTY_SETTINGS[name]}
+
+
+@contextmanager
+def third_party_on_path() -> Iterator[None]:
+    sys.path.insert(0, str(THIRD_PARTY))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(THIRD_PARTY))
+
+
+def module_emulator(name: str) -> Any:
+    """A module-scoped fixture ``name``: the provider's emulator, started once for the
+    module (a module-scoped ``live_server`` needs one); ``paybylink = module_emulator(
+    "paybylink")`` in a test module overrides the function-scoped fixture below."""
+
+    @pytest.fixture(scope="module", name=name)
+    def emulator_fixture() -> Iterator[Any]:
+        with third_party_on_path(), third_party_emulator(name) as emulator:
+            yield emulator
+
+    return emulator_fixture
+
+
+@pytest.fixture
+def paybylink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.syspath_prepend(str(THIRD_PARTY))
+    with third_party_emulator("paybylink") as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def transfer24(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.syspath_prepend(str(THIRD_PARTY))
+    with third_party_emulator("transfer24") as emulator:
+        yield emulator
+
+
+# -- Stripe, PayPal and the transfer at once (webhook replays, faults, bodies) -----------
+
+PAYPAL_SETTINGS = {"client_id": "cid", "client_secret": "secret", "webhook_id": "WH-1"}
+
+
+@pytest.fixture
+def paypal() -> Iterator[Any]:
+    from pakiet_paypal.emulator import PayPalEmulator
+
+    with PayPalEmulator(**PAYPAL_SETTINGS) as emulator:
+        yield emulator
+
+
+def providers_config(
+    stripe_emulator: Any, paypal: Any, transfer24: Any, *, timeout: float
+) -> dict[str, Any]:
+    """``PLUGINS`` and ``PLUGIN_CONFIG`` for the built-in plugins and the third party's
+    transfer, each provider talking to its emulator (Stripe with the emulator's keys, no
+    retries) and giving up on a call after ``timeout`` seconds (the transfer has none)."""
+    return {
+        "PLUGINS": [*BUILTIN_PLUGINS, "pakiet_transfer24"],
+        "PLUGIN_CONFIG": {
+            "stripe": {
+                "api_key": stripe_emulator.api_key,
+                "webhook_secret": stripe_emulator.webhook_secret,
+                "api_base": stripe_emulator.base_url,
+                "max_network_retries": 0,
+                "timeout": timeout,
+            },
+            "paypal": {**PAYPAL_SETTINGS, "base_url": paypal.base_url, "timeout": timeout},
+            "transfer24": third_party_config("transfer24", transfer24),
+        },
     }
 
 

@@ -409,24 +409,16 @@ class PayPalEmulator(Emulator[PayPalState]):
         *,
         path: str | None = None,
         processed: bool = False,
-        times: int | None = None,
-        after_processing: bool = False,
     ) -> None:
-        """Make the next ``times`` API requests (whose path starts with ``path``) fail.
+        """Make the next ``count`` API requests (whose path starts with ``path``) fail.
 
         ``status`` is an HTTP status answered with PayPal's error body, ``"timeout"`` (hold
         the request, then drop it), ``"close"`` (close the connection unanswered) or
-        ``"garbage"`` (200 with malformed JSON). With ``after_processing`` the request is
-        carried out first, so only the answer is lost. Only API requests (``/v1/``,
-        ``/v2/``, ``/v3/``) fail; the buyer's pages never do. ``count`` and ``processed``
-        are the kit's names for ``times`` and ``after_processing``.
+        ``"garbage"`` (200 with malformed JSON). With ``processed`` the request is carried
+        out first, so only the answer is lost. Only API requests (``/v1/``, ``/v2/``,
+        ``/v3/``) fail; the buyer's pages never do.
         """
-        super().fail_next(
-            status,
-            count if times is None else times,
-            path=path,
-            processed=processed or after_processing,
-        )
+        super().fail_next(status, count, path=path, processed=processed)
 
     def forget_request_ids(self) -> None:
         """Drop stored ``PayPal-Request-Id`` answers, as PayPal does after 6 hours."""

@@ -767,12 +767,11 @@ class StripeEmulator(Emulator[_State]):
         status: int | str = 500,
         count: int = 1,
         *,
-        times: int | None = None,
         path: str | None = None,
         processed: bool = False,
     ) -> None:
-        """Make the next ``times`` API calls fail (``count`` is the kit's name for it; none
-        when it is below 1). Hosted pages and test controls are never failed.
+        """Make the next ``count`` API calls fail (none when it is below 1). Hosted pages and
+        test controls are never failed.
 
         :param status: an HTTP status (answered with an ``api_error`` body), ``"timeout"`` (no
             answer until the client gives up), ``"close"`` (the connection is closed without
@@ -782,9 +781,8 @@ class StripeEmulator(Emulator[_State]):
             network fails after Stripe acted; a retry with the same idempotency key then
             gets the stored answer.
         """
-        calls = count if times is None else times
-        if calls >= 1:
-            super().fail_next(status, calls, path=path, processed=processed)
+        if count >= 1:
+            super().fail_next(status, count, path=path, processed=processed)
 
     @property
     def events(self) -> list[Json]:
@@ -866,7 +864,7 @@ class StripeEmulator(Emulator[_State]):
         try:
             if action == "fail_next":
                 # The kit's check_fault reads the status: "503", "timeout", "close", "garbage".
-                self.fail_next(form.get("status", "500"), times=int(form.get("times", "1")))
+                self.fail_next(form.get("status", "500"), int(form.get("times", "1")))
             elif action == "webhook_delay":
                 self.webhook_delay = float(form["seconds"])
             else:

@@ -47,7 +47,14 @@ from pakiet_vies.emulator import ViesEmulator
 from portal import create_app, demo
 from portal.infra.config import ROOT
 from portal.infra.extensions import db
-from tests.conftest import _truncate, base_config, is_postgres
+from portal.rules import accounts
+from tests.conftest import (
+    BUILTIN_PLUGINS,
+    _truncate,
+    base_config,
+    is_postgres,
+    third_party_config,
+)
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = "/usr/bin/chromium"
@@ -74,6 +81,7 @@ DEFAULT_CONTEXT: dict[str, Any] = {
 # How Chromium words a blocked load, script, style or form target in the console.
 CSP_VIOLATION = re.compile(r"Content Security Policy|Content-Security-Policy", re.IGNORECASE)
 TIMEOUT_MS = 5_000
+FREE = "free@demo.example.com"  # the demo's customer on the free package
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -193,6 +201,23 @@ def serve(migrated_db: str, folder: Path, **config: Any) -> Iterator[LiveServer]
             db.engine.dispose()
         if is_postgres():
             _truncate(app)
+
+
+@contextmanager
+def serve_third_party(
+    name: str,
+    emulator: Any,
+    migrated_db: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    vies_emulator: ViesEmulator,
+) -> Iterator[LiveServer]:
+    """``serve(...)`` with the third party's provider ``name`` (tests/thirdparty) besides
+    the built-in plugins, talking to ``emulator``; e-mail kept in memory."""
+    config = live_config(vies_emulator, **{name: third_party_config(name, emulator)})
+    folder = tmp_path_factory.mktemp(f"live-{name}")
+    plugins = [*BUILTIN_PLUGINS, f"pakiet_{name}"]
+    with serve(migrated_db, folder, PLUGINS=plugins, MAIL_BACKEND="locmem", **config) as live:
+        yield live
 
 
 @pytest.fixture(scope="session")
@@ -373,6 +398,17 @@ def login(page: Page, email: str, password: str = demo.PASSWORD) -> None:
         alert = page.get_by_role("alert")
         message = alert.all_inner_texts() if alert.count() else []
         raise AssertionError(f"log-in as {email} did not leave /login: {message}") from None
+
+
+def as_customer(page: Page, live_server: LiveServer, language: str) -> None:
+    """The demo's free customer, reading the portal in ``language``, logged in on ``page``."""
+    with live_server.app.app_context():
+        user = accounts.find_user(FREE)
+        assert user is not None
+        user.language = language
+        db.session.commit()
+        db.session.remove()
+    login(page, FREE)
 
 
 def axe(page: Page, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:

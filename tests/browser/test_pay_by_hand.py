@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,11 +21,9 @@ from playwright.sync_api import Page, expect
 from pakiet_vies.emulator import ViesEmulator
 from portal.infra.extensions import db
 from portal.rules import accounts, lifecycle
-from tests.browser.conftest import LiveServer, live_config, login, serve, translate
-from tests.conftest import BUILTIN_PLUGINS
+from tests.browser.conftest import FREE, LiveServer, as_customer, serve_third_party, translate
+from tests.conftest import module_emulator
 
-THIRD_PARTY = Path(__file__).resolve().parent.parent / "thirdparty"
-FREE = "free@demo.example.com"
 LABELS = {"pl": "Płatność linkiem (PayByLink)", "en": "Pay by link (PayByLink)"}
 LANGUAGES = pytest.mark.parametrize(
     ("language", "context_options"),
@@ -36,16 +32,7 @@ LANGUAGES = pytest.mark.parametrize(
 )
 
 
-@pytest.fixture(scope="module")
-def paybylink() -> Iterator[Any]:
-    sys.path.insert(0, str(THIRD_PARTY))
-    try:
-        from pakiet_paybylink.emulator import PayByLinkEmulator
-
-        with PayByLinkEmulator(merchant_id="m-1", secret="pbl-secret") as emulator:
-            yield emulator
-    finally:
-        sys.path.remove(str(THIRD_PARTY))
+paybylink = module_emulator("paybylink")
 
 
 @pytest.fixture(scope="module")
@@ -55,24 +42,10 @@ def live_server(
     vies_emulator: ViesEmulator,
     paybylink: Any,
 ) -> Iterator[LiveServer]:
-    config = live_config(
-        vies_emulator,
-        paybylink={"base_url": paybylink.base_url, "merchant_id": "m-1", "secret": "pbl-secret"},
-    )
-    folder = tmp_path_factory.mktemp("live-paybylink")
-    plugins = [*BUILTIN_PLUGINS, "pakiet_paybylink"]
-    with serve(migrated_db, folder, PLUGINS=plugins, MAIL_BACKEND="locmem", **config) as live:
+    with serve_third_party(
+        "paybylink", paybylink, migrated_db, tmp_path_factory, vies_emulator
+    ) as live:
         yield live
-
-
-def as_customer(page: Page, live_server: LiveServer, language: str) -> None:
-    with live_server.app.app_context():
-        user = accounts.find_user(FREE)
-        assert user is not None
-        user.language = language
-        db.session.commit()
-        db.session.remove()
-    login(page, FREE)
 
 
 def pay_on_paybylink(page: Page, paybylink: Any) -> None:

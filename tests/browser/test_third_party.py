@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,12 +20,9 @@ from playwright.sync_api import Page, expect
 from pakiet_vies.emulator import ViesEmulator
 from portal.infra.extensions import db
 from portal.infra.models import Order
-from portal.rules import accounts
-from tests.browser.conftest import LiveServer, live_config, login, serve, translate
-from tests.conftest import BUILTIN_PLUGINS
+from tests.browser.conftest import LiveServer, as_customer, serve_third_party, translate
+from tests.conftest import module_emulator
 
-THIRD_PARTY = Path(__file__).resolve().parent.parent / "thirdparty"
-FREE = "free@demo.example.com"
 LANGUAGES = pytest.mark.parametrize(
     ("language", "context_options"),
     [("pl", {"locale": "pl-PL"}), ("en", {"locale": "en-GB"})],
@@ -35,16 +30,7 @@ LANGUAGES = pytest.mark.parametrize(
 )
 
 
-@pytest.fixture(scope="module")
-def transfer24() -> Iterator[Any]:
-    sys.path.insert(0, str(THIRD_PARTY))
-    try:
-        from pakiet_transfer24.emulator import Transfer24Emulator
-
-        with Transfer24Emulator(api_key="t24-key", notify_secret="t24-secret") as emulator:
-            yield emulator
-    finally:
-        sys.path.remove(str(THIRD_PARTY))
+transfer24 = module_emulator("transfer24")
 
 
 @pytest.fixture(scope="module")
@@ -54,29 +40,11 @@ def live_server(
     vies_emulator: ViesEmulator,
     transfer24: Any,
 ) -> Iterator[LiveServer]:
-    config = live_config(
-        vies_emulator,
-        transfer24={
-            "base_url": transfer24.base_url,
-            "api_key": "t24-key",
-            "notify_secret": "t24-secret",
-        },
-    )
-    folder = tmp_path_factory.mktemp("live-transfer24")
-    plugins = [*BUILTIN_PLUGINS, "pakiet_transfer24"]
-    with serve(migrated_db, folder, PLUGINS=plugins, MAIL_BACKEND="locmem", **config) as live:
+    with serve_third_party(
+        "transfer24", transfer24, migrated_db, tmp_path_factory, vies_emulator
+    ) as live:
         transfer24.notify_url = f"{live.url}/webhooks/transfer24"
         yield live
-
-
-def as_customer(page: Page, live_server: LiveServer, language: str) -> None:
-    with live_server.app.app_context():
-        user = accounts.find_user(FREE)
-        assert user is not None
-        user.language = language
-        db.session.commit()
-        db.session.remove()
-    login(page, FREE)
 
 
 def choose_and_pay(page: Page, language: str) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +19,7 @@ from portal.testing.conformance import (
     provider_checks,
     vat_validator_checks,
 )
+from tests.conftest import module_emulator, third_party_config
 
 CURRENCY_CHECKS = [
     pytest.param(check, id=f"{spec.code}-{name}")
@@ -90,26 +89,14 @@ def test_a_currency_that_breaks_iso_4217_fails_its_check() -> None:
 
 # -- payment providers: the third party's pay-by-link (tests/thirdparty) -------------------
 
-THIRD_PARTY = Path(__file__).resolve().parent.parent / "thirdparty"
-
-
-@pytest.fixture(scope="module")
-def paybylink() -> Iterator[Any]:
-    sys.path.insert(0, str(THIRD_PARTY))
-    try:
-        from pakiet_paybylink.emulator import PayByLinkEmulator
-
-        with PayByLinkEmulator(merchant_id="m-1", secret="pbl-secret") as emulator:
-            yield emulator
-    finally:
-        sys.path.remove(str(THIRD_PARTY))
+paybylink = module_emulator("paybylink")
+transfer24 = module_emulator("transfer24")
 
 
 def paybylink_harness(emulator: Any, **config: Any) -> ProviderHarness:
     from pakiet_paybylink.provider import PayByLinkProvider
 
-    settings = {"base_url": emulator.base_url, "merchant_id": "m-1", "secret": "pbl-secret"}
-    provider = PayByLinkProvider({**settings, **config})
+    provider = PayByLinkProvider({**third_party_config("paybylink", emulator), **config})
     return ProviderHarness(
         provider=provider,
         pay=lambda redirect: emulator.pay(redirect.provider_ref),
@@ -123,26 +110,12 @@ def test_the_third_party_pay_by_link_provider_conforms(paybylink: Any, name: str
     checks[name]()
 
 
-@pytest.fixture(scope="module")
-def transfer24() -> Iterator[Any]:
-    sys.path.insert(0, str(THIRD_PARTY))
-    try:
-        from pakiet_transfer24.emulator import Transfer24Emulator
-
-        with Transfer24Emulator(api_key="t24-key", notify_secret="t24-secret") as emulator:
-            yield emulator
-    finally:
-        sys.path.remove(str(THIRD_PARTY))
-
-
 @pytest.mark.parametrize("name", PROVIDER_CHECKS)
 def test_the_third_party_bank_transfer_provider_conforms(transfer24: Any, name: str) -> None:
     """pakiet-transfer24, the docs' worked example of a payment plugin."""
     from pakiet_transfer24.provider import Transfer24Provider
 
-    provider = Transfer24Provider(
-        {"base_url": transfer24.base_url, "api_key": "t24-key", "notify_secret": "t24-secret"}
-    )
+    provider = Transfer24Provider(third_party_config("transfer24", transfer24))
     harness = ProviderHarness(
         provider=provider,
         pay=lambda redirect: transfer24.decide(redirect.provider_ref, "pay"),

@@ -830,7 +830,7 @@ def test_lost_answer_then_retry_makes_one_order(
     make_provider: Callable[..., PayPalProvider], emulator: PayPalEmulator
 ) -> None:
     provider = make_provider(timeout=1)
-    emulator.fail_next("timeout", path="/v2/checkout/orders", after_processing=True)
+    emulator.fail_next("timeout", path="/v2/checkout/orders", processed=True)
 
     with pytest.raises(ProviderError):
         provider.start_payment(payment())
@@ -844,7 +844,7 @@ def test_capture_fault_then_retry_captures_once(
 ) -> None:
     redirect = provider.start_payment(payment())
     emulator.approve(redirect.provider_ref)
-    emulator.fail_next("close", path="/v2/checkout/orders", after_processing=True)
+    emulator.fail_next("close", path="/v2/checkout/orders", processed=True)
 
     with pytest.raises(ProviderError) as caught:
         provider.complete_return(provider_ref=redirect.provider_ref, params={})

@@ -230,7 +230,7 @@ def test_an_off_session_charge_that_needs_3ds_sends_the_customer_to_authenticate
 
 def test_orders_are_unchanged_by_a_provider_outage(app, login, stripe_emulator):
     client = login("free")
-    stripe_emulator.fail_next(500, times=5)
+    stripe_emulator.fail_next(500, count=5)
     response = press_pay(client, agents="2")
     page = text(client.get(response.headers["Location"]))
     assert "Operator płatności nie odpowiedział" in page

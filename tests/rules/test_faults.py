@@ -18,16 +18,20 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from pakiet_paypal.emulator import PayPalEmulator
 from pakiet_stripe.emulator import StripeEmulator
-from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import Notice, Order, Payment, Subscription, User, utcnow
 from portal.rules import lifecycle
-from tests.conftest import BUILTIN_PLUGINS, Inbox, csrf_token, decoded_subject, is_postgres
+from tests.conftest import (
+    Inbox,
+    csrf_token,
+    decoded_subject,
+    is_postgres,
+    providers_config,
+)
 from tests.plugins.test_paypal_flow import press_pay as press_pay_paypal
 from tests.plugins.test_stripe_flow import press_pay as press_pay_stripe
-from tests.rules.test_payments import THIRD_PARTY, back_from_bank, bank_token, place_and_pay
+from tests.rules.test_payments import back_from_bank, bank_token, place_and_pay
 
 STRIPE_KEY, STRIPE_SECRET = "sk_test_faults", "whsec_faults"
 FAULTS = [500, "timeout", "close", "garbage"]
@@ -41,21 +45,6 @@ def stripe_emulator() -> Iterator[StripeEmulator]:
 
 
 @pytest.fixture
-def paypal() -> Iterator[PayPalEmulator]:
-    with PayPalEmulator(client_id="cid", client_secret="secret", webhook_id="WH-1") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def transfer24(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.syspath_prepend(str(THIRD_PARTY))
-    from pakiet_transfer24.emulator import Transfer24Emulator
-
-    with Transfer24Emulator(api_key="t24-key", notify_secret="t24-secret") as emulator:
-        yield emulator
-
-
-@pytest.fixture
 def config_overrides(stripe_emulator, paypal, transfer24, smtp) -> dict[str, Any]:
     return {
         "MAIL_BACKEND": "smtp",
@@ -63,41 +52,8 @@ def config_overrides(stripe_emulator, paypal, transfer24, smtp) -> dict[str, Any
         "MAIL_PORT": smtp.port,
         "MAIL_USE_TLS": False,
         "MAIL_TIMEOUT": 2,
-        "PLUGINS": [*BUILTIN_PLUGINS, "pakiet_transfer24"],
-        "PLUGIN_CONFIG": {
-            "stripe": {
-                "api_key": STRIPE_KEY,
-                "webhook_secret": STRIPE_SECRET,
-                "api_base": stripe_emulator.base_url,
-                "max_network_retries": 0,
-                "timeout": 1,
-            },
-            "paypal": {
-                "client_id": "cid",
-                "client_secret": "secret",
-                "webhook_id": "WH-1",
-                "base_url": paypal.base_url,
-                "timeout": 1,
-            },
-            "transfer24": {
-                "base_url": transfer24.base_url,
-                "api_key": "t24-key",
-                "notify_secret": "t24-secret",
-            },
-        },
+        **providers_config(stripe_emulator, paypal, transfer24, timeout=1),
     }
-
-
-@pytest.fixture
-def login(app, client, auth, catalogue, today):
-    with app.app_context():
-        demo.load(catalogue, today=today)
-
-    def as_(who: str):
-        assert auth.login(f"{who}@demo.example.com", demo.PASSWORD).status_code == 302
-        return client
-
-    return as_
 
 
 def text(response) -> str:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from itertools import product
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -35,19 +33,10 @@ from portal.plugin_api.contracts import PaymentEvent, PaymentEventKind, SavedMet
 from portal.plugin_api.registry import registry
 from portal.rules import payments
 from portal.rules.money import Money
-from tests.conftest import at_once, base_config, csrf_token
+from tests.conftest import THIRD_PARTY, at_once, base_config, csrf_token, third_party_config
+from tests.conftest import transfer24 as transfer24  # the shared fixture, reused from here
 
-THIRD_PARTY = Path(__file__).resolve().parents[1] / "thirdparty"
 TODAY = dt.date(2026, 11, 26)
-
-
-@pytest.fixture
-def transfer24(monkeypatch) -> Iterator[object]:
-    monkeypatch.syspath_prepend(str(THIRD_PARTY))
-    from pakiet_transfer24.emulator import Transfer24Emulator
-
-    with Transfer24Emulator(api_key="t24-key", notify_secret="t24-secret") as emulator:
-        yield emulator
 
 
 @pytest.fixture
@@ -56,13 +45,7 @@ def config_overrides(transfer24):
 
     return {
         "PLUGINS": [*BUILTIN_PLUGINS, "pakiet_transfer24"],
-        "PLUGIN_CONFIG": {
-            "transfer24": {
-                "base_url": transfer24.base_url,
-                "api_key": "t24-key",
-                "notify_secret": "t24-secret",
-            }
-        },
+        "PLUGIN_CONFIG": {"transfer24": third_party_config("transfer24", transfer24)},
     }
 
 

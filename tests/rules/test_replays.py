@@ -20,7 +20,6 @@ from sqlalchemy import inspect as sa_inspect
 
 from pakiet_paypal.emulator import PayPalEmulator
 from pakiet_stripe.emulator import StripeEmulator
-from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import (
     Invoice,
@@ -37,11 +36,11 @@ from portal.infra.models import (
 from portal.plugin_api.registry import registry
 from portal.rules import invoicing
 from portal.rules.money import Money
-from tests.conftest import BUILTIN_PLUGINS
+from tests.conftest import providers_config
 from tests.plugins.test_paypal_flow import order_id
 from tests.plugins.test_paypal_flow import press_pay as press_pay_paypal
 from tests.plugins.test_stripe_flow import press_pay as press_pay_stripe
-from tests.rules.test_payments import THIRD_PARTY, back_from_bank, bank_token, place_and_pay
+from tests.rules.test_payments import back_from_bank, bank_token, place_and_pay
 
 REPLAYS = 50
 STRIPE_KEY, STRIPE_SECRET = "sk_test_replays", "whsec_replays"
@@ -54,59 +53,11 @@ def stripe_emulator() -> Iterator[StripeEmulator]:
 
 
 @pytest.fixture
-def paypal() -> Iterator[PayPalEmulator]:
-    with PayPalEmulator(client_id="cid", client_secret="secret", webhook_id="WH-1") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def transfer24(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.syspath_prepend(str(THIRD_PARTY))
-    from pakiet_transfer24.emulator import Transfer24Emulator
-
-    with Transfer24Emulator(api_key="t24-key", notify_secret="t24-secret") as emulator:
-        yield emulator
-
-
-@pytest.fixture
 def config_overrides(stripe_emulator, paypal, transfer24) -> dict[str, Any]:
     return {
         "MAIL_BACKEND": "locmem",
-        "PLUGINS": [*BUILTIN_PLUGINS, "pakiet_transfer24"],
-        "PLUGIN_CONFIG": {
-            "stripe": {
-                "api_key": STRIPE_KEY,
-                "webhook_secret": STRIPE_SECRET,
-                "api_base": stripe_emulator.base_url,
-                "max_network_retries": 0,
-                "timeout": 5,
-            },
-            "paypal": {
-                "client_id": "cid",
-                "client_secret": "secret",
-                "webhook_id": "WH-1",
-                "base_url": paypal.base_url,
-                "timeout": 5,
-            },
-            "transfer24": {
-                "base_url": transfer24.base_url,
-                "api_key": "t24-key",
-                "notify_secret": "t24-secret",
-            },
-        },
+        **providers_config(stripe_emulator, paypal, transfer24, timeout=5),
     }
-
-
-@pytest.fixture
-def login(app, client, auth, catalogue, today):
-    with app.app_context():
-        demo.load(catalogue, today=today)
-
-    def as_(who: str):
-        assert auth.login(f"{who}@demo.example.com", demo.PASSWORD).status_code == 302
-        return client
-
-    return as_
 
 
 def out_of_order(deliveries: list[Any], seed: int) -> list[Any]:

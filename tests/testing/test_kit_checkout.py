@@ -4,8 +4,6 @@ tests/thirdparty) and looks at the result in the back office."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -15,30 +13,14 @@ from flask.testing import FlaskClient
 
 from portal.rules import accounts
 from portal.testing.pytest_plugin import BASE_PLUGINS, Auth, Checkout
-
-THIRD_PARTY = Path(__file__).resolve().parents[1] / "thirdparty"
-
-
-@pytest.fixture
-def paybylink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.syspath_prepend(str(THIRD_PARTY))
-    from pakiet_paybylink.emulator import PayByLinkEmulator
-
-    with PayByLinkEmulator(merchant_id="m-1", secret="pbl-secret") as emulator:
-        yield emulator
+from tests.conftest import third_party_config
 
 
 @pytest.fixture
 def pakiet_config_overrides(paybylink: Any) -> dict[str, Any]:
     return {
         "PLUGINS": [*BASE_PLUGINS, "pakiet_paybylink"],
-        "PLUGIN_CONFIG": {
-            "paybylink": {
-                "base_url": paybylink.base_url,
-                "merchant_id": "m-1",
-                "secret": "pbl-secret",
-            }
-        },
+        "PLUGIN_CONFIG": {"paybylink": third_party_config("paybylink", paybylink)},
     }
 
 

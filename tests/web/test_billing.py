@@ -14,16 +14,15 @@ import sqlalchemy as sa
 from sqlalchemy import func, select
 
 from pakiet_vies.emulator import VALID, ViesEmulator
-from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import Account, BillingChange, BillingInfo, Invoice, User, VatCheck
 from portal.plugin_api.contracts import VatCheck as Answer
 from portal.plugin_api.contracts import VatStatus, VatValidator
 from portal.plugin_api.hookspecs import hookimpl
 from portal.rules import vat
-from tests.conftest import BUILTIN_PLUGINS, csrf_token
+from tests.conftest import BUILTIN_PLUGINS, billing_form, csrf_token
+from tests.web.conftest import login, text
 
-TODAY = dt.date(2026, 11, 26)
 # Far from the real clock, so that the emulator's own dates are not taken as the proof's.
 NOW = dt.datetime(2031, 3, 3, 12, 0, tzinfo=dt.UTC)
 VIES_SELF_CHECK = 'href="https://ec.europa.eu/taxation_customs/vies/"'
@@ -52,42 +51,12 @@ def config_overrides(request: pytest.FixtureRequest, vies: ViesEmulator) -> dict
     }
 
 
-@pytest.fixture
-def demo_accounts(app, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
-    with app.app_context():
-        demo.load(catalogue, today=TODAY)
-
-
-def login(auth, who: str) -> None:
-    assert auth.login(f"{who}@demo.example.com", demo.PASSWORD).status_code == 302
-
-
-def text(response) -> str:
-    return response.get_data(as_text=True).replace("\xa0", " ")
-
-
-def form(client, **fields: str) -> dict[str, str]:
-    data = {
-        "csrf_token": csrf_token(client, "/billing"),
-        "company_name": "Sklep Rowerowy Szprycha Sp. z o.o.",
-        "street": "ul. Długa 5",
-        "postcode": "80-831",
-        "city": "Gdańsk",
-        "country": "PL",
-        "vat_number": "",
-        "invoice_email": "faktury@szprycha.pl",
-    }
-    data.update(fields)
-    return data
-
-
 def save(client, **fields: str):
-    return client.post("/billing", data=form(client, **fields))
+    return client.post("/billing", data=billing_form(client, **fields))
 
 
 def live(client, number: str, country: str = "PL"):
-    data = form(client, vat_number=number, country=country)
+    data = billing_form(client, vat_number=number, country=country)
     return client.post("/billing/vat-check", data=data, headers={"HX-Request": "true"})
 
 
@@ -248,7 +217,7 @@ def test_bad_fields_are_translated_field_errors_and_nothing_is_stored(
 
 def test_binary_bytes_are_a_field_error_not_a_crash(app, client, auth, demo_accounts):
     login(auth, "standard")
-    data = form(client)
+    data = billing_form(client)
     body = "&".join(f"{k}={v}" for k, v in data.items() if k != "company_name").encode()
     body += b"&company_name=%FF%FE%00%80binary"
     response = client.post("/billing", data=body, content_type="application/x-www-form-urlencoded")
@@ -423,7 +392,7 @@ def test_staff_without_an_account_get_a_404(client, auth, demo_accounts):
 
 def test_saving_without_csrf_is_refused(app, client, auth, demo_accounts):
     login(auth, "standard")
-    data = form(client)
+    data = billing_form(client)
     del data["csrf_token"]
     assert client.post("/billing", data=data).status_code == 400
     assert count(app, BillingChange) == 0
@@ -500,7 +469,9 @@ def test_without_javascript_the_check_button_renders_the_whole_page(
     app, client, auth, demo_accounts
 ):
     login(auth, "standard")
-    response = client.post("/billing", data=form(client, vat_number=PL_INVALID, action="check"))
+    response = client.post(
+        "/billing", data=billing_form(client, vat_number=PL_INVALID, action="check")
+    )
     page = text(response)
     assert response.status_code == 200 and "<html" in page
     assert "VIES nie potwierdza numeru VAT PL3960306202." in page

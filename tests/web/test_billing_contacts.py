@@ -13,18 +13,11 @@ from sqlalchemy import func, select
 from portal.infra.extensions import db
 from portal.infra.models import BillingChange, Invoice, User
 from portal.rules import billing_info
-from tests.web.test_billing import (
-    billing_of,
-    config_overrides,
-    demo_accounts,
-    login,
-    save,
-    text,
-    vies,
-)
+from tests.web.conftest import login, text
+from tests.web.test_billing import billing_of, config_overrides, save, vies
 from tests.web.test_invoice_list import Books, Customer
 
-__all__ = ["config_overrides", "demo_accounts", "vies"]  # fixtures reused
+__all__ = ["config_overrides", "vies"]  # fixtures reused
 
 
 def test_contacts_are_saved_cleaned_and_shown(app, client, auth, demo_accounts):

@@ -12,12 +12,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event, func, select
 
-from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import Notice, SupportThread
 from tests.conftest import csrf_token, decoded_subject, smtp_config
+from tests.web.conftest import login, text
 
-TODAY = dt.date(2026, 11, 26)
 HUGE_IDS = ["2147483648", "99999999999999999999"]
 
 
@@ -28,21 +27,6 @@ def config_overrides(smtp) -> dict[str, Any]:
         "SUPPORT_STAFF_EMAIL": "staff@pakiet.example.com",
         "ENTITLEMENTS_TOKENS": ["chat-token"],
     }
-
-
-@pytest.fixture
-def demo_accounts(app, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
-    with app.app_context():
-        demo.load(catalogue, today=TODAY)
-
-
-def login(auth, who: str) -> None:
-    assert auth.login(f"{who}@demo.example.com", demo.PASSWORD).status_code == 302
-
-
-def text(response) -> str:
-    return response.get_data(as_text=True).replace("\xa0", " ")
 
 
 # -- 7. bounded input ------------------------------------------------------------------------

@@ -9,30 +9,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
-from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import Order, OrderStatus, Subscription, User
 from portal.rules import orders
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.pricing import Selection
-from tests.conftest import csrf_token
-
-TODAY = dt.date(2026, 11, 26)
-
-
-@pytest.fixture
-def demo_accounts(app, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
-    with app.app_context():
-        demo.load(catalogue, today=TODAY)
-
-
-def login(auth, who: str) -> None:
-    assert auth.login(f"{who}@demo.example.com", demo.PASSWORD).status_code == 302
-
-
-def text(response) -> str:
-    return response.get_data(as_text=True).replace("\xa0", " ")
+from tests.conftest import billing_form, csrf_token, standard_order
+from tests.web.conftest import TODAY, login, text
 
 
 def form_data(client, **fields) -> dict[str, str]:
@@ -336,22 +319,15 @@ def test_summary_sql_is_constant_in_the_accounts_history(app, client, auth, demo
         sub = db.session.scalar(select(Subscription).where(Subscription.currency == "PLN"))
         for i in range(40):
             db.session.add(
-                Order(
+                standard_order(
                     public_id=f"{i:032d}",
                     account_id=sub.account_id,
                     idempotency_key=f"key-{i:020d}",
-                    subscription_version=1,
-                    package="standard",
-                    period="month",
                     agents=3,
-                    conversations=100,
-                    currency="PLN",
                     subtotal_minor=0,
                     net_minor=0,
                     vat_minor=0,
                     total_minor=0,
-                    tax_treatment="domestic",
-                    quote={},
                     created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
                     expires_at=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
                 )
@@ -515,16 +491,15 @@ def test_without_a_billing_country_and_address_the_checkout_asks_for_them_before
     assert "Zanim zapłacisz, podaj kraj i adres do faktury" in text(refused)
     assert order_count(app) == 0
 
-    data = {
-        "csrf_token": csrf_token(client, "/billing"),
-        "company_name": "Nowa Firma s.r.o.",
-        "street": "Václavské náměstí 1",
-        "postcode": "110 00",
-        "city": "Praha",
-        "country": "CZ",
-        "vat_number": "",
-        "invoice_email": "nowy@firma.example.com",
-    }
+    data = billing_form(
+        client,
+        country="CZ",
+        city="Praha",
+        company_name="Nowa Firma s.r.o.",
+        street="Václavské náměstí 1",
+        postcode="110 00",
+        invoice_email="nowy@firma.example.com",
+    )
     assert client.post("/billing", data=data).status_code == 303
     priced = text(summary(client, agents="2"))
     assert "Zanim zapłacisz" not in priced

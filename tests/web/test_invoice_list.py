@@ -15,17 +15,11 @@ from werkzeug.security import generate_password_hash
 
 from portal.infra.extensions import db
 from portal.infra.models import (
-    Account,
-    BillingInfo,
     Invoice,
     InvoiceRendering,
-    Order,
     Payment,
-    PaymentMethod,
-    Subscription,
-    User,
 )
-from tests.conftest import PASSWORD, Auth, csrf_token
+from tests.conftest import PASSWORD, Auth, csrf_token, paid_account_with_card, standard_order
 from tests.web.test_sql_per_page import counting
 
 CONFIRMED = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -58,50 +52,16 @@ class Books:
 
     def customer(self, name: str, language: str = "en") -> Customer:
         customer = Customer(name)
-        account = Account(name=f"Firma {name}", created_at=CONFIRMED)
-        account.billing_info = BillingInfo(
-            company_name=account.name,
-            country="PL",
+        account, method = paid_account_with_card(
+            name,
+            password_hash=self.password_hash,
+            created_at=CONFIRMED,
+            confirmed_at=CONFIRMED,
             street="Prosta 1",
             city="Warszawa",
-            invoice_email=customer.email,
-            updated_at=CONFIRMED,
-        )
-        account.subscription = Subscription(
-            package="standard",
-            period="month",
-            agents=2,
-            conversations=100,
-            currency="PLN",
-            status="active",
-            period_start=dt.date(2026, 11, 10),
-            period_end=dt.date(2026, 12, 10),
-            auto_renew=True,
-            period_net_minor=17800,
-        )
-        user = User(
-            account=account,
-            email=customer.email,
-            password_hash=self.password_hash,
             language=language,
-            email_confirmed_at=CONFIRMED,
+            method_created_at=CONFIRMED,
         )
-        db.session.add_all([account, user])
-        db.session.flush()
-        method = PaymentMethod(
-            account_id=account.id,
-            provider="stripe",
-            provider_ref=f"pm_{name}",
-            customer_ref=f"cus_{name}",
-            brand="visa",
-            last4="4242",
-            exp_month=12,
-            exp_year=2034,
-            is_default=True,
-            created_at=CONFIRMED,
-        )
-        db.session.add(method)
-        db.session.flush()
         customer.account_id, customer.method_id = account.id, method.id
         return customer
 
@@ -120,23 +80,15 @@ class Books:
     ) -> Payment:
         self.seq += 1
         key = f"{'renewal' if renewal else 'k'}-{customer.name}-{self.seq}"
-        order = Order(
+        order = standard_order(
             public_id=f"o-{customer.name}-{self.seq}",
             account_id=customer.account_id,
             idempotency_key=key,
             status="paid" if status == "paid" else "pending",
-            subscription_version=1,
-            package="standard",
-            period="month",
-            agents=2,
-            conversations=100,
-            currency="PLN",
             subtotal_minor=amount_minor,
             net_minor=amount_minor,
             vat_minor=0,
             total_minor=amount_minor,
-            tax_treatment="domestic",
-            quote={},
             created_at=at,
             expires_at=at + dt.timedelta(days=30),
         )

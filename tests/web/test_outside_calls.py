@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select, update
 
 from pakiet_vies.emulator import ViesEmulator
-from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import BillingInfo
 from portal.rules import vat
@@ -28,8 +27,6 @@ from tests.web.test_billing import (
     save,
 )
 
-TODAY = dt.date(2026, 11, 26)
-
 
 @pytest.fixture
 def vies() -> Iterator[ViesEmulator]:
@@ -43,13 +40,6 @@ def config_overrides(vies: ViesEmulator) -> dict[str, Any]:
         "PLUGIN_CONFIG": {"vies": {"base_url": vies.base_url, "timeout": 1}},
         "VAT_CHECK_RATE_LIMIT": "1000 per minute",
     }
-
-
-@pytest.fixture
-def demo_accounts(app, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
-    with app.app_context():
-        demo.load(catalogue, today=TODAY)
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
@@ -32,12 +30,13 @@ from tests.conftest import (
     BUILTIN_PLUGINS,
     Auth,
     Inbox,
+    billing_form,
     csrf_token,
     decoded_subject,
     smtp_config,
+    third_party_config,
 )
 
-THIRD_PARTY = Path(__file__).resolve().parents[1] / "thirdparty"
 TODAY = dt.date(2026, 11, 26)
 RENEWAL_DAY = dt.date(2026, 12, 26)
 WARSAW = ZoneInfo("Europe/Warsaw")
@@ -49,40 +48,14 @@ def at(day: dt.date, hour: int = 10) -> dt.datetime:
 
 
 @pytest.fixture
-def paybylink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.syspath_prepend(str(THIRD_PARTY))
-    from pakiet_paybylink.emulator import PayByLinkEmulator
-
-    with PayByLinkEmulator(merchant_id="m-1", secret="pbl-secret") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def transfer24(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.syspath_prepend(str(THIRD_PARTY))
-    from pakiet_transfer24.emulator import Transfer24Emulator
-
-    with Transfer24Emulator(api_key="t24-key", notify_secret="t24-secret") as emulator:
-        yield emulator
-
-
-@pytest.fixture
 def config_overrides(paybylink: Any, transfer24: Any, smtp: Inbox) -> dict[str, Any]:
     return {
         **smtp_config(smtp),
         "PUBLIC_URL": "https://portal.example.com",
         "PLUGINS": [*BUILTIN_PLUGINS, "pakiet_paybylink", "pakiet_transfer24"],
         "PLUGIN_CONFIG": {
-            "paybylink": {
-                "base_url": paybylink.base_url,
-                "merchant_id": "m-1",
-                "secret": "pbl-secret",
-            },
-            "transfer24": {
-                "base_url": transfer24.base_url,
-                "api_key": "t24-key",
-                "notify_secret": "t24-secret",
-            },
+            "paybylink": third_party_config("paybylink", paybylink),
+            "transfer24": third_party_config("transfer24", transfer24),
         },
     }
 
@@ -288,16 +261,15 @@ def test_a_czech_sellers_euro_invoice_states_its_vat_in_czk_at_cnbs_rate(
         "vat_id": "CZ27082440",
         "invoice_series": "FV",
     }
-    billing = {
-        "csrf_token": csrf_token(client, "/billing"),
-        "company_name": "Nowa Firma s.r.o.",
-        "street": "Václavské náměstí 1",
-        "postcode": "110 00",
-        "city": "Praha",
-        "country": "CZ",
-        "vat_number": "",
-        "invoice_email": "faktury@firma.example.com",
-    }
+    billing = billing_form(
+        client,
+        country="CZ",
+        city="Praha",
+        company_name="Nowa Firma s.r.o.",
+        street="Václavské náměstí 1",
+        postcode="110 00",
+        invoice_email="faktury@firma.example.com",
+    )
     assert client.post("/billing", data=billing).status_code == 303
     response = pay_at_paybylink(client, paybylink, buy(client, "paybylink", currency="EUR"))
     assert response.headers["Location"] == "/package"
@@ -317,17 +289,16 @@ def test_an_invoice_issued_again_to_a_polish_buyer_states_its_vat_in_pln_and_its
     the rate sources as installed, and the invoice issued again names the plugin."""
 
     def billing(country: str, city: str, street: str, postcode: str, **extra: str) -> Any:
-        data = {
-            "csrf_token": csrf_token(client, "/billing"),
-            "company_name": "Szprycha",
-            "street": street,
-            "postcode": postcode,
-            "city": city,
-            "country": country,
-            "vat_number": "",
-            "invoice_email": "faktury@firma.example.com",
+        data = billing_form(
+            client,
+            country,
+            city,
+            company_name="Szprycha",
+            street=street,
+            postcode=postcode,
+            invoice_email="faktury@firma.example.com",
             **extra,
-        }
+        )
         return client.post("/billing", data=data)
 
     assert billing("CZ", "Praha", "Václavské náměstí 1", "110 00").status_code == 303

@@ -17,18 +17,12 @@ from werkzeug.security import generate_password_hash
 
 from portal.infra.extensions import db
 from portal.infra.models import (
-    Account,
-    BillingInfo,
     Invoice,
     InvoiceRendering,
-    Order,
     Payment,
-    PaymentMethod,
-    Subscription,
-    User,
     utcnow,
 )
-from tests.conftest import PASSWORD, Auth, csrf_token
+from tests.conftest import PASSWORD, Auth, csrf_token, paid_account_with_card, standard_order
 
 TODAY = dt.date(2026, 11, 26)
 PDF = b"%PDF-1.7\n% a stored rendering\n%%EOF\n"
@@ -42,73 +36,26 @@ def frozen_today(monkeypatch):
 def make_account(name: str, invoices: int, password_hash: str, first_seq: int) -> None:
     """A paid Standard account with a saved card and ``invoices`` paid invoices."""
     now = utcnow()
-    email = f"{name}@firma.example.com"
-    account = Account(name=f"Firma {name}", created_at=now)
-    account.billing_info = BillingInfo(
-        company_name=account.name,
+    account, method = paid_account_with_card(
+        name,
+        password_hash=password_hash,
+        created_at=now,
+        confirmed_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
         street="ul. Długa 5",
         city="Gdańsk",
-        country="PL",
-        invoice_email=email,
-        updated_at=now,
+        language="pl",
     )
-    account.subscription = Subscription(
-        package="standard",
-        period="month",
-        agents=2,
-        conversations=100,
-        currency="PLN",
-        status="active",
-        period_start=dt.date(2026, 11, 10),
-        period_end=dt.date(2026, 12, 10),
-        auto_renew=True,
-        period_net_minor=17800,
-    )
-    db.session.add_all(
-        [
-            account,
-            User(
-                account=account,
-                email=email,
-                password_hash=password_hash,
-                language="pl",
-                email_confirmed_at=dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
-            ),
-        ]
-    )
-    db.session.flush()
-    method = PaymentMethod(
-        account_id=account.id,
-        provider="stripe",
-        provider_ref=f"pm_{name}",
-        customer_ref=f"cus_{name}",
-        brand="visa",
-        last4="4242",
-        exp_month=12,
-        exp_year=2034,
-        is_default=True,
-    )
-    db.session.add(method)
-    db.session.flush()
     for n in range(invoices):
         created = now - dt.timedelta(days=30 * (invoices - n))
-        order = Order(
+        order = standard_order(
             public_id=f"o-{name}-{n}",
             account_id=account.id,
             idempotency_key=f"k-{name}-{n}",
             status="paid",
-            subscription_version=1,
-            package="standard",
-            period="month",
-            agents=2,
-            conversations=100,
-            currency="PLN",
             subtotal_minor=17800,
             net_minor=17800,
             vat_minor=4094,
             total_minor=21894,
-            tax_treatment="domestic",
-            quote={},
             created_at=created,
             expires_at=created + dt.timedelta(days=30),
         )

@@ -7,33 +7,16 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from portal import demo
 from portal.infra.extensions import db
 from portal.infra.models import AuditEntry, Notice, SupportMessage, SupportThread, User, utcnow
 from portal.rules import support
 from tests.conftest import csrf_token, decoded_subject, smtp_config
-
-TODAY = dt.date(2026, 11, 26)
+from tests.web.conftest import login, text
 
 
 @pytest.fixture
 def config_overrides(smtp):
     return {**smtp_config(smtp), "SUPPORT_STAFF_EMAIL": "staff@pakiet.example.com"}
-
-
-@pytest.fixture
-def demo_accounts(app, catalogue, monkeypatch):
-    monkeypatch.setattr("portal.web.checkout.today", lambda: TODAY)
-    with app.app_context():
-        demo.load(catalogue, today=TODAY)
-
-
-def login(auth, who: str) -> None:
-    assert auth.login(f"{who}@demo.example.com", demo.PASSWORD).status_code == 302
-
-
-def text(response) -> str:
-    return response.get_data(as_text=True).replace("\xa0", " ")
 
 
 def deliver(app) -> None:

@@ -10,12 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from pakiet_paypal.emulator import PayPalEmulator
 from pakiet_stripe.emulator import StripeEmulator
 from portal.infra.extensions import db
 from portal.infra.models import ProviderEvent
-from tests.conftest import BUILTIN_PLUGINS
-from tests.rules.test_payments import THIRD_PARTY
+from tests.conftest import providers_config
 
 STRIPE_KEY = "sk_test_bodies"
 STRIPE_SECRET = "whsec_bodies"
@@ -29,46 +27,8 @@ def stripe_emulator() -> Iterator[StripeEmulator]:
 
 
 @pytest.fixture
-def paypal() -> Iterator[PayPalEmulator]:
-    with PayPalEmulator(client_id="cid", client_secret="secret", webhook_id="WH-1") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def transfer24(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.syspath_prepend(str(THIRD_PARTY))
-    from pakiet_transfer24.emulator import Transfer24Emulator
-
-    with Transfer24Emulator(api_key="t24-key", notify_secret="t24-secret") as emulator:
-        yield emulator
-
-
-@pytest.fixture
 def config_overrides(stripe_emulator, paypal, transfer24) -> dict[str, Any]:
-    return {
-        "PLUGINS": [*BUILTIN_PLUGINS, "pakiet_transfer24"],
-        "PLUGIN_CONFIG": {
-            "stripe": {
-                "api_key": STRIPE_KEY,
-                "webhook_secret": STRIPE_SECRET,
-                "api_base": stripe_emulator.base_url,
-                "max_network_retries": 0,
-                "timeout": 5,
-            },
-            "paypal": {
-                "client_id": "cid",
-                "client_secret": "secret",
-                "webhook_id": "WH-1",
-                "base_url": paypal.base_url,
-                "timeout": 5,
-            },
-            "transfer24": {
-                "base_url": transfer24.base_url,
-                "api_key": "t24-key",
-                "notify_secret": "t24-secret",
-            },
-        },
-    }
+    return providers_config(stripe_emulator, paypal, transfer24, timeout=5)
 
 
 def recorded(app) -> int:
