@@ -2,11 +2,11 @@
 
 The page needs three small facts: the default saved method (R7), the customer's latest
 checkout attempt of the last day (R9: pending or failed) and whether a refund may be
-offered (R14: the account has exactly one paid package payment). Each is a derived table
-of at most one row, independent of the others (the account is a parameter, not a
-correlation), left-joined to a one-row base: one round trip, the same SQL on PostgreSQL
-and SQLite, and each part an index walk whatever the number of accounts, payments or
-orders (``ix_checkout_order_account_created``, ``ix_payment_account_settled``).
+offered (R14: the account has exactly one paid package payment). The method and the
+attempt are derived tables of at most one row, the count a scalar subquery, none of them
+correlated (the account is a parameter), joined to a one-row base: one round trip, the same
+SQL on PostgreSQL and SQLite, and each part a short index walk whatever the number of
+accounts, payments or orders (the attempt through ``ix_checkout_order_account_created``).
 
 Only the rare account with exactly one paid payment goes on to :func:`refunds.offer`, which
 checks the rest of R14 (the deadline, the provider, the invoice) with its own statements.
