@@ -117,17 +117,7 @@ def package_facts(account: Account, now: dt.datetime, refund_now: dt.datetime) -
     row = db.session.execute(
         PACKAGE_FACTS, {"account_id": account.id, "since": now - ATTEMPT_WINDOW}
     ).one()
-    method = None
-    if row.method_provider is not None:
-        method = SavedMethod(
-            provider_ref=row.provider_ref,
-            brand=row.brand,
-            customer_ref=row.customer_ref,
-            last4=row.last4,
-            exp_month=row.exp_month,
-            exp_year=row.exp_year,
-            email=row.email,
-        )
+    method = payments.saved(row) if row.method_provider is not None else None
     attempt = None
     if row.payment_status is not None:
         attempt = payments.attempt_of(

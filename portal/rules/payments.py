@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.exc import IntegrityError
 
 from portal.infra.extensions import db
@@ -186,7 +186,9 @@ def default_method(account_id: int, provider: str | None = None) -> PaymentMetho
     return method if isinstance(method, PaymentMethod) else None
 
 
-def saved(method: PaymentMethod) -> SavedMethod:
+def saved(method: PaymentMethod | Row[Any]) -> SavedMethod:
+    """What a provider is given of a saved method: from its row, or from a statement's row
+    with the same column names (My package's, portal/rules/overview.py)."""
     return SavedMethod(
         provider_ref=method.provider_ref,
         brand=method.brand,
