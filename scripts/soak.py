@@ -74,6 +74,10 @@ class Soak:
     workers: int = 2
     runners: int = 2
     timeout: float = 30.0  # seconds a request may take before it counts as an error
+    # Seconds the Stripe emulator takes per call during the traffic and the run, as a real
+    # Stripe does (~300 ms): the runners keep charges in flight, and neither can renew
+    # everything before the other has started.
+    provider_latency: float = 0.3
 
 
 QUICK = Soak(accounts=300, subscriptions=300, shoppers=16, readers=16, invoices=3000, duration=20)
@@ -829,6 +833,7 @@ def soak_run(soak: Soak, server: str, name: str, workdir: Path) -> Outcome:
                     f"and {soak.runners} billing runners start now",
                     flush=True,
                 )
+                emulator.latency = soak.provider_latency
                 traffic = start_traffic(base, soak, sessions, workdir)
                 processes.append(traffic)
                 billing_started = time.perf_counter()
@@ -906,6 +911,9 @@ def main() -> int:
     parser.add_argument("--duration", type=int, help="seconds of traffic (default 300)")
     parser.add_argument("--connections", type=int, help="default 16")
     parser.add_argument("--workers", type=int, help="gunicorn sync workers (default 2)")
+    parser.add_argument(
+        "--provider-latency", type=float, help="seconds per Stripe call (default 0.3)"
+    )
     parser.add_argument("--server", default=SERVER, help=f"PostgreSQL server (default {SERVER})")
     parser.add_argument("--database", default=DATABASE, help="created and dropped")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -922,6 +930,7 @@ def main() -> int:
             "duration",
             "connections",
             "workers",
+            "provider_latency",
         )
         if getattr(args, k) is not None
     }
