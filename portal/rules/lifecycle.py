@@ -50,6 +50,7 @@ from portal.infra.models import (
     Order,
     OrderStatus,
     Payment,
+    PaymentMethod,
     PaymentStatus,
     Subscription,
     SubscriptionStatus,
@@ -61,6 +62,7 @@ from portal.plugin_api.contracts import (
     PaymentProvider,
     PaymentRequest,
     ProviderError,
+    SavedMethod,
     SubscriptionChanged,
 )
 from portal.rules import payment_methods, payments
@@ -93,6 +95,11 @@ class Settings:
     # How long other runners leave a subscription alone while its renewal is being charged
     # (far beyond a provider's timeout); a runner killed meanwhile is taken over after it.
     renewal_lease: dt.timedelta = dt.timedelta(minutes=5)
+    # Subscriptions one claim takes together (RENEWAL_BATCH): their attempts are stored in
+    # one transaction, charged one after another with none open, and applied in a second
+    # one. The batch's charges together stay well within the lease (10 charges of a
+    # provider's 10-second timeout: 100 s of 5 minutes).
+    renewal_batch: int = 10
     public_url: str = "http://127.0.0.1:5000"
     secret: str = ""
 
@@ -116,6 +123,7 @@ def settings_for(app: Any) -> Settings:
             str(k): int(v)
             for k, v in config.get("RENEWAL_NOTICE_DAYS", DEFAULT_RENEWAL_NOTICE_DAYS).items()
         },
+        renewal_batch=max(1, int(config.get("RENEWAL_BATCH", 10))),
         public_url=str(config.get("PUBLIC_URL", "http://127.0.0.1:5000")).rstrip("/"),
         secret=str(config["SECRET_KEY"]),
     )
@@ -175,33 +183,44 @@ class Report:
 
 
 # The claim, built once per process (building it cost a fifth of the statement's own time
-# in the runner): the next subscription with work due after ``after_id``, locked; rows another
-# runner holds are skipped. Its account, with its billing data, default payment method and
-# language, comes in the same statement (only the subscription is locked): the work below
-# reads them.
-CLAIM = (
-    select(Subscription)
-    .options(
-        joinedload(Subscription.account).options(
-            joinedload(Account.billing_info),
-            joinedload(Account.default_method),
-            undefer(Account.language),
+# in the runner): the next subscriptions with work due after ``after_id`` (at most
+# ``batch``), locked; rows another runner holds are skipped. Their accounts, with billing
+# data, default payment method and language, come in the same statement (only the
+# subscriptions are locked): the work below reads them.
+def _claim_statement(*, by_id: bool) -> Any:
+    if by_id:
+        which = Subscription.id == bindparam("sub_id")
+    else:
+        which = Subscription.id > bindparam("after_id")
+    return (
+        select(Subscription)
+        .options(
+            joinedload(Subscription.account).options(
+                joinedload(Account.billing_info),
+                joinedload(Account.default_method),
+                undefer(Account.language),
+            )
         )
+        .where(
+            Subscription.package != PackageCode.FREE.value,
+            Subscription.status != SubscriptionStatus.SUSPENDED.value,
+            or_(
+                Subscription.next_check_at.is_(None),
+                Subscription.next_check_at
+                <= bindparam("now", type_=Subscription.next_check_at.type),
+            ),
+            which,
+        )
+        .order_by(Subscription.id)
+        .limit(bindparam("batch"))
+        .with_for_update(skip_locked=True, of=Subscription)
+        .execution_options(populate_existing=True)
     )
-    .where(
-        Subscription.package != PackageCode.FREE.value,
-        Subscription.status != SubscriptionStatus.SUSPENDED.value,
-        or_(
-            Subscription.next_check_at.is_(None),
-            Subscription.next_check_at <= bindparam("now", type_=Subscription.next_check_at.type),
-        ),
-        Subscription.id > bindparam("after_id"),
-    )
-    .order_by(Subscription.id)
-    .limit(1)
-    .with_for_update(skip_locked=True, of=Subscription)
-    .execution_options(populate_existing=True)
-)
+
+
+CLAIM = _claim_statement(by_id=False)
+# One of a batch claimed again on its own, when the batch gave way (see _renew_batch).
+CLAIM_BY_ID = _claim_statement(by_id=True)
 
 # A renewal attempt's order and payment, when a runner stopped after storing them (the
 # payment joined by the same key): usually none. Built once, as the claim.
@@ -215,21 +234,32 @@ LEFT_OVER = (
 )
 
 
-def _claim(now: dt.datetime, after_id: int) -> Subscription | None:
-    """The next subscription with work due (see ``CLAIM``), locked, or ``None``."""
-    sub = db.session.scalar(CLAIM, {"now": now, "after_id": after_id})
+def _claim(now: dt.datetime, after_id: int, batch: int = 1) -> list[Subscription]:
+    """The next subscriptions with work due (see ``CLAIM``), locked, in id order."""
+    found = db.session.scalars(CLAIM, {"now": now, "after_id": after_id, "batch": batch})
+    return [sub for sub in found.unique() if isinstance(sub, Subscription)]
+
+
+def _claim_again(now: dt.datetime, sub_id: int) -> Subscription | None:
+    """``sub_id`` claimed on its own, if it is still due and no other runner holds it."""
+    sub = db.session.scalar(CLAIM_BY_ID, {"now": now, "sub_id": sub_id, "batch": 1})
     return sub if isinstance(sub, Subscription) else None
 
 
+# The run's timetable, a plain UPDATE (built once; SQLAlchemy Core, so that a batch's
+# leases go in one executemany): not a change a customer's order depends on, so the
+# subscription's version stays.
+SET_NEXT_CHECK = (
+    update(Subscription.__table__)
+    .where(Subscription.__table__.c.id == bindparam("sub_id"))
+    .values(next_check_at=bindparam("at", type_=Subscription.next_check_at.type))
+)
+
+
 def _set_next_check(sub_id: int, at: dt.datetime | None) -> None:
-    """A plain UPDATE: the run's timetable is not a change a customer's order depends on."""
+    """When the run next looks at the subscription (``SET_NEXT_CHECK``)."""
     db.session.flush()
-    db.session.execute(
-        update(Subscription)
-        .where(Subscription.id == sub_id)
-        .values(next_check_at=at)
-        .execution_options(synchronize_session=False)
-    )
+    db.session.execute(SET_NEXT_CHECK, {"sub_id": sub_id, "at": at})
 
 
 def next_check(sub: Subscription, now: dt.datetime, settings: Settings) -> dt.datetime | None:
@@ -301,56 +331,209 @@ class _Budget:
         self.left = limit
         self.lock = threading.Lock()
 
-    def take(self) -> bool:
+    def take(self, wanted: int) -> int:
+        """Up to ``wanted`` more (0: the run's limit is reached)."""
         if self.left is None:
-            return True
+            return wanted
         with self.lock:
-            if self.left <= 0:
-                return False
-            self.left -= 1
-            return True
+            granted = max(0, min(wanted, self.left))
+            self.left -= granted
+            return granted
+
+    def give_back(self, unused: int) -> None:
+        if self.left is not None and unused > 0:
+            with self.lock:
+                self.left += unused
 
 
 def _renew_due(now: dt.datetime, deps: Deps, budget: _Budget, report: Report) -> None:
-    """Renew (or fail, suspend, notify) each subscription with work due, one at a time."""
+    """Renew (or fail, suspend, notify) each subscription with work due, a batch at a time
+    (``Settings.renewal_batch``); a batch of one is handled on its own."""
     last_id = 0
-    while budget.take():
-        sub = _claim(now, last_id)
-        if sub is None:
+    while True:
+        wanted = budget.take(deps.settings.renewal_batch)
+        if not wanted:
+            break
+        subs = _claim(now, last_id, wanted)
+        budget.give_back(wanted - len(subs))
+        if not subs:
             db.session.rollback()
             break
-        last_id = sub.id
-        report.checked += 1
-        # What this subscription counts, kept apart until its transaction is committed.
-        counted = Report()
+        last_id = subs[-1].id
+        report.checked += len(subs)
+        if len(subs) == 1:
+            _renew_alone(subs[0], now, deps, report)
+        else:
+            _renew_batch(subs, now, deps, report)
+
+
+def _renew_alone(sub: Subscription, now: dt.datetime, deps: Deps, report: Report) -> None:
+    """One claimed subscription in its own transactions: whatever fails is rolled back and
+    tried again later, and counts nothing."""
+    sub_id = sub.id
+    # What this subscription counts, kept apart until its transaction is committed.
+    counted = Report()
+    try:
+        after_commit = _process(sub, now, deps, counted)
+    except Exception as exc:
+        db.session.rollback()
+        _put_off(sub_id, exc, now, deps, report)
+        db.session.commit()
+        return
+    report.add(counted)
+    _call_after(sub_id, after_commit)
+
+
+def _put_off(sub_id: int, exc: Exception, now: dt.datetime, deps: Deps, report: Report) -> None:
+    """A subscription whose turn failed is looked at again later; nothing is counted
+    against the customer. The caller commits."""
+    if isinstance(exc, ProviderError):
+        # Not the customer's failure (the provider is down, or our keys are wrong):
+        # the attempt is repeated later.
+        level = logging.WARNING if exc.retryable else logging.ERROR
+        log.log(level, "renewal of subscription %s postponed: %s", sub_id, exc)
+        report.postponed += 1
+    else:
+        log.error(
+            "subscription %s: the run failed; it is tried again later",
+            sub_id,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        report.errors += 1
+    _set_next_check(sub_id, now + deps.settings.provider_down_delay)
+
+
+def _call_after(sub_id: int, calls: list[Callable[[], object]]) -> None:
+    """The calls a committed change left (hooks, notices), each on its own."""
+    for call in calls:
+        if isinstance(call, payments.InvoiceDue):
+            continue  # issued by the invoice stage below, with every other one due
         try:
-            after_commit = _process(sub, now, deps, counted)
-        except ProviderError as exc:
+            call()
+        except Exception:  # the change is committed; the hook is not called again
             db.session.rollback()
-            # Not the customer's failure (the provider is down, or our keys are wrong):
-            # nothing is counted against them; the attempt is repeated later.
-            level = logging.WARNING if exc.retryable else logging.ERROR
-            log.log(level, "renewal of subscription %s postponed: %s", last_id, exc)
-            report.postponed += 1
-            _set_next_check(last_id, now + deps.settings.provider_down_delay)
-            db.session.commit()
-            continue
-        except Exception:
-            db.session.rollback()
-            log.exception("subscription %s: the run failed; it is tried again later", last_id)
-            report.errors += 1
-            _set_next_check(last_id, now + deps.settings.provider_down_delay)
-            db.session.commit()
-            continue
-        report.add(counted)
-        for call in after_commit:
-            if isinstance(call, payments.InvoiceDue):
-                continue  # issued by the invoice stage below, with every other one due
-            try:
-                call()
-            except Exception:  # the change is committed; the hook is not called again
-                db.session.rollback()
-                log.exception("subscription %s: a follow-up failed", last_id)
+            log.exception("subscription %s: a follow-up failed", sub_id)
+
+
+def _renew_batch(subs: list[Subscription], now: dt.datetime, deps: Deps, report: Report) -> None:
+    """Several claimed subscriptions in two transactions (issue 26): what each one's turn
+    does before a charge is stored together, with the leases, and committed; the charges
+    are made one after another with no transaction open; their outcomes are applied
+    together and committed. The guarantees are those of one at a time: an attempt is
+    committed with its lease before its charge, and a runner killed during the charges
+    leaves attempts that the next run finds by their keys and asks again (one charge).
+
+    Should anything fail, the batch gives way: before the charges, its transaction is
+    rolled back and each subscription is claimed again and handled on its own; after them,
+    each charge's outcome is applied on its own (its charge is not made again)."""
+    ids = [sub.id for sub in subs]  # read now: a rollback expires the objects
+    counted = {sub_id: Report() for sub_id in ids}
+    steps: dict[int, list[Callable[[], object]] | _Charge] = {}
+    try:
+        for sub in subs:
+            step = _prepare(sub, now, deps, counted[sub.id])
+            steps[sub.id] = step
+            if not isinstance(step, _Charge):
+                _reschedule(sub, now, deps.settings)
+        charges = [step for step in steps.values() if isinstance(step, _Charge)]
+        if charges:
+            _store(charges)
+            lease = now + deps.settings.renewal_lease
+            db.session.execute(SET_NEXT_CHECK, [{"sub_id": c.sub_id, "at": lease} for c in charges])
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.warning(
+            "subscriptions %s–%s: the batch gave way; each is handled on its own",
+            ids[0],
+            ids[-1],
+            exc_info=True,
+        )
+        for sub_id in ids:
+            again = _claim_again(now, sub_id)
+            if again is None:
+                db.session.rollback()  # renewed meanwhile by another runner, or not due
+                continue
+            _renew_alone(again, now, deps, report)
+        return
+    for sub_id, step in steps.items():
+        if not isinstance(step, _Charge):
+            report.add(counted[sub_id])
+            _call_after(sub_id, step)
+    if charges:
+        _charge_batch(charges, now, deps, report)
+
+
+def _charge_batch(charges: list[_Charge], now: dt.datetime, deps: Deps, report: Report) -> None:
+    """The batch's charges, one after another with no transaction open, then their
+    outcomes applied in one transaction (or each on its own, should that fail)."""
+    events: list[PaymentEvent | Exception] = []
+    for charge in charges:
+        try:
+            events.append(_charge(charge))
+        except Exception as exc:  # ProviderError: postponed; anything else: an error
+            events.append(exc)
+    counted = {charge.sub_id: Report() for charge in charges}
+    after: dict[int, list[Callable[[], object]]] = {}
+    try:
+        held = _relock_all(
+            [
+                charge.claimed
+                for charge, event in zip(charges, events, strict=True)
+                if charge.claimed is not None and not isinstance(event, Exception)
+            ]
+        )
+        for charge, event in zip(charges, events, strict=True):
+            sub_id = charge.sub_id
+            if isinstance(event, Exception):
+                _put_off(sub_id, event, now, deps, counted[sub_id])
+                continue
+            rows = held[sub_id]
+            after[sub_id] = _charged(charge, rows, event, now, deps, counted[sub_id], alone=False)
+            _reschedule(rows.sub, now, deps.settings)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.warning(
+            "renewals of subscriptions %s–%s: their outcomes are applied one by one",
+            charges[0].sub_id,
+            charges[-1].sub_id,
+            exc_info=True,
+        )
+        for charge, event in zip(charges, events, strict=True):
+            _apply_alone(charge, event, now, deps, report)
+        return
+    for charge in charges:
+        sub_id = charge.sub_id
+        report.add(counted[sub_id])
+        _call_after(sub_id, after.get(sub_id, []))
+
+
+def _apply_alone(
+    charge: _Charge,
+    event: PaymentEvent | Exception,
+    now: dt.datetime,
+    deps: Deps,
+    report: Report,
+) -> None:
+    """One charge's outcome applied in its own transaction (the batch's gave way)."""
+    sub_id = charge.sub_id
+    counted = Report()
+    try:
+        if isinstance(event, Exception):
+            raise event
+        assert charge.claimed is not None
+        rows = _relock(charge.claimed)
+        after = _charged(charge, rows, event, now, deps, counted, alone=True)
+        _reschedule(rows.sub, now, deps.settings)
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        _put_off(sub_id, exc, now, deps, report)
+        db.session.commit()
+        return
+    report.add(counted)
+    _call_after(sub_id, after)
 
 
 def _follow_ups(now: dt.datetime, deps: Deps, report: Report) -> None:
@@ -407,24 +590,49 @@ def _follow_ups(now: dt.datetime, deps: Deps, report: Report) -> None:
 def _process(
     sub: Subscription, now: dt.datetime, deps: Deps, report: Report
 ) -> list[Callable[[], object]]:
-    """Handle one locked subscription; commits; returns the calls to make after it."""
+    """Handle one locked subscription on its own; commits; returns the calls to make after
+    it. A renewal's attempt is committed with its lease before its charge, and its outcome
+    applied in a second transaction."""
+    step = _prepare(sub, now, deps, report)
+    if isinstance(step, _Charge):
+        _store([step])
+        _set_next_check(sub.id, now + deps.settings.renewal_lease)
+        db.session.commit()
+        event = _charge(step)
+        assert step.claimed is not None
+        rows = _relock(step.claimed)
+        step = _charged(step, rows, event, now, deps, report, alone=True)
+        sub = rows.sub
+    _reschedule(sub, now, deps.settings)
+    db.session.commit()
+    return step
+
+
+def _prepare(
+    sub: Subscription, now: dt.datetime, deps: Deps, report: Report
+) -> list[Callable[[], object]] | _Charge:
+    """What is due for one locked subscription, up to a renewal's charge: the calls to make
+    after the commit, or the charge to make once the attempt is committed."""
     settings = deps.settings
     today = settings.day(now)
     account = sub.account  # loaded by _claim
     assert account is not None and sub.period_end is not None
-    after: list[Callable[[], object]] = []
     if sub.status == SubscriptionStatus.PAST_DUE and not sub.auto_renew:
-        after += _suspend(sub, now, "not_renewed", deps, report)
-    elif sub.period_end <= today and sub.status == SubscriptionStatus.ACTIVE:
+        return _suspend(sub, now, "not_renewed", deps, report)
+    if sub.period_end <= today and sub.status == SubscriptionStatus.ACTIVE:
         if sub.auto_renew:
-            after += _renew(sub, account, now, deps, report)
-        else:
-            after += _suspend(sub, now, "not_renewed", deps, report)
-    elif sub.status == SubscriptionStatus.PAST_DUE:
+            return _renew(sub, account, now, deps, report)
+        return _suspend(sub, now, "not_renewed", deps, report)
+    if sub.status == SubscriptionStatus.PAST_DUE:
         if sub.retry_at is not None and sub.retry_at <= now:
-            after += _renew(sub, account, now, deps, report)
-    else:
-        _queue_upcoming(sub, account, today, now, deps, report)
+            return _renew(sub, account, now, deps, report)
+        return []
+    _queue_upcoming(sub, account, today, now, deps, report)
+    return []
+
+
+def _reschedule(sub: Subscription, now: dt.datetime, settings: Settings) -> None:
+    """When the run looks at ``sub`` next (see :func:`next_check`); the caller commits."""
     at = next_check(sub, now, settings)
     if db.session.is_modified(sub):
         # The subscription changes anyway (a renewal, a suspension), its version with it:
@@ -434,8 +642,6 @@ def _process(
         flag_modified(sub, "next_check_at")
     else:
         _set_next_check(sub.id, at)
-    db.session.commit()
-    return after
 
 
 # -- notices before the period end ----------------------------------------------------------
@@ -538,17 +744,21 @@ def _ids(secret: str, sub: Subscription, attempt: int) -> tuple[str, str]:
 
 def _renew(
     sub: Subscription, account: Account, now: dt.datetime, deps: Deps, report: Report
-) -> list[Callable[[], object]]:
-    """One renewal attempt for the period that ends at ``sub.period_end``."""
+) -> list[Callable[[], object]] | _Charge:
+    """One renewal attempt for the period that ends at ``sub.period_end``, up to its charge:
+    the calls to make after the commit when there is nothing to charge, else the charge,
+    its order added to the session and its payment ready (:func:`_store` stores both)."""
     assert sub.period_end is not None
     attempt = sub.renewal_attempts
     _close_earlier_attempts(sub, attempt)
     quote, decision = _renewal_quote(sub, account, deps)
     public_id, key = _ids(deps.settings.secret, sub, attempt)
     # The attempt's order and payment exist when a runner stopped after storing them (say,
-    # an older version that committed them before the charge): both are looked up by the
-    # attempt's key in one statement, as usually there are none.
-    left = db.session.execute(LEFT_OVER, {"account_id": account.id, "key": key}).first()
+    # killed during the charge): both are looked up by the attempt's key in one statement,
+    # as usually there are none. Nothing pending in the session is of this attempt: it is
+    # not flushed first (a batch's orders go in one statement, see _store).
+    with db.session.no_autoflush:
+        left = db.session.execute(LEFT_OVER, {"account_id": account.id, "key": key}).first()
     order, payment = (left[0], left[1]) if left is not None else (None, None)
     if order is None:
         order = new_order(
@@ -562,7 +772,6 @@ def _renew(
             lifetime=dt.timedelta(days=30),
         )
         db.session.add(order)
-        db.session.flush()
     if order.total_minor == 0:  # account credit covers the period: nothing to charge
         after = _renewed(sub, order, now)
         report.renewed += 1
@@ -580,10 +789,11 @@ def _renew(
         db.session.refresh(payment, with_for_update=True)
         db.session.refresh(order)
     else:
+        # Added by _store once the order has its id (orders, then payments, each a batch's
+        # in one statement).
         payment = Payment(
             public_id=public_id,
             account_id=account.id,
-            order_id=order.id,
             method_id=method.id,
             provider=provider.name,
             idempotency_key=key,
@@ -592,8 +802,6 @@ def _renew(
             currency=order.currency,
             created_at=now,
         )
-        db.session.add(payment)
-        db.session.flush()
     base = deps.settings.public_url
     request = PaymentRequest(
         payment_id=payment.public_id,
@@ -608,40 +816,103 @@ def _renew(
         save_method=False,
         customer_ref=method.customer_ref,
     )
-    card = payments.saved(method)
-    # No transaction stays open across the provider's call (security issue, point 8): the
-    # attempt's order and payment are committed first, and the subscription is leased to
-    # this runner (its next look moved past the charge's longest wait, a plain UPDATE that
-    # changes no version), so other runners pass it by. A runner killed during the call
-    # leaves the lease to expire: the next run finds the attempt by its key and asks the
-    # provider again with the same idempotency key (one charge).
-    claimed = _Claimed(sub.id, sub.version, _sold(sub), order.id, payment.id)
-    _set_next_check(sub.id, now + deps.settings.renewal_lease)
-    db.session.commit()
-    event = payments.provider_call(provider, "charge_saved", provider.charge_saved, request, card)
-    sub, order, payment = _relock(claimed)
+    return _Charge(sub, account, order, payment, provider, request, payments.saved(method), key)
+
+
+@dataclass
+class _Charge:
+    """A renewal attempt to charge. No transaction stays open across the provider's call
+    (security issue, point 8): the attempt's order and payment are committed first
+    (:func:`_store`), and the subscription is leased to this runner (its next look moved
+    past the charge's longest wait, a plain UPDATE that changes no version), so other
+    runners pass it by. A runner killed during the call leaves the lease to expire: the
+    next run finds the attempt by its key and asks the provider again with the same
+    idempotency key (one charge)."""
+
+    sub: Subscription
+    account: Account
+    order: Order
+    payment: Payment
+    provider: PaymentProvider
+    request: PaymentRequest
+    card: SavedMethod
+    key: str
+    claimed: _Claimed | None = None
+    sub_id: int = field(init=False)  # read before the commit expires ``sub``
+
+    def __post_init__(self) -> None:
+        self.sub_id = self.sub.id
+
+
+def _store(charges: list[_Charge]) -> None:
+    """The charges' new orders, then their new payments, flushed (a batch's in one
+    statement each), and what each one charges for noted (``claimed``)."""
+    db.session.flush()
+    for charge in charges:
+        if charge.payment.id is None:
+            charge.payment.order_id = charge.order.id
+            db.session.add(charge.payment)
+    db.session.flush()
+    for charge in charges:
+        sub = charge.sub
+        charge.claimed = _Claimed(
+            sub.id, sub.version, _sold(sub), charge.order.id, charge.payment.id
+        )
+
+
+def _charge(charge: _Charge) -> PaymentEvent:
+    """The provider's call, with no transaction open."""
+    provider = charge.provider
+    return payments.provider_call(
+        provider, "charge_saved", provider.charge_saved, charge.request, charge.card
+    )
+
+
+def _charged(
+    charge: _Charge,
+    rows: _Held,
+    event: PaymentEvent,
+    now: dt.datetime,
+    deps: Deps,
+    report: Report,
+    *,
+    alone: bool,
+) -> list[Callable[[], object]]:
+    """The charge's outcome, applied to its rows held locked again (``rows``). ``alone``:
+    in its own transaction, so a webhook that came first (the event is on record: the
+    transaction was rolled back) is read from the rows again; in a batch's transaction
+    that ends the batch (the caller applies each on its own)."""
+    assert charge.claimed is not None
+    sub, order, payment = rows.sub, rows.order, rows.payment
     choice = sub.auto_renew  # the customer may have switched it during the call
     try:
         # The handlers work on these objects, which this transaction now holds locked.
         outcome, after = payments.apply_in_transaction(
-            provider.name, event, now=now, held=payments.Held(payment, order, sub)
+            charge.provider.name, event, now=now, held=payments.Held(payment, order, sub)
         )
     except payments.DuplicateEvent:  # (rolled back) its webhook came first and applied it
-        sub, order, payment = _relock(claimed)
+        if not alone:
+            raise
+        again = _relock(charge.claimed)
+        sub, order, payment = again.sub, again.order, again.payment
         if payment.status == PaymentStatus.PENDING:  # on record, yet applied to nothing
             db.session.rollback()
-            raise RuntimeError(f"renewal {key}: its charge is on record but not applied") from None
+            raise RuntimeError(
+                f"renewal {charge.key}: its charge is on record but not applied"
+            ) from None
         outcome, after = payments.Outcome.DUPLICATE, []
     if payment.status == PaymentStatus.PAID and order.status == OrderStatus.PAID:
         sub.auto_renew = choice  # a renewal keeps the customer's latest choice
-    log.info("renewal %s of subscription %s: %s (%s)", key, sub.id, outcome, payment.status)
+    log.info("renewal %s of subscription %s: %s (%s)", charge.key, sub.id, outcome, payment.status)
     if payment.status == PaymentStatus.PAID and order.status == OrderStatus.PAID:
         # _succeeded activated the next period; clear the schedule that applied to it.
         sub.next_period = sub.next_currency = None
         report.renewed += 1
         return after
     failure = _failure_code(event, payment)
-    return after + _failed_attempt(sub, account, order, payment, now, deps, report, code=failure)
+    return after + _failed_attempt(
+        sub, charge.account, order, payment, now, deps, report, code=failure
+    )
 
 
 @dataclass(frozen=True)
@@ -670,26 +941,98 @@ def _sold(sub: Subscription) -> tuple[object, ...]:
     )
 
 
-def _relock(claimed: _Claimed) -> tuple[Subscription, Order, Payment]:
-    """The attempt's rows locked again after the provider's call (the subscription first,
-    as the claim took it), read afresh."""
-    sub = db.session.scalar(
-        select(Subscription)
-        .where(Subscription.id == claimed.sub_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    payment = db.session.scalar(
-        select(Payment)
-        .where(Payment.id == claimed.payment_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    order = db.session.get(Order, claimed.order_id, populate_existing=True)
-    assert isinstance(sub, Subscription) and isinstance(payment, Payment) and order is not None
+# The attempt's rows locked again after the provider's call, built once (as the claim): the
+# subscription first, as the claim took it (a webhook locks a payment, then its subscription:
+# the order of the two statements is the order of the locks). The payment comes with its
+# order and the method it was charged with, read afresh in the same statement: the event's
+# handler compares the method with what the provider reports (payments.save_method), which
+# would otherwise reload it, expired by the lease's commit.
+RELOCK_SUBSCRIPTION = (
+    select(Subscription)
+    .where(Subscription.id == bindparam("sub_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+RELOCK_PAYMENT = (
+    select(Payment, Order, PaymentMethod)
+    .join(Order, Order.id == Payment.order_id)
+    .outerjoin(PaymentMethod, PaymentMethod.id == Payment.method_id)
+    .where(Payment.id == bindparam("payment_id"))
+    .with_for_update(of=Payment)
+    .execution_options(populate_existing=True)
+)
+
+
+RELOCK_SUBSCRIPTIONS = (
+    select(Subscription)
+    .where(Subscription.id.in_(bindparam("sub_ids", expanding=True)))
+    .order_by(Subscription.id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+RELOCK_PAYMENTS = (
+    select(Payment, Order, PaymentMethod)
+    .join(Order, Order.id == Payment.order_id)
+    .outerjoin(PaymentMethod, PaymentMethod.id == Payment.method_id)
+    .where(Payment.id.in_(bindparam("payment_ids", expanding=True)))
+    .order_by(Payment.id)
+    .with_for_update(of=Payment)
+    .execution_options(populate_existing=True)
+)
+
+
+def _relock(claimed: _Claimed) -> _Held:
+    """The attempt's rows locked again after the provider's call (see ``RELOCK_PAYMENT``),
+    read afresh."""
+    sub = db.session.scalar(RELOCK_SUBSCRIPTION, {"sub_id": claimed.sub_id})
+    row = db.session.execute(RELOCK_PAYMENT, {"payment_id": claimed.payment_id}).first()
+    assert isinstance(sub, Subscription) and row is not None
+    return _held(claimed, sub, *row)
+
+
+def _relock_all(claimed: list[_Claimed]) -> dict[int, _Held]:
+    """:func:`_relock` for a batch's attempts, by subscription id: the subscriptions in one
+    statement (in id order, as the claim took them), then the payments in another."""
+    if not claimed:
+        return {}
+    subs = {
+        sub.id: sub
+        for sub in db.session.scalars(
+            RELOCK_SUBSCRIPTIONS, {"sub_ids": [c.sub_id for c in claimed]}
+        )
+    }
+    rows = {
+        row[0].id: row
+        for row in db.session.execute(
+            RELOCK_PAYMENTS, {"payment_ids": [c.payment_id for c in claimed]}
+        )
+    }
+    return {c.sub_id: _held(c, subs[c.sub_id], *rows[c.payment_id]) for c in claimed}
+
+
+@dataclass(frozen=True)
+class _Held:
+    """An attempt's rows, held locked by this transaction. The method is held too: the
+    session keeps what nothing refers to only weakly, and the charge's handler compares it
+    with the provider's report (payments.save_method), which would otherwise load it again."""
+
+    sub: Subscription
+    order: Order
+    payment: Payment
+    method: PaymentMethod | None
+
+
+def _held(
+    claimed: _Claimed,
+    sub: Subscription,
+    payment: Payment,
+    order: Order,
+    method: PaymentMethod | None,
+) -> _Held:
+    assert isinstance(sub, Subscription) and order.id == claimed.order_id
     if sub.version != claimed.version and _sold(sub) == claimed.sold:
         order.subscription_version = sub.version  # changed, but not what the order sells
-    return sub, order, payment
+    return _Held(sub, order, payment, method)
 
 
 def _failure_code(event: PaymentEvent, payment: Payment) -> str:

@@ -31,7 +31,7 @@ from portal.plugin_api.contracts import PaymentEvent, PaymentEventKind, SavedMet
 from portal.rules import accounts, lifecycle, payments
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.periods import add_period
-from tests.conftest import PASSWORD, Inbox, decoded_subject, smtp_config
+from tests.conftest import PASSWORD, Inbox, decoded_subject, is_postgres, smtp_config
 
 API_KEY = "sk_test_pakiet_lifecycle"
 SECRET = "whsec_pakiet_lifecycle"
@@ -231,7 +231,34 @@ def test_renewals_come_first_then_their_invoices(app, stripe_emulator, smtp, mon
     assert "subscriptions in " in report.line() and "invoices and e-mail in " in report.line()
 
 
-def test_a_renewal_runs_the_same_few_statements_however_many_are_due(
+def renewal_statements(app, monkeypatch, batch: int) -> list[list[str]]:
+    """The renewal stage of one run at the period end, ``RENEWAL_BATCH`` = ``batch``: the
+    statements of each claim (a batch, or one on its own) and what follows it."""
+    per_claim: list[list[str]] = []
+    claim = lifecycle._claim
+
+    def counted_claim(now: dt.datetime, after_id: int, wanted: int = 1):
+        per_claim.append([])
+        return claim(now, after_id, wanted)
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if per_claim:
+            per_claim[-1].append(statement.split()[0])
+
+    monkeypatch.setattr(lifecycle, "_claim", counted_claim)
+    monkeypatch.setattr(lifecycle, "_follow_ups", lambda now, deps, report: None)
+    monkeypatch.setitem(app.config, "RENEWAL_BATCH", batch)
+    with app.app_context():
+        engine = db.engine
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        run(app, at(dt.date(2026, 12, 1)))
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
+    return [statements for statements in per_claim if statements[1:]]  # the last found none
+
+
+def test_a_renewal_on_its_own_runs_the_same_few_statements_however_many_are_due(
     app, stripe_emulator, monkeypatch
 ):
     """The renewal stage's cost is its statements (issue 9): claiming a subscription brings
@@ -242,34 +269,47 @@ def test_a_renewal_runs_the_same_few_statements_however_many_are_due(
     (was 22); one of them updates the card's expiry, which the emulator reports anew.
 
     16 since the security issue's point 8: no transaction stays open across the charge, so
-    the attempt is committed with a lease before it (one UPDATE) and its three rows are
-    locked and read again after it; the same number for every renewal."""
+    the attempt is committed with a lease before it (one UPDATE) and its rows are locked and
+    read again after it; 13 since issue 26: they are read again in two statements (the
+    subscription, then the payment with its order and the method it was charged with), so
+    the method the charge's handler compares with the provider's report is not loaded again
+    on its own."""
     for n in range(3):
         subscribe(app, stripe_emulator, email=f"firma{n}@firma.example.com")
-    per_renewal: list[list[str]] = []
-    claim = lifecycle._claim
 
-    def counted_claim(now: dt.datetime, after_id: int):
-        per_renewal.append([])
-        return claim(now, after_id)
+    per_renewal = renewal_statements(app, monkeypatch, batch=1)
 
-    def record(conn, cursor, statement, parameters, context, executemany):
-        if per_renewal:
-            per_renewal[-1].append(statement.split()[0])
+    counts = [len(statements) for statements in per_renewal]
+    assert len(counts) == 3 and counts == [counts[0]] * 3, per_renewal
+    assert counts[0] <= 13, " ".join(per_renewal[0])
 
-    monkeypatch.setattr(lifecycle, "_claim", counted_claim)
-    monkeypatch.setattr(lifecycle, "_follow_ups", lambda now, deps, report: None)
+
+def test_a_batch_of_renewals_runs_one_more_statement_per_renewal(app, stripe_emulator, monkeypatch):
+    """Renewals in batches (issue 26): one claim takes several subscriptions; their orders,
+    their payments and their leases are each written in one statement and committed
+    together; after the charges, the subscriptions and the payments (with their orders and
+    methods) are locked and read again in two statements, and the changes of all the
+    outcomes are written at the commit, a statement per table. What grows with the batch is
+    the charge's record, one per renewal."""
+    for n in range(7):
+        subscribe(app, stripe_emulator, email=f"firma{n}@firma.example.com")
+
+    per_batch = renewal_statements(app, monkeypatch, batch=3)
+
+    assert [len(s) for s in per_batch[:2]] == [len(per_batch[0])] * 2, per_batch  # 3 each
+    assert len(per_batch) == 3  # 3, 3 and the last one on its own
+    inserts = [s for s in per_batch[0] if s == "INSERT"]
+    # The orders, the payments and, per renewal, the charge's record. SQLAlchemy writes
+    # several rows in one INSERT where the database returns their ids in order
+    # (PostgreSQL); on SQLite they go one by one.
+    batched = 2 if is_postgres() else 2 * 3
+    assert len(inserts) == batched + 3, " ".join(per_batch[0])
+    # Three renewals in a batch cost fewer statements than two on their own.
+    alone = per_batch[2]
+    assert len(per_batch[0]) < 2 * len(alone), (per_batch[0], alone)
     with app.app_context():
-        engine = db.engine
-    sa_event.listen(engine, "before_cursor_execute", record)
-    try:
-        assert run(app, at(dt.date(2026, 12, 1))).renewed == 3
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", record)
-
-    counts = [len(statements) for statements in per_renewal[:3]]
-    assert counts == [counts[0]] * 3, per_renewal
-    assert counts[0] <= 16, " ".join(per_renewal[0])
+        renewed = db.session.scalars(select(Subscription.period_end)).all()
+    assert renewed == [dt.date(2027, 1, 1)] * 7
 
 
 def test_an_invoice_that_fails_to_render_holds_up_nothing(app, stripe_emulator, smtp, monkeypatch):
