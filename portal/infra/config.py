@@ -116,6 +116,10 @@ DEFAULTS: dict[str, Any] = {
     # has a single writer): a provider takes ~300 ms to answer a charge, so 20 renewals a
     # second need 6 or more in flight. Each thread holds a database connection.
     "RENEWAL_THREADS": 8,
+    # Subscriptions one claim takes together (portal/rules/lifecycle.py, _renew_batch): their
+    # attempts written and committed at once, then charged, then applied at once. A batch's
+    # charges together must stay well within the 5-minute lease (10 × a 10-second timeout).
+    "RENEWAL_BATCH": 10,
     # Service tokens of the chat product for GET /api/v1/accounts/<id>/entitlements.
     "ENTITLEMENTS_TOKENS": [],
     # POST /api/v1/portal-sessions (docs/integration.md): where a link may send the customer

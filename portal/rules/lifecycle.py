@@ -19,11 +19,13 @@ Renewals do not wait for their invoices: rendering a PDF costs more than the ren
 itself, so a runner charges every due subscription first, and a customer whose card is
 charged at 02:00 has the next period at once and the invoice a few minutes later.
 
-Many runners may run at once. Each subscription is claimed with ``SELECT … FOR UPDATE SKIP
-LOCKED`` (PostgreSQL; SQLite has a single writer) and handled in one transaction that holds
-the lock across the provider call. A runner killed midway loses only that transaction: the
-next run repeats the attempt with the same order, payment ids and idempotency key, so the
-provider answers with the charge it already made instead of charging again.
+Many runners may run at once. Subscriptions are claimed with ``SELECT … FOR UPDATE SKIP
+LOCKED`` (PostgreSQL; SQLite has a single writer), a batch at a time (``RENEWAL_BATCH``). No
+transaction stays open across a provider's call: a renewal's attempt (its order and payment)
+is committed with a lease on the subscription before the charge, and the outcome applied in
+a second transaction. A runner killed midway leaves its leases to run out: the next run
+repeats each attempt with the same order, payment ids and idempotency key, so the provider
+answers with the charge it already made instead of charging again.
 """
 
 from __future__ import annotations

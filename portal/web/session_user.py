@@ -177,13 +177,26 @@ def load(session_id: str) -> SessionUser | None:
 
 
 def _detached(model: type[M], row: Row[Any], prefix: str) -> M:
-    """A detached ORM object of ``model`` from the ``prefix``-labelled columns of ``row``."""
+    """A detached ORM object of ``model`` from the ``prefix``-labelled columns of ``row``:
+    its columns set in its ``__dict__`` at once (what a query's loading does), then made
+    persistent-detached, which commits them as loaded."""
     mapping = row._mapping
     instance = model.__mapper__.class_manager.new_instance()  # type: ignore[attr-defined]
-    for column in model.__table__.c:  # type: ignore[attr-defined]
-        attributes.set_committed_value(instance, column.key, mapping[f"{prefix}{column.key}"])
+    instance.__dict__.update({key: mapping[label] for key, label in _column_labels(model, prefix)})
     make_transient_to_detached(instance)
     return instance  # type: ignore[no-any-return]
+
+
+_LABELS: dict[tuple[type[Any], str], tuple[tuple[str, str], ...]] = {}
+
+
+def _column_labels(model: type[Any], prefix: str) -> tuple[tuple[str, str], ...]:
+    """(attribute, label in the user's row) of each column of ``model``, listed once."""
+    labels = _LABELS.get((model, prefix))
+    if labels is None:
+        labels = tuple((column.key, f"{prefix}{column.key}") for column in model.__table__.c)
+        _LABELS[(model, prefix)] = labels
+    return labels
 
 
 def _detached_account(row: Row[Any], sub: Subscription | None) -> Account:
