@@ -7,6 +7,7 @@ notices arrive through a real SMTP server on loopback.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
@@ -310,6 +311,76 @@ def test_a_batch_of_renewals_runs_one_more_statement_per_renewal(app, stripe_emu
     with app.app_context():
         renewed = db.session.scalars(select(Subscription.period_end)).all()
     assert renewed == [dt.date(2027, 1, 1)] * 7
+
+
+def test_a_batch_whose_charge_a_webhook_applied_first_applies_each_on_its_own(
+    app, stripe_emulator, monkeypatch, caplog
+):
+    """The webhook of one of a batch's charges is applied before the batch applies its
+    outcomes: the batch's transaction gives way (rolled back) and each outcome is applied on
+    its own. Each subscription is renewed once, each card charged once, the webhook's
+    change kept."""
+    from portal.rules import payments
+
+    accounts = [
+        subscribe(app, stripe_emulator, email=f"firma{n}@firma.example.com") for n in range(3)
+    ]
+    charge = lifecycle._charge
+    calls: list[str] = []
+
+    def charge_then_webhook(step):
+        event = charge(step)
+        calls.append(step.key)
+        if len(calls) == 2:  # its webhook overtakes the run: applied in its own transaction
+            payments.apply_event("stripe", event, now=at(dt.date(2026, 12, 1), 2))
+            db.session.commit()
+        return event
+
+    monkeypatch.setattr(lifecycle, "_charge", charge_then_webhook)
+    caplog.set_level(logging.WARNING, logger=lifecycle.log.name)
+    report = run(app, at(dt.date(2026, 12, 1), 2))
+
+    assert (report.renewed, report.errors, report.failed) == (3, 0, 0)
+    assert "their outcomes are applied one by one" in caplog.text
+    for account_id in accounts:
+        assert subscription(app, account_id).period_end == dt.date(2027, 1, 1)
+        [payment] = rows(app, Payment, Payment.account_id == account_id)
+        assert payment.status == "paid"
+    assert len(succeeded_intents(stripe_emulator)) == 3
+    assert len(rows(app, ProviderEvent)) == 3  # each charge on record once
+
+
+def test_a_batch_with_a_subscription_that_fails_gives_way_and_renews_the_others(
+    app, stripe_emulator, monkeypatch, caplog
+):
+    """One subscription of a batch fails before any charge (here its quote): the batch is
+    rolled back, each subscription is claimed again on its own, the others are renewed and
+    the failing one is looked at again later, nothing counted against it; no charge is made
+    twice, nor for the one that failed."""
+    accounts = [
+        subscribe(app, stripe_emulator, email=f"firma{n}@firma.example.com") for n in range(3)
+    ]
+    quote = lifecycle._renewal_quote
+
+    def failing_quote(sub, account, deps):
+        if account.id == accounts[1]:
+            raise RuntimeError("a bug in the quote")
+        return quote(sub, account, deps)
+
+    monkeypatch.setattr(lifecycle, "_renewal_quote", failing_quote)
+    caplog.set_level(logging.WARNING, logger=lifecycle.log.name)
+    report = run(app, at(dt.date(2026, 12, 1), 2))
+
+    assert (report.renewed, report.errors, report.checked) == (2, 1, 3)
+    assert "the batch gave way" in caplog.text
+    assert [subscription(app, a).period_end for a in accounts] == [
+        dt.date(2027, 1, 1),
+        dt.date(2026, 12, 1),
+        dt.date(2027, 1, 1),
+    ]
+    assert rows(app, Payment, Payment.account_id == accounts[1]) == []
+    assert subscription(app, accounts[1]).next_check_at is not None
+    assert len(succeeded_intents(stripe_emulator)) == 2
 
 
 def test_an_invoice_that_fails_to_render_holds_up_nothing(app, stripe_emulator, smtp, monkeypatch):
