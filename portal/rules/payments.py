@@ -400,9 +400,7 @@ def _record_event(provider: str, event: PaymentEvent, now: dt.datetime) -> Provi
         # The claim reads nothing of what the session holds pending: it does not flush it
         # (a renewal batch's changes go together at its commit, issue 26).
         with db.session.no_autoflush:
-            taken = db.session.scalars(
-                claim, values, execution_options={"populate_existing": True}
-            )
+            taken = db.session.scalars(claim, values, execution_options={"populate_existing": True})
             row = taken.first()
         if row is None:
             db.session.rollback()
