@@ -370,20 +370,30 @@ def _renew_due(now: dt.datetime, deps: Deps, budget: _Budget, report: Report) ->
 
 
 def _renew_alone(sub: Subscription, now: dt.datetime, deps: Deps, report: Report) -> None:
-    """One claimed subscription in its own transactions: whatever fails is rolled back and
-    tried again later, and counts nothing."""
-    sub_id = sub.id
-    # What this subscription counts, kept apart until its transaction is committed.
+    """One claimed subscription in its own transactions (:func:`_on_its_own`)."""
+    _on_its_own(sub.id, lambda counted: _process(sub, now, deps, counted), now, deps, report)
+
+
+def _on_its_own(
+    sub_id: int,
+    work: Callable[[Report], list[Callable[[], object]]],
+    now: dt.datetime,
+    deps: Deps,
+    report: Report,
+) -> None:
+    """``work(counted)`` for one subscription, which commits and returns the calls to make
+    after it: whatever fails is rolled back and tried again later, and counts nothing (what
+    the subscription counts is kept apart until its transaction is committed)."""
     counted = Report()
     try:
-        after_commit = _process(sub, now, deps, counted)
+        after = work(counted)
     except Exception as exc:
         db.session.rollback()
         _put_off(sub_id, exc, now, deps, report)
         db.session.commit()
         return
     report.add(counted)
-    _call_after(sub_id, after_commit)
+    _call_after(sub_id, after)
 
 
 def _put_off(sub_id: int, exc: Exception, now: dt.datetime, deps: Deps, report: Report) -> None:
@@ -519,9 +529,8 @@ def _apply_alone(
     report: Report,
 ) -> None:
     """One charge's outcome applied in its own transaction (the batch's gave way)."""
-    sub_id = charge.sub_id
-    counted = Report()
-    try:
+
+    def apply(counted: Report) -> list[Callable[[], object]]:
         if isinstance(event, Exception):
             raise event
         assert charge.claimed is not None
@@ -529,13 +538,9 @@ def _apply_alone(
         after = _charged(charge, rows, event, now, deps, counted, alone=True)
         _reschedule(rows.sub, now, deps.settings)
         db.session.commit()
-    except Exception as exc:
-        db.session.rollback()
-        _put_off(sub_id, exc, now, deps, report)
-        db.session.commit()
-        return
-    report.add(counted)
-    _call_after(sub_id, after)
+        return after
+
+    _on_its_own(charge.sub_id, apply, now, deps, report)
 
 
 def _follow_ups(now: dt.datetime, deps: Deps, report: Report) -> None:
@@ -943,28 +948,12 @@ def _sold(sub: Subscription) -> tuple[object, ...]:
     )
 
 
-# The attempt's rows locked again after the provider's call, built once (as the claim): the
-# subscription first, as the claim took it (a webhook locks a payment, then its subscription:
+# The attempts' rows locked again after the provider's calls, built once (as the claim): the
+# subscriptions first, as the claim took them (a webhook locks a payment, then its subscription:
 # the order of the two statements is the order of the locks). The payment comes with its
 # order and the method it was charged with, read afresh in the same statement: the event's
 # handler compares the method with what the provider reports (payments.save_method), which
 # would otherwise reload it, expired by the lease's commit.
-RELOCK_SUBSCRIPTION = (
-    select(Subscription)
-    .where(Subscription.id == bindparam("sub_id"))
-    .with_for_update()
-    .execution_options(populate_existing=True)
-)
-RELOCK_PAYMENT = (
-    select(Payment, Order, PaymentMethod)
-    .join(Order, Order.id == Payment.order_id)
-    .outerjoin(PaymentMethod, PaymentMethod.id == Payment.method_id)
-    .where(Payment.id == bindparam("payment_id"))
-    .with_for_update(of=Payment)
-    .execution_options(populate_existing=True)
-)
-
-
 RELOCK_SUBSCRIPTIONS = (
     select(Subscription)
     .where(Subscription.id.in_(bindparam("sub_ids", expanding=True)))
@@ -984,17 +973,14 @@ RELOCK_PAYMENTS = (
 
 
 def _relock(claimed: _Claimed) -> _Held:
-    """The attempt's rows locked again after the provider's call (see ``RELOCK_PAYMENT``),
-    read afresh."""
-    sub = db.session.scalar(RELOCK_SUBSCRIPTION, {"sub_id": claimed.sub_id})
-    row = db.session.execute(RELOCK_PAYMENT, {"payment_id": claimed.payment_id}).first()
-    assert isinstance(sub, Subscription) and row is not None
-    return _held(claimed, sub, *row)
+    """One attempt's rows locked again after the provider's call (:func:`_relock_all`)."""
+    return _relock_all([claimed])[claimed.sub_id]
 
 
 def _relock_all(claimed: list[_Claimed]) -> dict[int, _Held]:
-    """:func:`_relock` for a batch's attempts, by subscription id: the subscriptions in one
-    statement (in id order, as the claim took them), then the payments in another."""
+    """The attempts' rows locked again after the provider's calls, read afresh, by
+    subscription id: the subscriptions in one statement (in id order, as the claim took
+    them), then the payments with their orders and methods in another."""
     if not claimed:
         return {}
     subs = {
