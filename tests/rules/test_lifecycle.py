@@ -285,13 +285,15 @@ def test_a_renewal_on_its_own_runs_the_same_few_statements_however_many_are_due(
     assert counts[0] <= 13, " ".join(per_renewal[0])
 
 
-def test_a_batch_of_renewals_runs_one_more_statement_per_renewal(app, stripe_emulator, monkeypatch):
+def test_a_batch_of_renewals_runs_fewer_statements_than_its_renewals_one_by_one(
+    app, stripe_emulator, monkeypatch
+):
     """Renewals in batches (issue 26): one claim takes several subscriptions; their orders,
-    their payments and their leases are each written in one statement and committed
-    together; after the charges, the subscriptions and the payments (with their orders and
-    methods) are locked and read again in two statements, and the changes of all the
-    outcomes are written at the commit, a statement per table. What grows with the batch is
-    the charge's record, one per renewal."""
+    their payments and their leases are each written in one statement (PostgreSQL) and
+    committed together; after the charges, the subscriptions and the payments (with their
+    orders and methods) are locked and read again in two statements, and the changes of all
+    the outcomes are written together at the commit. What still goes one renewal at a time
+    is the look-up of a left-over attempt and the charge's record."""
     for n in range(7):
         subscribe(app, stripe_emulator, email=f"firma{n}@firma.example.com")
 
