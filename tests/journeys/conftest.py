@@ -60,8 +60,8 @@ DEVSERVER = ROOT / "scripts" / "devserver.py"
 FLASK = [sys.executable, "-m", "flask", "--app", "wsgi"]
 READY = "PAKIET_READY "
 # How long the devserver may take to start (its six emulators, the app; under faketime for a
-# later day). 60 s was missed once by a restart on a machine 2.5 times slower than usual,
-# busy with nothing else (CI of stop 33): the same restart had worked minutes before.
+# later day). 60 s was missed once, in CI, by a restart on a machine 2.5 times slower than
+# usual: the same test's restarts had worked minutes before.
 START_TIMEOUT = 150.0
 LOCALES = {"pl": "pl-PL", "en": "en-GB"}
 # Waits of the journeys' pages: longer than the browser tests' 5 s, since here every click
