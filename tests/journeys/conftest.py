@@ -92,6 +92,7 @@ def _environment(instance: Path, **settings: str) -> dict[str, str]:
     env["PAKIET_INSTANCE_PATH"] = str(instance)
     env["PAKIET_DEVELOPMENT"] = "1"  # as make run: the shipped SECRET_KEY is accepted
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a crash, or SIGABRT on a hang, prints every stack
     env.update(settings)
     return env
 
@@ -177,9 +178,26 @@ class Portal:
         self._reader = threading.Thread(target=read, name="devserver-output", daemon=True)
         self._reader.start()
         if not ready.wait(START_TIMEOUT) or not self.ready:
-            self.stop()
-            raise AssertionError(f"scripts/devserver.py did not get ready:\n{self.log()}")
+            raise AssertionError(self._not_ready(time.monotonic() - began))
         self.started_in = time.monotonic() - began
+
+    def _not_ready(self, waited: float) -> str:
+        """Why the devserver did not get ready, for the failure: its exit status, or (still
+        running) where each of its threads stood, from faulthandler on SIGABRT."""
+        process = self.process
+        assert process is not None
+        if process.poll() is None:
+            process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        status = process.poll()
+        self.stop()
+        return (
+            f"scripts/devserver.py did not get ready in {waited:.0f} s (exit status {status}):"
+            f"\n{self.log()}"
+        )
 
     def restart(self, clock: dt.datetime | None = None) -> None:
         """Stop the devserver and start it again on the same database (a new port)."""
