@@ -64,11 +64,24 @@ def register_commands(app: Flask) -> None:
         type=click.IntRange(min=1, max=32),
         help="Renewals in flight at once (default: RENEWAL_THREADS; SQLite: 1).",
     )
-    def billing_run_command(now_text: str | None, limit: int | None, threads: int | None) -> None:
+    @click.option(
+        "--subscriptions-only",
+        is_flag=True,
+        help="Only the subscriptions' work (renewals, suspensions, notices queued); invoices,"
+        " VAT checks, e-mail and webhooks wait for the next full run.",
+    )
+    def billing_run_command(
+        now_text: str | None, limit: int | None, threads: int | None, subscriptions_only: bool
+    ) -> None:
         """Do everything that is due: renewals, suspensions, notices, retries of failed
         charges and VAT checks, postponed invoices, queued e-mail. Idempotent; run it every
         minute from cron or a systemd timer, on any number of nodes at once."""
-        report = lifecycle.run_now(_parse_now(now_text), limit=limit, threads=threads)
+        report = lifecycle.run_now(
+            _parse_now(now_text),
+            limit=limit,
+            threads=threads,
+            follow_ups=not subscriptions_only,
+        )
         click.echo(report.line())
 
     @app.cli.command("vat-recheck")

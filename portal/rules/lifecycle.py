@@ -157,9 +157,10 @@ class Report:
     vat_checked: int = 0
     webhooks_sent: int = 0  # events the chat product took
     webhooks_failed: int = 0  # tries that failed (retried later, or given up)
-    # Wall-clock seconds of the two stages (renewals and the rest; invoices and e-mail).
+    # Wall-clock seconds of the two stages (renewals and the rest; invoices and e-mail), the
+    # second None when the run left it for the next (``--subscriptions-only``).
     renewal_seconds: float = 0.0
-    invoice_seconds: float = 0.0
+    invoice_seconds: float | None = 0.0
 
     def add(self, other: Report) -> None:
         """Count what one committed subscription counted."""
@@ -168,6 +169,10 @@ class Report:
                 setattr(self, name, getattr(self, name) + value)
 
     def line(self) -> str:
+        if self.invoice_seconds is None:
+            rest = "invoices and e-mail left for the next run"
+        else:
+            rest = f"invoices and e-mail in {self.invoice_seconds:.1f} s"
         return (
             f"billing run: {self.checked} checked, {self.renewed} renewed, {self.failed} failed "
             f"charges, {self.suspended} suspended, {self.postponed} postponed, "
@@ -177,7 +182,7 @@ class Report:
             f"the e-invoicing channel; "
             f"{self.vat_checked} VAT numbers checked; webhooks {self.webhooks_sent} sent, "
             f"{self.webhooks_failed} failed; subscriptions in "
-            f"{self.renewal_seconds:.1f} s, invoices and e-mail in {self.invoice_seconds:.1f} s"
+            f"{self.renewal_seconds:.1f} s, {rest}"
         )
 
 
@@ -283,8 +288,17 @@ def next_check(sub: Subscription, now: dt.datetime, settings: Settings) -> dt.da
 # -- the run --------------------------------------------------------------------------------
 
 
-def run(*, now: dt.datetime, deps: Deps, limit: int | None = None, threads: int = 1) -> Report:
+def run(
+    *,
+    now: dt.datetime,
+    deps: Deps,
+    limit: int | None = None,
+    threads: int = 1,
+    follow_ups: bool = True,
+) -> Report:
     """Do everything that is due at ``now`` (see the module docs). Idempotent.
+    ``follow_ups=False``: the subscriptions alone; invoices, VAT checks, e-mail and webhooks
+    wait for the next full run (``flask billing run --subscriptions-only``).
 
     ``threads`` > 1 keeps that many renewals in flight at once (a provider answers a charge
     in a few hundred milliseconds, during which a runner would otherwise wait): each thread
@@ -320,6 +334,9 @@ def run(*, now: dt.datetime, deps: Deps, limit: int | None = None, threads: int 
     else:
         _renew_due(now, deps, budget, report)
     report.renewal_seconds = time.perf_counter() - started
+    if not follow_ups:
+        report.invoice_seconds = None
+        return report
     started = time.perf_counter()
     _follow_ups(now, deps, report)
     report.invoice_seconds = time.perf_counter() - started
@@ -1276,10 +1293,19 @@ def deps_for(app: Any) -> Deps:
 
 
 def run_now(
-    now: dt.datetime | None = None, limit: int | None = None, threads: int | None = None
+    now: dt.datetime | None = None,
+    limit: int | None = None,
+    threads: int | None = None,
+    follow_ups: bool = True,
 ) -> Report:
     from flask import current_app
 
     if threads is None:
         threads = int(current_app.config.get("RENEWAL_THREADS", 1))
-    return run(now=now or utcnow(), deps=deps_for(current_app), limit=limit, threads=threads)
+    return run(
+        now=now or utcnow(),
+        deps=deps_for(current_app),
+        limit=limit,
+        threads=threads,
+        follow_ups=follow_ups,
+    )

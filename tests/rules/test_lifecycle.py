@@ -232,6 +232,36 @@ def test_renewals_come_first_then_their_invoices(app, stripe_emulator, smtp, mon
     assert "subscriptions in " in report.line() and "invoices and e-mail in " in report.line()
 
 
+def test_a_run_for_the_subscriptions_only_leaves_invoices_and_e_mail_to_the_next(
+    app, stripe_emulator, smtp
+):
+    """``flask billing run --subscriptions-only`` (a node given to renewals, and ``make
+    bench --parts renewals``): it renews; the invoice and its e-mail wait for a full run."""
+    account_id = subscribe(app, stripe_emulator)
+    sent_before = len(smtp.subjects())
+    cli = app.test_cli_runner()
+    now = at(dt.date(2026, 12, 1)).isoformat()
+
+    result = cli.invoke(args=["billing", "run", "--now", now, "--subscriptions-only"])
+
+    assert result.exit_code == 0, result.output
+    assert "1 renewed" in result.output
+    assert "invoices and e-mail left for the next run" in result.output
+    [payment] = rows(app, Payment, Payment.account_id == account_id)
+    assert payment.status == "paid"
+    assert rows(app, Invoice, Invoice.account_id == account_id) == []
+    assert len(smtp.subjects()) == sent_before
+
+    result = cli.invoke(args=["billing", "run", "--now", now])
+
+    assert result.exit_code == 0, result.output
+    assert "0 renewed" in result.output and "1 invoices issued" in result.output
+    [invoice] = rows(app, Invoice, Invoice.account_id == account_id)
+    assert invoice.payment_id == payment.id
+    assert any(s.startswith("Faktura") for s in smtp.subjects()[sent_before:])
+    assert len(succeeded_intents(stripe_emulator)) == 1
+
+
 def renewal_statements(app, monkeypatch, batch: int) -> list[list[str]]:
     """The renewal stage of one run at the period end, ``RENEWAL_BATCH`` = ``batch``: the
     statements of each claim (a batch, or one on its own) and what follows it."""
