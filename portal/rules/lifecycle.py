@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select, tuple_, update
 from sqlalchemy.orm import joinedload, undefer
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -239,6 +239,16 @@ LEFT_OVER = (
     )
     .where(Order.account_id == bindparam("account_id"), Order.idempotency_key == bindparam("key"))
 )
+# The same for a batch's attempts at once: (account id, key) pairs.
+LEFT_OVERS = (
+    select(Order, Payment)
+    .outerjoin(
+        Payment,
+        (Payment.order_id == Order.id) & (Payment.idempotency_key == Order.idempotency_key),
+    )
+    .where(tuple_(Order.account_id, Order.idempotency_key).in_(bindparam("pairs", expanding=True)))
+)
+LeftOvers = dict[tuple[int, str], tuple[Order, Payment | None]]
 
 
 def _claim(now: dt.datetime, after_id: int, batch: int = 1) -> list[Subscription]:
@@ -459,8 +469,9 @@ def _renew_batch(subs: list[Subscription], now: dt.datetime, deps: Deps, report:
     counted = {sub_id: Report() for sub_id in ids}
     steps: dict[int, list[Callable[[], object]] | _Charge] = {}
     try:
+        left_overs = _left_overs(subs, deps)
         for sub in subs:
-            step = _prepare(sub, now, deps, counted[sub.id])
+            step = _prepare(sub, now, deps, counted[sub.id], left_overs)
             steps[sub.id] = step
             if not isinstance(step, _Charge):
                 _reschedule(sub, now, deps.settings)
@@ -633,10 +644,15 @@ def _process(
 
 
 def _prepare(
-    sub: Subscription, now: dt.datetime, deps: Deps, report: Report
+    sub: Subscription,
+    now: dt.datetime,
+    deps: Deps,
+    report: Report,
+    left_overs: LeftOvers | None = None,
 ) -> list[Callable[[], object]] | _Charge:
     """What is due for one locked subscription, up to a renewal's charge: the calls to make
-    after the commit, or the charge to make once the attempt is committed."""
+    after the commit, or the charge to make once the attempt is committed. ``left_overs``:
+    a batch's attempts left by a stopped runner, looked up at once (:func:`_left_overs`)."""
     settings = deps.settings
     today = settings.day(now)
     account = sub.account  # loaded by _claim
@@ -645,11 +661,11 @@ def _prepare(
         return _suspend(sub, now, "not_renewed", deps, report)
     if sub.period_end <= today and sub.status == SubscriptionStatus.ACTIVE:
         if sub.auto_renew:
-            return _renew(sub, account, now, deps, report)
+            return _renew(sub, account, now, deps, report, left_overs)
         return _suspend(sub, now, "not_renewed", deps, report)
     if sub.status == SubscriptionStatus.PAST_DUE:
         if sub.retry_at is not None and sub.retry_at <= now:
-            return _renew(sub, account, now, deps, report)
+            return _renew(sub, account, now, deps, report, left_overs)
         return []
     _queue_upcoming(sub, account, today, now, deps, report)
     return []
@@ -757,6 +773,23 @@ def _renewal_quote(sub: Subscription, account: Account, deps: Deps) -> tuple[Quo
     return quote, decision
 
 
+def _left_overs(subs: list[Subscription], deps: Deps) -> LeftOvers:
+    """The renewal attempts a stopped runner left of ``subs`` (their orders, and payments
+    if stored), in one statement: the batch's form of the look-up in :func:`_renew`. Asked
+    for every claimed subscription with a period end (the key of a subscription that is
+    not renewing finds nothing)."""
+    pairs = [
+        (sub.account_id, _ids(deps.settings.secret, sub, sub.renewal_attempts)[1])
+        for sub in subs
+        if sub.period_end is not None
+    ]
+    if not pairs:
+        return {}
+    with db.session.no_autoflush:
+        found = db.session.execute(LEFT_OVERS, {"pairs": pairs})
+        return {(order.account_id, order.idempotency_key): (order, pay) for order, pay in found}
+
+
 def _ids(secret: str, sub: Subscription, attempt: int) -> tuple[str, str]:
     """(public id, idempotency key) of one renewal attempt: the same on every run, so a
     runner killed after the charge and run again asks the provider with the same key."""
@@ -767,7 +800,12 @@ def _ids(secret: str, sub: Subscription, attempt: int) -> tuple[str, str]:
 
 
 def _renew(
-    sub: Subscription, account: Account, now: dt.datetime, deps: Deps, report: Report
+    sub: Subscription,
+    account: Account,
+    now: dt.datetime,
+    deps: Deps,
+    report: Report,
+    left_overs: LeftOvers | None = None,
 ) -> list[Callable[[], object]] | _Charge:
     """One renewal attempt for the period that ends at ``sub.period_end``, up to its charge:
     the calls to make after the commit when there is nothing to charge, else the charge,
@@ -780,10 +818,14 @@ def _renew(
     # The attempt's order and payment exist when a runner stopped after storing them (say,
     # killed during the charge): both are looked up by the attempt's key in one statement,
     # as usually there are none. Nothing pending in the session is of this attempt: it is
-    # not flushed first (a batch's orders go in one statement, see _store).
-    with db.session.no_autoflush:
-        left = db.session.execute(LEFT_OVER, {"account_id": account.id, "key": key}).first()
-    order, payment = (left[0], left[1]) if left is not None else (None, None)
+    # not flushed first (a batch's orders go in one statement, see _store). A batch looked
+    # its attempts up together.
+    if left_overs is not None:
+        order, payment = left_overs.get((account.id, key), (None, None))
+    else:
+        with db.session.no_autoflush:
+            left = db.session.execute(LEFT_OVER, {"account_id": account.id, "key": key}).first()
+        order, payment = (left[0], left[1]) if left is not None else (None, None)
     if order is None:
         order = new_order(
             account_id=account.id,

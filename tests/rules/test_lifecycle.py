@@ -323,7 +323,7 @@ def test_a_batch_of_renewals_runs_fewer_statements_than_its_renewals_one_by_one(
     committed together; after the charges, the subscriptions and the payments (with their
     orders and methods) are locked and read again in two statements, and the changes of all
     the outcomes are written together at the commit. What still goes one renewal at a time
-    is the look-up of a left-over attempt and the charge's record."""
+    is the charge's record; a left-over attempt is looked up for the batch at once."""
     for n in range(7):
         subscribe(app, stripe_emulator, email=f"firma{n}@firma.example.com")
 
@@ -632,6 +632,47 @@ def test_an_order_and_payment_a_stopped_runner_left_are_charged_once_and_settled
     assert len(succeeded_intents(stripe_emulator)) == 1
     sub = subscription(app, account_id)
     assert (sub.period_start, sub.period_end) == (dt.date(2026, 12, 1), dt.date(2027, 1, 1))
+
+
+def test_a_batch_finds_the_attempts_a_stopped_runner_left_in_one_look_up(
+    app, stripe_emulator, monkeypatch, caplog
+):
+    """The same in a batch (issue 26): the attempts left of a batch's subscriptions are
+    looked up together, one statement for the batch; the one left is charged once and
+    settled, the other renewed as usual."""
+    from pakiet_stripe.client import StripeProvider
+
+    left_behind = subscribe(app, stripe_emulator)
+    other = subscribe(
+        app, stripe_emulator, email="bartek@firma.example.com", start=dt.date(2026, 11, 2)
+    )
+
+    def stop_after_storing(self, request, method):
+        db.session.commit()
+        raise lifecycle.ProviderError("runner stopped", code="stopped", retryable=True)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StripeProvider, "charge_saved", stop_after_storing)
+        assert run(app, at(dt.date(2026, 12, 1))).postponed == 1  # only the first was due
+    [left] = rows(app, Payment, Payment.account_id == left_behind)
+    looked_up: list[int] = []
+    find = lifecycle._left_overs
+
+    def counted(subs, deps):
+        looked_up.append(len(subs))
+        return find(subs, deps)
+
+    monkeypatch.setattr(lifecycle, "_left_overs", counted)
+
+    assert run(app, at(dt.date(2026, 12, 2), 1)).renewed == 2
+
+    assert looked_up == [2]  # one batch of both, one look-up
+    assert "gave way" not in caplog.text  # the batch found it (else: a second order)
+    [payment] = rows(app, Payment, Payment.account_id == left_behind)
+    assert (payment.id, payment.status) == (left.id, "paid")
+    assert [o.status for o in rows(app, Order, Order.account_id == left_behind)] == ["paid"]
+    assert [p.status for p in rows(app, Payment, Payment.account_id == other)] == ["paid"]
+    assert len(succeeded_intents(stripe_emulator)) == 2
 
 
 def test_a_renewal_records_its_charge_once_with_its_outcome(app, stripe_emulator):
