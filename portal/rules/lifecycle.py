@@ -776,8 +776,8 @@ def _renewal_quote(sub: Subscription, account: Account, deps: Deps) -> tuple[Quo
 def _left_overs(subs: list[Subscription], deps: Deps) -> LeftOvers:
     """The renewal attempts a stopped runner left of ``subs`` (their orders, and payments
     if stored), in one statement: the batch's form of the look-up in :func:`_renew`. Asked
-    for every claimed subscription with a period end (the key of a subscription that is
-    not renewing finds nothing)."""
+    for every claimed subscription with a period end, by the key its next attempt would
+    have; what is found for one that does not renew in this run is not used."""
     pairs = [
         (sub.account_id, _ids(deps.settings.secret, sub, sub.renewal_attempts)[1])
         for sub in subs
