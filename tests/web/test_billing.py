@@ -446,10 +446,12 @@ def test_a_slow_vies_never_holds_the_page_longer_than_the_timeout(
     import time
 
     login(auth, "standard")
-    vies.latency = 5
+    vies.latency = 30  # ended at once when the emulator stops
     started = time.monotonic()
     page = text(live(client, PL_VALID))
-    assert time.monotonic() - started < 2.5  # the timeout is 1 s
+    # The check's timeout is 1 s; the bound leaves room for a loaded CI machine (2.5 s was
+    # missed once, with three test runs on two cores) and is still far below VIES's answer.
+    assert time.monotonic() - started < 10
     assert "Weryfikacja w toku." in page
 
 
