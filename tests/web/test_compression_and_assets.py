@@ -18,7 +18,10 @@ GZIP = {"Accept-Encoding": "gzip, deflate, br"}
 
 
 def without_csrf_token(page: bytes) -> bytes:
-    return re.sub(rb'(name="csrf_token"[^>]*value=")[^"]+"', rb'\1-"', page)
+    """``page`` with its CSRF tokens blanked: the forms' fields and the one htmx sends as a
+    header (``hx-headers`` on the body)."""
+    page = re.sub(rb'(name="csrf_token"[^>]*value=")[^"]+"', rb'\1-"', page)
+    return re.sub(rb'("X-CSRFToken": ")[^"]+"', rb'\1-"', page)
 
 
 def linked_assets(html: str) -> list[str]:
