@@ -60,12 +60,10 @@ HERE = Path(__file__).resolve().parent
 DEVSERVER = ROOT / "scripts" / "devserver.py"
 FLASK = [sys.executable, "-m", "flask", "--app", "wsgi"]
 READY = "PAKIET_READY "
-# How long the devserver may take to start (its six emulators, the app; under faketime for a
-# later day). 60 s was missed once, in CI, by a restart on a machine 2.5 times slower than
-# usual: the same test's restarts had worked minutes before.
+# How long the devserver may take to start (its six emulators, the app): about 6 s on a
+# quiet machine, so this is room for a loaded one...
 START_TIMEOUT = 150.0
-# ...and a start under libfaketime before it is tried again (see Portal.restart): it takes
-# about 6 s.
+# ...and how long a start under libfaketime gets before it is tried again (Portal.restart).
 FAKETIME_START_TIMEOUT = 60.0
 LOCALES = {"pl": "pl-PL", "en": "en-GB"}
 # Waits of the journeys' pages: longer than the browser tests' 5 s, since here every click
