@@ -229,17 +229,9 @@ CLAIM = _claim_statement(by_id=False)
 # One of a batch claimed again on its own, when the batch gave way (see _renew_batch).
 CLAIM_BY_ID = _claim_statement(by_id=True)
 
-# A renewal attempt's order and payment, when a runner stopped after storing them (the
-# payment joined by the same key): usually none. Built once, as the claim.
-LEFT_OVER = (
-    select(Order, Payment)
-    .outerjoin(
-        Payment,
-        (Payment.order_id == Order.id) & (Payment.idempotency_key == bindparam("key")),
-    )
-    .where(Order.account_id == bindparam("account_id"), Order.idempotency_key == bindparam("key"))
-)
-# The same for a batch's attempts at once: (account id, key) pairs.
+# Renewal attempts' orders and payments, when a runner stopped after storing them (each
+# payment joined by its order's key): usually none. By (account id, key) pairs, so that a
+# batch asks once (see _LeftOvers). Built once, as the claim.
 LEFT_OVERS = (
     select(Order, Payment)
     .outerjoin(
@@ -248,7 +240,6 @@ LEFT_OVERS = (
     )
     .where(tuple_(Order.account_id, Order.idempotency_key).in_(bindparam("pairs", expanding=True)))
 )
-LeftOvers = dict[tuple[int, str], tuple[Order, Payment | None]]
 
 
 def _claim(now: dt.datetime, after_id: int, batch: int = 1) -> list[Subscription]:
@@ -469,7 +460,7 @@ def _renew_batch(subs: list[Subscription], now: dt.datetime, deps: Deps, report:
     counted = {sub_id: Report() for sub_id in ids}
     steps: dict[int, list[Callable[[], object]] | _Charge] = {}
     try:
-        left_overs = _left_overs(subs, deps)
+        left_overs = _LeftOvers(subs, deps.settings.secret)
         for sub in subs:
             step = _prepare(sub, now, deps, counted[sub.id], left_overs)
             steps[sub.id] = step
@@ -648,11 +639,11 @@ def _prepare(
     now: dt.datetime,
     deps: Deps,
     report: Report,
-    left_overs: LeftOvers | None = None,
+    left_overs: _LeftOvers | None = None,
 ) -> list[Callable[[], object]] | _Charge:
     """What is due for one locked subscription, up to a renewal's charge: the calls to make
     after the commit, or the charge to make once the attempt is committed. ``left_overs``:
-    a batch's attempts left by a stopped runner, looked up at once (:func:`_left_overs`)."""
+    its batch's attempts left by a stopped runner (:class:`_LeftOvers`)."""
     settings = deps.settings
     today = settings.day(now)
     account = sub.account  # loaded by _claim
@@ -773,21 +764,33 @@ def _renewal_quote(sub: Subscription, account: Account, deps: Deps) -> tuple[Quo
     return quote, decision
 
 
-def _left_overs(subs: list[Subscription], deps: Deps) -> LeftOvers:
-    """The renewal attempts a stopped runner left of ``subs`` (their orders, and payments
-    if stored), in one statement: the batch's form of the look-up in :func:`_renew`. Asked
-    for every claimed subscription with a period end, by the key its next attempt would
-    have; what is found for one that does not renew in this run is not used."""
-    pairs = [
-        (sub.account_id, _ids(deps.settings.secret, sub, sub.renewal_attempts)[1])
-        for sub in subs
-        if sub.period_end is not None
-    ]
-    if not pairs:
-        return {}
-    with db.session.no_autoflush:
-        found = db.session.execute(LEFT_OVERS, {"pairs": pairs})
-        return {(order.account_id, order.idempotency_key): (order, pay) for order, pay in found}
+class _LeftOvers:
+    """The renewal attempts a stopped runner left of some claimed subscriptions (their
+    orders, and payments if stored), looked up in one statement the first time one of them
+    renews, by the key of each one's current attempt: a batch asks once, a batch that
+    renews none never."""
+
+    def __init__(self, subs: list[Subscription], secret: str) -> None:
+        self._subs = subs
+        self._secret = secret
+        self._found: dict[tuple[int, str], tuple[Order, Payment | None]] | None = None
+
+    def get(self, account_id: int, key: str) -> tuple[Order | None, Payment | None]:
+        if self._found is None:
+            self._found = self._look_up()
+        return self._found.get((account_id, key), (None, None))
+
+    def _look_up(self) -> dict[tuple[int, str], tuple[Order, Payment | None]]:
+        pairs = [
+            (sub.account_id, _ids(self._secret, sub, sub.renewal_attempts)[1])
+            for sub in self._subs
+            if sub.period_end is not None
+        ]
+        # Nothing pending in the session is of these attempts: it is not flushed first (a
+        # batch's orders go in one statement, see _store).
+        with db.session.no_autoflush:
+            found = db.session.execute(LEFT_OVERS, {"pairs": pairs})
+            return {(order.account_id, order.idempotency_key): (order, pay) for order, pay in found}
 
 
 def _ids(secret: str, sub: Subscription, attempt: int) -> tuple[str, str]:
@@ -805,7 +808,7 @@ def _renew(
     now: dt.datetime,
     deps: Deps,
     report: Report,
-    left_overs: LeftOvers | None = None,
+    left_overs: _LeftOvers | None = None,
 ) -> list[Callable[[], object]] | _Charge:
     """One renewal attempt for the period that ends at ``sub.period_end``, up to its charge:
     the calls to make after the commit when there is nothing to charge, else the charge,
@@ -816,16 +819,11 @@ def _renew(
     quote, decision = _renewal_quote(sub, account, deps)
     public_id, key = _ids(deps.settings.secret, sub, attempt)
     # The attempt's order and payment exist when a runner stopped after storing them (say,
-    # killed during the charge): both are looked up by the attempt's key in one statement,
-    # as usually there are none. Nothing pending in the session is of this attempt: it is
-    # not flushed first (a batch's orders go in one statement, see _store). A batch looked
-    # its attempts up together.
-    if left_overs is not None:
-        order, payment = left_overs.get((account.id, key), (None, None))
-    else:
-        with db.session.no_autoflush:
-            left = db.session.execute(LEFT_OVER, {"account_id": account.id, "key": key}).first()
-        order, payment = (left[0], left[1]) if left is not None else (None, None)
+    # killed during the charge): both are looked up by the attempt's key, with the rest of
+    # its batch's (usually there are none).
+    if left_overs is None:
+        left_overs = _LeftOvers([sub], deps.settings.secret)
+    order, payment = left_overs.get(account.id, key)
     if order is None:
         order = new_order(
             account_id=account.id,

@@ -656,13 +656,13 @@ def test_a_batch_finds_the_attempts_a_stopped_runner_left_in_one_look_up(
         assert run(app, at(dt.date(2026, 12, 1))).postponed == 1  # only the first was due
     [left] = rows(app, Payment, Payment.account_id == left_behind)
     looked_up: list[int] = []
-    find = lifecycle._left_overs
+    look_up = lifecycle._LeftOvers._look_up
 
-    def counted(subs, deps):
-        looked_up.append(len(subs))
-        return find(subs, deps)
+    def counted(self):
+        looked_up.append(len(self._subs))
+        return look_up(self)
 
-    monkeypatch.setattr(lifecycle, "_left_overs", counted)
+    monkeypatch.setattr(lifecycle._LeftOvers, "_look_up", counted)
 
     assert run(app, at(dt.date(2026, 12, 2), 1)).renewed == 2
 
