@@ -371,3 +371,38 @@ def test_a_note_form_drops_a_list_state_it_cannot_read(app, many):
         data={"csrf_token": token, "note": "", "year": "//evil.example", "page": "x"},
     )
     assert saved.headers["Location"] == f"/invoices#invoice-{public_id}"
+
+
+def test_the_rows_printed_in_python_escape_every_value_a_customer_wrote(app, mixed):
+    """The list's rows are printed by invoices.RowPrinter, not by Jinja: a note's markup
+    and quotes come out as text, short or folded (the first 79 characters and "…"), in
+    the list, in the row HTMX swaps back (the note form's Cancel) and next to the note
+    form. (A saved note's row: test_fuzz's script test, with a real invoice.)"""
+    client = login(app, mixed["mine"])
+    first, correction = mixed["mine"].invoices[0], mixed["mine"].invoices[1]
+    short = """<b onclick="x">'PO' & co</b>"""
+    long = "<i>" + "x" * 90 + "</i>"
+    with app.app_context():
+        db.session.get(Invoice, first.id).note = short
+        db.session.get(Invoice, correction.id).note = long
+        db.session.commit()
+    page = client.get("/invoices").get_data(as_text=True)
+    assert "<b onclick" not in page and "<i>" not in page
+    assert (
+        '<span class="note-text">&lt;b onclick=&quot;x&quot;&gt;&#x27;PO&#x27; &amp; co'
+        "&lt;/b&gt;</span>" in page
+    )
+    assert f'<span class="note-text">&lt;i&gt;{"x" * 76}…</span></summary>' in page
+    assert f'<span class="note-text">&lt;i&gt;{"x" * 90}&lt;/i&gt;</span></details>' in page
+    # The correction says what it corrects; both rows with a note offer the PDF as issued.
+    assert f"<small>corrects {first.number}</small>" in page
+    assert page.count("/issued.pdf") == 2
+    assert re.search(rf'<tr id="invoice-{first.public_id}">.*?Edit note</a>', page, re.S)
+
+    htmx = {"HX-Request": "true"}
+    form = client.get(f"/invoices/{first.public_id}/note", headers=htmx).get_data(as_text=True)
+    assert form.startswith(f'<tr id="invoice-{first.public_id}">')
+    assert "&lt;b onclick=" in form and "<b onclick" not in form  # in the textarea
+    assert 'hx-post="/invoices/' in form and "Edit note</a>" not in form  # the form, no link
+    row = client.get(f"/invoices/{first.public_id}/row", headers=htmx).get_data(as_text=True)
+    assert row.startswith(f'<tr id="invoice-{first.public_id}">') and row in page  # Cancel
