@@ -101,3 +101,21 @@ def test_a_moment_is_written_as_days_are_with_the_time_after(app, language, writ
         rendered = app.jinja_env.from_string("{{ when | moment }}").render(when=moment)
     assert rendered == written
     assert rendered.startswith(long_day(moment.date(), language))
+
+
+def test_a_bound_gettext_translates_as_flask_babels_own(app):
+    """portal.infra.i18n.bound_gettext (the invoice list's strings, bound to the request's
+    catalogue once): the same text as Flask-Babel's gettext, formatted alike, and bound
+    inside force_locale, that language's."""
+    from flask_babel import force_locale, gettext
+
+    from portal.infra.i18n import bound_gettext
+
+    with app.test_request_context("/", headers={"Accept-Language": "pl"}):
+        bound = bound_gettext()
+        assert bound("Paid") == gettext("Paid") == "Opłacone"
+        assert bound("The list has no page %(num)d.", num=3) == "Lista nie ma strony 3."
+        assert bound("100%% sure") == gettext("100%% sure")  # no variables: not %-formatted
+        with force_locale("en"):
+            assert bound_gettext()("Paid") == "Paid"
+        assert bound_gettext()("Paid") == "Opłacone"

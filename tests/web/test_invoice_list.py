@@ -295,7 +295,19 @@ def test_the_list_costs_the_same_statements_for_12_and_120_invoices(app, many):
             with counting(app) as statements:
                 assert client.get(f"/invoices{query}").status_code == 200
             counts[name, query] = len(statements)
-    assert len(set(counts.values())) == 1, counts
+    # The user's row, then the page's rows with the years of the filter (YEAR_LIST).
+    assert set(counts.values()) == {2}, counts
+
+
+def test_an_empty_page_of_the_list_still_offers_the_accounts_years(app, mixed):
+    """The years ride with the page's rows; a page with none (a filter that matches
+    nothing) asks for them on their own, so the year filter is still there."""
+    client = login(app, mixed["mine"])
+    page = client.get("/invoices?year=2026&kind=correction").get_data(as_text=True)
+    assert "No documents match these filters." in page
+    assert re.findall(r'<option value="(\d{4})"', page) == ["2026", "2025"]
+    listed = client.get("/invoices").get_data(as_text=True)
+    assert re.findall(r'<option value="(\d{4})"', listed) == ["2026", "2025"]
 
 
 def test_a_year_downloads_as_one_zip_of_its_own_documents(app, mixed):
