@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from portal.infra.extensions import db
 from portal.infra.models import Account, utcnow
-from portal.web.read_only import WriteInReadOnlyView, read_only
+from portal.web.read_only import WriteInReadOnlyView, read, read_only
 
 READ_ONLY_PAGES = ["/package", "/invoices"]
 
@@ -63,6 +63,41 @@ def test_a_read_only_view_may_not_write(app):
             client.get(path)
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Account)) == 0
+
+
+@pytest.mark.postgres
+def test_a_read_straight_on_the_connection_keeps_autocommit_and_may_not_write(app):
+    """read_only.read (the invoice list's rows): as the first statement of a read-only view
+    it takes the autocommit connection too; an UPDATE through it is refused."""
+
+    @read_only
+    def first_read() -> str:
+        read(select(func.pg_sleep(0.002)), {})
+        return (
+            "transaction"
+            if read(select(func.now() != func.statement_timestamp()), {}).scalar()
+            else "autocommit"
+        )
+
+    @read_only
+    def write() -> str:
+        read(sa.update(Account).values(name="Nowa Sp. z o.o."), {})
+        return "written"
+
+    app.add_url_rule("/_probe/first_read", "probe_first_read", first_read)
+    app.add_url_rule("/_probe/read_write", "probe_read_write", write)
+    client = app.test_client()
+    assert client.get("/_probe/first_read").text == "autocommit"
+    with pytest.raises(WriteInReadOnlyView):
+        client.get("/_probe/read_write")
+
+
+def test_a_read_outside_a_read_only_view_sees_what_the_session_has_not_flushed(app):
+    with app.test_request_context("/"):
+        db.session.add(Account(name="Nie zapisana Sp. z o.o.", created_at=utcnow()))
+        names = read(select(Account.name), {}).scalars().all()
+        assert "Nie zapisana Sp. z o.o." in names  # db.session.execute: autoflushed
+        db.session.rollback()
 
 
 def test_an_anonymous_visitor_is_sent_to_log_in_without_a_database_connection(app):
