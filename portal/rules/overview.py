@@ -15,9 +15,11 @@ checks the rest of R14 (the deadline, the provider, the invoice) with its own st
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, func, literal_column, select, true
+from sqlalchemy import Executable, Result, bindparam, func, literal_column, select, true
 from sqlalchemy.orm import aliased
 
 from portal.infra.extensions import db
@@ -112,11 +114,16 @@ class PackageFacts:
     refundable: Payment | None  # the payment a refund may be asked for now (R14)
 
 
-def package_facts(account: Account, now: dt.datetime, refund_now: dt.datetime) -> PackageFacts:
-    """``refund_now``: the refund pages' clock (R14's deadline), ``now`` the checkout's."""
-    row = db.session.execute(
-        PACKAGE_FACTS, {"account_id": account.id, "since": now - ATTEMPT_WINDOW}
-    ).one()
+def package_facts(
+    account: Account,
+    now: dt.datetime,
+    refund_now: dt.datetime,
+    execute: Callable[[Executable, dict[str, Any]], Result[Any]] | None = None,
+) -> PackageFacts:
+    """``refund_now``: the refund pages' clock (R14's deadline), ``now`` the checkout's;
+    ``execute``: how the statement runs (a read-only page runs it on its connection)."""
+    run = execute or db.session.execute
+    row = run(PACKAGE_FACTS, {"account_id": account.id, "since": now - ATTEMPT_WINDOW}).one()
     method = payments.saved(row) if row.method_provider is not None else None
     attempt = None
     if row.payment_status is not None:

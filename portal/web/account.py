@@ -14,7 +14,7 @@ from portal.plugin_api.registry import registry
 from portal.rules import overview, payment_methods
 from portal.web import htmx_util
 from portal.web import refunds as refund_pages
-from portal.web.read_only import read_only
+from portal.web.read_only import read, read_only
 from portal.web.session_user import current_account
 
 bp = Blueprint("account", __name__)
@@ -24,7 +24,7 @@ def _package_context(account: Account) -> dict[str, Any]:
     sub: Subscription = account.subscription
     catalogue = current_app.extensions["pakiet.catalogue"]
     currency = registry().currencies.get(sub.currency) if sub.currency else None
-    facts = overview.package_facts(account, utcnow(), refund_pages.now())
+    facts = overview.package_facts(account, utcnow(), refund_pages.now(), execute=read)
     method = facts.method
     return {
         "account": account,

@@ -34,6 +34,7 @@ from sqlalchemy.orm import attributes, joinedload, make_transient_to_detached
 from portal.infra.extensions import db
 from portal.infra.models import Account, BillingInfo, Subscription, User
 from portal.web.read_only import FLAG as READ_ONLY
+from portal.web.read_only import read
 
 View = TypeVar("View", bound=Callable[..., Any])
 M = TypeVar("M")
@@ -167,7 +168,7 @@ def load(session_id: str) -> SessionUser | None:
             USER_ROW_WITH_ACCOUNT if read_only and not getattr(view, NARROW, False) else USER_ROW
         )
         params = {"user_id": int(user_id)}
-    row = db.session.execute(statement, params).first()
+    row = read(statement, params).first()  # in a read-only view, on its connection
     if row is None or row.session_version != int(version):
         return None  # a revoked session (log-out, new password, staff)
     user = SessionUser(row)
