@@ -120,7 +120,8 @@ YEAR_LIST = (
 )
 
 
-# What a row of the list reads (invoices/_rows.html); a note's response passes the Invoice.
+# What a row of the list reads, in this order (list_rows reads them by position); a note's
+# response passes its Invoice as such a row (list_row).
 LIST_COLUMNS = (
     Invoice.id,
     Invoice.public_id,
@@ -136,8 +137,8 @@ LIST_COLUMNS = (
 
 
 class ListRow(NamedTuple):
-    """One row of the list with its texts formatted in Python, once per row: the template
-    only places them (a list of 120 spent its time in the per-row filters and lookups)."""
+    """One row of the list with its texts formatted in Python, once per row, for
+    :class:`RowPrinter` (a list of 120 spent its time in the per-row filters and lookups)."""
 
     public_id: str
     url: str  # /invoices/<public_id>; .pdf, .xml, /note and /row follow it
