@@ -136,23 +136,6 @@ LIST_COLUMNS = (
 )
 
 
-class ListRow(NamedTuple):
-    """One row of the list with its texts formatted in Python, once per row, for
-    :class:`RowPrinter` (a list of 120 spent its time in the per-row filters and lookups)."""
-
-    public_id: str
-    url: str  # /invoices/<public_id>; .pdf, .xml, /note and /row follow it
-    number: str
-    corrects: str | None  # the number of the invoice it corrects
-    day: str
-    amount: str
-    status: str
-    refundable: bool  # the invoice of the payment a refund may be asked for (R14)
-    note: str | None
-    reissue: bool = False  # an invoice issued again for ``corrects`` (another buyer)
-    einvoice: str | None = None  # the KSeF number, or waiting for it
-
-
 def einvoice_texts(invoice_ids: list[int]) -> dict[int, str]:
     """What the list says of each invoice's way through KSeF (one query for the page)."""
     if not einvoicing.channels():
@@ -176,130 +159,121 @@ def einvoice_texts(invoice_ids: list[int]) -> dict[int, str]:
     return texts
 
 
-def list_rows(
-    invoices: Iterable[Sequence[Any]], numbers: Mapping[int, str], refundable: Payment | None
-) -> list[ListRow]:
-    """The rows of ``invoices``: rows whose first columns are LIST_COLUMNS, in their order
-    (read by position: by name, ten columns cost a row as much as the rest of it)."""
-    invoices = list(invoices)
-    einvoices = einvoice_texts([i[0] for i in invoices])
-    base = url_for("invoices.page") + "/"
-    language = current_language()
-    gettext = bound_gettext()
-    status = {
-        "invoice": gettext("Paid"),
-        "correction": gettext("Correcting invoice"),
-        "credit_note": gettext("Credit note"),
-    }
-    refund_payment = refundable.id if refundable is not None else None
-    amounts: dict[tuple[int, str], str] = {}  # a renewal's amount repeats down the list
-    rows = []
-    for (
-        invoice_id,
-        public_id,
-        number,
-        kind,
-        corrects_id,
-        payment_id,
-        day,
-        currency,
-        total,
-        note,
-        *_,
-    ) in invoices:
-        # A credit note's amounts are the sums credited: the list shows them as money back.
-        signed = -total if kind == "credit_note" else total
-        amount = amounts.get((signed, currency))
-        if amount is None:
-            amount = amounts[signed, currency] = format_minor(signed, currency, language)
-        rows.append(
-            ListRow(
-                public_id=public_id,
-                url=base + public_id,
-                number=number,
-                corrects=numbers.get(corrects_id, "") if corrects_id else None,
-                day=format_day(day, language),
-                amount=amount,
-                status=status.get(kind, ""),
-                refundable=refund_payment is not None
-                and payment_id == refund_payment
-                and kind == "invoice",
-                note=note,
-                reissue=kind == "invoice" and corrects_id is not None,
-                einvoice=einvoices.get(invoice_id),
-            )
-        )
-    return rows
-
-
 def list_row(invoice: Invoice) -> tuple[Any, ...]:
-    """An invoice as a row of LIST_COLUMNS (for :func:`list_rows`)."""
+    """An invoice as a row of LIST_COLUMNS (for :class:`RowPrinter`)."""
     return tuple(getattr(invoice, column.key) for column in LIST_COLUMNS)
 
 
 class RowPrinter:
-    """The list's rows as HTML, printed in Python rather than by a Jinja loop (issue 26: a
-    page of 50 spent a fifth of its time in the loop's lookups and per-value escaping, and
-    the list's cost grew with its rows). Every value is escaped here, by ``html.escape``,
-    once; what is the same for every row (translated texts, the refund link, the list's
-    query) is escaped once per page. The row whose note is being edited takes its form,
-    already rendered by ``invoices/_note_form.html``, as ``note_form``."""
+    """The list's rows as HTML, printed in Python straight from the rows of LIST_COLUMNS,
+    rather than formatted into objects and placed by a Jinja loop (issue 26: a page of 50
+    spent a fifth of its time in the loop's lookups and per-value escaping, and the list's
+    cost grew with its rows). Every value is escaped here, by ``html.escape``, once; what is
+    the same for every row (translated texts, the refund link, the list's query) is escaped
+    once per page. The row whose note is being edited takes its form, rendered by
+    ``invoices/_note_form.html``, as ``note_form``."""
 
     def __init__(
-        self, text: Mapping[str, str], list_query: str, einvoice: bool, refund_url: str | None
+        self,
+        text: Mapping[str, str],
+        list_query: str,
+        einvoice: bool,
+        refundable: Payment | None,
+        refund_url: str | None,
     ) -> None:
-        self.text = {key: html.escape(value) for key, value in text.items()}
-        self.gettext = bound_gettext()
-        self.query = html.escape(list_query)
+        e = html.escape
+        self.gettext = gettext = bound_gettext()
+        self.language = current_language()
+        self.text = {key: e(value) for key, value in text.items()}
+        self.status = {
+            "invoice": e(gettext("Paid")),
+            "correction": e(gettext("Correcting invoice")),
+            "credit_note": e(gettext("Credit note")),
+        }
+        self.base = e(url_for("invoices.page") + "/")
+        self.query = e(list_query)
         self.einvoice = einvoice  # the national e-invoicing column (KSeF), when installed
-        self.refund_url = html.escape(refund_url) if refund_url else None  # R14's one link
-
-    def all(self, rows: Iterable[ListRow]) -> Markup:
-        return Markup("".join([self.row(row) for row in rows]))
-
-    def __call__(self, row: ListRow, note_form: Markup | None = None) -> Markup:
-        return Markup(self.row(row, note_form))
-
-    def row(self, row: ListRow, note_form: Markup | None = None) -> str:
-        e, text, gettext = html.escape, self.text, self.gettext
-        url = e(row.url)
-        number = e(row.number)
-        if row.reissue:
-            number += (
-                f"<small>{e(gettext('issued again for %(number)s', number=row.corrects))}</small>"
-            )
-        elif row.corrects is not None:
-            number += f"<small>{e(gettext('corrects %(number)s', number=row.corrects))}</small>"
-        links = f'<a href="{url}.pdf">PDF</a> · <a href="{url}.xml">XML</a>'
-        if row.note:
-            links += f' · <a href="{url}/issued.pdf">{text["issued_pdf"]}</a>'
-        if row.refundable and self.refund_url:
-            links += f' · <a href="{self.refund_url}">{text["refund"]}</a>'
-        note: str
-        if note_form is not None:
-            note = str(note_form)  # HTML already (a Markup's += would escape what follows)
-        else:
-            note = ""
-            if row.note and len(row.note) > 80:  # its first 79 characters; the rest unfolds
-                note = (
-                    f'<details class="note-long"><summary><span class="note-text">'
-                    f"{e(row.note[:79])}…</span></summary>"
-                    f'<span class="note-text">{e(row.note)}</span></details>'
-                )
-            elif row.note:
-                note = f'<span class="note-text">{e(row.note)}</span> '
-            form = f"{url}/note{self.query}"
-            note += (
-                f'<a href="{form}" hx-get="{form}" hx-target="closest tr" hx-swap="outerHTML">'
-                f"{text['edit_note'] if row.note else text['add_note']}</a>"
-            )
-        einvoice = f'<td class="einvoice">{e(row.einvoice or "")}</td>' if self.einvoice else ""
-        return (
-            f'<tr id="invoice-{e(row.public_id)}">\n<th scope="row">{number}</th>'
-            f'<td>{e(row.day)}</td><td class="num">{e(row.amount)}</td>'
-            f"<td>{e(row.status)}</td><td>{links}</td>"
-            f'<td class="note">{note}</td>{einvoice}</tr>\n'
+        self.refund_payment = refundable.id if refundable is not None else None  # R14
+        self.refund_link = (
+            f' · <a href="{e(refund_url)}">{self.text["refund"]}</a>' if refund_url else ""
         )
+
+    def __call__(
+        self,
+        invoices: Iterable[Sequence[Any]],
+        numbers: Mapping[int, str],
+        einvoices: Mapping[int, str],
+        editing_id: str | None = None,
+        note_form: Markup | None = None,
+    ) -> Markup:
+        """The rows of ``invoices`` (rows whose first columns are LIST_COLUMNS, read by
+        position: by name, ten columns cost a row as much as the rest of it); ``numbers``:
+        the number of each invoice a row corrects; ``einvoices``: :func:`einvoice_texts`."""
+        e, text, status, base, query = html.escape, self.text, self.status, self.base, self.query
+        amounts: dict[tuple[int, str], str] = {}  # a renewal's amount repeats down the list
+        out = []
+        for (
+            invoice_id,
+            public_id,
+            number,
+            kind,
+            corrects_id,
+            payment_id,
+            day,
+            currency,
+            total,
+            note,
+            *_,
+        ) in invoices:
+            url = base + e(public_id)
+            number = e(number)
+            if corrects_id:
+                corrects = numbers.get(corrects_id, "")
+                said = (
+                    self.gettext("issued again for %(number)s", number=corrects)
+                    if kind == "invoice"  # an invoice issued again for another buyer
+                    else self.gettext("corrects %(number)s", number=corrects)
+                )
+                number += f"<small>{e(said)}</small>"
+            # A credit note's amounts are the sums credited: the list shows them as money back.
+            signed = -total if kind == "credit_note" else total
+            amount = amounts.get((signed, currency))
+            if amount is None:
+                amount = e(format_minor(signed, currency, self.language))
+                amounts[signed, currency] = amount
+            links = f'<a href="{url}.pdf">PDF</a> · <a href="{url}.xml">XML</a>'
+            if note:
+                links += f' · <a href="{url}/issued.pdf">{text["issued_pdf"]}</a>'
+            if self.refund_payment is not None and payment_id == self.refund_payment:
+                if kind == "invoice":  # the payment's invoice, not its corrections
+                    links += self.refund_link
+            if editing_id == public_id and note_form is not None:
+                cell = str(note_form)  # HTML already (a Markup's += would escape what follows)
+            else:
+                cell = ""
+                if note and len(note) > 80:  # its first 79 characters; the rest unfolds
+                    cell = (
+                        f'<details class="note-long"><summary><span class="note-text">'
+                        f"{e(note[:79])}…</span></summary>"
+                        f'<span class="note-text">{e(note)}</span></details>'
+                    )
+                elif note:
+                    cell = f'<span class="note-text">{e(note)}</span> '
+                form = f"{url}/note{query}"
+                cell += (
+                    f'<a href="{form}" hx-get="{form}" hx-target="closest tr" '
+                    f'hx-swap="outerHTML">{text["edit_note"] if note else text["add_note"]}</a>'
+                )
+            einvoice = ""
+            if self.einvoice:
+                einvoice = f'<td class="einvoice">{e(einvoices.get(invoice_id) or "")}</td>'
+            out.append(
+                f'<tr id="invoice-{e(public_id)}">\n<th scope="row">{number}</th>'
+                f'<td>{e(format_day(day, self.language))}</td><td class="num">{amount}</td>'
+                f"<td>{status.get(kind, '')}</td><td>{links}</td>"
+                f'<td class="note">{cell}</td>{einvoice}</tr>\n'
+            )
+        return Markup("".join(out))
 
 
 def _own(public_id: str) -> Invoice:
@@ -441,7 +415,9 @@ def _list_page(account: Account) -> Response:
         "invoices/page.html",
         status,
         account=account,
-        rows=list_rows(invoices, numbers, refundable),
+        rows=invoices,
+        numbers=numbers,
+        einvoices=einvoice_texts([i[0] for i in invoices]),
         editing_id=None,
         note_limit=invoicing.NOTE_LIMIT,
         refundable=refundable,
@@ -485,7 +461,7 @@ def row_context(state: Mapping[str, Any], refundable: Payment | None) -> dict[st
     einvoice_title = ", ".join(c.title or c.name for c in einvoicing.channels().values())
     return {
         "row_text": row_text,
-        "row_html": RowPrinter(row_text, list_query, bool(einvoice_title), refund_url),
+        "row_html": RowPrinter(row_text, list_query, bool(einvoice_title), refundable, refund_url),
         "invoices_url": url_for("invoices.page"),
         "list_state": state,
         "list_query": list_query,
@@ -735,7 +711,9 @@ def _note_response(invoice: Invoice, status: int, *, editing: bool, **form: Any)
         status,
         account=account,
         invoice=invoice,
-        rows=list_rows([list_row(invoice)], numbers, refundable),
+        rows=[list_row(invoice)],
+        numbers=numbers,
+        einvoices=einvoice_texts([invoice.id]),
         editing_id=invoice.public_id if editing else None,
         note_limit=invoicing.NOTE_LIMIT,
         refundable=refundable,

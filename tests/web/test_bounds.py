@@ -209,7 +209,7 @@ def test_the_database_lost_inside_a_view_still_gives_the_error_page(
         database_lost.lose()
         db.session.execute(sa.text("SELECT 1"))
 
-    monkeypatch.setattr("portal.web.invoices.list_rows", broken)
+    monkeypatch.setattr("portal.web.invoices.einvoice_texts", broken)
     response = client.get("/invoices", headers={"Accept-Language": "pl"})
     assert response.status_code == 500
     assert "Coś poszło nie tak" in text(response)

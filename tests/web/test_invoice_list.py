@@ -394,9 +394,11 @@ def test_the_rows_printed_in_python_escape_every_value_a_customer_wrote(app, mix
     first, correction = mixed["mine"].invoices[0], mixed["mine"].invoices[1]
     short = """<b onclick="x">'PO' & co</b>"""
     long = "<i>" + "x" * 90 + "</i>"
+    reissue = mixed["mine"].invoices[2]
     with app.app_context():
         db.session.get(Invoice, first.id).note = short
         db.session.get(Invoice, correction.id).note = long
+        db.session.get(Invoice, reissue.id).corrects_id = first.id  # issued again (new buyer)
         db.session.commit()
     page = client.get("/invoices").get_data(as_text=True)
     assert "<b onclick" not in page and "<i>" not in page
@@ -408,6 +410,7 @@ def test_the_rows_printed_in_python_escape_every_value_a_customer_wrote(app, mix
     assert f'<span class="note-text">&lt;i&gt;{"x" * 90}&lt;/i&gt;</span></details>' in page
     # The correction says what it corrects; both rows with a note offer the PDF as issued.
     assert f"<small>corrects {first.number}</small>" in page
+    assert f"{reissue.number}<small>issued again for {first.number}</small>" in page
     assert page.count("/issued.pdf") == 2
     assert re.search(rf'<tr id="invoice-{first.public_id}">.*?Edit note</a>', page, re.S)
 
