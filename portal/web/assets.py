@@ -14,10 +14,11 @@ import hashlib
 import re
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, send_from_directory, url_for
+from flask import Blueprint, abort, current_app, send_from_directory
 from flask.typing import ResponseReturnValue
 
 from portal.infra.config import data_path
+from portal.web.helpers import path_for
 
 bp = Blueprint("assets", __name__)
 
@@ -60,7 +61,7 @@ def fingerprinted(name: str) -> str:
 
 def asset_url(name: str) -> str:
     """The URL a page links a front-end file by (a template global)."""
-    return url_for("assets.asset", name=fingerprinted(name))
+    return path_for("assets.asset", name=fingerprinted(name))
 
 
 @bp.get("/assets/<name>")

@@ -31,6 +31,7 @@ from portal.web.helpers import (
     content_security_policy,
     format_moment,
     lifecycle_banner,
+    path_for,
     render_error,
     render_error_safely,
 )
@@ -129,6 +130,7 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["accepted_methods"] = pay.accepted_methods
     app.jinja_env.globals["lifecycle_banner"] = lifecycle_banner
     app.jinja_env.globals["asset_url"] = assets.asset_url
+    app.jinja_env.globals["path_for"] = path_for
     compression.init_app(app)
 
     @app.context_processor

@@ -103,3 +103,19 @@ def test_an_old_fingerprint_or_a_plain_name_gets_the_file_briefly_cached(client)
         assert plain.cache_control.max_age == 24 * 3600 and not plain.cache_control.immutable
     assert client.get("/assets/nothing.000000000000.css").status_code == 404
     assert client.get("/assets/nothing.css").status_code == 404
+
+
+def test_the_links_every_page_carries_are_worked_out_once_per_mount_point(app):
+    """helpers.path_for (the header's links, the front-end files): url_for's path, kept
+    per process; an app mounted under a prefix gets its own paths, not the cached ones."""
+    from flask import url_for
+
+    from portal.web.helpers import path_for
+
+    with app.test_request_context("/"):
+        assert path_for("invoices.page") == url_for("invoices.page") == "/invoices"
+        assert path_for("assets.asset", name="x.css") == "/assets/x.css"
+    with app.test_request_context("/", base_url="http://localhost/portal/"):
+        assert path_for("invoices.page") == url_for("invoices.page") == "/portal/invoices"
+    with app.test_request_context("/"):
+        assert path_for("invoices.page") == "/invoices"
