@@ -15,11 +15,10 @@ checks the rest of R14 (the deadline, the provider, the invoice) with its own st
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Executable, Result, bindparam, func, literal_column, select, true
+from sqlalchemy import Integer, bindparam, func, literal_column, select, true
 from sqlalchemy.orm import aliased
 
 from portal.infra.extensions import db
@@ -99,7 +98,12 @@ _ATTEMPT = (
 _BASE = select(literal_column("1").label("one")).subquery("base")
 
 PACKAGE_FACTS = (
-    select(_METHOD, _ATTEMPT, refunds.FIRST_PAID_PACKAGE_COUNT.label("paid"))
+    select(
+        bindparam("account_id", type_=Integer).label("account_id"),
+        _METHOD,
+        _ATTEMPT,
+        refunds.FIRST_PAID_PACKAGE_COUNT.label("paid"),
+    )
     .select_from(_BASE)
     .outerjoin(_METHOD, true())
     .outerjoin(_ATTEMPT, true())
@@ -114,16 +118,21 @@ class PackageFacts:
     refundable: Payment | None  # the payment a refund may be asked for now (R14)
 
 
+def facts_params(now: dt.datetime) -> dict[str, Any]:
+    """PACKAGE_FACTS' parameters besides the account: the attempts it looks at."""
+    return {"since": now - ATTEMPT_WINDOW}
+
+
 def package_facts(
-    account: Account,
-    now: dt.datetime,
-    refund_now: dt.datetime,
-    execute: Callable[[Executable, dict[str, Any]], Result[Any]] | None = None,
+    account: Account, now: dt.datetime, refund_now: dt.datetime, row: Any = None
 ) -> PackageFacts:
     """``refund_now``: the refund pages' clock (R14's deadline), ``now`` the checkout's;
-    ``execute``: how the statement runs (a read-only page runs it on its connection)."""
-    run = execute or db.session.execute
-    row = run(PACKAGE_FACTS, {"account_id": account.id, "since": now - ATTEMPT_WINDOW}).one()
+    ``row``: PACKAGE_FACTS' row for the account when it came already (My package reads it
+    with the user's, ``session_user.along_with_user``), else it is read here."""
+    if row is None:
+        row = db.session.execute(
+            PACKAGE_FACTS, {"account_id": account.id, **facts_params(now)}
+        ).one()
     method = payments.saved(row) if row.method_provider is not None else None
     attempt = None
     if row.payment_status is not None:

@@ -23,13 +23,15 @@ page need (id, account, e-mail, role, language, session version):
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import abort, current_app, request
 from flask_login import UserMixin, current_user
-from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy import BindParameter, Row, Select, bindparam, select
 from sqlalchemy.orm import attributes, joinedload, make_transient_to_detached
+from sqlalchemy.sql import visitors
 
 from portal.infra.extensions import db
 from portal.infra.models import Account, BillingInfo, Subscription, User
@@ -53,7 +55,7 @@ def _labelled(table: Any, prefix: str) -> list[Any]:
     return [column.label(f"{prefix}{column.key}") for column in table.c]
 
 
-def _statement(with_account: bool) -> Select[Any]:
+def _columns_and_join(with_account: bool) -> tuple[list[Any], Any]:
     columns = [_user.c[name] for name in USER_COLUMNS] + _labelled(_sub, "s_")
     joined = _user.outerjoin(_sub, _sub.c.account_id == _user.c.account_id)
     if with_account:
@@ -61,6 +63,11 @@ def _statement(with_account: bool) -> Select[Any]:
         joined = joined.outerjoin(_account, _account.c.id == _user.c.account_id).outerjoin(
             _billing, _billing.c.account_id == _user.c.account_id
         )
+    return columns, joined
+
+
+def _statement(with_account: bool) -> Select[Any]:
+    columns, joined = _columns_and_join(with_account)
     return select(*columns).select_from(joined).where(_user.c.id == bindparam("user_id"))
 
 
@@ -81,25 +88,56 @@ def narrow_user(view: View) -> View:
     return view
 
 
-def along_with_user(facts: Select[*tuple[Any, ...]]) -> Callable[[View], View]:
-    """Mark a narrow read-only view (:func:`narrow_user`) whose first statement rides in the
-    loader's round trip: ``facts`` (one row at most, with an ``account_id`` column, bound
-    to the view's arguments by name) is left-joined to the user's row *on the user's
-    account*, so another account's row never joins: the owner check is the join. The
-    view reads it as :attr:`SessionUser.along` (``None``: nothing of the user's). The
-    session checks are those of every request: the user's row decides, the facts ride."""
-    along = facts.subquery("along")
-    columns = [_user.c[name] for name in USER_COLUMNS] + _labelled(_sub, "s_")
-    columns += [column.label(f"f_{column.key}") for column in along.c]
-    joined = _user.outerjoin(_sub, _sub.c.account_id == _user.c.account_id).outerjoin(
-        along, along.c.account_id == _user.c.account_id
+# The signed-in user's account, looked up by the user's id inside the statement that loads
+# the user (an alias: not correlated with the row being loaded).
+_ME = _user.alias("me")
+_OWN_ACCOUNT = select(_ME.c.account_id).where(_ME.c.id == bindparam("user_id")).scalar_subquery()
+
+
+def _bound_to_the_users_account(facts: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
+    """``facts`` with every ``account_id`` parameter replaced by the signed-in user's account."""
+
+    def replace(element: Any) -> Any:
+        if isinstance(element, BindParameter) and element.key == "account_id":
+            return _OWN_ACCOUNT
+        return None
+
+    bound: Select[*tuple[Any, ...]] = visitors.replacement_traverse(
+        facts,  # type: ignore[call-overload]
+        {},
+        replace,
     )
+    return bound
+
+
+def along_with_user(
+    facts: Select[*tuple[Any, ...]],
+    *,
+    account: bool = False,
+    params: Callable[[], dict[str, Any]] | None = None,
+) -> Callable[[View], View]:
+    """Mark a read-only view whose first statement rides in the loader's round trip:
+    ``facts`` (one row at most, with an ``account_id`` column) is left-joined to the user's
+    row *on the user's account*, so another account's row never joins: the owner check is
+    the join. Its parameters are bound to the view's arguments by name, to ``params()``
+    (values worked out as the user is loaded, such as a time), and an ``account_id``
+    parameter to the user's own account. The view reads it as :attr:`SessionUser.along`
+    (named and positional; ``None``: nothing of the user's). ``account``: the view also
+    reads the account and its billing data from the row (else it is a :func:`narrow_user`
+    view). The session checks are those of every request: the user's row decides, the
+    facts ride."""
+    along = _bound_to_the_users_account(facts).subquery("along")
+    columns, joined = _columns_and_join(with_account=account)
+    columns += [column.label(f"f_{column.key}") for column in along.c]
+    joined = joined.outerjoin(along, along.c.account_id == _user.c.account_id)
     statement = select(*columns).select_from(joined).where(_user.c.id == bindparam("user_id"))
     keys = [f"f_{column.key}" for column in along.c]
+    row_type = namedtuple("Along", [column.key for column in along.c])  # type: ignore[misc]
 
     def mark(view: View) -> View:
-        setattr(view, NARROW, True)
-        setattr(view, ALONG, (statement, keys))
+        if not account:
+            setattr(view, NARROW, True)
+        setattr(view, ALONG, (statement, keys, row_type, params))
         return view
 
     return mark
@@ -118,7 +156,7 @@ class SessionUser(UserMixin):
         self._row = row
         self._subscription: Subscription | None = None
         self._account: Account | None = None
-        self.along: tuple[Any, ...] | None = None  # see along_with_user
+        self.along: Any = None  # a named tuple of the facts that rode along (along_with_user)
 
     def get_id(self) -> str:
         """As :meth:`User.get_id`: the id and the session version."""
@@ -159,9 +197,11 @@ def load(session_id: str) -> SessionUser | None:
     view = current_app.view_functions.get(request.endpoint or "")
     read_only = bool(getattr(view, READ_ONLY, False))
     along = getattr(view, ALONG, None) if read_only else None
+    row_type = None
     if along is not None:
-        statement, keys = along
-        params = {**(request.view_args or {}), "user_id": int(user_id)}
+        statement, keys, row_type, extra = along
+        params = {**(request.view_args or {}), **(extra() if extra else {})}
+        params["user_id"] = int(user_id)
     else:
         keys = []
         statement = (
@@ -172,8 +212,8 @@ def load(session_id: str) -> SessionUser | None:
     if row is None or row.session_version != int(version):
         return None  # a revoked session (log-out, new password, staff)
     user = SessionUser(row)
-    if keys and row.f_account_id is not None:
-        user.along = tuple(row._mapping[key] for key in keys)
+    if row_type is not None and row.f_account_id is not None:
+        user.along = row_type(*(row._mapping[key] for key in keys))
     return user
 
 

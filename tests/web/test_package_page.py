@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from portal import demo
 from portal.infra.extensions import db
-from portal.infra.models import Order, Payment, User, utcnow
+from portal.infra.models import Order, Payment, PaymentMethod, User, utcnow
 
 
 @pytest.fixture
@@ -122,6 +122,69 @@ def test_account_credit_and_pending_state(app, client, auth, demo_accounts):
     assert "1 234,56 zł" in page
     assert "Płatność w toku" in page
     assert 'hx-trigger="every 2s"' in page  # the page polls until the provider confirms
+
+
+def test_the_facts_that_ride_with_the_user_are_the_users_own(app, auth, demo_accounts):
+    """My package's facts (the latest attempt, the default method) come in the user's own
+    statement, bound to the user's account: the standard account's pending payment and
+    card are on its page, not on the pro account's."""
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == "standard@demo.example.com"))
+        now = utcnow()
+        order = Order(
+            public_id="o" * 32,
+            account_id=user.account_id,
+            idempotency_key="k" * 32,
+            subscription_version=user.account.subscription.version,
+            package="standard",
+            period="month",
+            agents=5,
+            conversations=100,
+            currency="PLN",
+            subtotal_minor=44500,
+            net_minor=26700,
+            vat_minor=6141,
+            total_minor=32841,
+            tax_treatment="domestic",
+            quote={},
+            created_at=now,
+            expires_at=now + dt.timedelta(minutes=30),
+        )
+        db.session.add(order)
+        db.session.flush()
+        db.session.add(
+            Payment(
+                public_id="p" * 32,
+                account_id=user.account_id,
+                order_id=order.id,
+                provider="stripe",
+                idempotency_key="k" * 32,
+                amount_minor=32841,
+                currency="PLN",
+                created_at=now,
+            )
+        )
+        db.session.add(
+            PaymentMethod(
+                account_id=user.account_id,
+                provider="stripe",
+                provider_ref="pm_own_1881",
+                customer_ref="cus_own_1881",
+                brand="visa",
+                last4="1881",
+                exp_month=12,
+                exp_year=2034,
+                is_default=True,
+                created_at=now,
+            )
+        )
+        db.session.commit()
+    for who, own in (("standard", True), ("pro", False)):
+        client = app.test_client()
+        assert type(auth)(client).login(f"{who}@demo.example.com", demo.PASSWORD).status_code == 302
+        page = text(client.get("/package"))
+        assert ("Payment pending" in page or "Płatność w toku" in page) is own, who
+        assert ("1881" in page) is own, who  # the standard account's default card
 
 
 def test_htmx_request_gets_the_fragment_with_vary(client, auth, demo_accounts):

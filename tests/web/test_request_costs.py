@@ -75,10 +75,12 @@ def test_my_package_and_the_summary_run_the_same_statements_at_1_and_many_accoun
     for page in ("summary", "my package"):
         assert len(among_many[page]) == len(alone[page]), (page, alone[page], among_many[page])
     assert len(alone["summary"]) == 1
-    # The user, then the default method, the latest attempt and the refund offer in one.
-    assert len(alone["my package"]) == 2
-    facts = alone["my package"][1]
+    # One round trip: the user, with the default method, the latest attempt and the refund
+    # offer riding along (session_user.along_with_user), bound to the user's own account.
+    assert len(alone["my package"]) == 1
+    facts = alone["my package"][0]
     assert "FROM payment_method" in facts and "checkout_order" in facts
+    assert "AS along ON user_account.account_id = along.account_id" in facts
 
 
 def test_a_revoked_session_is_refused_by_the_narrow_loader(app, one_account, client):
