@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from portal import demo
+from portal.rules import overview
 from portal.infra.extensions import db
 from portal.infra.models import Order, Payment, PaymentMethod, User, utcnow
 
@@ -179,6 +180,10 @@ def test_the_facts_that_ride_with_the_user_are_the_users_own(app, auth, demo_acc
             )
         )
         db.session.commit()
+        # Read on its own (a view without the user's row to ride on): the same facts.
+        facts = overview.package_facts(user.account, utcnow(), utcnow())
+        assert facts.method is not None and facts.method.last4 == "1881"
+        assert facts.attempt is not None and facts.attempt.pending
     for who, own in (("standard", True), ("pro", False)):
         client = app.test_client()
         assert type(auth)(client).login(f"{who}@demo.example.com", demo.PASSWORD).status_code == 302
