@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from portal import demo
-from portal.rules import overview
 from portal.infra.extensions import db
 from portal.infra.models import Order, Payment, PaymentMethod, User, utcnow
+from portal.rules import overview
 
 
 @pytest.fixture
