@@ -28,6 +28,44 @@ def text(response) -> str:
     return response.get_data(as_text=True).replace("\xa0", " ")
 
 
+def add_pending_payment(user: User) -> None:
+    """A checkout payment of ``user``'s account, started now and not confirmed yet."""
+    now = utcnow()
+    order = Order(
+        public_id="o" * 32,
+        account_id=user.account_id,
+        idempotency_key="k" * 32,
+        subscription_version=user.account.subscription.version,
+        package="standard",
+        period="month",
+        agents=5,
+        conversations=100,
+        currency="PLN",
+        subtotal_minor=44500,
+        net_minor=26700,
+        vat_minor=6141,
+        total_minor=32841,
+        tax_treatment="domestic",
+        quote={},
+        created_at=now,
+        expires_at=now + dt.timedelta(minutes=30),
+    )
+    db.session.add(order)
+    db.session.flush()
+    db.session.add(
+        Payment(
+            public_id="p" * 32,
+            account_id=user.account_id,
+            order_id=order.id,
+            provider="stripe",
+            idempotency_key="k" * 32,
+            amount_minor=32841,
+            currency="PLN",
+            created_at=now,
+        )
+    )
+
+
 def test_login_required(client):
     response = client.get("/package")
     assert response.status_code == 302
@@ -82,40 +120,7 @@ def test_account_credit_and_pending_state(app, client, auth, demo_accounts):
     with app.app_context():
         user = db.session.scalar(select(User).where(User.email == "standard@demo.example.com"))
         user.account.subscription.credit_minor = 123456
-        now = utcnow()
-        order = Order(
-            public_id="o" * 32,
-            account_id=user.account_id,
-            idempotency_key="k" * 32,
-            subscription_version=user.account.subscription.version,
-            package="standard",
-            period="month",
-            agents=5,
-            conversations=100,
-            currency="PLN",
-            subtotal_minor=44500,
-            net_minor=26700,
-            vat_minor=6141,
-            total_minor=32841,
-            tax_treatment="domestic",
-            quote={},
-            created_at=now,
-            expires_at=now + dt.timedelta(minutes=30),
-        )
-        db.session.add(order)
-        db.session.flush()
-        db.session.add(
-            Payment(
-                public_id="p" * 32,
-                account_id=user.account_id,
-                order_id=order.id,
-                provider="stripe",
-                idempotency_key="k" * 32,
-                amount_minor=32841,
-                currency="PLN",
-                created_at=now,
-            )
-        )
+        add_pending_payment(user)
         db.session.commit()
     login_demo(auth, "standard")
     page = text(client.get("/package"))
@@ -131,40 +136,7 @@ def test_the_facts_that_ride_with_the_user_are_the_users_own(app, auth, demo_acc
     card are on its page, not on the pro account's."""
     with app.app_context():
         user = db.session.scalar(select(User).where(User.email == "standard@demo.example.com"))
-        now = utcnow()
-        order = Order(
-            public_id="o" * 32,
-            account_id=user.account_id,
-            idempotency_key="k" * 32,
-            subscription_version=user.account.subscription.version,
-            package="standard",
-            period="month",
-            agents=5,
-            conversations=100,
-            currency="PLN",
-            subtotal_minor=44500,
-            net_minor=26700,
-            vat_minor=6141,
-            total_minor=32841,
-            tax_treatment="domestic",
-            quote={},
-            created_at=now,
-            expires_at=now + dt.timedelta(minutes=30),
-        )
-        db.session.add(order)
-        db.session.flush()
-        db.session.add(
-            Payment(
-                public_id="p" * 32,
-                account_id=user.account_id,
-                order_id=order.id,
-                provider="stripe",
-                idempotency_key="k" * 32,
-                amount_minor=32841,
-                currency="PLN",
-                created_at=now,
-            )
-        )
+        add_pending_payment(user)
         db.session.add(
             PaymentMethod(
                 account_id=user.account_id,
@@ -176,7 +148,7 @@ def test_the_facts_that_ride_with_the_user_are_the_users_own(app, auth, demo_acc
                 exp_month=12,
                 exp_year=2034,
                 is_default=True,
-                created_at=now,
+                created_at=utcnow(),
             )
         )
         db.session.commit()
