@@ -234,7 +234,7 @@ class RowPrinter:
                     if kind == "invoice"  # an invoice issued again for another buyer
                     else self.gettext("corrects %(number)s", number=corrects)
                 )
-                number += f"<small>{e(said)}</small>"
+                number += f" <small>{e(said)}</small>"  # a space: read apart, not run on
             # A credit note's amounts are the sums credited: the list shows them as money back.
             signed = -total if kind == "credit_note" else total
             amount = amounts.get((signed, currency))

@@ -409,8 +409,8 @@ def test_the_rows_printed_in_python_escape_every_value_a_customer_wrote(app, mix
     assert f'<span class="note-text">&lt;i&gt;{"x" * 76}…</span></summary>' in page
     assert f'<span class="note-text">&lt;i&gt;{"x" * 90}&lt;/i&gt;</span></details>' in page
     # The correction says what it corrects; both rows with a note offer the PDF as issued.
-    assert f"<small>corrects {first.number}</small>" in page
-    assert f"{reissue.number}<small>issued again for {first.number}</small>" in page
+    assert f"{correction.number} <small>corrects {first.number}</small>" in page
+    assert f"{reissue.number} <small>issued again for {first.number}</small>" in page
     assert page.count("/issued.pdf") == 2
     assert re.search(rf'<tr id="invoice-{first.public_id}">.*?Edit note</a>', page, re.S)
 
