@@ -78,10 +78,17 @@ def read(statement: Executable, params: dict[str, Any]) -> Result[Any]:
         return session.execute(statement, params)
     if not getattr(statement, "is_select", False):
         raise WriteInReadOnlyView("a view marked read_only tried to write")
-    options = {}
-    if info.pop(AUTOCOMMIT, False) and not session.in_transaction():
-        options = {"isolation_level": "AUTOCOMMIT"}  # as _refuse_writes, for a first read
+    options = IN_AUTOCOMMIT if _first_statement(session) else {}
     return session.connection(execution_options=options).execute(statement, params)
+
+
+IN_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
+def _first_statement(session: Session) -> bool:
+    """Whether this is a read-only view's first statement, which takes the connection the
+    view runs on in autocommit (PostgreSQL; asked once)."""
+    return bool(session.info.pop(AUTOCOMMIT, False)) and not session.in_transaction()
 
 
 @event.listens_for(Session, "before_flush")
@@ -97,6 +104,6 @@ def _refuse_writes(state: ORMExecuteState) -> None:
         return
     if not state.is_select:
         raise WriteInReadOnlyView("a view marked read_only tried to write")
-    if info.pop(AUTOCOMMIT, False) and not state.session.in_transaction():
+    if _first_statement(state.session):
         # The statement runs on the connection taken here (the session asks for one next).
-        state.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        state.session.connection(execution_options=IN_AUTOCOMMIT)
