@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar
 
 from babel.numbers import format_percent
-from flask import Response, render_template, request, url_for
+from flask import Response, current_app, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import format_date, format_time, lazy_gettext
 from jinja2 import pass_context
 from jinja2.runtime import Context
+from markupsafe import Markup, escape
 
 from portal.infra.i18n import current_language
 from portal.infra.models import OrderStatus, SubscriptionStatus, SupportStatus
@@ -267,3 +269,49 @@ def path_for(endpoint: str, **values: Any) -> str:
         if len(_PATHS) < _PATHS_MAX:
             _PATHS[key] = path
     return path
+
+
+# The holes of a kept header: random per process, so no text a header shows can forge one.
+_TOKEN_HOLE = "pakiettoken" + secrets.token_hex(8)
+_NEXT_HOLE = "pakietnext" + secrets.token_hex(8)
+_HEADERS_MAX = 256
+HEADERS = "pakiet.site_headers"
+
+
+def site_header(token: str) -> Markup:
+    """The page header of every portal page (``_site_header.html``: the navigation, the
+    language switch, log-out), rendered once per process for each of what it depends on
+    (issue 26: it was a third of a light page's rendering). The key is everything the
+    template reads: the endpoint (the link marked current), the language, who is signed in
+    (a customer, staff, an admin), where the chat product's link goes, and where the app is
+    mounted. The CSRF token and the language switch's return path, different on every page,
+    are filled into the kept HTML, escaped. Kept per app (its configuration names the chat
+    product); not kept while templates reload (development)."""
+    user = current_user_state()
+    key = (
+        request.script_root,
+        request.endpoint,
+        current_language(),
+        user,
+        session.get("chat_return_url") if user[0] else None,
+    )
+    headers: dict[Any, str] = current_app.extensions.setdefault(HEADERS, {})
+    kept = headers.get(key)
+    if kept is None:
+        kept = render_template("_site_header.html", token=_TOKEN_HOLE, next_path=_NEXT_HOLE).strip()
+        if not current_app.jinja_env.auto_reload:
+            if len(headers) >= _HEADERS_MAX:
+                headers.clear()  # chat links differ per customer: start again, bounded
+            headers[key] = kept
+    next_path = request.full_path if request.method == "GET" else ""
+    return Markup(kept.replace(_TOKEN_HOLE, escape(token)).replace(_NEXT_HOLE, escape(next_path)))
+
+
+def current_user_state() -> tuple[bool, bool, str | None]:
+    """(signed in, with a customer account, role) of the request's user, as the header
+    shows them."""
+    from flask_login import current_user
+
+    if not current_user.is_authenticated:
+        return False, False, None
+    return True, current_user.account_id is not None, current_user.role

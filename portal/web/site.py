@@ -34,6 +34,7 @@ from portal.web.helpers import (
     path_for,
     render_error,
     render_error_safely,
+    site_header,
 )
 
 # The largest id a table's integer key holds (PostgreSQL's integer): a larger one in a URL
@@ -131,6 +132,7 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["lifecycle_banner"] = lifecycle_banner
     app.jinja_env.globals["asset_url"] = assets.asset_url
     app.jinja_env.globals["path_for"] = path_for
+    app.jinja_env.globals["site_header"] = site_header
     compression.init_app(app)
 
     @app.context_processor
