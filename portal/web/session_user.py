@@ -10,12 +10,12 @@ page need (id, account, e-mail, role, language, session version):
   version no longer matches (log-out, a new password, staff revoking) is refused;
 - the row also brings the account's subscription (a LEFT JOIN, no extra round trip), which
   the lifecycle banner of every customer page reads;
-- a view marked ``@read_only`` that uses the account (My package, the live summary) gets the account and its billing data in the same statement, as *detached*
-  ORM objects built from the row (:func:`account`): a view that only reads gets one round
-  trip and no unit of work; touching anything that was not loaded raises
-  ``DetachedInstanceError`` instead of querying behind its back. Views marked
-  ``@narrow_user`` (the downloads, the invoices list) need the account's id only and skip the account's
-  columns;
+- a view marked ``@read_only`` that uses the account (My package, the live summary) gets
+  the account and its billing data in the same statement, as *detached* ORM objects built
+  from the row (:func:`account`): a view that only reads gets one round trip and no unit of
+  work; touching anything that was not loaded raises ``DetachedInstanceError`` instead of
+  querying behind its back. Views marked ``@narrow_user`` (the downloads, the invoices
+  list) need the account's id only and skip the account's columns;
 - any other view that asks for the account (every view that writes) gets it attached, with
   its subscription and billing data, from one ORM query the first time it asks.
 """
