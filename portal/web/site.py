@@ -96,6 +96,7 @@ def register(app: Flask) -> None:
         history,
         invoices,
         methods,
+        order_lines,
         pay,
         portal_sessions,
         refunds,
@@ -133,6 +134,7 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["asset_url"] = assets.asset_url
     app.jinja_env.globals["path_for"] = path_for
     app.jinja_env.globals["site_header"] = site_header
+    app.jinja_env.globals.update(order_lines.TEMPLATE_GLOBALS)
     compression.init_app(app)
 
     @app.context_processor

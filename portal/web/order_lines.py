@@ -1,0 +1,248 @@
+"""The order summary's table and list of changes, printed in Python from a quote record.
+
+The live summary (R5) answers every keystroke of the checkout form, and its table was most
+of its cost: some twenty translated, formatted and escaped sentences, each through Jinja's
+call machinery (issue 26: 0.6 ms of the summary's 1.8). These functions print the same
+markup in one pass. The live summary, a placed order's page and a renewal paid by hand all
+show their prices through them (as the template globals ``summary_table`` and
+``change_list``), so the customer sees one table wherever a price is shown.
+
+Every value is escaped here, once; a translation is markup as in the templates (Jinja's
+"newstyle" gettext): its variables are escaped, it is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flask_babel import get_translations
+from markupsafe import Markup, escape
+
+from portal.infra.i18n import current_language
+from portal.rules import countries
+from portal.web.helpers import (
+    PACKAGE_NAMES,
+    PERIOD_NAMES,
+    format_day,
+    format_minor,
+    format_rate,
+)
+from portal.web.helpers import _last_day_filter as last_day
+
+Record = Mapping[str, Any]
+
+
+class Lines:
+    """Translations bound to the request's catalogue, and the language, for one printing."""
+
+    def __init__(self) -> None:
+        translations = get_translations()
+        self._gettext = translations.ugettext
+        self._ngettext = translations.ungettext
+        self.language = current_language()
+
+    def gettext(self, string: str, **variables: Any) -> str:
+        """A translation, as markup, with its variables escaped."""
+        text: str = self._gettext(string)
+        return text % _escaped(variables) if variables else text
+
+    def ngettext(self, singular: str, plural: str, num: int, **variables: Any) -> str:
+        """A translation in the plural form of ``num`` (Polish has three), as markup."""
+        text: str = self._ngettext(singular, plural, num)
+        return text % {"num": num, **_escaped(variables)}
+
+    def money(self, minor: int, currency: str) -> str:
+        return str(escape(format_minor(minor, currency, self.language)))
+
+
+def _escaped(variables: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, int) else escape(v) for k, v in variables.items()}
+
+
+def summary_table(record: Record, treatment: str, country: str | None = None) -> Markup:
+    """The order summary's table (lines, credit, VAT, total) and the renewal it leads to."""
+    t = Lines()
+    _, ngettext = t.gettext, t.ngettext
+    cur = record["currency"]
+
+    def money(minor: int) -> str:
+        return t.money(minor, cur)
+
+    # (Translated outside the f-strings: the catalogue's extraction reads no call inside one.)
+    period = _("monthly") if record["period"] == "month" else _("yearly")
+    caption, item_heading, quantity_heading = _("Order summary"), _("Item"), _("Quantity")
+    unit_heading, amount_heading = _("Unit price"), _("Amount")
+    out = [
+        '<table class="summary-table">\n'
+        f'  <caption class="visually-hidden">{caption}</caption>\n'
+        "  <thead>\n"
+        f'    <tr><th scope="col">{item_heading}</th><th scope="col">{quantity_heading}</th>'
+        f'<th scope="col" class="num unit">{unit_heading}</th>'
+        f'<th scope="col" class="num">{amount_heading}</th></tr>\n'
+        "  </thead>\n  <tbody>\n"
+    ]
+    for line in record["lines"]:
+        if line["kind"] == "package":
+            item = _(
+                "%(package)s package, %(period)s",
+                package=PACKAGE_NAMES[record["package"]],
+                period=period,
+            )
+            quantity = ngettext("%(num)d agent", "%(num)d agents", line["quantity"])
+            unit = _("per agent")
+        else:
+            included = ngettext(
+                "%(num)d conversation per month included",
+                "%(num)d conversations per month included",
+                record["included_conversations"],
+            )
+            extra = _("Extra chatbot conversations, %(period)s", period=period)
+            item = f"{extra} <small>({included})</small>"
+            quantity = ngettext(
+                "%(num)d pack of %(size)d",
+                "%(num)d packs of %(size)d",
+                line["quantity"],
+                size=record["conversation_pack"],
+            )
+            unit = _("per pack")
+        price = money(line["unit_price_minor"])
+        out.append(
+            f'    <tr>\n      <th scope="row">{item}</th>\n      <td>{quantity}</td>\n'
+            f'      <td class="num unit">{price} <small>{unit}</small></td>\n'
+            f'      <td class="num">{money(line["amount_minor"])}</td>\n    </tr>\n'
+        )
+    out.append("  </tbody>\n  <tbody>\n")
+    start = record["period_start"]
+    out.append(
+        _row(
+            _(
+                "Price for the new period, %(start)s – %(end)s",
+                start=format_day(start, t.language),
+                end=format_day(last_day(record["period_end"], start), t.language),
+            ),
+            money(record["subtotal_minor"]),
+        )
+    )
+    if record["unused_credit_minor"]:
+        said = ngettext(
+            "%(num)d unused day of %(days)d × %(paid)s paid for the current period",
+            "%(num)d unused days of %(days)d × %(paid)s paid for the current period",
+            record["unused_days"],
+            days=record["period_days"],
+            paid=format_minor(record["credit_base_minor"], cur, t.language),
+        )
+        credit = _("Credit for unused time")
+        out.append(
+            _row(
+                f"{credit} <small>{said}</small>",
+                "−" + money(record["unused_credit_minor"]),
+                "credit",
+            )
+        )
+    if record["account_credit_used_minor"]:
+        out.append(
+            _row(
+                _("Account credit used"), "−" + money(record["account_credit_used_minor"]), "credit"
+            )
+        )
+    out.append(_row(_("Net amount due"), money(record["net_due_minor"])))
+    rate = format_rate(record["vat_rate"], t.language)
+    if treatment == "outside_eu":
+        vat = _("VAT: not charged (buyer outside the EU)")
+    elif treatment == "reverse_charge":
+        reverse = _("VAT %(rate)s: reverse charge", rate=rate)
+        who = _("The buyer accounts for the VAT (reverse charge).")
+        vat = f"{reverse} <small>{who}</small>"
+    elif treatment == "eu_consumer" and country:
+        vat = _(
+            "VAT %(rate)s (%(country)s)",
+            rate=rate,
+            country=countries.name(country, t.language),
+        )
+    else:
+        vat = _("VAT %(rate)s", rate=rate)
+    out.append(_row(vat, money(record["vat_minor"])))
+    total = _("Total due now")
+    out.append(
+        "  </tbody>\n  <tfoot>\n"
+        '    <tr class="total">\n'
+        f'      <th scope="row" colspan="3">{total}</th>\n'
+        f'      <td class="num"><strong data-testid="total-due">'
+        f"{money(record['total_due_minor'])}</strong></td>\n"
+        "    </tr>\n  </tfoot>\n</table>\n"
+    )
+    if record["credit_after_minor"]:
+        after = _(
+            "Account credit after this change: %(amount)s, used up by your next invoices.",
+            amount=format_minor(record["credit_after_minor"], cur, t.language),
+        )
+        out.append(f"<p>{after}</p>\n")
+    renewal = {
+        "date": format_day(record["renewal_date"], t.language),
+        "amount": format_minor(record["renewal_total_minor"], cur, t.language),
+    }
+    renewal_credit = record["subtotal_minor"] - record["renewal_net_minor"]
+    if renewal_credit:
+        said = _(
+            "Next renewal on %(date)s: %(amount)s including VAT, "  # one msgid: concatenated
+            "after %(credit)s of account credit.",
+            credit=format_minor(renewal_credit, cur, t.language),
+            **renewal,
+        )
+    else:
+        said = _("Next renewal on %(date)s: %(amount)s including VAT.", **renewal)
+    out.append(f"<p>{said}</p>\n")
+    return Markup("".join(out))
+
+
+def _row(label: str, amount: str, css: str | None = None) -> str:
+    opening = f'    <tr class="{css}">\n' if css else "    <tr>\n"
+    return (
+        f'{opening}      <th scope="row" colspan="3">{label}</th>\n'
+        f'      <td class="num">{amount}</td>\n    </tr>\n'
+    )
+
+
+def change_list(record: Record) -> Markup:
+    """What the order changes (or that it is the first purchase), in words."""
+    t = Lines()
+    _ = t.gettext
+    if record["is_first_purchase"]:
+        first = _("First purchase: the package starts as soon as the payment is confirmed.")
+        return Markup(f"<p>{first}</p>\n")
+    if not record["changes"]:
+        return Markup("")
+    items = []
+    for change in record["changes"]:
+        field, before, after = change["field"], change["before"], change["after"]
+        if field == "agents":
+            said = _("Agents: %(before)d → %(after)d", before=before, after=after)
+        elif field == "conversations":
+            said = _(
+                "Chatbot conversations per month: %(before)d → %(after)d",
+                before=before,
+                after=after,
+            )
+        elif field == "package":
+            said = _(
+                "Package: %(before)s → %(after)s",
+                before=PACKAGE_NAMES[before],
+                after=PACKAGE_NAMES[after],
+            )
+        else:
+            said = _(
+                "Billing period: %(before)s → %(after)s",
+                before=PERIOD_NAMES[before],
+                after=PERIOD_NAMES[after],
+            )
+        if change.get("delta"):
+            said += f" <strong>({change['delta']:+d})</strong>"
+        items.append(f"  <li>{said}</li>\n")
+    return Markup(f'<ul class="changes">\n{"".join(items)}</ul>\n')
+
+
+TEMPLATE_GLOBALS: dict[str, Callable[..., Markup]] = {
+    "summary_table": summary_table,
+    "change_list": change_list,
+}
