@@ -30,7 +30,7 @@ from portal.rules.orders import Pricing
 from portal.rules.pricing import ChangeRefused, Quote, RefusalReason, Selection, fit_conversations
 from portal.rules.tax import TaxDecision
 from portal.web import htmx_util, pay
-from portal.web.helpers import echoed, hands_off_to_providers
+from portal.web.helpers import echoed, format_money, hands_off_to_providers
 from portal.web.read_only import read_only
 from portal.web.session_user import current_account
 
@@ -234,6 +234,7 @@ def context(account: Account, form: Form, **extra: Any) -> dict[str, Any]:
     quote, decision = summarise(account, form)
     sub = account.subscription
     return {
+        "status_text": status_text(form, quote),
         "account": account,
         "sub": sub,
         "form": form,
@@ -244,6 +245,17 @@ def context(account: Account, form: Form, **extra: Any) -> dict[str, Any]:
         "support_email": current_app.config["SUPPORT_EMAIL"],
         **extra,
     }
+
+
+def status_text(form: Form, quote: Quote | None) -> str:
+    """What the summary's live region announces to a screen reader when it changes."""
+    if form.errors:
+        return " ".join(form.errors)
+    if quote and quote.payable:
+        return f"{gettext('Total due now')}: {format_money(quote.total_due)}"
+    if quote:
+        return str(gettext("This is your current package: there is nothing to change or pay."))
+    return ""
 
 
 def _status(form: Form) -> int:

@@ -108,6 +108,14 @@ def test_full_page_without_javascript_renders_the_same_summary(client, auth, dem
     )
     assert 'id="summary-status"' in full and "hx-swap-oob" not in full
     assert "2 pakiety po 100" in fragment
+    # The live region says the total a screen reader hears, the same as the table's.
+    total = re.search(r'data-testid="total-due">([^<]+)<', fragment).group(1)
+    for page in (fragment, full):
+        said = re.search(r'<p id="summary-status"[^>]*>([^<]*)</p>', page).group(1)
+        assert said == f"Do zapłaty teraz: {total}"
+    refused = text(summary(client, agents="0"))  # out of range: the reason, not a total
+    said = re.search(r'<p id="summary-status"[^>]*>([^<]*)</p>', refused).group(1)
+    assert said.startswith("Wybierz od ") and "agentów" in said
 
 
 def test_summary_in_english_uses_english_formats(client, auth, demo_accounts):
