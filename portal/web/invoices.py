@@ -8,7 +8,7 @@ import functools
 import html
 import re
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
@@ -48,7 +48,7 @@ from portal.rules.refunds import offer
 from portal.web import htmx_util
 from portal.web import refunds as refund_pages
 from portal.web.copy_cache import copy_cache, etag_of
-from portal.web.helpers import echoed, format_day, format_minor, list_page
+from portal.web.helpers import echoed, format_day, format_minor, list_page, path_for
 from portal.web.read_only import read, read_only
 from portal.web.session_user import along_with_user, current_account, narrow_user
 
@@ -180,9 +180,10 @@ class RowPrinter:
         einvoice: bool,
         refundable: Payment | None,
         refund_url: str | None,
+        gettext: Callable[..., str],
     ) -> None:
         e = html.escape
-        self.gettext = gettext = bound_gettext()
+        self.gettext = gettext
         self.language = current_language()
         self.text = {key: e(value) for key, value in text.items()}
         self.status = {
@@ -190,7 +191,7 @@ class RowPrinter:
             "correction": e(gettext("Correcting invoice")),
             "credit_note": e(gettext("Credit note")),
         }
-        self.base = e(url_for("invoices.page") + "/")
+        self.base = e(path_for("invoices.page") + "/")
         self.query = e(list_query)
         self.einvoice = einvoice  # the national e-invoicing column (KSeF), when installed
         self.refund_payment = refundable.id if refundable is not None else None  # R14
@@ -435,27 +436,24 @@ def _list_page(account_id: int) -> Response:
         next_url=page_url(paging.number + 1) if len(found) > paging.size else None,
         first_url=page_url(1),
         any_invoices=bool(years),
-        **row_context(list_state(request.args), refundable),
+        **row_context(list_state(request.args), refundable, note_form=False),
     )
 
 
-def row_context(state: Mapping[str, Any], refundable: Payment | None) -> dict[str, Any]:
+def row_context(
+    state: Mapping[str, Any], refundable: Payment | None, *, note_form: bool = True
+) -> dict[str, Any]:
     """What every row of the list shows alike, translated and built once per page rather
     than once per row (a list of 120 invoices spent most of its time here). ``state``: the
     list's filters and page (:func:`list_state`), which the note form carries back;
-    ``refundable``: the payment a refund may be asked for (its invoice's row links to it)."""
+    ``refundable``: the payment a refund may be asked for (its invoice's row links to it).
+    ``note_form``: also what the note form needs (its texts, token and links); the list's
+    page shows no form, so it does without."""
     gettext = bound_gettext()
     row_text = {
         "refund": gettext("Request refund"),
         "add_note": gettext("Add note"),
         "edit_note": gettext("Edit note"),
-        "cancel": gettext("Cancel"),
-        "note_label": gettext(
-            "Note printed on your copy of this invoice (at most %(num)d characters)",
-            num=invoicing.NOTE_LIMIT,
-        ),
-        "carry_over": gettext("Also print it on future invoices"),
-        "save_note": gettext("Save note"),
         "issued_pdf": gettext("PDF as issued"),
     }
     list_query = f"?{urlencode(state)}" if state else ""
@@ -464,14 +462,27 @@ def row_context(state: Mapping[str, Any], refundable: Payment | None) -> dict[st
     )
     # A column for the national e-invoicing channel (KSeF) when one is installed.
     einvoice_title = ", ".join(c.title or c.name for c in einvoicing.channels().values())
-    return {
+    printer = RowPrinter(
+        row_text, list_query, bool(einvoice_title), refundable, refund_url, gettext
+    )
+    context = {"row_html": printer, "einvoice_title": einvoice_title}
+    if not note_form:
+        return context
+    row_text |= {
+        "cancel": gettext("Cancel"),
+        "note_label": gettext(
+            "Note printed on your copy of this invoice (at most %(num)d characters)",
+            num=invoicing.NOTE_LIMIT,
+        ),
+        "carry_over": gettext("Also print it on future invoices"),
+        "save_note": gettext("Save note"),
+    }
+    return context | {
         "row_text": row_text,
-        "row_html": RowPrinter(row_text, list_query, bool(einvoice_title), refundable, refund_url),
-        "invoices_url": url_for("invoices.page"),
+        "invoices_url": path_for("invoices.page"),
         "list_state": state,
         "list_query": list_query,
         "list_url": url_for("invoices.page", **state),
-        "einvoice_title": einvoice_title,
         # The note form's token (Flask-WTF checks it against the session).
         "row_csrf_token": generate_csrf(),
     }
