@@ -278,7 +278,8 @@ _HEADERS_MAX = 256
 HEADERS = "pakiet.site_headers"
 
 
-def site_header(token: str) -> Markup:
+@pass_context
+def site_header(context: Context, token: str) -> Markup:
     """The page header of every portal page (``_site_header.html``: the navigation, the
     language switch, log-out), rendered once per process for each of what it depends on
     (issue 26: it was a third of a light page's rendering). The key is everything the
@@ -287,13 +288,19 @@ def site_header(token: str) -> Markup:
     mounted. The CSRF token and the language switch's return path, different on every page,
     are filled into the kept HTML, escaped. Kept per app (its configuration names the chat
     product); not kept while templates reload (development)."""
-    user = current_user_state()
+    from flask_login import current_user
+
+    person = current_user._get_current_object()
+    signed_in = bool(person.is_authenticated)
+    page = request._get_current_object()  # type: ignore[attr-defined]
     key = (
-        request.script_root,
-        request.endpoint,
-        current_language(),
-        user,
-        session.get("chat_return_url") if user[0] else None,
+        page.script_root,
+        page.endpoint,
+        context.get("current_language") or current_language(),
+        signed_in,
+        signed_in and person.account_id is not None,
+        person.role if signed_in else None,
+        session.get("chat_return_url") if signed_in else None,
     )
     headers: dict[Any, str] = current_app.extensions.setdefault(HEADERS, {})
     kept = headers.get(key)
@@ -303,15 +310,5 @@ def site_header(token: str) -> Markup:
             if len(headers) >= _HEADERS_MAX:
                 headers.clear()  # chat links differ per customer: start again, bounded
             headers[key] = kept
-    next_path = request.full_path if request.method == "GET" else ""
+    next_path = page.full_path if page.method == "GET" else ""
     return Markup(kept.replace(_TOKEN_HOLE, escape(token)).replace(_NEXT_HOLE, escape(next_path)))
-
-
-def current_user_state() -> tuple[bool, bool, str | None]:
-    """(signed in, with a customer account, role) of the request's user, as the header
-    shows them."""
-    from flask_login import current_user
-
-    if not current_user.is_authenticated:
-        return False, False, None
-    return True, current_user.account_id is not None, current_user.role
