@@ -53,7 +53,7 @@ def _facts_params() -> dict[str, Any]:
 @bp.get("/package")
 @login_required
 @read_only
-@along_with_user(overview.PACKAGE_FACTS, account=True, params=_facts_params)
+@along_with_user(overview.PACKAGE_FACTS, account=True, billing=False, params=_facts_params)
 def package() -> ResponseReturnValue:
     """One round trip: the package's facts come with the user's row (along_with_user)."""
     account = current_account()

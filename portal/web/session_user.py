@@ -54,14 +54,15 @@ def _labelled(table: Any, prefix: str) -> list[Any]:
     return [column.label(f"{prefix}{column.key}") for column in table.c]
 
 
-def _columns_and_join(with_account: bool) -> tuple[list[Any], Any]:
+def _columns_and_join(with_account: bool, with_billing: bool = True) -> tuple[list[Any], Any]:
     columns = [_user.c[name] for name in USER_COLUMNS] + _labelled(_sub, "s_")
     joined = _user.outerjoin(_sub, _sub.c.account_id == _user.c.account_id)
     if with_account:
-        columns += _labelled(_account, "a_") + _labelled(_billing, "b_")
-        joined = joined.outerjoin(_account, _account.c.id == _user.c.account_id).outerjoin(
-            _billing, _billing.c.account_id == _user.c.account_id
-        )
+        columns += _labelled(_account, "a_")
+        joined = joined.outerjoin(_account, _account.c.id == _user.c.account_id)
+    if with_account and with_billing:
+        columns += _labelled(_billing, "b_")
+        joined = joined.outerjoin(_billing, _billing.c.account_id == _user.c.account_id)
     return columns, joined
 
 
@@ -113,6 +114,7 @@ def along_with_user(
     facts: Select[*tuple[Any, ...]],
     *,
     account: bool = False,
+    billing: bool = True,
     params: Callable[[], dict[str, Any]] | None = None,
 ) -> Callable[[View], View]:
     """Mark a read-only view whose first statement rides in the loader's round trip:
@@ -123,10 +125,11 @@ def along_with_user(
     parameter to the user's own account. The view reads it as :attr:`SessionUser.along`
     (named and positional; ``None``: nothing of the user's). ``account``: the view also
     reads the account and its billing data from the row (else it is a :func:`narrow_user`
-    view). The session checks are those of every request: the user's row decides, the
-    facts ride."""
+    view); with ``billing=False`` the account only (the billing data's fourteen columns
+    left out: reading them raises ``DetachedInstanceError``). The session checks are
+    those of every request: the user's row decides, the facts ride."""
     along = _bound_to_the_users_account(facts).subquery("along")
-    columns, joined = _columns_and_join(with_account=account)
+    columns, joined = _columns_and_join(with_account=account, with_billing=billing)
     columns += [column.label(f"f_{column.key}") for column in along.c]
     joined = joined.outerjoin(along, along.c.account_id == _user.c.account_id)
     statement = select(*columns).select_from(joined).where(_user.c.id == bindparam("user_id"))
@@ -241,9 +244,12 @@ def _column_labels(model: type[Any], prefix: str) -> tuple[tuple[str, str], ...]
 
 def _detached_account(row: Row[Any], sub: Subscription | None) -> Account:
     account = _detached(Account, row, "a_")
-    billing = _detached(BillingInfo, row, "b_") if row.b_id is not None else None
     attributes.set_committed_value(account, "subscription", sub)
-    attributes.set_committed_value(account, "billing_info", billing)
+    if not hasattr(row, "b_id"):  # a row without the billing data: left unloaded
+        billing = None
+    else:
+        billing = _detached(BillingInfo, row, "b_") if row.b_id is not None else None
+        attributes.set_committed_value(account, "billing_info", billing)
     if sub is not None:
         attributes.set_committed_value(sub, "account", account)
     if billing is not None:

@@ -185,3 +185,28 @@ def test_each_customer_sees_only_their_own_account(client, auth, demo_accounts):
 def test_admin_without_account_gets_404_on_customer_pages(client, auth, demo_accounts):
     login_demo(auth, "admin")
     assert client.get("/package").status_code == 404
+
+
+def test_my_package_reads_the_account_without_its_billing_data(
+    client, auth, demo_accounts, monkeypatch
+):
+    """My package's one statement leaves the billing data's columns out (the page shows
+    none of them); a view that read them anyway would fail loudly, not see "no billing
+    data" (portal/web/session_user.py)."""
+    from sqlalchemy.orm.exc import DetachedInstanceError
+
+    from portal.web import account as account_view
+
+    seen = []
+    render = account_view._package_context
+
+    def spy(account, facts_row=None):
+        seen.append(account.name)
+        with pytest.raises(DetachedInstanceError):
+            _ = account.billing_info
+        return render(account, facts_row)
+
+    monkeypatch.setattr(account_view, "_package_context", spy)
+    login_demo(auth, "standard")
+    assert client.get("/package").status_code == 200
+    assert seen == ["Sklep Rowerowy Szprycha"]
