@@ -7,8 +7,7 @@ markup in one pass. The live summary, a placed order's page and a renewal paid b
 show their prices through them (as the template globals ``summary_table`` and
 ``change_list``), so the customer sees one table wherever a price is shown.
 
-Every value is escaped here, once; a translation is markup as in the templates (Jinja's
-"newstyle" gettext): its variables are escaped, it is not.
+Every value is escaped here, once (portal/web/printing.py).
 """
 
 from __future__ import annotations
@@ -16,10 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask_babel import get_translations
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
-from portal.infra.i18n import current_language
 from portal.rules import countries
 from portal.web.helpers import (
     PACKAGE_NAMES,
@@ -29,40 +26,14 @@ from portal.web.helpers import (
     format_rate,
 )
 from portal.web.helpers import _last_day_filter as last_day
+from portal.web.printing import Texts
 
 Record = Mapping[str, Any]
 
 
-class Lines:
-    """Translations bound to the request's catalogue, and the language, for one printing."""
-
-    def __init__(self) -> None:
-        translations = get_translations()
-        self._gettext = translations.ugettext
-        self._ngettext = translations.ungettext
-        self.language = current_language()
-
-    def gettext(self, string: str, **variables: Any) -> str:
-        """A translation, as markup, with its variables escaped."""
-        text: str = self._gettext(string)
-        return text % _escaped(variables) if variables else text
-
-    def ngettext(self, singular: str, plural: str, num: int, **variables: Any) -> str:
-        """A translation in the plural form of ``num`` (Polish has three), as markup."""
-        text: str = self._ngettext(singular, plural, num)
-        return text % {"num": num, **_escaped(variables)}
-
-    def money(self, minor: int, currency: str) -> str:
-        return str(escape(format_minor(minor, currency, self.language)))
-
-
-def _escaped(variables: dict[str, Any]) -> dict[str, Any]:
-    return {k: v if isinstance(v, int) else escape(v) for k, v in variables.items()}
-
-
 def summary_table(record: Record, treatment: str, country: str | None = None) -> Markup:
     """The order summary's table (lines, credit, VAT, total) and the renewal it leads to."""
-    t = Lines()
+    t = Texts()
     _, ngettext = t.gettext, t.ngettext
     cur = record["currency"]
 
@@ -206,7 +177,7 @@ def _row(label: str, amount: str, css: str | None = None) -> str:
 
 def change_list(record: Record) -> Markup:
     """What the order changes (or that it is the first purchase), in words."""
-    t = Lines()
+    t = Texts()
     _ = t.gettext
     if record["is_first_purchase"]:
         first = _("First purchase: the package starts as soon as the payment is confirmed.")

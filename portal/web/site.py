@@ -97,6 +97,7 @@ def register(app: Flask) -> None:
         invoices,
         methods,
         order_lines,
+        package_card,
         pay,
         portal_sessions,
         refunds,
@@ -135,6 +136,7 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["path_for"] = path_for
     app.jinja_env.globals["site_header"] = site_header
     app.jinja_env.globals.update(order_lines.TEMPLATE_GLOBALS)
+    app.jinja_env.globals["package_card"] = package_card.package_card
     compression.init_app(app)
 
     @app.context_processor

@@ -1,0 +1,53 @@
+"""What HTML printed in Python (rather than by a template) shares: translations as Jinja's
+"newstyle" gettext gives them, so a page reads the same whichever printed it.
+
+A translation is markup, as in a template: its variables are escaped, it is not. Every
+other value a printer places goes through ``escape`` once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask_babel import get_translations
+from markupsafe import Markup, escape
+
+from portal.infra.i18n import current_language
+from portal.rules.money import Money
+from portal.web.helpers import format_day, format_minor, format_money
+
+
+class Texts:
+    """The request's translations (bound to its catalogue once) and its language, for one
+    printing."""
+
+    def __init__(self) -> None:
+        translations = get_translations()
+        self._gettext = translations.ugettext
+        self._ngettext = translations.ungettext
+        self.language = current_language()
+
+    def gettext(self, string: str, **variables: Any) -> str:
+        """A translation, as markup, with its variables escaped."""
+        text: str = self._gettext(string)
+        return text % _escaped(variables) if variables else text
+
+    def ngettext(self, singular: str, plural: str, num: int, **variables: Any) -> str:
+        """A translation in the plural form of ``num`` (Polish has three), as markup."""
+        text: str = self._ngettext(singular, plural, num)
+        return text % {"num": num, **_escaped(variables)}
+
+    def money(self, minor: int, currency: str) -> Markup:
+        """An amount in minor units, escaped (markup: a translation's variable as it is)."""
+        return escape(format_minor(minor, currency, self.language))
+
+    def day(self, value: dt.date | str | None) -> Markup:
+        return escape(format_day(value, self.language))
+
+    def amount(self, value: Money | None) -> Markup:
+        return escape(format_money(value, self.language))
+
+
+def _escaped(variables: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, int) else escape(v) for k, v in variables.items()}
