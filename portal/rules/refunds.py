@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, or_, select
 
 from portal.infra.extensions import db
 from portal.infra.models import (
@@ -94,7 +94,8 @@ def deadline(payment: Payment, tz: ZoneInfo) -> dt.datetime:
 FIRST_PAID_PACKAGE_CRITERIA = (
     Payment.order_id.is_not(None),
     Payment.settled_at.is_not(None),
-    Payment.status.in_([PaymentStatus.PAID.value, PaymentStatus.REFUNDED.value]),
+    # (Two comparisons, not IN: an IN is written into the SQL again at every execution.)
+    or_(Payment.status == PaymentStatus.PAID.value, Payment.status == PaymentStatus.REFUNDED.value),
     Payment.failure_code.is_(None),
 )
 FIRST_PAID_PACKAGE_PAYMENTS = (

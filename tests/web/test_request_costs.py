@@ -58,12 +58,12 @@ def test_a_signed_in_page_loads_its_user_in_one_narrow_statement(app, one_accoun
         assert "password_hash" not in user and "email_confirmed_at" not in user, page
         assert sum("user_account" in s for s in statements) == 1, (page, statements)
     # A download needs the account's id only: no account or billing columns.
-    assert "billing_info" not in pages["pdf"][0] and "account.name" not in pages["pdf"][0]
+    assert "billing_info" not in pages["pdf"][0] and "a_name" not in pages["pdf"][0]
     assert len(pages["pdf"]) == 1  # the copy's facts ride with the user (along_with_user)
     # My package and the summary read the account with the user, in the same statement.
     assert len(pages["summary"]) == 1
     # My package shows the account, not its billing data: those columns are left out.
-    assert "account.name" in pages["my package"][0]
+    assert "a_name" in pages["my package"][0]
     assert "billing_info" not in pages["my package"][0]
     assert "billing_info" in pages["summary"][0]  # the VAT depends on them
     assert not any("FROM account" in s for s in pages["my package"][1:])
@@ -83,7 +83,7 @@ def test_my_package_and_the_summary_run_the_same_statements_at_1_and_many_accoun
     assert len(alone["my package"]) == 1
     facts = alone["my package"][0]
     assert "FROM payment_method" in facts and "checkout_order" in facts
-    assert "AS along ON user_account.account_id = along.account_id" in facts
+    assert "AS f ON u.account_id = f.account_id" in facts  # the facts joined on the account
 
 
 def test_a_revoked_session_is_refused_by_the_narrow_loader(app, one_account, client):
@@ -146,3 +146,24 @@ def test_no_statement_is_counted_for_an_anonymous_visitor(app, client):
     with counting(app) as statements:
         assert client.get("/package").status_code == 302
     assert statements == []
+
+
+def test_the_users_statements_stay_short_enough_to_be_kept_parsed(app):
+    """psycopg parses a query's text again on every execution when it is longer than 4 KB
+    (MAX_CACHED_STATEMENT_LENGTH); the user's statements run on every request, so each one,
+    with whatever rides along with it, stays under that."""
+    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
+    from sqlalchemy.dialects import postgresql
+
+    from portal.web import session_user
+
+    statements = {"user": session_user.USER_ROW, "with account": session_user.USER_ROW_WITH_ACCOUNT}
+    for endpoint, view in app.view_functions.items():
+        along = getattr(view, session_user.ALONG, None)
+        if along is not None:
+            statements[endpoint] = along[0]
+    assert "account.package" in statements and "invoices.pdf" in statements
+    for name, statement in statements.items():
+        sql = str(statement.compile(dialect=postgresql.psycopg.dialect()))
+        assert "POSTCOMPILE" not in sql, name  # rewritten at every execution
+        assert len(sql.encode()) <= MAX_CACHED_STATEMENT_LENGTH, (name, len(sql))
