@@ -121,21 +121,32 @@ class Money:
         if other.currency != self.currency:
             raise CurrencyMismatch(f"{self.currency} and {other.currency} do not mix")
 
+    def _derived(self, minor: int) -> Money:
+        """A result of arithmetic on checked amounts: ``minor`` is an int of this currency,
+        already valid, so the checks of ``__post_init__`` are not run again (a quote makes
+        some twenty of these per keystroke of the checkout form)."""
+        result = object.__new__(Money)
+        object.__setattr__(result, "minor", minor)
+        object.__setattr__(result, "currency", self.currency)
+        return result
+
     def __add__(self, other: Money) -> Money:
         self._same(other)
-        return Money(self.minor + other.minor, self.currency)
+        return self._derived(self.minor + other.minor)
 
     def __sub__(self, other: Money) -> Money:
         self._same(other)
-        return Money(self.minor - other.minor, self.currency)
+        return self._derived(self.minor - other.minor)
 
     def __neg__(self) -> Money:
-        return Money(-self.minor, self.currency)
+        return self._derived(-self.minor)
 
     def __mul__(self, factor: Factor) -> Money:
+        if type(factor) is int:  # exact as it is: nothing to round
+            return self._derived(self.minor * factor)
         if isinstance(factor, float | bool) or not isinstance(factor, int | Decimal | Fraction):
             raise TypeError(f"Money can be multiplied by int, Decimal or Fraction, not {factor!r}")
-        return Money(round_half_up(Fraction(self.minor) * Fraction(factor)), self.currency)
+        return self._derived(round_half_up(Fraction(self.minor) * Fraction(factor)))
 
     __rmul__ = __mul__
 

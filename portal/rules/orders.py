@@ -144,8 +144,13 @@ def quote_for(
 
 def digest(result: Quote, subscription_version: int) -> str:
     """A fingerprint of the quote as shown and the subscription it was made against."""
+    return digest_of(result.to_record(), subscription_version)
+
+
+def digest_of(record: dict[str, object], subscription_version: int) -> str:
+    """:func:`digest` of a quote's record (``Quote.to_record``), for a page that has it."""
     payload = json.dumps(
-        {"quote": result.to_record(), "version": subscription_version},
+        {"quote": record, "version": subscription_version},
         sort_keys=True,
         separators=(",", ":"),
     )

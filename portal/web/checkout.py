@@ -233,14 +233,16 @@ def context(account: Account, form: Form, **extra: Any) -> dict[str, Any]:
     """What the summary fragment needs: no query beyond the account already loaded."""
     quote, decision = summarise(account, form)
     sub = account.subscription
+    record = quote.to_record() if quote else None  # the table's and the digest's
     return {
         "status_text": status_text(form, quote),
         "account": account,
         "sub": sub,
         "form": form,
         "quote": quote,
+        "record": record,
         "tax": decision,
-        "digest": orders.digest(quote, sub.version) if quote else "",
+        "digest": orders.digest_of(record, sub.version) if record else "",
         "quoted_selection": selection_key(form.selection) if quote else "",
         "support_email": current_app.config["SUPPORT_EMAIL"],
         **extra,

@@ -472,3 +472,22 @@ def test_format_the_documented_examples_literally() -> None:
 )
 def test_minor_units_are_iso_4217s_not_cldrs_display_digits(currency: str, units: int) -> None:
     assert minor_units(currency) == units
+
+
+@FAST
+@given(moneys(), st.integers(min_value=-(10**6), max_value=10**6))
+def test_arithmetic_results_are_amounts_like_any_other(a: Money, n: int) -> None:
+    """Results skip the constructor's checks (their parts are checked already): each is
+    the same amount, equal and hashed alike, as the one the constructor makes; an int
+    factor gives what the exact Fraction path gives."""
+    for result, minor in (
+        (a * n, a.minor * n),
+        (a + a, 2 * a.minor),
+        (a - a, 0),
+        (-a, -a.minor),
+        (a * Fraction(n, 7), round_half_up(Fraction(a.minor * n, 7))),
+    ):
+        built = Money(minor, a.currency)
+        assert result == built and hash(result) == hash(built)
+        assert type(result.minor) is int and result.currency == a.currency
+    assert a * n == a * Fraction(n) == a * Decimal(n)
