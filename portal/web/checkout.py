@@ -29,7 +29,7 @@ from portal.rules.catalogue import Catalogue, PackageCode, Period
 from portal.rules.orders import Pricing
 from portal.rules.pricing import ChangeRefused, Quote, RefusalReason, Selection, fit_conversations
 from portal.rules.tax import TaxDecision
-from portal.web import htmx_util, pay
+from portal.web import htmx_util, order_lines, pay
 from portal.web.helpers import echoed, format_money, hands_off_to_providers
 from portal.web.read_only import read_only
 from portal.web.session_user import current_account
@@ -285,7 +285,30 @@ def show(account: Account, form: Form, status: int | None = None, **extra: Any) 
         ctx["providers"] = pay.offered(form.values["currency"])
     if status is None:
         status = _status(form)
+    if htmx and not form.fitted and "catalogue" not in ctx:
+        # A live summary that swaps in nothing but itself and its live region (nearly every
+        # keystroke): the same two printers the template calls, without the template.
+        return _live_summary(ctx, status)
     return htmx_util.render("checkout/edit.html", "checkout/_summary.html", status, **ctx)
+
+
+def _live_summary(ctx: dict[str, Any], status: int) -> Response:
+    """``checkout/_summary.html`` for a live summary that swaps in nothing else."""
+    form = ctx["form"]
+    body = order_lines.live_region(ctx["status_text"], form.values["package"])
+    body += order_lines.summary_section(
+        form=form,
+        quote=ctx["quote"],
+        record=ctx["record"],
+        tax=ctx["tax"],
+        digest=ctx["digest"],
+        quoted_selection=ctx["quoted_selection"],
+        support_email=ctx["support_email"],
+        notice=ctx.get("notice"),
+    )
+    response = Response(body, status, mimetype="text/html")
+    response.vary.add("HX-Request")
+    return response
 
 
 @bp.get("/edit")

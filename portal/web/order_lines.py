@@ -15,15 +15,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from portal.rules import countries
+from portal.rules.pricing import Quote
+from portal.rules.tax import TaxDecision
 from portal.web.helpers import (
     PACKAGE_NAMES,
     PERIOD_NAMES,
     format_day,
     format_minor,
     format_rate,
+    path_for,
 )
 from portal.web.helpers import _last_day_filter as last_day
 from portal.web.printing import Texts
@@ -213,7 +216,107 @@ def change_list(record: Record) -> Markup:
     return Markup(f'<ul class="changes">\n{"".join(items)}</ul>\n')
 
 
+def live_region(status_text: str, package: str) -> Markup:
+    """What a live summary swaps in out of band besides itself: the sentence its live
+    region announces, and the package its conversations field was entered for."""
+    return Markup(
+        '<p id="summary-status" class="visually-hidden" aria-live="polite" '
+        f'hx-swap-oob="true">{escape(status_text)}</p>\n'
+        '<input type="hidden" id="conversations-for" name="conversations_for" '
+        f'value="{escape(package)}" hx-swap-oob="true">\n'
+    )
+
+
+def summary_section(
+    *,
+    form: Any,
+    quote: Quote | None,
+    record: Record | None,
+    tax: TaxDecision | None,
+    digest: str,
+    quoted_selection: str,
+    support_email: str,
+    notice: str | None = None,
+) -> Markup:
+    """The checkout's order summary (R5): what changes, the table, and the Pay button.
+
+    The Pay button keeps its id: a summary that lands while it has the keyboard focus gives
+    the focus back to the new button (htmx restores it by id) instead of the page."""
+    t = Texts()
+    _ = t.gettext
+    heading = _("Order summary")
+    out = [
+        '<section id="summary" class="summary" aria-labelledby="summary-heading">\n'
+        f'  <h2 id="summary-heading">{heading}</h2>\n'
+    ]
+    if notice:
+        out.append(f'  <p class="flash" role="alert">{escape(notice)}</p>\n')
+    fitted = form.fitted
+    if fitted:
+        changed = _(
+            "Chatbot conversations changed from %(before)d to %(after)d per month: the "
+            "%(package)s package has from %(min)d to %(max)d.",
+            before=fitted.before,
+            after=fitted.after,
+            package=PACKAGE_NAMES[fitted.package],
+            min=fitted.minimum,
+            max=fitted.maximum,
+        )
+        out.append(f'  <p class="flash" role="status">{changed}</p>\n')
+    if form.errors:
+        errors = "".join(f"<li>{escape(error)}</li>" for error in form.errors)
+        out.append(f'  <div class="flash flash-error" role="alert">\n    <ul>{errors}</ul>\n')
+        if form.support_needed:
+            contact = _("Contact support")
+            out.append(f'    <p><a href="mailto:{escape(support_email)}">{contact}</a></p>\n')
+        if form.billing_needed:
+            fill_in = _("Fill in your billing information")
+            out.append(f'    <p><a href="{path_for("billing.page")}">{fill_in}</a></p>\n')
+        out.append("  </div>\n")
+    if quote is None or record is None or tax is None:
+        pay = _("Pay")
+        out.append(
+            '  <button type="submit" id="pay-button" name="action" value="pay" disabled '
+            f'aria-disabled="true">{pay}</button>\n</section>\n'
+        )
+        return Markup("".join(out))
+    if quote.nothing_to_change:
+        nothing = _("This is your current package: there is nothing to change or pay.")
+        out.append(f"  <p>{nothing}</p>\n")
+    else:
+        out.append(change_list(record))
+        table = summary_table(record, tax.treatment.value, tax.country)
+        out.append(f'  <div class="overflow-auto">{table}</div>\n')
+        if tax.treatment.value == "eu_consumer":
+            charged = _(
+                "VAT of %(country)s is charged because we have no VAT number of yours "
+                "confirmed in VIES. With one, the reverse charge applies and no VAT is added.",
+                country=countries.name(tax.country, t.language),
+            )
+            billing = _("Billing information")
+            out.append(
+                f"  <p><small>{charged}\n"
+                f'    <a href="{path_for("billing.page")}">{billing}</a></small></p>\n'
+            )
+    if quote.payable and quote.total_due.minor:
+        label = _("Pay %(amount)s", amount=t.amount(quote.total_due))
+    elif quote.payable:
+        label = _("Confirm the change")
+    else:
+        label = _("Pay")
+    disabled = "" if quote.payable else ' disabled aria-disabled="true"'
+    out.append(
+        f'  <input type="hidden" name="quote_digest" value="{escape(digest)}">\n'
+        f'  <input type="hidden" name="quoted_selection" value="{escape(quoted_selection)}">\n'
+        f'  <button type="submit" id="pay-button" name="action" value="pay"{disabled}>'
+        f"{label}</button>\n</section>\n"
+    )
+    return Markup("".join(out))
+
+
 TEMPLATE_GLOBALS: dict[str, Callable[..., Markup]] = {
     "summary_table": summary_table,
     "change_list": change_list,
+    "summary_live_region": live_region,
+    "summary_section": summary_section,
 }

@@ -14,6 +14,7 @@ from portal.infra.models import Order, OrderStatus, Subscription, User
 from portal.rules import orders
 from portal.rules.catalogue import PackageCode, Period
 from portal.rules.pricing import Selection
+from portal.web import htmx_util
 from tests.conftest import billing_form, csrf_token, standard_order
 from tests.web.conftest import TODAY, login, text
 
@@ -514,3 +515,41 @@ def test_without_a_billing_country_and_address_the_checkout_asks_for_them_before
     assert "21%" in priced or "21 %" in priced  # a Czech consumer: Czech VAT, not Polish
     response, _ = pay(client, agents="2")
     assert response.status_code == 303 and order_count(app) == 1
+
+
+@pytest.mark.parametrize(
+    "who, fields",
+    [
+        ("standard", {"agents": "5", "conversations": "300"}),  # a change, with its table
+        ("standard", {}),  # the current package: nothing to pay
+        ("standard", {"agents": "0"}),  # refused: the reason, 422
+        ("free", {"package": "pro", "currency": "EUR"}),  # a first purchase
+        ("pro", {"package": "pro", "period": "year", "agents": "4", "currency": "EUR"}),
+    ],
+)
+def test_a_live_summary_answered_without_the_template_is_the_templates(
+    client, auth, demo_accounts, monkeypatch, who, fields
+):
+    """checkout.show answers most live summaries from the printers alone; the template it
+    skips would have given the same page."""
+    from portal.web import checkout
+
+    login(auth, who)
+    data = form_data(client, **fields)
+    printed = []
+    alone = checkout._live_summary
+    monkeypatch.setattr(checkout, "_live_summary", lambda *a: printed.append(1) or alone(*a))
+    fast = client.post("/package/summary", data=data, headers={"HX-Request": "true"})
+    assert printed, "answered by the template: nothing compared"
+    monkeypatch.setattr(
+        checkout,
+        "_live_summary",
+        lambda ctx, status: htmx_util.render("", "checkout/_summary.html", status, **ctx),
+    )
+    rendered = client.post("/package/summary", data=data, headers={"HX-Request": "true"})
+    assert fast.status_code == rendered.status_code
+    assert fast.headers["Vary"] == rendered.headers["Vary"]
+    assert fast.mimetype == rendered.mimetype == "text/html"
+    words = [" ".join(text(r).split()) for r in (fast, rendered)]
+    assert words[0] == words[1]
+    assert 'id="summary-status"' in words[0] and 'id="pay-button"' in words[0]
