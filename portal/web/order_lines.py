@@ -34,9 +34,12 @@ from portal.web.printing import Texts
 Record = Mapping[str, Any]
 
 
-def summary_table(record: Record, treatment: str, country: str | None = None) -> Markup:
-    """The order summary's table (lines, credit, VAT, total) and the renewal it leads to."""
-    t = Texts()
+def summary_table(
+    record: Record, treatment: str, country: str | None = None, t: Texts | None = None
+) -> Markup:
+    """The order summary's table (lines, credit, VAT, total) and the renewal it leads to.
+    ``t``: the printing's texts, when a caller has them already."""
+    t = t or Texts()
     _, ngettext = t.gettext, t.ngettext
     cur = record["currency"]
 
@@ -178,9 +181,9 @@ def _row(label: str, amount: str, css: str | None = None) -> str:
     )
 
 
-def change_list(record: Record) -> Markup:
+def change_list(record: Record, t: Texts | None = None) -> Markup:
     """What the order changes (or that it is the first purchase), in words."""
-    t = Texts()
+    t = t or Texts()
     _ = t.gettext
     if record["is_first_purchase"]:
         first = _("First purchase: the package starts as soon as the payment is confirmed.")
@@ -284,8 +287,8 @@ def summary_section(
         nothing = _("This is your current package: there is nothing to change or pay.")
         out.append(f"  <p>{nothing}</p>\n")
     else:
-        out.append(change_list(record))
-        table = summary_table(record, tax.treatment.value, tax.country)
+        out.append(change_list(record, t))
+        table = summary_table(record, tax.treatment.value, tax.country, t)
         out.append(f'  <div class="overflow-auto">{table}</div>\n')
         if tax.treatment.value == "eu_consumer":
             charged = _(
