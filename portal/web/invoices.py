@@ -26,7 +26,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext, lazy_gettext
 from flask_login import current_user, login_required
 from flask_wtf.csrf import generate_csrf
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from sqlalchemy import Select, String, bindparam, cast, func, select
 from sqlalchemy.orm import aliased
 
@@ -48,7 +48,8 @@ from portal.rules.refunds import offer
 from portal.web import htmx_util
 from portal.web import refunds as refund_pages
 from portal.web.copy_cache import copy_cache, etag_of
-from portal.web.helpers import echoed, format_day, format_minor, list_page, path_for
+from portal.web.helpers import ListPage, echoed, format_day, format_minor, list_page, path_for
+from portal.web.printing import Texts, pager
 from portal.web.read_only import read, read_only
 from portal.web.session_user import along_with_user, current_account, narrow_user
 
@@ -417,27 +418,122 @@ def _list_page(account_id: int) -> Response:
             args["page"] = number
         return url_for("invoices.page", **args)
 
-    return htmx_util.render(
-        "invoices/page.html",
-        "invoices/page.html",
-        status,
-        rows=invoices,
-        numbers=numbers,
-        einvoices=einvoice_texts([i[0] for i in invoices]),
-        editing_id=None,
-        note_limit=invoicing.NOTE_LIMIT,
-        refundable=refundable,
+    rows = row_context(list_state(request.args), refundable, note_form=False)
+    content = list_content(
+        rows=rows["row_html"](invoices, numbers, einvoice_texts([i[0] for i in invoices])),
+        einvoice_title=rows["einvoice_title"],
         filters=filters,
         years=years,
-        kind_names=KIND_NAMES,
-        list_error=error,
+        error=error,
         paging=paging,
         previous_url=page_url(paging.number - 1) if paging.number > 1 else None,
         next_url=page_url(paging.number + 1) if len(found) > paging.size else None,
         first_url=page_url(1),
-        any_invoices=bool(years),
-        **row_context(list_state(request.args), refundable, note_form=False),
     )
+    return htmx_util.render("invoices/page.html", "invoices/page.html", status, content=content)
+
+
+def list_content(
+    *,
+    rows: Markup,
+    einvoice_title: str,
+    filters: Filters,
+    years: list[int],
+    error: str | None,
+    paging: ListPage,
+    previous_url: str | None,
+    next_url: str | None,
+    first_url: str,
+) -> Markup:
+    """The list's page below its title, printed in Python as its rows are (a template
+    spent a sixth of the page on its form, headings and pager): the filters (a year and a
+    kind of document, with the year's ZIP), the table of ``rows`` (RowPrinter's), the
+    pager; or why there is nothing to show. Every value is escaped here, once."""
+    t = Texts()
+    _, e = t.gettext, escape
+    intro = _(
+        "Here you will find all your invoices. Each one is also e-mailed to the address in "
+        "Billing information."
+    )
+    proforma = _(
+        "We do not issue proforma invoices: the invoice is issued when the payment is "
+        "confirmed and appears here at once."
+    )
+    heading = _("Invoices")
+    out = [
+        f"<hgroup>\n  <h1>{heading}</h1>\n  <p>{intro}</p>\n</hgroup>\n"
+        f'<p class="flash" role="note">{proforma}</p>\n'
+    ]
+    page_path = path_for("invoices.page")
+    if years:
+        year_label, all_years, kind_label = _("Year"), _("All years"), _("Documents")
+        all_kinds, show = _("All documents"), _("Show")
+        year_options = "".join(
+            f'<option value="{year}"{" selected" if year == filters.year else ""}>{year}</option>'
+            for year in years
+        )
+        kind_options = "".join(
+            f'<option value="{e(kind)}"{" selected" if kind == filters.kind else ""}>'
+            f"{e(name)}</option>"
+            for kind, name in KIND_NAMES.items()
+        )
+        out.append(
+            f'<form class="list-filters" method="get" action="{page_path}" role="search">\n'
+            f'  <label for="filter-year">{year_label}\n'
+            f'    <select id="filter-year" name="year">\n'
+            f'      <option value="">{all_years}</option>\n      {year_options}\n'
+            "    </select>\n  </label>\n"
+            f'  <label for="filter-kind">{kind_label}\n'
+            f'    <select id="filter-kind" name="kind">\n'
+            f'      <option value="">{all_kinds}</option>\n      {kind_options}\n'
+            "    </select>\n  </label>\n"
+            f'  <button type="submit" class="secondary">{show}</button>\n'
+        )
+        if filters.year is not None and filters.year in years:
+            zip_url = url_for("invoices.year_zip", year=filters.year)
+            download = _("Download all documents of %(year)s (ZIP)", year=filters.year)
+            out.append(
+                f'  <a role="button" class="outline" href="{e(zip_url)}" download>{download}</a>\n'
+            )
+        out.append("</form>\n")
+    if error:
+        back = ""
+        if paging.number > 1:
+            first = _("Back to the first page")
+            back = f' <a href="{e(first_url)}">{first}</a>'
+        out.append(f'<p class="flash flash-error" role="alert">{e(error)}{back}</p>\n')
+    if rows:
+        headings = [
+            _("Number"),
+            _("Date"),
+            _("Amount"),
+            _("Status"),
+            _("Download"),
+            _("Note"),
+        ]
+        numeric = ' class="num"'  # the amounts' column
+        cells = "".join(
+            f'<th scope="col"{numeric if i == 2 else ""}>{h}</th>' for i, h in enumerate(headings)
+        )
+        if einvoice_title:
+            cells += f'<th scope="col">{e(einvoice_title)}</th>'
+        out.append(
+            '<div class="overflow-auto">\n<table class="invoices">\n'
+            f"  <thead>\n    <tr>{cells}</tr>\n  </thead>\n  <tbody>\n{rows}  </tbody>\n"
+            "</table>\n</div>\n"
+        )
+        out.append(pager(paging, previous_url, next_url, t))
+    elif years:
+        if not error:
+            none_match = _("No documents match these filters.")
+            out.append(f"<p>{none_match}</p>\n")
+    else:
+        none_yet = _("No invoices yet: the first one is issued with your first payment.")
+        out.append(f"<p>{none_yet}</p>\n")
+    history = _("Payment history")
+    every = _("every payment, refund and failed attempt, with the method used.")
+    out.append(f'<p><a href="{path_for("history.page")}">{history}</a>: {every}</p>\n')
+    return Markup("".join(out))
 
 
 def row_context(

@@ -51,3 +51,27 @@ class Texts:
 
 def _escaped(variables: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, int) else escape(v) for k, v in variables.items()}
+
+
+def pager(
+    paging: Any, previous_url: str | None, next_url: str | None, t: Texts | None = None
+) -> Markup:
+    """Previous / next links of a paged list (``paging``: helpers.ListPage), or nothing
+    when it has one page. Also the template global ``pager``."""
+    if not previous_url and not next_url:
+        return Markup("")
+    t = t or Texts()
+    _ = t.gettext
+    label, number = _("Pages"), _("Page %(num)d", num=paging.number)
+    previous = next_link = ""
+    if previous_url:
+        older = _("← Previous")
+        previous = f'<a href="{escape(previous_url)}" rel="prev">{older}</a>'
+    if next_url:
+        newer = _("Next →")
+        next_link = f'<a href="{escape(next_url)}" rel="next">{newer}</a>'
+    return Markup(
+        f'<nav class="pager" aria-label="{label}">\n  <ul>\n'
+        f"    <li>{previous}</li>\n    <li>{number}</li>\n    <li>{next_link}</li>\n"
+        "  </ul>\n</nav>\n"
+    )

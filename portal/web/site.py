@@ -100,6 +100,7 @@ def register(app: Flask) -> None:
         package_card,
         pay,
         portal_sessions,
+        printing,
         refunds,
         support,
     )
@@ -137,6 +138,7 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["site_header"] = site_header
     app.jinja_env.globals.update(order_lines.TEMPLATE_GLOBALS)
     app.jinja_env.globals["package_card"] = package_card.package_card
+    app.jinja_env.globals["pager"] = printing.pager
     compression.init_app(app)
 
     @app.context_processor

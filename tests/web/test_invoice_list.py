@@ -421,3 +421,47 @@ def test_the_rows_printed_in_python_escape_every_value_a_customer_wrote(app, mix
     assert 'hx-post="/invoices/' in form and "Edit note</a>" not in form  # the form, no link
     row = client.get(f"/invoices/{first.public_id}/row", headers=htmx).get_data(as_text=True)
     assert row.startswith(f'<tr id="invoice-{first.public_id}">') and row in page  # Cancel
+
+
+def test_the_printed_page_escapes_a_channels_title_and_says_why_it_is_empty(app):
+    """invoices.list_content, the page around the rows: a national e-invoicing channel's
+    title (a plugin's) is shown as text; the pager and the empty states are the list's."""
+    from markupsafe import Markup
+
+    from portal.web.helpers import ListPage
+    from portal.web.invoices import Filters, list_content
+
+    common = {
+        "filters": Filters(year=2026),
+        "error": None,
+        "first_url": "/invoices",
+    }
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        full = str(
+            list_content(
+                rows=Markup("<tr><td>row</td></tr>\n"),
+                einvoice_title='<script>"KSeF"</script>',
+                years=[2026, 2025],
+                paging=ListPage(2, 50),
+                previous_url="/invoices?year=2026",
+                next_url="/invoices?year=2026&page=3",
+                **common,
+            )
+        )
+        empty = str(
+            list_content(
+                rows=Markup(""),
+                einvoice_title="",
+                years=[],
+                paging=ListPage(1, 50),
+                previous_url=None,
+                next_url=None,
+                **common,
+            )
+        )
+    assert "<script>" not in full and "&lt;script&gt;&#34;KSeF&#34;&lt;/script&gt;" in full
+    assert '<option value="2026" selected>2026</option>' in full
+    assert 'href="/invoices/year/2026.zip" download>' in full  # the chosen year's ZIP
+    assert 'rel="prev"' in full and "page=3" in full and "Page 2" in full
+    assert "<tr><td>row</td></tr>" in full
+    assert "No invoices yet" in empty and "<form" not in empty and "pager" not in empty
