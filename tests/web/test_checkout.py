@@ -109,6 +109,11 @@ def test_full_page_without_javascript_renders_the_same_summary(client, auth, dem
     )
     assert 'id="summary-status"' in full and "hx-swap-oob" not in full
     assert "2 pakiety po 100" in fragment
+    # Summaries are requested by the form and by each number as it is typed: all of them
+    # sync on the form, the newest replacing one in flight, so an older answer (a refusal
+    # for a half-typed number, say) never lands after a newer one.
+    form_tag = re.search(r'<form id="checkout"[^>]*>', full).group(0)
+    assert 'hx-sync="this:replace"' in form_tag
     # The live region says the total a screen reader hears, the same as the table's.
     total = re.search(r'data-testid="total-due">([^<]+)<', fragment).group(1)
     for page in (fragment, full):
