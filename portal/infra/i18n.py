@@ -78,13 +78,14 @@ def template_translations() -> dict[str, Any]:
     }
 
 
-def bound_gettext() -> Callable[..., str]:
+def bound_gettext(translations: Any = None) -> Callable[..., str]:
     """Flask-Babel's ``gettext`` bound to the request's catalogue once, for a view that
     translates many strings: Flask-Babel's own looks the catalogue up through its proxies
     on every call (7 µs; this one's calls cost 0.3 µs). Same semantics: the translation,
     %-formatted when given variables. Bind it where it is used, inside any ``force_locale``.
+    ``translations``: the catalogue, when the caller has looked it up already.
     """
-    ugettext = get_translations().ugettext
+    ugettext = (translations or get_translations()).ugettext
 
     def gettext(string: str, **variables: Any) -> str:
         text: str = ugettext(string)

@@ -8,7 +8,7 @@ import functools
 import html
 import re
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
@@ -32,7 +32,7 @@ from sqlalchemy.orm import aliased
 
 from portal.infra import audit
 from portal.infra.extensions import db, htmx, limiter
-from portal.infra.i18n import bound_gettext, current_language
+from portal.infra.i18n import current_language
 from portal.infra.models import (
     Account,
     EInvoiceSubmission,
@@ -181,11 +181,11 @@ class RowPrinter:
         einvoice: bool,
         refundable: Payment | None,
         refund_url: str | None,
-        gettext: Callable[..., str],
+        texts: Texts,
     ) -> None:
         e = html.escape
-        self.gettext = gettext
-        self.language = current_language()
+        self.gettext = gettext = texts.plain  # escaped here, as every value
+        self.language = texts.language
         self.text = {key: e(value) for key, value in text.items()}
         self.status = {
             "invoice": e(gettext("Paid")),
@@ -418,8 +418,10 @@ def _list_page(account_id: int) -> Response:
             args["page"] = number
         return url_for("invoices.page", **args)
 
-    rows = row_context(list_state(request.args), refundable, note_form=False)
+    texts = Texts()  # the page's translations, looked up once for its rows and the rest
+    rows = row_context(list_state(request.args), refundable, note_form=False, texts=texts)
     content = list_content(
+        texts=texts,
         rows=rows["row_html"](invoices, numbers, einvoice_texts([i[0] for i in invoices])),
         einvoice_title=rows["einvoice_title"],
         filters=filters,
@@ -435,6 +437,7 @@ def _list_page(account_id: int) -> Response:
 
 def list_content(
     *,
+    texts: Texts,
     rows: Markup,
     einvoice_title: str,
     filters: Filters,
@@ -449,7 +452,7 @@ def list_content(
     spent a sixth of the page on its form, headings and pager): the filters (a year and a
     kind of document, with the year's ZIP), the table of ``rows`` (RowPrinter's), the
     pager; or why there is nothing to show. Every value is escaped here, once."""
-    t = Texts()
+    t = texts
     _, e = t.gettext, escape
     intro = _(
         "Here you will find all your invoices. Each one is also e-mailed to the address in "
@@ -537,15 +540,20 @@ def list_content(
 
 
 def row_context(
-    state: Mapping[str, Any], refundable: Payment | None, *, note_form: bool = True
+    state: Mapping[str, Any],
+    refundable: Payment | None,
+    *,
+    note_form: bool = True,
+    texts: Texts | None = None,
 ) -> dict[str, Any]:
     """What every row of the list shows alike, translated and built once per page rather
     than once per row (a list of 120 invoices spent most of its time here). ``state``: the
     list's filters and page (:func:`list_state`), which the note form carries back;
     ``refundable``: the payment a refund may be asked for (its invoice's row links to it).
     ``note_form``: also what the note form needs (its texts, token and links); the list's
-    page shows no form, so it does without."""
-    gettext = bound_gettext()
+    page shows no form, so it does without. ``texts``: the page's, when it has them."""
+    texts = texts or Texts()
+    gettext = texts.plain
     row_text = {
         "refund": gettext("Request refund"),
         "add_note": gettext("Add note"),
@@ -558,9 +566,7 @@ def row_context(
     )
     # A column for the national e-invoicing channel (KSeF) when one is installed.
     einvoice_title = ", ".join(c.title or c.name for c in einvoicing.channels().values())
-    printer = RowPrinter(
-        row_text, list_query, bool(einvoice_title), refundable, refund_url, gettext
-    )
+    printer = RowPrinter(row_text, list_query, bool(einvoice_title), refundable, refund_url, texts)
     context = {"row_html": printer, "einvoice_title": einvoice_title}
     if not note_form:
         return context

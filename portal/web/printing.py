@@ -13,9 +13,9 @@ from typing import Any
 from flask_babel import get_translations
 from markupsafe import Markup, escape
 
-from portal.infra.i18n import current_language
+from portal.infra.i18n import bound_gettext, current_language
 from portal.rules.money import Money
-from portal.web.helpers import format_day, format_minor, format_money
+from portal.web.helpers import ListPage, format_day, format_minor, format_money
 
 
 class Texts:
@@ -26,6 +26,8 @@ class Texts:
         translations = get_translations()
         self._gettext = translations.ugettext
         self._ngettext = translations.ungettext
+        # Plain text, for a printer that escapes what it places itself (invoices.RowPrinter).
+        self.plain = bound_gettext(translations)
         self.language = current_language()
 
     def gettext(self, string: str, **variables: Any) -> str:
@@ -54,10 +56,10 @@ def _escaped(variables: dict[str, Any]) -> dict[str, Any]:
 
 
 def pager(
-    paging: Any, previous_url: str | None, next_url: str | None, t: Texts | None = None
+    paging: ListPage, previous_url: str | None, next_url: str | None, t: Texts | None = None
 ) -> Markup:
-    """Previous / next links of a paged list (``paging``: helpers.ListPage), or nothing
-    when it has one page. Also the template global ``pager``."""
+    """Previous / next links of a paged list, or nothing when it has one page. Also the
+    template global ``pager``."""
     if not previous_url and not next_url:
         return Markup("")
     t = t or Texts()

@@ -430,6 +430,7 @@ def test_the_printed_page_escapes_a_channels_title_and_says_why_it_is_empty(app)
 
     from portal.web.helpers import ListPage
     from portal.web.invoices import Filters, list_content
+    from portal.web.printing import Texts
 
     common = {
         "filters": Filters(year=2026),
@@ -437,6 +438,7 @@ def test_the_printed_page_escapes_a_channels_title_and_says_why_it_is_empty(app)
         "first_url": "/invoices",
     }
     with app.test_request_context(headers={"Accept-Language": "en"}):
+        common["texts"] = Texts()
         full = str(
             list_content(
                 rows=Markup("<tr><td>row</td></tr>\n"),

@@ -13,7 +13,7 @@ from portal.plugin_api.contracts import SavedMethod
 from portal.rules.money import Money
 from portal.rules.payments import Attempt
 from portal.web import package_card as card_module
-from tests.web.test_order_lines import read
+from tests.web.conftest import read
 
 END = dt.date(2026, 12, 26)
 VISA = SavedMethod(provider_ref="pm_1", brand="visa", last4="4242", exp_month=11, exp_year=2026)
