@@ -12,9 +12,10 @@ from flask_login import LoginManager
 from flask_mailman import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+from portal.infra.csrf import CSRFProtect
 
 # Stable constraint names, so migrations can refer to them on every database.
 NAMING = {
@@ -88,3 +89,21 @@ def limit_only_limited_views(app: Any) -> None:
             check()
 
     hooks[hooks.index(check)] = check_limited_view
+
+    # Its two hooks after the view (rate-limit headers, the request's state released) have
+    # something to do only where the check ran: elsewhere they are skipped too.
+    def only_where_limited(hook: Any) -> Any:
+        def hook_where_limited(value: Any) -> Any:
+            if limited.get(request.endpoint):
+                return hook(value)
+            return value
+
+        return hook_where_limited
+
+    for registry in (app.after_request_funcs, app.teardown_request_funcs):
+        hooks = registry.get(None, [])
+        for index, hook in enumerate(hooks):
+            if getattr(hook, "__self__", None) is limiter or (
+                getattr(hook, "args", ())[:1] == (limiter,)  # functools.partial(f, limiter)
+            ):
+                hooks[index] = only_where_limited(hook)

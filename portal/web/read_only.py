@@ -15,9 +15,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, request
-from sqlalchemy import Executable, Result, event
+from sqlalchemy import Executable, Result, Row, event
 from sqlalchemy.orm import ORMExecuteState, Session
 
+from portal.infra.direct_read import DirectRow, DirectSelect
 from portal.infra.extensions import db
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -80,6 +81,17 @@ def read(statement: Executable, params: dict[str, Any]) -> Result[Any]:
         raise WriteInReadOnlyView("a view marked read_only tried to write")
     options = IN_AUTOCOMMIT if _first_statement(session) else {}
     return session.connection(execution_options=options).execute(statement, params)
+
+
+def first(query: DirectSelect, params: dict[str, Any]) -> DirectRow | Row[Any] | None:
+    """:func:`read`'s first row for a statement read on every request (the signed-in
+    user): in a view marked ``@read_only`` straight from the driver's cursor
+    (``portal/infra/direct_read.py``), elsewhere as ``db.session.execute`` reads it."""
+    session = db.session()
+    if not session.info.get(FLAG):
+        return session.execute(query.statement, params).first()
+    options = IN_AUTOCOMMIT if _first_statement(session) else {}
+    return query.first(session.connection(execution_options=options), params)
 
 
 IN_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}

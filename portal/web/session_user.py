@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from flask import abort, current_app, request
@@ -32,13 +33,16 @@ from sqlalchemy import BindParameter, Row, Select, bindparam, select
 from sqlalchemy.orm import attributes, joinedload, make_transient_to_detached
 from sqlalchemy.sql import visitors
 
+from portal.infra.direct_read import DirectRow, DirectSelect
 from portal.infra.extensions import db
 from portal.infra.models import Account, BillingInfo, Subscription, User
 from portal.web.read_only import FLAG as READ_ONLY
-from portal.web.read_only import read
+from portal.web.read_only import first
 
 View = TypeVar("View", bound=Callable[..., Any])
 M = TypeVar("M")
+# The user's row: straight from the driver in a read-only view, SQLAlchemy's elsewhere.
+UserRow = DirectRow | Row[Any]
 
 NARROW = "pakiet_narrow_user"
 ALONG = "pakiet_along_with_user"
@@ -74,8 +78,9 @@ def _statement(with_account: bool) -> Select[Any]:
 
 
 # Built once per process (building a statement costs about as much as running it).
-USER_ROW = _statement(with_account=False)
-USER_ROW_WITH_ACCOUNT = _statement(with_account=True)
+# Read straight from the driver in a read-only view (portal/infra/direct_read.py).
+USER_ROW = DirectSelect(_statement(with_account=False))
+USER_ROW_WITH_ACCOUNT = DirectSelect(_statement(with_account=True))
 
 ACCOUNT_WITH_PACKAGE = (
     select(Account)
@@ -144,7 +149,7 @@ def along_with_user(
     def mark(view: View) -> View:
         if not account:
             setattr(view, NARROW, True)
-        setattr(view, ALONG, (statement, (facts_from, owner), row_type, params))
+        setattr(view, ALONG, (DirectSelect(statement), (facts_from, owner), row_type, params))
         return view
 
     return mark
@@ -153,7 +158,7 @@ def along_with_user(
 class SessionUser(UserMixin):
     """The signed-in person of one request (Flask-Login's ``current_user``)."""
 
-    def __init__(self, row: Row[Any]) -> None:
+    def __init__(self, row: UserRow) -> None:
         self.id: int = row.id
         self.account_id: int | None = row.account_id
         self.email: str = row.email
@@ -214,7 +219,7 @@ def load(session_id: str) -> SessionUser | None:
             USER_ROW_WITH_ACCOUNT if read_only and not getattr(view, NARROW, False) else USER_ROW
         )
         params = {"user_id": int(user_id)}
-    row = read(statement, params).first()  # in a read-only view, on its connection
+    row = first(statement, params)  # in a read-only view, on its connection
     if row is None or row.session_version != int(version):
         return None  # a revoked session (log-out, new password, staff)
     user = SessionUser(row)
@@ -223,30 +228,32 @@ def load(session_id: str) -> SessionUser | None:
     return user
 
 
-def _detached(model: type[M], row: Row[Any], prefix: str) -> M:
+def _detached(model: type[M], row: UserRow, prefix: str) -> M:
     """A detached ORM object of ``model`` from the ``prefix``-labelled columns of ``row``:
     its columns set in its ``__dict__`` at once (what a query's loading does), then made
     persistent-detached, which commits them as loaded."""
-    mapping = row._mapping
+    keys, values_of = _columns_of(model, prefix)
     instance = model.__mapper__.class_manager.new_instance()  # type: ignore[attr-defined]
-    instance.__dict__.update({key: mapping[label] for key, label in _column_labels(model, prefix)})
+    instance.__dict__.update(zip(keys, values_of(row), strict=True))
     make_transient_to_detached(instance)
     return instance  # type: ignore[no-any-return]
 
 
-_LABELS: dict[tuple[type[Any], str], tuple[tuple[str, str], ...]] = {}
+_COLUMNS: dict[tuple[type[Any], str], tuple[tuple[str, ...], attrgetter[Any]]] = {}
 
 
-def _column_labels(model: type[Any], prefix: str) -> tuple[tuple[str, str], ...]:
-    """(attribute, label in the user's row) of each column of ``model``, listed once."""
-    labels = _LABELS.get((model, prefix))
-    if labels is None:
-        labels = tuple((column.key, f"{prefix}{column.key}") for column in model.__table__.c)
-        _LABELS[(model, prefix)] = labels
-    return labels
+def _columns_of(model: type[Any], prefix: str) -> tuple[tuple[str, ...], attrgetter[Any]]:
+    """The attributes of ``model``'s columns, and a getter of their values in the user's
+    row (each labelled ``prefix`` + attribute), made once."""
+    found = _COLUMNS.get((model, prefix))
+    if found is None:
+        keys = tuple(column.key for column in model.__table__.c)
+        found = keys, attrgetter(*(f"{prefix}{key}" for key in keys))
+        _COLUMNS[(model, prefix)] = found
+    return found
 
 
-def _detached_account(row: Row[Any], sub: Subscription | None) -> Account:
+def _detached_account(row: UserRow, sub: Subscription | None) -> Account:
     account = _detached(Account, row, "a_")
     attributes.set_committed_value(account, "subscription", sub)
     if not hasattr(row, "b_id"):  # a row without the billing data: left unloaded

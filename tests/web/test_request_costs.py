@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from flask import request
 from werkzeug.security import generate_password_hash
 
 from portal.infra.extensions import db, limiter
@@ -142,6 +143,21 @@ def test_the_rate_limiter_checks_only_the_views_that_have_a_limit(app, client, a
     assert set(checked) == {"auth.login"}
 
 
+def test_the_rate_limiters_hooks_after_the_view_run_only_where_it_checked(
+    app, client, auth, monkeypatch
+):
+    """Its rate-limit headers and its request state: skipped where nothing was checked."""
+    after: list[str | None] = []
+    spy = lambda response: after.append(request.endpoint)  # noqa: E731
+    # Called by the limiter's after-request hook (a name-mangled private method).
+    monkeypatch.setattr(limiter, "_Limiter__check_conditional_deductions", spy, raising=False)
+    for path in ("/package", "/invoices", "/package/edit", "/"):
+        client.get(path)
+    assert after == []
+    auth.login("nobody@example.com")
+    assert set(after) == {"auth.login"}  # its page and its form
+
+
 def test_no_statement_is_counted_for_an_anonymous_visitor(app, client):
     with counting(app) as statements:
         assert client.get("/package").status_code == 302
@@ -162,6 +178,7 @@ def test_the_users_statements_stay_short_enough_to_be_kept_parsed(app):
         along = getattr(view, session_user.ALONG, None)
         if along is not None:
             statements[endpoint] = along[0]
+    statements = {name: query.statement for name, query in statements.items()}
     assert "account.package" in statements and "invoices.pdf" in statements
     for name, statement in statements.items():
         sql = str(statement.compile(dialect=postgresql.psycopg.dialect()))
