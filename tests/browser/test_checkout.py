@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import APIResponse, Locator, Page, Route, expect
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from portal import demo
@@ -533,3 +534,44 @@ def test_a_summary_arriving_while_pay_has_the_focus_keeps_it_there(
     expect(pay_button(page)).to_be_focused()
     page.keyboard.press("Enter")
     expect_order_page(page, words, amount)
+
+
+@LANGUAGES
+def test_an_older_summary_never_lands_after_a_newer_one(
+    page: Page, live_server: LiveServer, words: Words
+) -> None:
+    """The summary for 6 agents is held back on its way to the page while the customer goes
+    on to 7: the page ends with 7 agents' price, whenever the older answer arrives (each
+    new summary request replaces one in flight; before, CI saw four stale answers land
+    last and leave Pay disabled)."""
+    goto_edit_page(page, words, agents=5)
+    expect_amounts(page, words, server_total(live_server, STANDARD, words, agents=5))
+    held: list[tuple[Route, APIResponse]] = []
+
+    def hold_the_first(route: Route) -> None:
+        if not held:
+            held.append((route, route.fetch()))  # the server's answer, not given yet
+        else:
+            route.continue_()
+
+    page.route("**/package/summary", hold_the_first)
+    agents = spinbutton(page, words.agents)
+    agents.select_text()
+    agents.press_sequentially("6")
+    for _ in range(100):  # its request leaves 400 ms after the last key
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "no summary was asked for"
+    agents.select_text()
+    agents.press_sequentially("7")
+    seven = server_total(live_server, STANDARD, words, agents=7)
+    expect_amounts(page, words, seven)
+    route, answer = held[0]
+    try:
+        route.fulfill(response=answer)  # the older answer arrives now
+    except PlaywrightError:
+        pass  # the browser had dropped the request: the newer one replaced it
+    page.wait_for_timeout(500)
+    expect_amounts(page, words, seven)
+    expect(change_line(page, "3 → 7")).to_be_visible()
