@@ -7,6 +7,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterable
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, NamedTuple, TypeVar
 
 from babel.numbers import format_percent
@@ -102,7 +103,13 @@ def format_minor(minor: int, currency: str, language: str | None = None) -> str:
 
 
 def format_rate(rate: Decimal | str, language: str | None = None) -> str:
-    return format_percent(Decimal(rate), "#,##0.##%", locale=language or current_language())
+    return _percent(str(rate), language or current_language())
+
+
+@lru_cache(maxsize=256)
+def _percent(rate: str, language: str) -> str:
+    """Babel's percent formatting is slow and pure; a page shows few VAT rates."""
+    return str(format_percent(Decimal(rate), "#,##0.##%", locale=language))
 
 
 def format_day(value: dt.date | str | None, language: str | None = None) -> str:

@@ -11,6 +11,8 @@ import datetime as dt
 from typing import Any
 
 from flask_babel import get_translations
+from flask_babel import gettext as lazy_target  # what lazy_gettext's strings call
+from flask_babel.speaklater import LazyString
 from markupsafe import Markup, escape
 
 from portal.infra.i18n import bound_gettext, current_language
@@ -33,12 +35,22 @@ class Texts:
     def gettext(self, string: str, **variables: Any) -> str:
         """A translation, as markup, with its variables escaped."""
         text: str = self._gettext(string)
-        return text % _escaped(variables) if variables else text
+        return text % self._escaped(variables) if variables else text
 
     def ngettext(self, singular: str, plural: str, num: int, **variables: Any) -> str:
         """A translation in the plural form of ``num`` (Polish has three), as markup."""
         text: str = self._ngettext(singular, plural, num)
-        return text % {"num": num, **_escaped(variables)}
+        return text % {"num": num, **self._escaped(variables)}
+
+    def _escaped(self, variables: dict[str, Any]) -> dict[str, Any]:
+        return {k: v if isinstance(v, int) else escape(self._text(v)) for k, v in variables.items()}
+
+    def _text(self, value: Any) -> Any:
+        """A lazy translation (``PACKAGE_NAMES``' values) from this catalogue: escaping
+        one otherwise looks it up twice through Flask-Babel, 4 µs each."""
+        if type(value) is LazyString and value._func is lazy_target and not value._kwargs:
+            return self._gettext(*value._args)
+        return value
 
     def money(self, minor: int, currency: str) -> Markup:
         """An amount in minor units, escaped (markup: a translation's variable as it is)."""
@@ -49,10 +61,6 @@ class Texts:
 
     def amount(self, value: Money | None) -> Markup:
         return escape(format_money(value, self.language))
-
-
-def _escaped(variables: dict[str, Any]) -> dict[str, Any]:
-    return {k: v if isinstance(v, int) else escape(v) for k, v in variables.items()}
 
 
 def pager(

@@ -4,13 +4,16 @@ security headers of every response (called once by :func:`portal.create_app`).""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, Response, abort, request, session
+from flask import Flask, Request, Response, abort, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from flask_babel import format_datetime, gettext
 from flask_wtf.csrf import CSRFError
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
@@ -56,6 +59,60 @@ class BoundedIntConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+class KeptSerializerSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, the same cookie and the same checks, cheaper to open
+    (issue 26): the serializer is made once per secret key (and its fallbacks), not at every
+    request; and a cookie already verified in this process is not verified and decoded
+    again (its HMAC, base64, zlib and tagged JSON were a sixth of a PDF download): its
+    contents are kept with the time it was signed, by the exact cookie text, and handed out
+    as a new session each time, as long as the cookie is younger than the session lifetime,
+    as itsdangerous requires. Only sessions of plain values (text, numbers, booleans) are
+    kept, so no request can change what another one gets."""
+
+    KEPT = 1024  # cookies (the active sessions of a worker); all dropped when full
+
+    def __init__(self) -> None:
+        self._kept: tuple[Any, URLSafeTimedSerializer | None] = (None, None)
+        self._opened: dict[str, tuple[dict[str, Any], int]] = {}
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        kept_keys, serializer = self._kept
+        if kept_keys != keys or serializer is None:
+            serializer = super().get_signing_serializer(app)
+            self._kept = (keys, serializer)
+            self._opened = {}  # verified with other keys
+        return serializer
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        serializer = self.get_signing_serializer(app)
+        if serializer is None:
+            return None
+        cookie = request.cookies.get(self.get_cookie_name(app))
+        if not cookie:
+            return self.session_class()
+        max_age = int(app.permanent_session_lifetime.total_seconds())
+        opened = self._opened
+        known = opened.get(cookie)
+        if known is not None:
+            data, signed_at = known
+            age = int(time.time()) - signed_at
+            if 0 <= age <= max_age:  # itsdangerous' own limits (TimestampSigner.unsign)
+                return self.session_class(data)
+        try:
+            data, signed = serializer.loads(cookie, max_age=max_age, return_timestamp=True)
+        except BadSignature:
+            return self.session_class()
+        if isinstance(data, dict) and all(type(v) in _PLAIN for v in data.values()):
+            if len(opened) >= self.KEPT:
+                opened.clear()
+            opened[cookie] = (data, int(signed.timestamp()))
+        return self.session_class(data)
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 class HostCheck:
     """WSGI middleware: a malformed Host header (``a..b``) cannot even be routed (Werkzeug
     fails to encode it); it is replaced by a placeholder and the request answered 400."""
@@ -76,6 +133,7 @@ def register(app: Flask) -> None:
     # Before any route is added: every <int:...> of the portal and the staff area.
     app.url_map.converters["int"] = BoundedIntConverter
     app.wsgi_app = HostCheck(app.wsgi_app)  # type: ignore[method-assign]
+    app.session_interface = KeptSerializerSessions()
 
     def refuse_bad_host() -> None:
         if request.environ.get(BAD_HOST):
