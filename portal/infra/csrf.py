@@ -8,7 +8,8 @@ check with the serializer kept per secret key and the exemption kept per endpoin
 token, its format and the session key are Flask-WTF's, so ``csrf_token()`` in templates,
 ``FlaskForm`` and the error handler for :class:`flask_wtf.csrf.CSRFError` are unchanged.
 
-The checks and their order are Flask-WTF's ``CSRFProtect.protect`` (Flask-WTF 1.2):
+The checks and their order are Flask-WTF's ``CSRFProtect.protect`` (Flask-WTF 1.2 and 1.3;
+``pyproject.toml`` keeps it below 2):
 exempt views and blueprints pass; a request whose method is not checked passes; the token
 (from the form, a prefixed form field, or the ``X-CSRFToken``/``X-CSRF-Token`` header) must
 be present, the session must hold its raw token, the signature must verify and not be older

@@ -48,7 +48,11 @@ class Texts:
     def _text(self, value: Any) -> Any:
         """A lazy translation (``PACKAGE_NAMES``' values) from this catalogue: escaping
         one otherwise looks it up twice through Flask-Babel, 4 µs each."""
-        if type(value) is LazyString and value._func is lazy_target and not value._kwargs:
+        if (
+            type(value) is LazyString
+            and getattr(value, "_func", None) is lazy_target
+            and not getattr(value, "_kwargs", True)
+        ):  # (read defensively: should Flask-Babel change it, the lazy string is escaped)
             return self._gettext(*value._args)
         return value
 
